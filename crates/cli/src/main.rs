@@ -1,0 +1,508 @@
+//! The `bizon` binary: parses the command line, loads the config, builds the connectors and
+//! hands them to the engine. Exit codes: 0 success, 1 the run failed, 2 usage or config error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use bizon_connectors::config::{BackendKind, BizonConfig};
+use bizon_connectors::registry::{DestinationKind, SourceKind};
+use bizon_core::config::{masked_json, LogLevel, RunnerType};
+use bizon_core::{Backend, StreamKey};
+use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Runner};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "bizon",
+    version,
+    about = "Extract and load data streams; resumes after any crash without losing a record.",
+    long_about = "Extract and load data streams; resumes after any crash without losing a record.\n\n\
+        Runs bizon YAML configs unchanged. Exit codes: 0 success, 1 the run failed, 2 usage or config error.",
+    after_help = "Start with: bizon run examples/dummy_to_logger.yml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline from a YAML config (resumes its unfinished job, if any).
+    Run(RunArgs),
+    /// Check or print a config.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Available sources.
+    #[command(subcommand)]
+    Source(SourceCmd),
+    /// Streams of a source; reset a stream's state.
+    #[command(subcommand)]
+    Stream(StreamCmd),
+    /// Available destinations and their delivery guarantees.
+    #[command(subcommand)]
+    Destination(DestinationCmd),
+    /// Jobs of a pipeline, with status, cursor and records.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Check that every environment placeholder of a config resolves.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Path to the pipeline's YAML config.
+    config: PathBuf,
+    /// Load environment variables from this .env file (default: ./.env if present; variables
+    /// already set in the environment win).
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Override `engine.runner.type`: thread (producer and consumer threads) or stream (one loop).
+    #[arg(long, value_enum)]
+    runner: Option<RunnerArg>,
+    /// Log level (overrides `engine.runner.log_level`; RUST_LOG also works).
+    #[arg(long, value_enum, ignore_case = true)]
+    log_level: Option<LogArg>,
+    /// Forget the stream's cursors and watermark: re-read everything and replace the target.
+    #[arg(long)]
+    reset: bool,
+    /// No progress bar or progress lines (the final summary is still printed).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RunnerArg {
+    Thread,
+    Stream,
+    Process,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogArg {
+    Trace,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Parse and validate a config without running anything.
+    Validate(ConfigArgs),
+    /// Print the resolved config as JSON, secrets masked.
+    Show(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum SourceCmd {
+    /// List the sources and their streams.
+    List,
+}
+
+#[derive(Subcommand)]
+enum StreamCmd {
+    /// List the streams of a source.
+    List {
+        /// Source name (see `bizon source list`).
+        source: String,
+    },
+    /// Forget the stream's watermark and unfinished jobs: the next run re-reads everything.
+    Reset(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum DestinationCmd {
+    /// List the destinations with their delivery guarantee.
+    List,
+}
+
+#[derive(Subcommand)]
+enum JobCmd {
+    /// The pipeline's jobs, newest first: status, iteration, records, cursor.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Show at most this many jobs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One job in full, as JSON.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Job id (see `bizon job list`).
+        job_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCmd {
+    /// Resolve every `${VAR}`, `env://VAR` and `BIZON_ENV_*` placeholder and report which fail.
+    Check(ConfigArgs),
+}
+
+/// An error with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: e.into() }
+}
+
+fn failed(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: e.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Config(ConfigCmd::Validate(a)) => {
+            let cfg = load(&a)?;
+            println!(
+                "{}: valid (pipeline `{}`: {} / {} → {}, {})",
+                a.config.display(),
+                cfg.name,
+                cfg.source_kind.name(),
+                cfg.source.stream,
+                cfg.destination.kind.name(),
+                cfg.source.sync_mode.as_str()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Show(a)) => {
+            let cfg = load(&a)?;
+            let json = serde_json::to_string_pretty(&masked_json(&cfg.root)).map_err(failed)?;
+            println!("{json}");
+            Ok(())
+        }
+        Command::Source(SourceCmd::List) => {
+            println!("Available sources:");
+            for k in SourceKind::ALL {
+                let inc = if k.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
+                println!(
+                    "  {:<10} streams: {:<20} modes: {:<26} {}",
+                    k.name(),
+                    k.streams().join(", "),
+                    inc,
+                    k.description()
+                );
+            }
+            Ok(())
+        }
+        Command::Stream(StreamCmd::List { source }) => {
+            let kind = SourceKind::from_name(&source).ok_or_else(|| {
+                usage(anyhow!("unknown source `{source}`; available: {}", SourceKind::names().join(", ")))
+            })?;
+            println!("Available streams for {source}:");
+            for s in kind.streams() {
+                let modes = if kind.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
+                println!("  {s:<12} ({modes})");
+            }
+            Ok(())
+        }
+        Command::Stream(StreamCmd::Reset(a)) => {
+            let cfg = load(&a)?;
+            let mut backend = open_backend(&cfg).map_err(failed)?;
+            let key = stream_key(&cfg);
+            let n = backend.reset_stream(&key).map_err(failed)?;
+            println!(
+                "stream `{}` of pipeline `{}` reset: watermark forgotten, {n} unfinished job(s) canceled; the next run re-reads everything",
+                key.stream, key.pipeline
+            );
+            Ok(())
+        }
+        Command::Destination(DestinationCmd::List) => {
+            println!("Available destinations:");
+            for k in DestinationKind::ALL {
+                println!("  {:<8} {:<22} {}", k.name(), k.guarantee().as_str(), k.description());
+            }
+            Ok(())
+        }
+        Command::Job(JobCmd::List { config, limit }) => {
+            let cfg = load(&config)?;
+            let mut backend = open_backend(&cfg).map_err(failed)?;
+            let jobs = backend.list_jobs(&cfg.name, limit).map_err(failed)?;
+            if jobs.is_empty() {
+                println!("no jobs for pipeline `{}`", cfg.name);
+                return Ok(());
+            }
+            println!(
+                "{:<22} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26}",
+                "JOB", "STATUS", "MODE", "STREAM", "ITERATION", "RECORDS", "UPDATED"
+            );
+            for (job, cursor) in jobs {
+                let (it, recs) = cursor.map(|c| (c.iteration, c.records_written)).unwrap_or((-1, 0));
+                let total = job.total_records.map(|t| format!("/{t}")).unwrap_or_default();
+                println!(
+                    "{:<22} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26}",
+                    job.id,
+                    job.status.as_str(),
+                    format!("{}{}", job.sync_mode.as_str(), if job.reset { "*" } else { "" }),
+                    job.key.stream,
+                    it,
+                    format!("{recs}{total}"),
+                    bizon_core::time::format_rfc3339(job.updated_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Job(JobCmd::Show { config, job_id }) => {
+            let cfg = load(&config)?;
+            let mut backend = open_backend(&cfg).map_err(failed)?;
+            let jobs = backend.list_jobs(&cfg.name, usize::MAX >> 1).map_err(failed)?;
+            let (job, cursor) = jobs
+                .into_iter()
+                .find(|(j, _)| j.id == job_id)
+                .ok_or_else(|| failed(anyhow!("no job `{job_id}` in pipeline `{}`", cfg.name)))?;
+            let v = serde_json::json!({
+                "id": job.id, "pipeline": job.key.pipeline, "source": job.key.source, "stream": job.key.stream,
+                "sync_mode": job.sync_mode.as_str(), "reset": job.reset, "status": job.status.as_str(),
+                "since": job.since, "pid": job.pid, "total_records": job.total_records, "error": job.error,
+                "created_at": bizon_core::time::format_rfc3339(job.created_at),
+                "updated_at": bizon_core::time::format_rfc3339(job.updated_at),
+                "destination_cursor": cursor.map(|c| serde_json::json!({
+                    "iteration": c.iteration, "pagination": c.pagination, "token": c.token,
+                    "records_written": c.records_written, "bytes_written": c.bytes_written,
+                    "watermark": c.watermark, "done": c.done,
+                })),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).map_err(failed)?);
+            Ok(())
+        }
+        Command::Secrets(SecretsCmd::Check(a)) => secrets_check(&a),
+    }
+}
+
+/// Variables: the process environment first, then the .env file.
+fn env_lookup(args: &ConfigArgs) -> Result<impl Fn(&str) -> Option<String>, Failure> {
+    let dotenv = match &args.env_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read env file `{}`", p.display()))
+                .map_err(usage)?,
+        ),
+        None => std::fs::read_to_string(".env").ok(),
+    };
+    let vars = match dotenv {
+        Some(text) => bizon_core::config::interp::parse_dotenv(&text)
+            .map_err(|m| usage(anyhow!("{}: {m}", args.env_file.as_deref().unwrap_or(Path::new(".env")).display())))?,
+        None => Vec::new(),
+    };
+    Ok(move |name: &str| {
+        std::env::var(name).ok().or_else(|| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    })
+}
+
+fn read_config(args: &ConfigArgs) -> Result<String, Failure> {
+    std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read config file `{}`", args.config.display()))
+        .map_err(usage)
+}
+
+fn load(args: &ConfigArgs) -> Result<BizonConfig, Failure> {
+    let text = read_config(args)?;
+    let env = env_lookup(args)?;
+    bizon_connectors::load(&text, &env).map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))
+}
+
+fn stream_key(cfg: &BizonConfig) -> StreamKey {
+    StreamKey { pipeline: cfg.name.clone(), source: cfg.source_kind.name().into(), stream: cfg.source.stream.clone() }
+}
+
+fn open_backend(cfg: &BizonConfig) -> bizon_core::Result<Box<dyn Backend>> {
+    use bizon_connectors::backends::sqlite::SqliteBackend;
+    Ok(match &cfg.engine.backend.kind {
+        BackendKind::Sqlite(path) => Box::new(SqliteBackend::open(path.clone())?),
+        BackendKind::SqliteInMemory => Box::new(SqliteBackend::in_memory()?),
+    })
+}
+
+fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>) {
+    use tracing_subscriber::EnvFilter;
+    let name = match (level, cfg_level) {
+        (Some(l), _) => match l {
+            LogArg::Trace => "trace",
+            LogArg::Debug => "debug",
+            LogArg::Info => "info",
+            LogArg::Warning => "warn",
+            LogArg::Error | LogArg::Critical => "error",
+        },
+        (None, Some(l)) => match l {
+            LogLevel::TRACE => "trace",
+            LogLevel::DEBUG => "debug",
+            LogLevel::INFO => "info",
+            LogLevel::WARNING => "warn",
+            LogLevel::ERROR | LogLevel::CRITICAL => "error",
+        },
+        (None, None) => "info",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if level.is_none() && !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(name),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn run(args: RunArgs) -> Result<(), Failure> {
+    let cfg = load(&args.config)?;
+    init_logging(args.log_level, cfg.engine.runner.log_level);
+    let runner = match args.runner.map(|r| match r {
+        RunnerArg::Thread => RunnerType::Thread,
+        RunnerArg::Stream => RunnerType::Stream,
+        RunnerArg::Process => RunnerType::Process,
+    }) {
+        Some(r) => r,
+        None => cfg.engine.runner.kind,
+    };
+    let runner = match runner {
+        RunnerType::Thread => Runner::Thread,
+        RunnerType::Stream => Runner::Stream,
+        RunnerType::Process => {
+            return Err(usage(anyhow!(
+                "runner `process` needs a broker queue (rabbitmq or kafka), not in this build yet; use --runner thread or stream"
+            )))
+        }
+    };
+    if cfg.monitoring.is_some() {
+        tracing::warn!("`monitoring` is accepted but no exporter is built in yet: metrics are not sent");
+    }
+    if cfg.alerting.is_some() {
+        tracing::warn!("`alerting` is accepted but not wired yet: no alert will be sent");
+    }
+    let failpoints = Arc::new(Failpoints::from_env().map_err(usage)?);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once (130); the first asks for a clean stop.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+
+    let mut backend = open_backend(&cfg).map_err(failed)?;
+    let mut source = cfg.source_config.build(&cfg.source);
+    let destination_id = cfg.destination.destination_id(&cfg.source.stream);
+    let mut destination = cfg.destination.config.build(&destination_id);
+    let common = &cfg.destination.common;
+    let spec = PipelineSpec {
+        key: stream_key(&cfg),
+        sync_mode: cfg.source.sync_mode,
+        cursor_field: cfg.source.cursor_field.clone(),
+        max_iterations: cfg.source.max_iterations,
+        force_ignore_checkpoint: cfg.source.force_ignore_checkpoint,
+        reset: args.reset || cfg.source.reset,
+        buffer_bytes: common.buffer_size << 20,
+        flush_timeout: (common.buffer_flush_timeout > 0).then(|| Duration::from_secs(common.buffer_flush_timeout)),
+        source_cursor_every: cfg.engine.backend.sync_cursor_in_db_every,
+        runner,
+        queue_max_bytes: cfg.engine.queue.max_bytes,
+        queue_max_messages: cfg.engine.queue.max_messages,
+        max_retries: 10,
+        progress: if args.no_progress {
+            ProgressMode::Off
+        } else {
+            ProgressMode::Auto { interval: Duration::from_secs(10) }
+        },
+    };
+    let counters = Arc::new(Counters::default());
+    let pipeline = Pipeline {
+        spec,
+        source: source.as_mut(),
+        destination: destination.as_mut(),
+        backend: backend.as_mut(),
+        stop,
+        failpoints,
+        counters,
+    };
+    let summary = pipeline.run().map_err(|e| failed(anyhow!("pipeline `{}` failed: {e}", cfg.name)))?;
+    let secs = summary.elapsed.as_secs_f64();
+    let what = match summary.outcome {
+        Outcome::Completed => "completed",
+        Outcome::Stopped => "stopped (resumable: run the same command again)",
+    };
+    eprintln!(
+        "bizon: job {} {what}: {} records, {:.1} MB in {:.2} s ({:.0} records/s){}{}",
+        summary.job_id,
+        summary.records,
+        summary.bytes as f64 / 1e6,
+        secs,
+        summary.records as f64 / secs.max(1e-9),
+        summary.resumed_after.map(|i| format!(", resumed after iteration {i}")).unwrap_or_default(),
+        if summary.retries > 0 { format!(", {} retries", summary.retries) } else { String::new() },
+    );
+    Ok(())
+}
+
+fn secrets_check(args: &ConfigArgs) -> Result<(), Failure> {
+    let text = read_config(args)?;
+    let env = env_lookup(args)?;
+    let root = bizon_core::config::yaml::parse(&text)
+        .map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))?;
+    let mut found = 0;
+    let mut missing = 0;
+    fn walk(n: &bizon_core::config::yaml::Node, path: String, out: &mut Vec<(String, String)>) {
+        use bizon_core::config::yaml::Value;
+        match &n.value {
+            Value::Scalar { text, .. } => out.push((path, text.clone())),
+            Value::Seq(items) => items.iter().enumerate().for_each(|(i, c)| walk(c, format!("{path}[{i}]"), out)),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                let key = k.as_str().unwrap_or_default();
+                walk(v, if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }, out)
+            }),
+            Value::Null => {}
+        }
+    }
+    let mut scalars = Vec::new();
+    walk(&root, String::new(), &mut scalars);
+    for (path, text) in scalars {
+        match bizon_core::config::interp::resolve_str(&text, &env) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                found += 1;
+                println!("{path:<40} ok");
+            }
+            Err(m) => {
+                found += 1;
+                missing += 1;
+                println!("{path:<40} FAILED: {m}");
+            }
+        }
+    }
+    if found == 0 {
+        println!("no placeholders in {}", args.config.display());
+    }
+    if missing > 0 {
+        return Err(usage(anyhow!("{missing} of {found} placeholder(s) did not resolve")));
+    }
+    Ok(())
+}

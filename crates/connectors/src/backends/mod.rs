@@ -1,0 +1,3 @@
+//! Backends: where jobs, cursors and watermarks live.
+
+pub mod sqlite;

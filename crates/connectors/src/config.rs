@@ -1,0 +1,538 @@
+//! The top-level config loader: bizon's YAML → [`BizonConfig`], in two pure steps (STYLE rule 2):
+//! parse (YAML, placeholders, typed sections; errors with file:line:column) then validate
+//! (cross-field rules). Nothing here opens a file other than the config or touches the network.
+
+use std::path::PathBuf;
+
+use bizon_core::config::interp::{self, Env};
+use bizon_core::config::yaml::{self, from_node, Mark, Node};
+use bizon_core::config::{
+    AlertingConfig, DestinationCommon, MonitoringConfig, RunnerConfig, RunnerType, SecretsConfig, SourceCommon,
+    StreamConfig, SyncMode, TransformConfig,
+};
+use serde::Deserialize;
+
+use crate::registry::{DestinationConfig, DestinationKind, SourceConfig, SourceKind};
+
+pub const TOP_LEVEL_KEYS: &[&str] =
+    &["name", "source", "destination", "engine", "transforms", "streams", "monitoring", "alerting", "secrets"];
+
+#[derive(Debug, Clone)]
+pub struct BizonConfig {
+    pub name: String,
+    pub source_kind: SourceKind,
+    pub source: SourceCommon,
+    pub source_config: SourceConfig,
+    pub destination: DestinationSpec,
+    pub engine: EngineSpec,
+    pub transforms: Vec<TransformConfig>,
+    pub streams: Vec<StreamConfig>,
+    pub monitoring: Option<MonitoringConfig>,
+    pub alerting: Option<AlertingConfig>,
+    pub secrets: Option<SecretsConfig>,
+    /// The resolved tree, for `config show` (masked there).
+    pub root: Node,
+}
+
+#[derive(Debug, Clone)]
+pub struct DestinationSpec {
+    pub kind: DestinationKind,
+    pub alias: Option<String>,
+    pub common: DestinationCommon,
+    pub config: DestinationConfig,
+}
+
+impl DestinationSpec {
+    /// What names the output: `destination_id`, else the stream name.
+    pub fn destination_id(&self, stream: &str) -> String {
+        self.common.destination_id.clone().unwrap_or_else(|| stream.to_owned())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSpec {
+    pub backend: BackendSpec,
+    pub queue: QueueSpec,
+    pub runner: RunnerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendKind {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    SqliteInMemory,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub kind: BackendKind,
+    /// Save the producer's source cursor every this many iterations (bizon's name).
+    pub sync_cursor_in_db_every: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// Bound of the in-memory queue in bytes (backpressure, never an error).
+    pub max_bytes: u64,
+    /// Bound in messages (bizon's `max_size`; 0 = no count bound).
+    pub max_messages: u64,
+}
+
+pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory"];
+pub const PLANNED_BACKENDS: &[&str] = &["postgres", "bigquery"];
+pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory"];
+pub const PLANNED_QUEUES: &[&str] = &["rabbitmq", "kafka"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineKeys {
+    #[serde(default)]
+    runner: Option<RunnerConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendDetails {
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default, rename = "syncCursorInDBEvery")]
+    sync_every: Option<u64>,
+    #[serde(default, rename = "echoEngine")]
+    _echo_engine: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendKeys {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    config: Option<BackendDetails>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default, rename = "syncCursorInDBEvery")]
+    sync_every: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryQueueKeys {
+    #[serde(rename = "type")]
+    _kind: String,
+    #[serde(default)]
+    config: Option<MemoryQueueDetails>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MemoryQueueDetails {
+    #[serde(default)]
+    max_nb_messages: Option<u64>,
+    #[serde(default)]
+    queue: Option<MemoryQueueBounds>,
+    #[serde(default)]
+    consumer: Option<MemoryQueueConsumer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MemoryQueueBounds {
+    /// bizon: max messages (0 = unbounded in count).
+    #[serde(default)]
+    max_size: Option<u64>,
+    /// Ours: max bytes held by the queue, in MB.
+    #[serde(default)]
+    max_size_mb: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MemoryQueueConsumer {
+    #[serde(default)]
+    poll_interval: Option<f64>,
+}
+
+/// Default in-memory queue bound: enough pages in flight to keep both threads busy, small
+/// enough to keep peak memory flat.
+pub const DEFAULT_QUEUE_MB: u64 = 8;
+
+fn err(msg: impl Into<String>, node: &Node, path: &str) -> yaml::Error {
+    yaml::Error::new(msg, node.mark, path)
+}
+
+fn choose(what: &str, value: &str, allowed: &[&str], planned: &[&str], node: &Node, path: &str) -> yaml::Error {
+    if planned.contains(&value) {
+        return err(
+            format!("{what} `{value}` is not available in this build yet; available: {}", allowed.join(", ")),
+            node,
+            path,
+        );
+    }
+    let hint = bizon_core::suggest::closest(value, allowed.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    err(format!("unknown {what} `{value}`{hint} Available: {}", allowed.join(", ")), node, path)
+}
+
+/// Parse and validate a config text. `env` resolves placeholders.
+pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
+    let mut root = yaml::parse(text)?;
+    let top = Mark { line: 1, col: 1 };
+    match &root.value {
+        yaml::Value::Map(_) => {}
+        yaml::Value::Null => {
+            return Err(yaml::Error::new(
+                "the config is empty: expected a mapping with `name`, `source` and `destination`",
+                top,
+                "",
+            ))
+        }
+        _ => return Err(err(format!("expected a mapping at the top level, found {}", root.kind_name()), &root, "")),
+    }
+    interp::resolve(&mut root, env, "")?;
+    for (k, _) in root.entries() {
+        let key = k.as_str().unwrap_or_default();
+        if !TOP_LEVEL_KEYS.contains(&key) {
+            let hint = bizon_core::suggest::closest(key, TOP_LEVEL_KEYS.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(err(format!("unknown key `{key}`{hint} Valid keys: {}", TOP_LEVEL_KEYS.join(", ")), k, key));
+        }
+    }
+    let required = |key: &str| {
+        root.get(key)
+            .filter(|n| n.value != yaml::Value::Null)
+            .ok_or_else(|| yaml::Error::new(format!("missing required key `{key}`"), root.mark, ""))
+    };
+    let name: String = from_node(required("name")?, "name", &[])?;
+    if name.trim().is_empty() {
+        return Err(err("`name` must not be empty", required("name")?, "name"));
+    }
+
+    // source: common keys + the connector's own, picked by `name`.
+    let src = required("source")?;
+    if !matches!(src.value, yaml::Value::Map(_)) {
+        return Err(err(format!("expected a mapping, found {}", src.kind_name()), src, "source"));
+    }
+    let src_name_node = src.get("name").ok_or_else(|| err("missing required key `name`", src, "source"))?;
+    let src_name: String = from_node(src_name_node, "source.name", &[])?;
+    let source_kind = SourceKind::from_name(&src_name)
+        .ok_or_else(|| choose("source", &src_name, &SourceKind::names(), &[], src_name_node, "source.name"))?;
+    let source_config = SourceConfig::parse(source_kind, src)?;
+    let own = match source_kind {
+        SourceKind::Dummy => yaml::struct_fields::<crate::sources::dummy::DummyConfig>(),
+        SourceKind::Generator => yaml::struct_fields::<crate::sources::generator::GeneratorConfig>(),
+    };
+    let source: SourceCommon = from_node(src, "source", own)?;
+
+    // destination: { name, alias?, config }.
+    let dst = required("destination")?;
+    for (k, _) in dst.entries() {
+        let key = k.as_str().unwrap_or_default();
+        if !["name", "alias", "config"].contains(&key) {
+            let hint = bizon_core::suggest::closest(key, ["name", "alias", "config"])
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(err(
+                format!(
+                    "unknown key `{key}`{hint} Valid keys: name, alias, config (connector options go under `config`)"
+                ),
+                k,
+                &format!("destination.{key}"),
+            ));
+        }
+    }
+    let dst_name_node = dst.get("name").ok_or_else(|| err("missing required key `name`", dst, "destination"))?;
+    let dst_name: String = from_node(dst_name_node, "destination.name", &[])?;
+    let kind = DestinationKind::from_name(&dst_name).ok_or_else(|| {
+        choose(
+            "destination",
+            &dst_name,
+            &DestinationKind::names(),
+            &["bigquery", "bigquery_streaming", "bigquery_streaming_v2", "postgres"],
+            dst_name_node,
+            "destination.name",
+        )
+    })?;
+    let alias: Option<String> = match dst.get("alias") {
+        Some(n) => from_node(n, "destination.alias", &[])?,
+        None => None,
+    };
+    let empty = Node::new(yaml::Value::Null, dst.mark);
+    let dst_cfg = dst.get("config").unwrap_or(&empty);
+    let config = DestinationConfig::parse(kind, dst_cfg)?;
+    let own = match kind {
+        DestinationKind::Logger => yaml::struct_fields::<crate::destinations::logger::LoggerConfig>(),
+        DestinationKind::File => yaml::struct_fields::<crate::destinations::file::FileConfig>(),
+        DestinationKind::Null => yaml::struct_fields::<crate::destinations::null::NullConfig>(),
+    };
+    let common: DestinationCommon = from_node(dst_cfg, "destination.config", own)?;
+    let destination = DestinationSpec { kind, alias, common, config };
+
+    let engine = parse_engine(root.get("engine"))?;
+    let opt = |key: &str| root.get(key).filter(|n| n.value != yaml::Value::Null);
+    let transforms: Vec<TransformConfig> =
+        opt("transforms").map(|n| from_node(n, "transforms", &[])).transpose()?.unwrap_or_default();
+    let streams: Vec<StreamConfig> =
+        opt("streams").map(|n| from_node(n, "streams", &[])).transpose()?.unwrap_or_default();
+    let monitoring = opt("monitoring").map(|n| from_node(n, "monitoring", &[])).transpose()?;
+    let alerting = opt("alerting").map(|n| from_node(n, "alerting", &[])).transpose()?;
+    let secrets = opt("secrets").map(|n| from_node(n, "secrets", &[])).transpose()?;
+
+    let cfg = BizonConfig {
+        name,
+        source_kind,
+        source,
+        source_config,
+        destination,
+        engine,
+        transforms,
+        streams,
+        monitoring,
+        alerting,
+        secrets,
+        root,
+    };
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
+    let mut spec = EngineSpec {
+        backend: BackendSpec { kind: BackendKind::Sqlite(PathBuf::from("bizon.db")), sync_cursor_in_db_every: 10 },
+        queue: QueueSpec { max_bytes: DEFAULT_QUEUE_MB << 20, max_messages: 0 },
+        runner: RunnerConfig::default(),
+    };
+    let Some(node) = node.filter(|n| n.value != yaml::Value::Null) else { return Ok(spec) };
+    let keys: EngineKeys = from_node(node, "engine", &["backend", "queue"])?;
+    spec.runner = keys.runner.unwrap_or_default();
+
+    if let Some(b) = node.get("backend").filter(|n| n.value != yaml::Value::Null) {
+        let keys: BackendKeys = from_node(b, "engine.backend", &[])?;
+        let type_node = b.get("type").unwrap_or(b);
+        let details = keys.config.unwrap_or(BackendDetails {
+            database: None,
+            schema: None,
+            sync_every: None,
+            _echo_engine: None,
+        });
+        let database = details.database.or(keys.database);
+        let _schema = details.schema.or(keys.schema);
+        let every = details.sync_every.or(keys.sync_every).unwrap_or(10);
+        if every == 0 {
+            return Err(err("`syncCursorInDBEvery` must be at least 1", b, "engine.backend"));
+        }
+        let kind = match keys.kind.as_str() {
+            "sqlite" => {
+                let db = database.unwrap_or_else(|| "bizon".into());
+                let path = PathBuf::from(&db);
+                BackendKind::Sqlite(if path.extension().is_some() { path } else { PathBuf::from(format!("{db}.db")) })
+            }
+            "sqlite_in_memory" => BackendKind::SqliteInMemory,
+            other => {
+                return Err(choose(
+                    "backend type",
+                    other,
+                    BACKEND_TYPES,
+                    PLANNED_BACKENDS,
+                    type_node,
+                    "engine.backend.type",
+                ))
+            }
+        };
+        spec.backend = BackendSpec { kind, sync_cursor_in_db_every: every };
+    }
+
+    if let Some(q) = node.get("queue").filter(|n| n.value != yaml::Value::Null) {
+        let type_node = q.get("type").ok_or_else(|| err("missing required key `type`", q, "engine.queue"))?;
+        let kind: String = from_node(type_node, "engine.queue.type", &[])?;
+        if !QUEUE_TYPES.contains(&kind.as_str()) {
+            return Err(choose("queue type", &kind, QUEUE_TYPES, PLANNED_QUEUES, type_node, "engine.queue.type"));
+        }
+        let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
+        let details = keys.config.unwrap_or_default();
+        let bounds = details.queue.unwrap_or_default();
+        let _ = details.consumer.and_then(|c| c.poll_interval);
+        spec.queue.max_messages = bounds.max_size.or(details.max_nb_messages).unwrap_or(0);
+        if let Some(mb) = bounds.max_size_mb {
+            spec.queue.max_bytes = mb.max(1) << 20;
+        }
+    }
+    Ok(spec)
+}
+
+/// Cross-field rules, each reported at the key that breaks it.
+fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    let src = root.get("source").unwrap_or(root);
+    let at = |key: &str| src.get(key).unwrap_or(src);
+    let streams = cfg.source_kind.streams();
+    if !streams.contains(&cfg.source.stream.as_str()) {
+        let hint = bizon_core::suggest::closest(&cfg.source.stream, streams.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(err(
+            format!(
+                "source `{}` has no stream `{}`{hint} Available streams: {}",
+                cfg.source_kind.name(),
+                cfg.source.stream,
+                streams.join(", ")
+            ),
+            at("stream"),
+            "source.stream",
+        ));
+    }
+    if let Some(path) = &cfg.source.source_file_path {
+        return Err(err(
+            format!(
+                "custom Python sources (`source_file_path: {path}`) are not supported by bizon-rs; \
+                 a source is a Rust module in crates/connectors/src/sources/<name> plus one registry entry"
+            ),
+            at("source_file_path"),
+            "source.source_file_path",
+        ));
+    }
+    match cfg.source.sync_mode {
+        SyncMode::Incremental => {
+            if cfg.source.cursor_field.is_none() {
+                return Err(err(
+                    "`sync_mode: incremental` needs `cursor_field` (the field whose max value is the watermark, e.g. updated_at)",
+                    at("sync_mode"),
+                    "source.sync_mode",
+                ));
+            }
+            if !cfg.source_kind.supports_incremental() {
+                let ok: Vec<_> = SourceKind::ALL.iter().filter(|k| k.supports_incremental()).map(|k| k.name()).collect();
+                return Err(err(
+                    format!(
+                        "source `{}` cannot read incrementally; use `sync_mode: full_refresh` (sources with incremental: {})",
+                        cfg.source_kind.name(),
+                        ok.join(", ")
+                    ),
+                    at("sync_mode"),
+                    "source.sync_mode",
+                ));
+            }
+        }
+        SyncMode::Stream => {
+            return Err(err(
+                format!(
+                    "`sync_mode: stream` needs a streaming source (kafka, not in this build yet); `{}` supports full_refresh{}",
+                    cfg.source_kind.name(),
+                    if cfg.source_kind.supports_incremental() { " and incremental" } else { "" }
+                ),
+                at("sync_mode"),
+                "source.sync_mode",
+            ))
+        }
+        SyncMode::FullRefresh => {}
+    }
+    if !cfg.streams.is_empty() && cfg.source.sync_mode != SyncMode::Stream {
+        let n = root.get("streams").unwrap_or(root);
+        return Err(err("`streams` routing requires `source.sync_mode: stream`", n, "streams"));
+    }
+    if let Some(t) = cfg.transforms.first() {
+        let n = root.get("transforms").unwrap_or(root);
+        return Err(err(
+            format!(
+                "transform `{}`: inline Python transforms are not supported by bizon-rs; remove `transforms` \
+                 (declarative transforms are planned) or reshape records in the source",
+                t.label
+            ),
+            n,
+            "transforms",
+        ));
+    }
+    if cfg.destination.common.unnest && cfg.destination.common.record_schemas.as_ref().is_none_or(Vec::is_empty) {
+        let dst = root.get("destination").and_then(|d| d.get("config")).unwrap_or(root);
+        return Err(err(
+            "`unnest: true` needs at least one entry in `record_schemas`",
+            dst.get("unnest").unwrap_or(dst),
+            "destination.config.unnest",
+        ));
+    }
+    if cfg.destination.common.unnest && cfg.destination.kind != DestinationKind::Logger {
+        let dst = root.get("destination").and_then(|d| d.get("config")).unwrap_or(root);
+        return Err(err(
+            format!("`unnest` is not supported by the `{}` destination yet", cfg.destination.kind.name()),
+            dst.get("unnest").unwrap_or(dst),
+            "destination.config.unnest",
+        ));
+    }
+    if cfg.engine.runner.kind == RunnerType::Process {
+        let n = root.get("engine").and_then(|e| e.get("runner")).unwrap_or(root);
+        return Err(err(
+            "runner `process` needs a broker queue (rabbitmq or kafka), not in this build yet; use `thread` or `stream`",
+            n,
+            "engine.runner.type",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const README: &str = "name: demo-creatures-pipeline\n\nsource:\n  name: dummy\n  stream: creatures\n  authentication:\n    type: api_key\n    params:\n      token: dummy_key\n\ndestination:\n  name: logger\n  config:\n    dummy: dummy\n";
+
+    #[test]
+    fn bizon_readme_example_loads_with_defaults() {
+        let c = load(README, &no_env).unwrap();
+        assert_eq!(c.name, "demo-creatures-pipeline");
+        assert_eq!(c.source_kind, SourceKind::Dummy);
+        assert_eq!(c.destination.kind, DestinationKind::Logger);
+        assert_eq!(c.destination.common.buffer_size, 50);
+        assert_eq!(c.destination.common.buffer_flush_timeout, 600);
+        assert_eq!(c.engine.backend.kind, BackendKind::Sqlite(PathBuf::from("bizon.db")));
+        assert_eq!(c.engine.runner.kind, RunnerType::Thread);
+    }
+
+    #[test]
+    fn typo_reports_location_and_closest_key() {
+        let text = README.replace("  stream: creatures", "  stream: creatures\n  sync_mod: incremental");
+        let e = load(&text, &no_env).unwrap_err();
+        assert_eq!(e.mark, Some(Mark { line: 6, col: 3 }));
+        assert!(e.message.contains("unknown key `sync_mod`; did you mean `sync_mode`?"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_connectors_list_the_available_ones() {
+        let e = load(&README.replace("name: logger", "name: loger"), &no_env).unwrap_err();
+        assert!(e.message.contains("did you mean `logger`"), "{}", e.message);
+        assert!(e.message.contains("file"), "{}", e.message);
+        let e = load(&README.replace("name: dummy", "name: hubspot"), &no_env).unwrap_err();
+        assert!(e.message.contains("unknown source `hubspot`") && e.message.contains("generator"), "{}", e.message);
+    }
+
+    #[test]
+    fn bizon_backend_forms_are_both_accepted() {
+        let a = format!("{README}engine:\n  backend:\n    type: sqlite_in_memory\n    config:\n      database: not_used\n      schema: not_used\n");
+        assert_eq!(load(&a, &no_env).unwrap().engine.backend.kind, BackendKind::SqliteInMemory);
+        let b = format!("{README}engine:\n  backend:\n    type: sqlite\n    database: state/x\n    schema: s\n    syncCursorInDBEvery: 2\n");
+        let c = load(&b, &no_env).unwrap();
+        assert_eq!(c.engine.backend.kind, BackendKind::Sqlite(PathBuf::from("state/x.db")));
+        assert_eq!(c.engine.backend.sync_cursor_in_db_every, 2);
+        let p = format!("{README}engine:\n  backend:\n    type: postgres\n");
+        assert!(load(&p, &no_env).unwrap_err().message.contains("not available in this build yet"));
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let e = load(&README.replace("stream: creatures", "stream: creatures\n  sync_mode: incremental"), &no_env)
+            .unwrap_err();
+        assert!(e.message.contains("cursor_field"), "{}", e.message);
+        let e = load(&README.replace("stream: creatures", "stream: animals"), &no_env).unwrap_err();
+        assert!(e.message.contains("creatures, plants"), "{}", e.message);
+        let e = load(&format!("{README}transforms:\n  - label: t\n    python: data['x'] = 1\n"), &no_env).unwrap_err();
+        assert!(e.message.contains("Python transforms are not supported"), "{}", e.message);
+    }
+}

@@ -1,0 +1,44 @@
+//! `logger` destination: logs each record's data, like bizon's. Stores nothing.
+
+use bizon_core::config::SyncMode;
+use bizon_core::{BatchMeta, Destination, DestinationContext, Json, RecordBatch, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggerConfig {
+    /// Accepted for compatibility with bizon's examples (`dummy: dummy`); unused.
+    #[serde(default)]
+    pub dummy: Option<String>,
+}
+
+#[derive(Default)]
+pub struct LoggerDestination {
+    mode: SyncMode,
+    records: u64,
+}
+
+impl Destination for LoggerDestination {
+    fn open(&mut self, ctx: &DestinationContext, _resume: Option<&Json>) -> Result<Json> {
+        self.mode = ctx.sync_mode;
+        Ok(json!({}))
+    }
+
+    fn write(&mut self, batch: &RecordBatch, _meta: &BatchMeta) -> Result<()> {
+        for r in batch.iter() {
+            tracing::info!(target: "bizon::destination::logger", "[{}] {}", self.mode.as_str(), String::from_utf8_lossy(r.data));
+        }
+        self.records += batch.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<Json> {
+        Ok(json!({"records": self.records}))
+    }
+
+    fn finalize(&mut self) -> Result<()> {
+        tracing::info!(target: "bizon::destination::logger", "logger destination: {} sync completed", self.mode.as_str());
+        Ok(())
+    }
+}

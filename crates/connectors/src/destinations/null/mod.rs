@@ -1,0 +1,72 @@
+//! `null` destination: discards records. Measures the engine alone, and doubles as the
+//! fault-injecting destination of the test kit (`fail_rate`, `latency_ms`).
+
+use std::time::Duration;
+
+use bizon_core::{BatchMeta, Destination, DestinationContext, Error, Json, RecordBatch, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullConfig {
+    /// Probability (0..1) that a write fails with a transient error.
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// Delay added to every write, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Seed of the failure draws (same seed, same failures).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+pub struct NullDestination {
+    config: NullConfig,
+    rng: u64,
+    records: u64,
+    /// Records acknowledged by a flush: what a real destination would hold.
+    pub committed: u64,
+}
+
+impl NullDestination {
+    pub fn new(config: NullConfig) -> Self {
+        let rng = config.seed ^ 0x5DEE_CE66_D1CE_5EED;
+        NullDestination { config, rng, records: 0, committed: 0 }
+    }
+
+    fn draw(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Destination for NullDestination {
+    fn open(&mut self, _ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
+        self.records = resume.and_then(|t| t.get("records")).and_then(Json::as_u64).unwrap_or(0);
+        self.committed = self.records;
+        Ok(json!({"records": self.records}))
+    }
+
+    fn write(&mut self, batch: &RecordBatch, _meta: &BatchMeta) -> Result<()> {
+        if self.config.latency_ms > 0 {
+            std::thread::sleep(Duration::from_millis(self.config.latency_ms));
+        }
+        if self.config.fail_rate > 0.0 && self.draw() < self.config.fail_rate {
+            return Err(Error::transient("null destination: injected write failure (fail_rate)"));
+        }
+        self.records += batch.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<Json> {
+        self.committed = self.records;
+        Ok(json!({"records": self.records}))
+    }
+
+    fn finalize(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

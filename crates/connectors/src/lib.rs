@@ -1,0 +1,10 @@
+//! bizon-connectors: sources, destinations and backends, one folder each, and the config loader
+//! that picks them by name. Heavy client libraries live only in this crate.
+
+pub mod backends;
+pub mod config;
+pub mod destinations;
+pub mod registry;
+pub mod sources;
+
+pub use config::{load, BizonConfig};

@@ -1,0 +1,196 @@
+//! One closed enum per connector kind and one exhaustive match each (STYLE): `bizon source
+//! list`, `destination list`, config parsing and construction are all driven from here.
+//! Adding a connector = one folder, one variant, one arm in each match.
+
+use bizon_core::config::yaml::{self, from_node, struct_fields, Node};
+use bizon_core::config::{DestinationCommon, SourceCommon};
+use bizon_core::{Destination, Guarantee, Source};
+
+use crate::destinations::{file, logger, null};
+use crate::sources::{dummy, generator};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Dummy,
+    Generator,
+}
+
+impl SourceKind {
+    pub const ALL: &'static [SourceKind] = &[SourceKind::Dummy, SourceKind::Generator];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Dummy => "dummy",
+            SourceKind::Generator => "generator",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            SourceKind::Dummy => "bizon's fake API: 3 pages, 5 records per stream",
+            SourceKind::Generator => "deterministic synthetic records (tests, benchmarks)",
+        }
+    }
+
+    pub fn streams(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Dummy => dummy::STREAMS,
+            SourceKind::Generator => generator::STREAMS,
+        }
+    }
+
+    /// Can read only the records after a watermark (`sync_mode: incremental`).
+    pub fn supports_incremental(self) -> bool {
+        match self {
+            SourceKind::Dummy => false,
+            SourceKind::Generator => true,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+}
+
+/// A source's own keys, beside [`SourceCommon`].
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Dummy(dummy::DummyConfig),
+    Generator(generator::GeneratorConfig),
+}
+
+impl SourceConfig {
+    /// Parse the connector's keys from the `source:` mapping (the common keys are skipped).
+    pub fn parse(kind: SourceKind, node: &Node) -> Result<Self, yaml::Error> {
+        let common = struct_fields::<SourceCommon>();
+        Ok(match kind {
+            SourceKind::Dummy => {
+                SourceConfig::Dummy(own_keys(node, "source", common, struct_fields::<dummy::DummyConfig>())?)
+            }
+            SourceKind::Generator => {
+                let c: generator::GeneratorConfig =
+                    own_keys(node, "source", common, struct_fields::<generator::GeneratorConfig>())?;
+                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
+                SourceConfig::Generator(c)
+            }
+        })
+    }
+
+    pub fn build(&self, common: &SourceCommon) -> Box<dyn Source> {
+        match self {
+            SourceConfig::Dummy(c) => Box::new(dummy::DummySource::new(&common.stream, c.clone())),
+            SourceConfig::Generator(c) => Box::new(generator::GeneratorSource::new(c.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationKind {
+    Logger,
+    File,
+    Null,
+}
+
+impl DestinationKind {
+    pub const ALL: &'static [DestinationKind] =
+        &[DestinationKind::Logger, DestinationKind::File, DestinationKind::Null];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DestinationKind::Logger => "logger",
+            DestinationKind::File => "file",
+            DestinationKind::Null => "null",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            DestinationKind::Logger => "logs each record (stores nothing)",
+            DestinationKind::File => "NDJSON file in bizon's row layout; byte offset in the cursor, truncate on resume",
+            DestinationKind::Null => "discards records; fault injection with fail_rate / latency_ms",
+        }
+    }
+
+    pub fn guarantee(self) -> Guarantee {
+        match self {
+            DestinationKind::Logger | DestinationKind::Null => Guarantee::None,
+            DestinationKind::File => Guarantee::ExactlyOnce,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DestinationConfig {
+    Logger(logger::LoggerConfig),
+    File(file::FileConfig),
+    Null(null::NullConfig),
+}
+
+impl DestinationConfig {
+    /// Parse the connector's keys from `destination.config` (the common keys are skipped).
+    pub fn parse(kind: DestinationKind, node: &Node) -> Result<Self, yaml::Error> {
+        let common = struct_fields::<DestinationCommon>();
+        let path = "destination.config";
+        Ok(match kind {
+            DestinationKind::Logger => {
+                DestinationConfig::Logger(own_keys(node, path, common, struct_fields::<logger::LoggerConfig>())?)
+            }
+            DestinationKind::File => {
+                DestinationConfig::File(own_keys(node, path, common, struct_fields::<file::FileConfig>())?)
+            }
+            DestinationKind::Null => {
+                let c: null::NullConfig = own_keys(node, path, common, struct_fields::<null::NullConfig>())?;
+                if !(0.0..=1.0).contains(&c.fail_rate) {
+                    return Err(yaml::Error::new("`fail_rate` must be between 0 and 1", node.mark, path));
+                }
+                DestinationConfig::Null(c)
+            }
+        })
+    }
+
+    pub fn build(&self, destination_id: &str) -> Box<dyn Destination> {
+        match self {
+            DestinationConfig::Logger(_) => Box::<logger::LoggerDestination>::default(),
+            DestinationConfig::File(c) => Box::new(file::FileDestination::new(c, destination_id)),
+            DestinationConfig::Null(c) => Box::new(null::NullDestination::new(c.clone())),
+        }
+    }
+}
+
+/// Deserialize a connector's own struct from a mapping shared with common keys; an unknown key
+/// is reported against the union of both key sets, so the suggestion covers either.
+fn own_keys<T: serde::de::DeserializeOwned>(
+    node: &Node,
+    path: &str,
+    common: &'static [&'static str],
+    own: &'static [&'static str],
+) -> Result<T, yaml::Error> {
+    for (k, _) in node.entries() {
+        let key = k.as_str().unwrap_or_default();
+        if !common.contains(&key) && !own.contains(&key) {
+            let all: Vec<&str> = common.iter().chain(own.iter()).copied().collect();
+            let hint = bizon_core::suggest::closest(key, all.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            let list = all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+            return Err(yaml::Error::new(
+                format!("unknown key `{key}`{hint} Valid keys: {list}"),
+                k.mark,
+                &format!("{path}.{key}"),
+            ));
+        }
+    }
+    from_node(node, path, common)
+}

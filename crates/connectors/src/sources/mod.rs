@@ -1,0 +1,4 @@
+//! Sources: one folder each.
+
+pub mod dummy;
+pub mod generator;

@@ -1,0 +1,336 @@
+//! Config primitives shared by every connector: bizon's keys, names and defaults.
+//! Connector-specific structs live with their connectors; the top-level loader that picks them
+//! by name lives in `bizon-connectors`.
+
+pub mod interp;
+pub mod yaml;
+
+use serde::Deserialize;
+
+use crate::Json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Re-read everything into a staging target, swap it in atomically at the end.
+    #[default]
+    FullRefresh,
+    /// Append only records whose `cursor_field` is newer than the stored watermark.
+    Incremental,
+    /// Continuous (Kafka etc.).
+    Stream,
+}
+
+impl SyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::FullRefresh => "full_refresh",
+            SyncMode::Incremental => "incremental",
+            SyncMode::Stream => "stream",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "full_refresh" => SyncMode::FullRefresh,
+            "incremental" => SyncMode::Incremental,
+            "stream" => SyncMode::Stream,
+            _ => return None,
+        })
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Keys every source accepts (bizon's `SourceConfig`), beside the connector's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceCommon {
+    /// Connector name (`bizon source list`).
+    pub name: String,
+    /// Stream of that source (`bizon stream list <source>`).
+    pub stream: String,
+    #[serde(default)]
+    pub sync_mode: SyncMode,
+    /// Field whose max value written is the incremental watermark.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// Start from iteration 0 even if an unfinished job could be resumed.
+    #[serde(default)]
+    pub force_ignore_checkpoint: bool,
+    /// Re-read the whole (incremental) stream and replace the target.
+    #[serde(default)]
+    pub reset: bool,
+    #[serde(default)]
+    pub authentication: Option<AuthConfig>,
+    /// Stop after this many iterations (pages).
+    #[serde(default)]
+    pub max_iterations: Option<u64>,
+    #[serde(default)]
+    pub api_config: Option<ApiConfig>,
+    /// bizon test knob; accepted for compatibility.
+    #[serde(default = "yes")]
+    pub init_pipeline: bool,
+    /// bizon's custom Python source file: not supported here (rejected with a clear error).
+    #[serde(default)]
+    pub source_file_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    #[serde(default)]
+    pub params: Option<Json>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    Oauth,
+    ApiKey,
+    Bearer,
+    Basic,
+    Cookies,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default)]
+    pub retry_limit: Option<u32>,
+}
+
+fn default_buffer_size() -> u64 {
+    50
+}
+fn default_flush_timeout() -> u64 {
+    600
+}
+fn default_threads() -> u32 {
+    10
+}
+
+/// Keys every destination's `config:` accepts (bizon's `AbstractDestinationDetailsConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationCommon {
+    /// Flush (make durable and commit the cursor) after this many MB; 0 = after every page.
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: u64,
+    /// Flush at least every this many seconds; 0 = no time-based flush.
+    #[serde(default = "default_flush_timeout")]
+    pub buffer_flush_timeout: u64,
+    #[serde(default = "default_threads")]
+    pub max_concurrent_threads: u32,
+    #[serde(default)]
+    pub record_schemas: Option<Vec<RecordSchemaConfig>>,
+    #[serde(default)]
+    pub unnest: bool,
+    #[serde(default)]
+    pub authentication: Option<Json>,
+    /// Names the output (table, file) of this destination.
+    #[serde(default)]
+    pub destination_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSchemaConfig {
+    pub destination_id: String,
+    pub record_schema: Vec<ColumnConfig>,
+    #[serde(default)]
+    pub clustering_keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// bizon's inline Python transform: parsed so it can be rejected with a clear message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    pub label: String,
+    #[serde(default)]
+    pub python: Option<String>,
+}
+
+/// bizon's `streams:` routing entry (used by the Kafka source).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    pub source: Json,
+    pub destination: Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    #[serde(rename = "type")]
+    pub kind: MonitorType,
+    #[serde(default)]
+    pub config: Option<DatadogConfig>,
+    #[serde(default)]
+    pub enable_tracing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorType {
+    Datadog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatadogConfig {
+    #[serde(default)]
+    pub datadog_agent_host: Option<String>,
+    #[serde(default)]
+    pub datadog_host_env_var: Option<String>,
+    #[serde(default)]
+    pub datadog_agent_port: Option<u16>,
+    #[serde(default)]
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub enable_tracing: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    #[serde(rename = "type")]
+    pub kind: AlertMethod,
+    #[serde(default)]
+    pub log_levels: Option<Vec<String>>,
+    pub config: SlackConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertMethod {
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub webhook_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    #[serde(default)]
+    pub gsm: Option<GsmSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GsmSettings {
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerType {
+    /// Producer and consumer on two threads (default).
+    #[default]
+    Thread,
+    /// Producer and consumer as separate processes (needs a broker queue).
+    Process,
+    /// One synchronous loop: read a page, write it, commit.
+    Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum LogLevel {
+    #[serde(alias = "trace")]
+    TRACE,
+    #[serde(alias = "debug")]
+    DEBUG,
+    #[serde(alias = "info")]
+    INFO,
+    #[serde(alias = "warning", alias = "WARN", alias = "warn")]
+    WARNING,
+    #[serde(alias = "error")]
+    ERROR,
+    #[serde(alias = "critical")]
+    CRITICAL,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerConfig {
+    #[serde(rename = "type", default)]
+    pub kind: RunnerType,
+    #[serde(default)]
+    pub config: Option<RunnerDetails>,
+    #[serde(default)]
+    pub log_level: Option<LogLevel>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerDetails {
+    #[serde(default)]
+    pub max_workers: Option<u32>,
+    #[serde(default)]
+    pub consumer_start_delay: Option<u64>,
+    #[serde(default)]
+    pub is_alive_check_interval: Option<u64>,
+}
+
+/// Mask everything that may be a secret: values that came from the environment and values of
+/// keys that name credentials.
+pub fn masked_json(node: &yaml::Node) -> Json {
+    fn secret_key(k: &str) -> bool {
+        let k = k.to_ascii_lowercase();
+        ["password", "secret", "token", "api_key", "apikey", "credential", "private_key", "dsn", "webhook"]
+            .iter()
+            .any(|s| k.contains(s))
+    }
+    fn walk(n: &yaml::Node, secret: bool) -> Json {
+        use yaml::Value;
+        if (secret || n.from_env) && !matches!(n.value, Value::Map(_) | Value::Seq(_) | Value::Null) {
+            return Json::String("********".into());
+        }
+        match &n.value {
+            Value::Null => Json::Null,
+            Value::Scalar { text, plain } => {
+                if *plain {
+                    if let Ok(v) = serde_json::from_str::<Json>(text) {
+                        if !v.is_string() && !v.is_object() && !v.is_array() {
+                            return v;
+                        }
+                    }
+                }
+                Json::String(text.clone())
+            }
+            Value::Seq(items) => Json::Array(items.iter().map(|i| walk(i, secret)).collect()),
+            Value::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = k.as_str().unwrap_or("null").to_owned();
+                        let s = secret || secret_key(&key);
+                        (key, walk(v, s))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+    walk(node, false)
+}

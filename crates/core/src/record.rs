@@ -1,0 +1,211 @@
+//! Records as bytes: a [`RecordBatch`] keeps every record's JSON payload in one buffer and every
+//! id in another, so a page of N records costs a handful of allocations, not N objects. Batches
+//! (one per source page) are what crosses threads and queues.
+
+use crate::Json;
+
+/// One page of records, columnar: ids, source timestamps and JSON payloads.
+#[derive(Debug, Default, Clone)]
+pub struct RecordBatch {
+    data: Vec<u8>,
+    data_ends: Vec<u32>,
+    ids: Vec<u8>,
+    id_ends: Vec<u32>,
+    timestamps: Vec<i64>,
+}
+
+/// A borrowed view of one record in a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// The record's id in the source (bizon's `source_record_id`).
+    pub id: &'a str,
+    /// Source timestamp, µs since the epoch (bizon's `source_timestamp`).
+    pub timestamp: i64,
+    /// The record as one JSON document (bizon's `source_data`).
+    pub data: &'a [u8],
+}
+
+impl RecordBatch {
+    pub fn with_capacity(records: usize, data_bytes: usize) -> Self {
+        RecordBatch {
+            data: Vec::with_capacity(data_bytes),
+            data_ends: Vec::with_capacity(records),
+            ids: Vec::with_capacity(records * 8),
+            id_ends: Vec::with_capacity(records),
+            timestamps: Vec::with_capacity(records),
+        }
+    }
+
+    /// Append a record whose JSON payload is written by `write_data` into the shared buffer.
+    /// The payload must be one valid JSON document.
+    pub fn push_with(&mut self, id: &str, timestamp: i64, write_data: impl FnOnce(&mut Vec<u8>)) {
+        self.ids.extend_from_slice(id.as_bytes());
+        self.id_ends.push(self.ids.len() as u32);
+        self.timestamps.push(timestamp);
+        write_data(&mut self.data);
+        self.data_ends.push(self.data.len() as u32);
+    }
+
+    /// Append a record from an already serialized JSON payload.
+    pub fn push(&mut self, id: &str, timestamp: i64, data: &[u8]) {
+        self.push_with(id, timestamp, |buf| buf.extend_from_slice(data));
+    }
+
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Bytes of payload and ids held: what the queue and buffers account for.
+    pub fn byte_len(&self) -> usize {
+        self.data.len() + self.ids.len() + self.timestamps.len() * 16
+    }
+
+    pub fn get(&self, i: usize) -> RecordRef<'_> {
+        let span = |ends: &[u32], i: usize| {
+            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+            start..ends[i] as usize
+        };
+        let id = &self.ids[span(&self.id_ends, i)];
+        RecordRef {
+            // ids are only ever appended from &str, so they are valid UTF-8.
+            id: std::str::from_utf8(id).unwrap_or(""),
+            timestamp: self.timestamps[i],
+            data: &self.data[span(&self.data_ends, i)],
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+}
+
+/// What one call to a source returns: one iteration's records and the pagination after it.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub records: RecordBatch,
+    /// Pagination to pass to the next call; `Null` or `{}` means the stream is exhausted
+    /// (bizon's empty `next_pagination`).
+    pub next: Json,
+    /// Largest `cursor_field` value in this page, when the source knows it cheaply; otherwise
+    /// the engine extracts it from the payloads in incremental mode.
+    pub cursor_max: Option<Json>,
+    /// Microseconds since the epoch when the page was extracted (bizon_extracted_at).
+    pub extracted_at: i64,
+}
+
+impl Page {
+    pub fn is_last(&self) -> bool {
+        pagination_done(&self.next)
+    }
+}
+
+/// True when a pagination value means "no more pages".
+pub fn pagination_done(p: &Json) -> bool {
+    match p {
+        Json::Null => true,
+        Json::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// Order two cursor values: numbers numerically, everything else by its string form
+/// (ISO-8601 timestamps in one format order correctly as strings).
+pub fn cursor_cmp(a: &Json, b: &Json) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => {
+            let s = |v: &Json| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            s(a).cmp(&s(b))
+        }
+    }
+}
+
+/// The larger of two optional cursor values.
+pub fn cursor_max(a: Option<Json>, b: Option<Json>) -> Option<Json> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if cursor_cmp(&x, &y).is_ge() { x } else { y }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Append `s` to `out` as the inside of a JSON string (no surrounding quotes).
+/// Input is UTF-8 bytes; only `"`, `\` and control characters are escaped.
+pub fn json_escape_into(out: &mut Vec<u8>, s: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let e = ESCAPE[b as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&s[start..i]);
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(e);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trips_records() {
+        let mut b = RecordBatch::default();
+        b.push("1", 10, br#"{"a":1}"#);
+        b.push_with("22", 20, |buf| buf.extend_from_slice(b"[]"));
+        assert_eq!(b.len(), 2);
+        let r: Vec<_> = b.iter().map(|r| (r.id, r.timestamp, r.data.to_vec())).collect();
+        assert_eq!(r[0], ("1", 10, br#"{"a":1}"#.to_vec()));
+        assert_eq!(r[1], ("22", 20, b"[]".to_vec()));
+    }
+
+    #[test]
+    fn escape_matches_serde_json() {
+        let s = "quote\" back\\slash \n\t\u{1} é 🦬";
+        let mut out = vec![b'"'];
+        json_escape_into(&mut out, s.as_bytes());
+        out.push(b'"');
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn cursor_order_is_numeric_or_lexicographic() {
+        use serde_json::json;
+        assert!(cursor_cmp(&json!(10), &json!(9)).is_gt());
+        assert!(cursor_cmp(&json!("2024-01-02"), &json!("2024-01-01")).is_gt());
+        assert_eq!(cursor_max(Some(json!(1)), Some(json!(3))), Some(json!(3)));
+        assert!(pagination_done(&json!({})));
+        assert!(!pagination_done(&json!({"cursor": "x"})));
+    }
+}

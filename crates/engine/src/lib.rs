@@ -1,0 +1,11 @@
+//! bizon-engine: runs a pipeline. Depends on `bizon-core` only; connectors are handed in as
+//! trait objects by the CLI.
+
+pub mod failpoints;
+pub mod pipeline;
+pub mod progress;
+pub mod queue;
+
+pub use failpoints::Failpoints;
+pub use pipeline::{Outcome, Pipeline, PipelineSpec, RunSummary, Runner};
+pub use progress::{Counters, ProgressMode};

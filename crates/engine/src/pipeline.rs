@@ -1,0 +1,571 @@
+//! One run of a pipeline: lock → find or create the job → open the destination at the last
+//! durable cursor → pull pages (producer) → write them (consumer) → flush on size, time or end →
+//! commit the destination cursor → finalize → complete the job.
+//!
+//! The destination cursor is the only truth about progress: the source restarts from its
+//! pagination, the destination rolls back to its token. Transient errors restart the attempt
+//! from that cursor inside the same process (bounded retries with backoff).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bizon_core::config::SyncMode;
+use bizon_core::record::{cursor_cmp, cursor_max};
+use bizon_core::time::now_micros;
+use bizon_core::{
+    Backend, BatchMeta, Destination, DestinationContext, DestinationCursor, Error, ErrorKind, Job, JobStatus, Json,
+    Page, ReadContext, Result, Source, StreamKey,
+};
+
+use crate::failpoints::Failpoints;
+use crate::progress::{Counters, ProgressMode, Reporter};
+use crate::queue::{ByteQueue, Pop};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// Producer thread + consumer thread over the in-memory queue.
+    Thread,
+    /// One loop: read a page, write it.
+    Stream,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub key: StreamKey,
+    pub sync_mode: SyncMode,
+    pub cursor_field: Option<String>,
+    pub max_iterations: Option<u64>,
+    pub force_ignore_checkpoint: bool,
+    /// Forget the watermark and re-read everything into a replaced target.
+    pub reset: bool,
+    /// Flush after this many bytes (bizon's `buffer_size` MB); 0 = after every page.
+    pub buffer_bytes: u64,
+    /// Flush at least this often (bizon's `buffer_flush_timeout`); `None` = never on time.
+    pub flush_timeout: Option<Duration>,
+    /// Save the producer's source cursor every this many iterations (`syncCursorInDBEvery`).
+    pub source_cursor_every: u64,
+    pub runner: Runner,
+    pub queue_max_bytes: u64,
+    pub queue_max_messages: u64,
+    /// Transient failures in a row (without a commit in between) before the run fails.
+    pub max_retries: u32,
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The source was exhausted (or `max_iterations` reached) and the result is published.
+    Completed,
+    /// Stopped by a signal after committing: the job resumes on the next run.
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub job_id: String,
+    pub outcome: Outcome,
+    /// Resumed an unfinished job after this iteration.
+    pub resumed_after: Option<i64>,
+    /// Records and bytes written by this run (not counting a resumed job's earlier runs).
+    pub records: u64,
+    pub bytes: u64,
+    /// Records committed by the job in total.
+    pub job_records: u64,
+    pub elapsed: Duration,
+    pub retries: u32,
+}
+
+/// Everything a run needs; the CLI builds the connectors from the config.
+pub struct Pipeline<'a> {
+    pub spec: PipelineSpec,
+    pub source: &'a mut dyn Source,
+    pub destination: &'a mut dyn Destination,
+    pub backend: &'a mut dyn Backend,
+    pub stop: Arc<AtomicBool>,
+    pub failpoints: Arc<Failpoints>,
+    pub counters: Arc<Counters>,
+}
+
+fn fnv64(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A job id: time-ordered and unique across processes (time, pid, a process-local counter).
+pub fn new_job_id() -> String {
+    use std::sync::atomic::AtomicU64;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = now_micros() as u64;
+    let mix = fnv64(&format!("{t}-{}-{seq}", std::process::id()));
+    format!("{t:013x}{:08x}", (mix as u32) ^ std::process::id())
+}
+
+impl Pipeline<'_> {
+    pub fn run(mut self) -> Result<RunSummary> {
+        let started = Instant::now();
+        let _lock = self.backend.lock_pipeline(&self.spec.key)?;
+        let (job, resumed) = self.find_or_create_job()?;
+        let materialize = if job.reset { SyncMode::FullRefresh } else { job.sync_mode };
+        let read_ctx = ReadContext {
+            sync_mode: job.sync_mode,
+            watermark: if job.reset { None } else { job.since.clone() },
+            cursor_field: self.spec.cursor_field.clone(),
+        };
+        let dctx = DestinationContext {
+            pipeline: self.spec.key.pipeline.clone(),
+            job_id: job.id.clone(),
+            stream: self.spec.key.stream.clone(),
+            sync_mode: materialize,
+        };
+        tracing::info!(
+            pipeline = %self.spec.key.pipeline, stream = %self.spec.key.stream, job = %job.id,
+            sync_mode = job.sync_mode.as_str(), reset = job.reset, resumed = resumed.is_some(),
+            "job started"
+        );
+        if let Some(total) = self.source.total_records(&read_ctx)? {
+            self.backend.set_job_total(&job.id, Some(total))?;
+            self.counters.total.store(total, Ordering::Relaxed);
+        }
+        let reporter = Reporter::start(self.spec.progress, self.counters.clone());
+        let mut retries = 0u32;
+        let mut records_at_start = None;
+        let result = loop {
+            match self.attempt(&job, &dctx, &read_ctx, &mut records_at_start) {
+                Ok(outcome) => break Ok(outcome),
+                Err((e, progressed)) if e.kind() == ErrorKind::Transient => {
+                    if progressed {
+                        retries = 0;
+                    }
+                    retries += 1;
+                    if retries > self.spec.max_retries || self.stop.load(Ordering::SeqCst) {
+                        break Err(e.context(format!("giving up after {} attempts", retries)));
+                    }
+                    let backoff = Duration::from_millis(100u64 << retries.min(6)).min(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry = retries, backoff_ms = backoff.as_millis() as u64, "transient error: resuming from the last commit");
+                    std::thread::sleep(backoff);
+                }
+                Err((e, _)) => break Err(e),
+            }
+        };
+        reporter.finish();
+        let cursor = self.backend.destination_cursor(&job.id).ok().flatten();
+        let job_records = cursor.as_ref().map_or(0, |c| c.records_written);
+        match result {
+            Ok(outcome) => {
+                let before = records_at_start.unwrap_or(0);
+                Ok(RunSummary {
+                    job_id: job.id,
+                    outcome,
+                    resumed_after: resumed,
+                    records: job_records.saturating_sub(before),
+                    bytes: self.counters.bytes_written.load(Ordering::Relaxed),
+                    job_records,
+                    elapsed: started.elapsed(),
+                    retries,
+                })
+            }
+            Err(e) => {
+                let _ = self.backend.set_job_status(&job.id, JobStatus::Failed, Some(e.message()));
+                tracing::error!(job = %job.id, error = %e, "job failed; the next run resumes from its last commit");
+                Err(e)
+            }
+        }
+    }
+
+    /// Resume the newest unfinished job of the stream, or create a new one.
+    fn find_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
+        let key = self.spec.key.clone();
+        if self.spec.reset {
+            let n = self.backend.reset_stream(&key)?;
+            tracing::info!(stream = %key.stream, canceled_jobs = n, "stream reset: watermark forgotten, re-reading everything");
+        }
+        if let Some(job) = self.backend.resumable_job(&key)? {
+            let usable = !self.spec.force_ignore_checkpoint && job.sync_mode == self.spec.sync_mode;
+            if usable {
+                let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
+                self.backend.set_job_status(&job.id, JobStatus::Running, None)?;
+                tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "resuming unfinished job");
+                return Ok((job, after));
+            }
+            let why = if self.spec.force_ignore_checkpoint { "force_ignore_checkpoint" } else { "sync_mode changed" };
+            self.backend.set_job_status(&job.id, JobStatus::Canceled, Some(why))?;
+            tracing::info!(job = %job.id, reason = why, "not resuming the unfinished job");
+        }
+        let since = match self.spec.sync_mode {
+            SyncMode::Incremental if !self.spec.reset => self.backend.stream_watermark(&key)?,
+            _ => None,
+        };
+        let now = now_micros();
+        let job = Job {
+            id: new_job_id(),
+            key,
+            sync_mode: self.spec.sync_mode,
+            reset: self.spec.reset && self.spec.sync_mode == SyncMode::Incremental,
+            status: JobStatus::Running,
+            since,
+            created_at: now,
+            updated_at: now,
+            pid: std::process::id(),
+            total_records: None,
+            error: None,
+        };
+        self.backend.create_job(&job)?;
+        Ok((job, None))
+    }
+
+    /// One attempt from the last durable cursor. The error carries whether a commit happened.
+    fn attempt(
+        &mut self,
+        job: &Job,
+        dctx: &DestinationContext,
+        read_ctx: &ReadContext,
+        records_at_start: &mut Option<u64>,
+    ) -> std::result::Result<Outcome, (Error, bool)> {
+        let stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
+        let token = self.destination.open(dctx, stored.as_ref().map(|c| &c.token)).map_err(|e| (e, false))?;
+        let start = match stored {
+            Some(c) => c,
+            None => {
+                let c = DestinationCursor {
+                    iteration: -1,
+                    pagination: Json::Null,
+                    token,
+                    records_written: 0,
+                    bytes_written: 0,
+                    watermark: None,
+                    done: false,
+                };
+                self.backend.commit_destination_cursor(&job.id, &c).map_err(|e| (e, false))?;
+                c
+            }
+        };
+        records_at_start.get_or_insert(start.records_written);
+        self.counters.records_before.store(start.records_written, Ordering::Relaxed);
+        self.counters.records_written.store(0, Ordering::Relaxed);
+        let mut writer = Writer {
+            job,
+            destination: &mut *self.destination,
+            backend: Mutex::new(&mut *self.backend),
+            failpoints: &self.failpoints,
+            counters: &self.counters,
+            spec: &self.spec,
+            cursor: start.clone(),
+            pending: None,
+            since_flush: 0,
+            last_flush: Instant::now(),
+            committed: false,
+            job_hash: fnv64(&job.id),
+        };
+        if start.done {
+            writer.finish().map_err(|e| (e, false))?;
+            return Ok(Outcome::Completed);
+        }
+        let source = &mut *self.source;
+        let stop = &self.stop;
+        match self.spec.runner {
+            Runner::Stream => stream_loop(source, &mut writer, read_ctx, stop, &start),
+            Runner::Thread => thread_loop(source, &mut writer, read_ctx, stop, &start),
+        }
+        .map_err(|e| (e, writer.committed))
+    }
+}
+
+/// What the consumer has written but not yet committed.
+struct Pending {
+    iteration: i64,
+    pagination: Json,
+    records: u64,
+    bytes: u64,
+    watermark: Option<Json>,
+    last: bool,
+}
+
+/// The consumer side: writes pages, decides when to flush, commits cursors in order.
+struct Writer<'w> {
+    job: &'w Job,
+    destination: &'w mut dyn Destination,
+    backend: Mutex<&'w mut dyn Backend>,
+    failpoints: &'w Failpoints,
+    counters: &'w Counters,
+    spec: &'w PipelineSpec,
+    cursor: DestinationCursor,
+    pending: Option<Pending>,
+    since_flush: u64,
+    last_flush: Instant,
+    committed: bool,
+    job_hash: u64,
+}
+
+impl<'w> Writer<'w> {
+    fn backend(&self) -> std::sync::MutexGuard<'_, &'w mut dyn Backend> {
+        self.backend.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn accept(&mut self, iteration: i64, page: Page) -> Result<()> {
+        let expected = self.pending.as_ref().map_or(self.cursor.iteration, |p| p.iteration) + 1;
+        if iteration != expected {
+            return Err(Error::internal(format!("iteration {iteration} arrived, expected {expected}")));
+        }
+        let meta =
+            BatchMeta { iteration, extracted_at: page.extracted_at, loaded_at: now_micros(), job_hash: self.job_hash };
+        self.failpoints.hit("before_write")?;
+        self.destination.write(&page.records, &meta)?;
+        self.failpoints.hit("after_write")?;
+        let n = page.records.len() as u64;
+        let bytes = page.records.byte_len() as u64;
+        let watermark = match (&self.spec.cursor_field, self.job.sync_mode) {
+            (Some(field), SyncMode::Incremental) => page.cursor_max.clone().or_else(|| extract_max(&page, field)),
+            _ => None,
+        };
+        let last = page.is_last();
+        let prev = self.pending.take();
+        let (records, pbytes, wm) = match prev {
+            Some(p) => (p.records + n, p.bytes + bytes, cursor_max(p.watermark, watermark)),
+            None => (n, bytes, watermark),
+        };
+        self.pending = Some(Pending { iteration, pagination: page.next, records, bytes: pbytes, watermark: wm, last });
+        self.since_flush += bytes;
+        self.counters.records_written.fetch_add(n, Ordering::Relaxed);
+        self.counters.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        if self.since_flush >= self.spec.buffer_bytes || last {
+            self.flush(false)?;
+        } else {
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    /// Time-based flush (`buffer_flush_timeout`).
+    fn tick(&mut self) -> Result<()> {
+        if let Some(t) = self.spec.flush_timeout {
+            if self.pending.is_some() && self.last_flush.elapsed() >= t {
+                self.flush(false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn until_deadline(&self) -> Duration {
+        match self.spec.flush_timeout {
+            Some(t) if self.pending.is_some() => {
+                t.saturating_sub(self.last_flush.elapsed()).max(Duration::from_millis(1))
+            }
+            _ => Duration::from_millis(200),
+        }
+    }
+
+    /// Make pending writes durable and commit the cursor that covers them.
+    /// `exhausted` marks the cursor done even without pending pages (max_iterations).
+    fn flush(&mut self, exhausted: bool) -> Result<()> {
+        let Some(p) = self.pending.take() else {
+            if exhausted && !self.cursor.done {
+                let mut c = self.cursor.clone();
+                c.done = true;
+                self.commit(c)?;
+            }
+            return Ok(());
+        };
+        self.failpoints.hit("before_flush")?;
+        let token = self.destination.flush()?;
+        let c = DestinationCursor {
+            iteration: p.iteration,
+            pagination: p.pagination,
+            token,
+            records_written: self.cursor.records_written + p.records,
+            bytes_written: self.cursor.bytes_written + p.bytes,
+            watermark: cursor_max(self.cursor.watermark.take(), p.watermark),
+            done: p.last || exhausted,
+        };
+        self.commit(c)?;
+        self.since_flush = 0;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    fn commit(&mut self, c: DestinationCursor) -> Result<()> {
+        self.failpoints.hit("before_commit")?;
+        let job_id = self.job.id.clone();
+        self.backend().commit_destination_cursor(&job_id, &c)?;
+        self.failpoints.hit("after_commit")?;
+        tracing::debug!(job = %job_id, iteration = c.iteration, records = c.records_written, "cursor committed");
+        self.cursor = c;
+        self.committed = true;
+        Ok(())
+    }
+
+    /// Publish and complete: the source is exhausted and everything is committed.
+    fn finish(&mut self) -> Result<Outcome> {
+        self.flush(true)?;
+        self.failpoints.hit("before_finalize")?;
+        self.destination.finalize()?;
+        self.failpoints.hit("after_finalize")?;
+        let watermark = match (self.job.sync_mode, self.job.reset) {
+            (SyncMode::Incremental, false) => cursor_max(self.job.since.clone(), self.cursor.watermark.clone()),
+            (SyncMode::Incremental, true) => self.cursor.watermark.clone(),
+            _ => None,
+        };
+        let job_id = self.job.id.clone();
+        self.backend().complete_job(&job_id, watermark.as_ref())?;
+        tracing::info!(job = %job_id, records = self.cursor.records_written, "job completed");
+        Ok(Outcome::Completed)
+    }
+
+    fn stopped(&mut self) -> Result<Outcome> {
+        self.flush(false)?;
+        let job_id = self.job.id.clone();
+        self.backend().set_job_status(&job_id, JobStatus::Stopped, Some("stopped by signal"))?;
+        tracing::info!(job = %job_id, iteration = self.cursor.iteration, "stopped by signal after committing; the next run resumes");
+        Ok(Outcome::Stopped)
+    }
+
+    fn save_source_cursor(&self, iteration: i64, pagination: &Json) -> Result<()> {
+        if ((iteration + 1) as u64).is_multiple_of(self.spec.source_cursor_every) {
+            self.backend().save_source_cursor(&self.job.id, iteration, pagination)?;
+        }
+        Ok(())
+    }
+}
+
+/// Max of `field` over a page's records, parsing payloads (sources that know it set
+/// `Page::cursor_max` instead).
+fn extract_max(page: &Page, field: &str) -> Option<Json> {
+    let mut best: Option<Json> = None;
+    for r in page.records.iter() {
+        if let Ok(Json::Object(mut m)) = serde_json::from_slice::<Json>(r.data) {
+            if let Some(v) = m.remove(field).filter(|v| !v.is_null()) {
+                if best.as_ref().is_none_or(|b| cursor_cmp(&v, b).is_gt()) {
+                    best = Some(v);
+                }
+            }
+        }
+    }
+    best
+}
+
+fn reached_max(spec: &PipelineSpec, iteration: i64) -> bool {
+    spec.max_iterations.is_some_and(|m| iteration >= m as i64)
+}
+
+fn stream_loop(
+    source: &mut dyn Source,
+    w: &mut Writer<'_>,
+    ctx: &ReadContext,
+    stop: &AtomicBool,
+    start: &DestinationCursor,
+) -> Result<Outcome> {
+    let mut iteration = start.iteration + 1;
+    let mut pagination = start.pagination.clone();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return w.stopped();
+        }
+        if reached_max(w.spec, iteration) {
+            return w.finish();
+        }
+        let page = source.get(&pagination, ctx)?;
+        w.counters.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
+        let last = page.is_last();
+        let next = page.next.clone();
+        w.save_source_cursor(iteration, &next)?;
+        w.accept(iteration, page)?;
+        if last {
+            return w.finish();
+        }
+        pagination = next;
+        iteration += 1;
+    }
+}
+
+enum Item {
+    Page(i64, Box<Page>),
+    /// The producer stopped at `max_iterations`.
+    Exhausted,
+}
+
+fn thread_loop(
+    source: &mut dyn Source,
+    w: &mut Writer<'_>,
+    ctx: &ReadContext,
+    stop: &AtomicBool,
+    start: &DestinationCursor,
+) -> Result<Outcome> {
+    let queue: ByteQueue<Item> = ByteQueue::new(w.spec.queue_max_bytes as usize, w.spec.queue_max_messages as usize);
+    let spec = w.spec;
+    let counters = w.counters;
+    std::thread::scope(|s| {
+        let producer = std::thread::Builder::new()
+            .name("bizon-producer".into())
+            .spawn_scoped(s, || {
+                let mut iteration = start.iteration + 1;
+                let mut pagination = start.pagination.clone();
+                let result = loop {
+                    if stop.load(Ordering::SeqCst) {
+                        break Ok(());
+                    }
+                    if reached_max(spec, iteration) {
+                        let _ = queue.push(Item::Exhausted, 0);
+                        break Ok(());
+                    }
+                    let page = match source.get(&pagination, ctx) {
+                        Ok(p) => p,
+                        Err(e) => break Err(e),
+                    };
+                    counters.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
+                    let last = page.is_last();
+                    let next = page.next.clone();
+                    let bytes = page.records.byte_len();
+                    if queue.push(Item::Page(iteration, Box::new(page)), bytes).is_err() {
+                        break Ok(()); // the consumer gave up
+                    }
+                    if last {
+                        break Ok(());
+                    }
+                    pagination = next;
+                    iteration += 1;
+                };
+                queue.close();
+                result
+            })
+            .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;
+
+        let consumed = (|| -> Result<Option<Outcome>> {
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    // Stop pulling; what is already queued is written, then committed.
+                    while let Pop::Item(Item::Page(i, p)) = queue.pop(Duration::ZERO) {
+                        w.accept(i, *p)?;
+                    }
+                    return w.stopped().map(Some);
+                }
+                match queue.pop(w.until_deadline()) {
+                    Pop::Item(Item::Page(i, page)) => {
+                        let (last, next) = (page.is_last(), page.next.clone());
+                        w.save_source_cursor(i, &next)?;
+                        w.accept(i, *page)?;
+                        if last {
+                            return w.finish().map(Some);
+                        }
+                    }
+                    Pop::Item(Item::Exhausted) => return w.finish().map(Some),
+                    Pop::Timeout => w.tick()?,
+                    Pop::Closed => return Ok(None),
+                }
+            }
+        })();
+        if consumed.is_err() {
+            queue.abandon();
+        }
+        let produced = producer.join().map_err(|_| Error::internal("the producer thread panicked"))?;
+        match (consumed, produced) {
+            (Err(e), _) => Err(e),
+            (Ok(Some(outcome)), _) => Ok(outcome),
+            // Closed without a last page: the producer failed or was stopped.
+            (Ok(None), Err(e)) => {
+                w.flush(false)?;
+                Err(e)
+            }
+            (Ok(None), Ok(())) => w.stopped(),
+        }
+    })
+}
