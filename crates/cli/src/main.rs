@@ -414,6 +414,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let destination_id = cfg.destination.destination_id(&cfg.source.stream);
     let mut destination = cfg.destination.config.build(&destination_id);
     let common = &cfg.destination.common;
+    let runner_details = cfg.engine.runner.config.as_ref();
     let spec = PipelineSpec {
         key: stream_key(&cfg),
         sync_mode: cfg.source.sync_mode,
@@ -427,7 +428,8 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         runner,
         queue_max_bytes: cfg.engine.queue.max_bytes,
         queue_max_messages: cfg.engine.queue.max_messages,
-        max_retries: 10,
+        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(10),
+        retry_backoff: Duration::from_millis(runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(100)),
         progress: if args.no_progress {
             ProgressMode::Off
         } else {

@@ -247,7 +247,11 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
         }
     }
     let dst_name_node = dst.get("name").ok_or_else(|| err("missing required key `name`", dst, "destination"))?;
-    let dst_name: String = from_node(dst_name_node, "destination.name", &[])?;
+    // `name: null` parses as YAML's null: read it as the `null` destination it names.
+    let dst_name: String = match dst_name_node.value {
+        yaml::Value::Null => "null".into(),
+        _ => from_node(dst_name_node, "destination.name", &[])?,
+    };
     let kind = DestinationKind::from_name(&dst_name).ok_or_else(|| {
         choose(
             "destination",

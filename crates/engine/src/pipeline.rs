@@ -50,6 +50,8 @@ pub struct PipelineSpec {
     pub queue_max_messages: u64,
     /// Transient failures in a row (without a commit in between) before the run fails.
     pub max_retries: u32,
+    /// First retry delay; doubled per retry, capped at 5 s.
+    pub retry_backoff: Duration,
     pub progress: ProgressMode,
 }
 
@@ -141,7 +143,7 @@ impl Pipeline<'_> {
                     if retries > self.spec.max_retries || self.stop.load(Ordering::SeqCst) {
                         break Err(e.context(format!("giving up after {} attempts", retries)));
                     }
-                    let backoff = Duration::from_millis(100u64 << retries.min(6)).min(Duration::from_secs(5));
+                    let backoff = (self.spec.retry_backoff * (1u32 << retries.min(6))).min(Duration::from_secs(5));
                     tracing::warn!(error = %e, retry = retries, backoff_ms = backoff.as_millis() as u64, "transient error: resuming from the last commit");
                     std::thread::sleep(backoff);
                 }

@@ -1,1 +1,6 @@
-//! placeholder
+//! bizon-testkit (dev-only): the conformance suites every connector runs from its tests, and
+//! fixtures for end-to-end tests (unique temp dirs, NDJSON readers, exactly-once checks).
+
+pub mod destination;
+pub mod fixtures;
+pub mod source;

@@ -2,3 +2,6 @@
 
 pub mod dummy;
 pub mod generator;
+
+#[cfg(test)]
+mod tests;

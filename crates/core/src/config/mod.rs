@@ -291,6 +291,12 @@ pub struct RunnerDetails {
     pub consumer_start_delay: Option<u64>,
     #[serde(default)]
     pub is_alive_check_interval: Option<u64>,
+    /// Transient failures in a row (no commit in between) before the run fails. Default 10.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// First retry delay in milliseconds, doubled per retry up to 5 s. Default 100.
+    #[serde(default)]
+    pub retry_backoff_ms: Option<u64>,
 }
 
 /// Mask everything that may be a secret: values that came from the environment and values of

@@ -396,3 +396,6 @@ impl Backend for SqliteBackend {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err("listing jobs"))
     }
 }
+
+#[cfg(test)]
+mod tests;

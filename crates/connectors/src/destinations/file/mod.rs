@@ -217,3 +217,6 @@ impl Destination for FileDestination {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

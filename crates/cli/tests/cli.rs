@@ -1,0 +1,233 @@
+//! End-to-end: the CLI verbs, the README example, config errors.
+
+mod common;
+
+use common::*;
+
+const README_CONFIG: &str = "name: demo-creatures-pipeline\n\nsource:\n  name: dummy\n  stream: creatures\n  authentication:\n    type: api_key\n    params:\n      token: dummy_key\n\ndestination:\n  name: logger\n  config:\n    dummy: dummy\n";
+
+#[test]
+fn readme_command_runs_dummy_to_logger() {
+    // The README's first command, minus the cargo build: the shipped example from a clean dir.
+    let s = Scratch::new("readme");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dummy_to_logger.yml");
+    let out = s.run(&["run", example.to_str().unwrap()]);
+    let err = ok(&out);
+    for rec in [
+        r#"{"id":9898,"name":"bizon","age":26}"#,
+        r#"{"id":88787,"name":"croco","age":23}"#,
+        r#"{"id":98,"name":"froggy","age":26}"#,
+        r#"{"id":3333,"name":"turtle","age":23}"#,
+        r#"{"id":56565,"name":"poulpo","age":26}"#,
+    ] {
+        assert!(err.contains(&format!("[full_refresh] {rec}")), "missing {rec} in:\n{err}");
+    }
+    assert!(err.contains("completed: 5 records"), "{err}");
+    assert!(s.path("bizon.db").exists(), "default backend is ./bizon.db");
+}
+
+#[test]
+fn dummy_to_file_writes_bizons_rows_exactly() {
+    let s = Scratch::new("dummy-file");
+    let cfg = s.write(
+        "c.yml",
+        "name: dummy-file\nsource:\n  name: dummy\n  stream: plants\ndestination:\n  name: file\n  config:\n    destination_id: plants_out\n",
+    );
+    ok(&s.run(&["run", cfg.to_str().unwrap()]));
+    let rows = read_rows(&s.path("plants_out.json"));
+    let data: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r["source_record_id"].as_str().unwrap().to_owned(), r["source_data"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            ("9898", r#"{"id":9898,"name":"tree","age":26}"#),
+            ("88787", r#"{"id":88787,"name":"flower","age":23}"#),
+            ("98", r#"{"id":98,"name":"cactus","age":26}"#),
+            ("3333", r#"{"id":3333,"name":"bamboo","age":23}"#),
+            ("56565", r#"{"id":56565,"name":"rose","age":26}"#),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    for r in &rows {
+        let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "bizon_id",
+                "bizon_extracted_at",
+                "bizon_loaded_at",
+                "source_record_id",
+                "source_timestamp",
+                "source_data"
+            ]
+        );
+        assert_eq!(r["bizon_id"].as_str().unwrap().len(), 32);
+        assert!(r["bizon_loaded_at"].as_str().unwrap().ends_with("+00:00"));
+    }
+    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r["bizon_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 5, "bizon_id is unique");
+    assert!(!s.path("plants_out_temp.json").exists(), "staging file renamed away");
+}
+
+/// Each bad config: exit 2, a clear message, no panic, nothing written.
+#[test]
+fn config_errors_exit_2_with_location_and_write_nothing() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "typo",
+            &README_CONFIG.replace("  stream: creatures", "  stream: creatures\n  sync_mod: incremental"),
+            &["bad.yml:6:3", "unknown key `sync_mod`", "did you mean `sync_mode`"],
+        ),
+        (
+            "typo-in-destination",
+            &README_CONFIG.replace("    dummy: dummy", "    buffer_sise: 10"),
+            &["bad.yml:14:5", "unknown key `buffer_sise`", "did you mean `buffer_size`"],
+        ),
+        (
+            "wrong-type",
+            &README_CONFIG.replace("    dummy: dummy", "    buffer_size: lots"),
+            &["bad.yml:14:18", "expected a non-negative integer, found `lots`", "destination.config.buffer_size"],
+        ),
+        (
+            "missing-key",
+            &README_CONFIG.replace("  stream: creatures\n", ""),
+            &["bad.yml:", "missing required key `stream`"],
+        ),
+        (
+            "missing-section",
+            &README_CONFIG[..README_CONFIG.find("destination:").unwrap()],
+            &["missing required key `destination`"],
+        ),
+        (
+            "unknown-source",
+            &README_CONFIG.replace("name: dummy", "name: dumy"),
+            &["bad.yml:4:9", "unknown source `dumy`", "did you mean `dummy`", "Available: dummy, generator"],
+        ),
+        (
+            "unknown-destination",
+            &README_CONFIG.replace("name: logger", "name: s3"),
+            &["bad.yml:12:9", "unknown destination `s3`", "logger, file, null"],
+        ),
+        ("invalid-yaml", "name: x\nsource: [unclosed\n", &["bad.yml:", "invalid YAML"]),
+        (
+            "bad-enum",
+            &README_CONFIG.replace("type: api_key", "type: apikey"),
+            &["bad.yml:7:11", "did you mean `api_key`"],
+        ),
+        (
+            "missing-env",
+            &README_CONFIG.replace("dummy_key", "${BIZON_TEST_UNSET_VAR}"),
+            &["bad.yml:9:14", "`BIZON_TEST_UNSET_VAR` is not set"],
+        ),
+        ("empty", "", &["the config is empty"]),
+    ];
+    for (label, text, expected) in cases {
+        let s = Scratch::new(&format!("cfgerr-{label}"));
+        let cfg = s.write("bad.yml", text);
+        for verb in [&["run"][..], &["config", "validate"][..]] {
+            let mut args = verb.to_vec();
+            args.push(cfg.to_str().unwrap());
+            let out = s.run(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{label} {verb:?}: exit code; stderr:\n{err}");
+            for e in *expected {
+                assert!(err.contains(e), "{label} {verb:?}: expected `{e}` in:\n{err}");
+            }
+            assert!(!err.contains("panicked"), "{label}: panic:\n{err}");
+        }
+        assert_eq!(s.files(), ["bad.yml"], "{label}: nothing may be written");
+    }
+    let s = Scratch::new("cfgerr-missing-file");
+    let out = s.run(&["run", "does-not-exist.yml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read config file `does-not-exist.yml`"), "{}", stderr(&out));
+    assert!(s.files().is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2_and_every_verb_has_help() {
+    let s = Scratch::new("help");
+    assert_eq!(s.run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(s.run(&["run"]).status.code(), Some(2));
+    for verb in [
+        &["run"][..],
+        &["config", "validate"],
+        &["config", "show"],
+        &["source", "list"],
+        &["stream", "list"],
+        &["stream", "reset"],
+        &["destination", "list"],
+        &["job", "list"],
+        &["job", "show"],
+        &["secrets", "check"],
+    ] {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let out = s.run(&args);
+        assert!(out.status.success(), "{verb:?} --help");
+        assert!(stdout(&out).contains("Usage: bizon"), "{verb:?} --help:\n{}", stdout(&out));
+    }
+}
+
+#[test]
+fn list_verbs_show_connectors_streams_and_guarantees() {
+    let s = Scratch::new("lists");
+    let out = stdout(&s.run(&["source", "list"]));
+    assert!(out.contains("dummy") && out.contains("creatures, plants") && out.contains("generator"), "{out}");
+    let out = stdout(&s.run(&["stream", "list", "dummy"]));
+    assert!(out.contains("creatures") && out.contains("plants"), "{out}");
+    let bad = s.run(&["stream", "list", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("available: dummy, generator"));
+    let out = stdout(&s.run(&["destination", "list"]));
+    let file_line = out.lines().find(|l| l.trim_start().starts_with("file")).unwrap();
+    assert!(file_line.contains("exactly-once"), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("logger") && l.contains("none")), "{out}");
+}
+
+#[test]
+fn placeholders_resolve_and_config_show_masks_them() {
+    let s = Scratch::new("env");
+    s.write(".env", "# comment\nBIZON_ENV_TOKEN=from-dotenv-secret\nDEST_ID=routed\n");
+    let text = README_CONFIG
+        .replace("token: dummy_key", "token: BIZON_ENV_TOKEN\n      password: ${env://BIZON_TEST_PW:-hunter2-default}")
+        .replace(
+            "name: logger\n  config:\n    dummy: dummy",
+            "name: file\n  config:\n    destination_id: ${DEST_ID}\n    buffer_size: BIZON_ENV_BUF",
+        );
+    let cfg = s.write("c.yml", &text);
+    let out = s.cmd(&["config", "show", cfg.to_str().unwrap()]).env("BIZON_ENV_BUF", "7").output().unwrap();
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!shown.contains("from-dotenv-secret") && !shown.contains("hunter2"), "secret leaked:\n{shown}");
+    assert!(shown.contains("\"token\": \"********\""), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["destination"]["config"]["buffer_size"], "********", "from the environment: masked");
+    let out = s.cmd(&["run", cfg.to_str().unwrap()]).env("BIZON_ENV_BUF", "7").output().unwrap();
+    ok(&out);
+    assert_eq!(read_rows(&s.path("routed.json")).len(), 5, "destination_id came from .env");
+    let out = s.cmd(&["secrets", "check", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "BIZON_ENV_BUF is unset here");
+    assert!(
+        stdout(&out).contains("destination.config.buffer_size") && stdout(&out).contains("FAILED"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("from-dotenv-secret"));
+}
+
+#[test]
+fn python_only_features_get_a_clear_error() {
+    let s = Scratch::new("python");
+    let cfg = s.write(
+        "c.yml",
+        &format!(
+            "{README_CONFIG}transforms:\n  - label: upper\n    python: |\n      data['name'] = data['name'].upper()\n"
+        ),
+    );
+    let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("inline Python transforms are not supported"), "{}", stderr(&out));
+}

@@ -1,0 +1,110 @@
+//! Helpers for end-to-end tests: run the real `bizon` binary in a scratch directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use bizon_testkit::fixtures::{missing_and_duplicates, read_ids, read_rows, TempDir};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bizon")
+}
+
+/// A scratch directory holding one pipeline's config, state and output.
+pub struct Scratch {
+    pub dir: TempDir,
+}
+
+impl Scratch {
+    pub fn new(label: &str) -> Self {
+        Scratch { dir: TempDir::new(label) }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).current_dir(self.dir.path()).env_remove("RUST_LOG").env_remove("BIZON_FAILPOINTS");
+        c.stdin(Stdio::null());
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+    /// Files in the scratch directory (names), sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Assert success, showing stderr otherwise.
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "bizon failed ({:?}):\n{}\n{}", o.status.code(), stdout(o), stderr(o));
+    stderr(o)
+}
+
+/// A generator → file pipeline config. `extra_source` / `extra_dest` are YAML lines (2-space
+/// indented under `source:` / `config:`).
+pub fn generator_to_file(s: &Scratch, name: &str, total: u64, extra_source: &str, extra_dest: &str) -> PathBuf {
+    let text = format!(
+        "name: {name}\nsource:\n  name: generator\n  stream: records\n  total: {total}\n{extra_source}\
+         destination:\n  name: file\n  config:\n    path: {out}\n{extra_dest}\
+         engine:\n  backend:\n    type: sqlite\n    config:\n      database: {db}\n",
+        out = s.path("out.json").display(),
+        db = s.path("state.db").display(),
+    );
+    s.write("pipeline.yml", &text)
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// A small deterministic PRNG for kill moments (seeded: a failure replays).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+pub fn file_exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,311 @@
+//! End-to-end durability: kill -9 at random moments, SIGTERM, incremental watermarks, full
+//! refresh visibility, one run per pipeline, injected faults. Every test runs the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn assert_exactly_once(path: &std::path::Path, expected: u64) {
+    let ids = read_ids(path);
+    let (missing, dups) = missing_and_duplicates(&ids, expected);
+    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
+    assert_eq!(ids.len() as u64, expected);
+}
+
+/// Run to completion, resuming as often as needed (a failpoint may abort some attempts).
+fn run_until_done(s: &Scratch, cfg: &str, max_runs: usize) -> Vec<String> {
+    let mut logs = Vec::new();
+    for _ in 0..max_runs {
+        let out = s.run(&["run", cfg, "--no-progress"]);
+        logs.push(stderr(&out));
+        if out.status.success() {
+            return logs;
+        }
+    }
+    panic!("not done after {max_runs} runs:\n{}", logs.join("\n---\n"));
+}
+
+#[test]
+fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
+    let s = Scratch::new("kill9");
+    let cfg = generator_to_file(&s, "kill9", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    let cfg = cfg.to_str().unwrap();
+    let mut rng = Rng(0x5EED_0003);
+    let mut interrupted = 0;
+    for kill in 0..5 {
+        let mut child = s.spawn(&["run", cfg, "--no-progress"]);
+        // Let the run get past its start-up (or its resume) before the random moment.
+        let delay = 80 + rng.below(500);
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        eprintln!("kill {kill} after {delay} ms: {status:?}");
+    }
+    assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
+    let logs = run_until_done(&s, cfg, 3);
+    assert!(logs.last().unwrap().contains("resumed after iteration"), "{}", logs.last().unwrap());
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+    assert!(!s.path("out_temp.json").exists(), "staging file published");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_next_run_resumes() {
+    let s = Scratch::new("sigterm");
+    let cfg = generator_to_file(&s, "sigterm", 300_000, "  page_size: 1000\n  rate_limit: 200000\n", "");
+    let cfg = cfg.to_str().unwrap();
+    let child = s.spawn(&["run", cfg, "--no-progress"]);
+    let staging = s.path("out_temp.json");
+    wait_until("rows in the staging file", Duration::from_secs(30), || {
+        std::fs::metadata(&staging).map(|m| m.len() > 100_000).unwrap_or(false)
+    });
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "SIGTERM exits 0 after committing:\n{err}");
+    assert!(err.contains("stopped (resumable"), "{err}");
+    let jobs = stdout(&s.run(&["job", "list", cfg]));
+    assert!(jobs.contains("stopped"), "{jobs}");
+    let logs = run_until_done(&s, cfg, 1);
+    assert!(logs[0].contains("resumed after iteration"), "{}", logs[0]);
+    assert_exactly_once(&s.path("out.json"), 300_000);
+}
+
+#[test]
+fn incremental_appends_only_newer_records_and_reset_rereads_all() {
+    let s = Scratch::new("incremental");
+    let inc = "  sync_mode: incremental\n  cursor_field: updated_at\n  page_size: 300\n";
+    let cfg = generator_to_file(&s, "inc", 1000, inc, "").to_str().unwrap().to_owned();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 1000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1000);
+
+    // Nothing new: nothing written.
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 0 records"), "{err}");
+    assert_eq!(read_ids(&s.path("out.json")).len(), 1000);
+
+    // 500 newer records appear at the source: only they are appended.
+    let cfg = generator_to_file(&s, "inc", 1500, inc, "").to_str().unwrap().to_owned();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 500 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1500);
+    let ids = read_ids(&s.path("out.json"));
+    assert_eq!(ids[1000..], (1000..1500).collect::<Vec<_>>()[..], "appended in order after the first 1000");
+
+    // Reset: re-read everything and replace the file (not append).
+    let err = ok(&s.run(&["run", &cfg, "--no-progress", "--reset"]));
+    assert!(err.contains("completed: 1500 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1500);
+
+    // After the reset the watermark is back: the next run appends only newer records.
+    let cfg = generator_to_file(&s, "inc", 1600, inc, "").to_str().unwrap().to_owned();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 100 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1600);
+
+    // `bizon stream reset` does the same from the command line.
+    let out = s.run(&["stream", "reset", &cfg]);
+    assert!(stdout(&out).contains("watermark forgotten"), "{}", stdout(&out));
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 1600 records"), "{err}");
+    let ids = read_ids(&s.path("out.json"));
+    assert_eq!(ids.len(), 1600 + 1600, "after `stream reset` an incremental run re-reads all and appends");
+}
+
+#[test]
+fn incremental_survives_kill_9_exactly_once() {
+    let s = Scratch::new("inc-kill");
+    let inc = "  sync_mode: incremental\n  cursor_field: updated_at\n  page_size: 500\n  rate_limit: 100000\n";
+    let cfg = generator_to_file(&s, "inckill", 20_000, inc, "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    let cfg = generator_to_file(&s, "inckill", 120_000, inc, "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(child.try_wait().unwrap().is_none(), "still running at the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run_until_done(&s, &cfg, 1);
+    assert_exactly_once(&s.path("out.json"), 120_000);
+}
+
+#[test]
+fn full_refresh_readers_see_old_or_new_never_partial() {
+    let s = Scratch::new("visibility");
+    let target = s.path("out.json");
+    let cfg = generator_to_file(&s, "vis", 20_000, "  page_size: 500\n", "").to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_eq!(read_ids(&target).len(), 20_000);
+
+    // A slow second run: poll the target throughout.
+    let slow = "  page_size: 500\n  rate_limit: 40000\n";
+    let cfg = generator_to_file(&s, "vis", 30_000, slow, "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let mut polls = 0;
+    while child.try_wait().unwrap().is_none() {
+        let n = read_ids(&target).len();
+        assert!(n == 20_000 || n == 30_000, "a reader saw {n} rows");
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(polls > 5, "the run was too fast to observe ({polls} polls)");
+    assert_eq!(read_ids(&target).len(), 30_000);
+
+    // Killed mid-run: the previous complete result stays.
+    let cfg = generator_to_file(&s, "vis", 40_000, slow, "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    wait_until("staging rows", Duration::from_secs(30), || {
+        std::fs::metadata(s.path("out_temp.json")).map(|m| m.len() > 0).unwrap_or(false)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_exactly_once(&target, 30_000);
+    run_until_done(&s, &cfg, 1);
+    assert_exactly_once(&target, 40_000);
+}
+
+#[test]
+fn default_50_mb_buffer_moves_a_million_records_and_buffer_0_finalizes() {
+    let s = Scratch::new("buffers");
+    let cfg = generator_to_file(&s, "buf50", 1_000_000, "", "").to_str().unwrap().to_owned();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 1000000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+
+    let s = Scratch::new("buffer0");
+    let cfg =
+        generator_to_file(&s, "buf0", 2_345, "  page_size: 100\n", "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_exactly_once(&s.path("out.json"), 2_345);
+    assert!(!s.path("out_temp.json").exists());
+    let show = stdout(&s.run(&["job", "list", &cfg]));
+    assert!(show.contains("succeeded") && show.contains("2345/2345"), "{show}");
+}
+
+#[test]
+fn page_larger_than_the_buffer_is_written_through() {
+    let s = Scratch::new("bigpage");
+    // One page of ~3 MB against a 1 MB buffer and a 1 MB queue.
+    let text = format!(
+        "name: bigpage\nsource:\n  name: generator\n  stream: records\n  total: 3000\n  page_size: 3000\n  record_size: 1000\n\
+         destination:\n  name: file\n  config:\n    path: {}\n    buffer_size: 1\n\
+         engine:\n  queue:\n    type: python_queue\n    config:\n      queue:\n        max_size_mb: 1\n",
+        s.path("out.json").display()
+    );
+    let cfg = s.write("c.yml", &text);
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    assert_exactly_once(&s.path("out.json"), 3000);
+}
+
+#[test]
+fn a_second_run_is_refused_and_a_killed_run_is_taken_over() {
+    let s = Scratch::new("lock");
+    let slow =
+        generator_to_file(&s, "locked", 100_000, "  page_size: 500\n  rate_limit: 5000\n", "    buffer_size: 0\n");
+    let slow = slow.to_str().unwrap().to_owned();
+    let mut first = s.spawn(&["run", &slow, "--no-progress"]);
+    wait_until("first run writing", Duration::from_secs(30), || {
+        std::fs::metadata(s.path("out_temp.json")).map(|m| m.len() > 0).unwrap_or(false)
+    });
+    let second = s.run(&["run", &slow, "--no-progress"]);
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("already running: job "), "{err}");
+    assert!(err.contains(&format!("(pid {})", first.id())), "{err}");
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let fast = generator_to_file(&s, "locked", 100_000, "  page_size: 500\n", "    buffer_size: 0\n");
+    let logs = run_until_done(&s, fast.to_str().unwrap(), 1);
+    assert!(logs[0].contains("resumed after iteration"), "{}", logs[0]);
+    assert_exactly_once(&s.path("out.json"), 100_000);
+}
+
+#[test]
+fn injected_transient_errors_are_retried_from_the_last_commit() {
+    let s = Scratch::new("failpoints");
+    let cfg = generator_to_file(&s, "fp", 50_000, "  page_size: 500\n", "    buffer_size: 0\n");
+    let out = s
+        .cmd(&["run", cfg.to_str().unwrap(), "--no-progress"])
+        .env("BIZON_FAILPOINTS", "after_write=error@0.05,before_commit=error@0.05,before_finalize=error@0.5")
+        .env("BIZON_FAILPOINTS_SEED", "11")
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    assert!(err.contains("retries"), "faults must have fired:\n{err}");
+    assert_exactly_once(&s.path("out.json"), 50_000);
+}
+
+#[test]
+fn aborts_at_every_durability_boundary_then_resume_exactly_once() {
+    for (point, runner) in [
+        ("after_write", "thread"),
+        ("before_commit", "thread"),
+        ("after_commit", "stream"),
+        ("before_flush", "stream"),
+        ("after_finalize", "thread"),
+        ("before_finalize", "thread"),
+    ] {
+        let s = Scratch::new(&format!("abort-{point}"));
+        let cfg = generator_to_file(&s, "abort", 20_000, "  page_size: 500\n", "    buffer_size: 0\n");
+        let cfg = cfg.to_str().unwrap();
+        let prob = if point.contains("finalize") { "1" } else { "0.05" };
+        let out = s
+            .cmd(&["run", cfg, "--no-progress", "--runner", runner])
+            .env("BIZON_FAILPOINTS", format!("{point}=abort@{prob}"))
+            .env("BIZON_FAILPOINTS_SEED", "5")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the failpoint must abort the first run");
+        run_until_done(&s, cfg, 2);
+        assert_exactly_once(&s.path("out.json"), 20_000);
+    }
+}
+
+#[test]
+fn stream_runner_resumes_after_kill_exactly_once() {
+    let s = Scratch::new("stream-runner");
+    let cfg = generator_to_file(&s, "streamrun", 200_000, "  page_size: 1000\n", "    buffer_size: 1\n");
+    let cfg = cfg.to_str().unwrap();
+    let mut child = s.spawn(&["run", cfg, "--no-progress", "--runner", "stream"]);
+    wait_until("rows", Duration::from_secs(30), || {
+        std::fs::metadata(s.path("out_temp.json")).map(|m| m.len() > 1_000_000).unwrap_or(false)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = s.run(&["run", cfg, "--no-progress", "--runner", "stream"]);
+    assert!(ok(&out).contains("resumed after iteration"));
+    assert_exactly_once(&s.path("out.json"), 200_000);
+}
+
+#[test]
+fn max_iterations_caps_the_pages_read() {
+    let s = Scratch::new("maxit");
+    let cfg = generator_to_file(&s, "maxit", 10_000, "  page_size: 1000\n  max_iterations: 3\n", "");
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    assert_exactly_once(&s.path("out.json"), 3000);
+}
+
+#[test]
+fn fault_injecting_destination_fails_and_retries() {
+    let s = Scratch::new("null-faults");
+    let text = "name: nullfaults\nsource:\n  name: generator\n  stream: records\n  total: 20000\n  page_size: 100\n\
+        destination:\n  name: null\n  config:\n    fail_rate: 0.05\n    latency_ms: 1\n    seed: 9\n    buffer_size: 0\n";
+    let cfg = s.write("c.yml", text);
+    let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    assert!(err.contains("completed: 20000 records") && err.contains("retries"), "{err}");
+    let always = s.write(
+        "always.yml",
+        &format!(
+            "{}engine:\n  runner:\n    config:\n      max_retries: 3\n      retry_backoff_ms: 1\n",
+            text.replace("fail_rate: 0.05", "fail_rate: 1")
+        ),
+    );
+    let out = s.run(&["run", always.to_str().unwrap(), "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "a destination that always fails ends the run with exit 1");
+    assert!(stderr(&out).contains("giving up after 4 attempts"), "{}", stderr(&out));
+}
