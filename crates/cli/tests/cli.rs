@@ -231,3 +231,19 @@ fn python_only_features_get_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("inline Python transforms are not supported"), "{}", stderr(&out));
 }
+
+#[test]
+fn every_example_validates() {
+    let s = Scratch::new("examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            let out = s.cmd(&["config", "validate", path.to_str().unwrap()]).env("BIZON_ENV_DUMMY_TOKEN", "t").output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "examples found: {n}");
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmark harness (release build). Runs named workloads and prints, per workload: records,
+# output MB, wall seconds, records/s, MB/s, CPU seconds, peak RSS and the ratio to a raw
+# ceiling measured in the same run:
+#   - file workloads: `dd bs=1M conv=fdatasync` copying the same bytes (a plain buffered writer
+#     plus the same final fsync bizon does);
+#   - the engine alone: generator → null.
+#
+# Usage: scripts/bench.sh [quick|full|rss|startup|all]   (default: all)
+#   quick    1M-record workloads
+#   full     adds the 10M-record workloads
+#   rss      peak RSS at 1M / 5M / 10M records with the default config
+#   startup  --version, config validate, an empty run
+# BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-all}
+
+if [ ! -x /usr/bin/time ] || ! command -v bc >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq time bc) >/dev/null
+fi
+
+cargo build --release --quiet
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bizon"
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/bizon-bench.XXXXXX)}
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "# bizon: $("$BIN" --version)"
+printf '%-34s %10s %9s %8s %12s %9s %8s %9s %s\n' workload records out_MB wall_s records/s MB/s cpu_s rss_MB "ratio"
+
+# config NAME TOTAL RECORD_SIZE DEST [extra destination config lines]
+config() {
+  local name=$1 total=$2 size=$3 dest=$4 extra=${5:-}
+  local out="$WORK/$name.json"
+  cat > "$WORK/$name.yml" <<YML
+name: bench-$name
+source:
+  name: generator
+  stream: records
+  total: $total
+  record_size: $size
+destination:
+  name: $dest
+  config:
+$( [ "$dest" = file ] && echo "    path: $out" || echo "    latency_ms: 0" )
+$extra
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/$name-state
+YML
+  echo "$WORK/$name.yml"
+}
+
+# measure NAME CONFIG -> sets WALL CPU RSS_MB
+measure() {
+  local name=$1 cfg=$2
+  rm -f "$WORK/$name.json" "$WORK/$name-state.db"*
+  sync
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$BIN" run "$cfg" --no-progress 2>"$WORK/$name.log" \
+    || { cat "$WORK/$name.log"; exit 1; }
+  read -r WALL USER SYS RSS < "$WORK/time.txt"
+  CPU=$(echo "$USER + $SYS" | bc -l)
+  RSS_MB=$(echo "scale=1; $RSS / 1024" | bc -l)
+}
+
+row() { # name records bytes wall cpu rss ratio
+  local mb rps mbs
+  mb=$(echo "scale=1; $3 / 1000000" | bc -l)
+  rps=$(echo "$2 / $4" | bc -l | xargs printf '%.0f')
+  mbs=$(echo "scale=1; $3 / 1000000 / $4" | bc -l)
+  printf '%-34s %10s %9s %8s %12s %9s %8s %9s %s\n' "$1" "$2" "$mb" "$4" "$rps" "$mbs" "$5" "$6" "$7"
+}
+
+# file workload: bizon run, then dd of the same bytes in the same run as the ceiling.
+file_workload() {
+  local name=$1 total=$2 size=$3 extra=${4:-}
+  local cfg; cfg=$(config "$name" "$total" "$size" file "$extra")
+  measure "$name" "$cfg"
+  local bytes; bytes=$(stat -c %s "$WORK/$name.json")
+  sync
+  local t0 t1 dd_s
+  t0=$(date +%s.%N)
+  dd if="$WORK/$name.json" of="$WORK/$name.dd" bs=1M conv=fdatasync status=none
+  t1=$(date +%s.%N)
+  dd_s=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
+  rm -f "$WORK/$name.dd"
+  local ratio; ratio=$(echo "scale=2; $dd_s / $WALL" | bc -l)
+  row "$name" "$total" "$bytes" "$WALL" "$CPU" "$RSS_MB" "dd=${dd_s}s ratio=$ratio"
+  rm -f "$WORK/$name.json"
+}
+
+null_workload() {
+  local name=$1 total=$2 size=$3
+  local cfg; cfg=$(config "$name" "$total" "$size" null)
+  measure "$name" "$cfg"
+  row "$name" "$total" "$((total * size))" "$WALL" "$CPU" "$RSS_MB" "(engine ceiling; MB = payload)"
+}
+
+if [[ $MODE == quick || $MODE == full || $MODE == all ]]; then
+  null_workload gen-null-1M-200B 1000000 200
+  file_workload gen-file-1M-200B 1000000 200
+  file_workload gen-file-1M-2KB 1000000 2000
+  file_workload gen-file-1M-200B-buf1MB 1000000 200 "    buffer_size: 1"
+fi
+if [[ $MODE == full || $MODE == all ]]; then
+  null_workload gen-null-10M-200B 10000000 200
+  file_workload gen-file-10M-200B 10000000 200
+fi
+if [[ $MODE == rss || $MODE == all ]]; then
+  for n in 1000000 5000000 10000000; do
+    file_workload "rss-gen-file-$((n / 1000000))M" "$n" 200
+  done
+fi
+if [[ $MODE == startup || $MODE == all ]]; then
+  cfg=$(config startup 0 200 file)
+  ms() { # average wall ms of N runs of a command
+    local n=$1; shift
+    local t0 t1
+    t0=$(date +%s%N)
+    for _ in $(seq "$n"); do "$@" >/dev/null 2>&1; done
+    t1=$(date +%s%N)
+    echo "scale=2; ($t1 - $t0) / $n / 1000000" | bc -l
+  }
+  echo "startup: bizon --version $(ms 20 "$BIN" --version) ms;" \
+    "config validate $(ms 20 "$BIN" config validate "$cfg") ms;" \
+    "empty run (0 records) $(ms 10 "$BIN" run "$cfg" --no-progress) ms"
+fi
