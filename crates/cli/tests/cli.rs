@@ -240,7 +240,11 @@ fn every_example_validates() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yml") {
-            let out = s.cmd(&["config", "validate", path.to_str().unwrap()]).env("BIZON_ENV_DUMMY_TOKEN", "t").output().unwrap();
+            let out = s
+                .cmd(&["config", "validate", path.to_str().unwrap()])
+                .env("BIZON_ENV_DUMMY_TOKEN", "t")
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
             n += 1;
         }
