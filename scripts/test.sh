@@ -6,4 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # End-to-end tests spawn the binary and kill it: keep their parallelism at the core count.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(nproc)}"
-cargo test --workspace --all-targets "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo prints one `test result:` per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
