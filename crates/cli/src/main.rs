@@ -79,6 +79,9 @@ struct RunArgs {
     /// No progress bar or progress lines (the final summary is still printed).
     #[arg(long)]
     no_progress: bool,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    progress_interval: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -433,7 +436,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         progress: if args.no_progress {
             ProgressMode::Off
         } else {
-            ProgressMode::Auto { interval: Duration::from_secs(10) }
+            ProgressMode::Auto { interval: Duration::from_secs_f64(args.progress_interval.max(0.05)) }
         },
     };
     let counters = Arc::new(Counters::default());

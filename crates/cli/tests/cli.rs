@@ -251,3 +251,33 @@ fn every_example_validates() {
     }
     assert!(n >= 5, "examples found: {n}");
 }
+
+#[test]
+fn progress_lines_without_a_terminal_and_a_bar_on_one() {
+    let s = Scratch::new("progress");
+    let text = format!(
+        "name: progress\nsource:\n  name: generator\n  stream: records\n  total: 30000\n  page_size: 500\n  rate_limit: 20000\n\
+         destination:\n  name: file\n  config:\n    path: {}\n",
+        s.path("out.json").display()
+    );
+    let cfg = s.write("c.yml", &text);
+    let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--progress-interval", "0.3"]));
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(" progress ")).collect();
+    assert!(lines.len() >= 2, "periodic progress lines expected:\n{err}");
+    assert!(lines.iter().all(|l| l.contains("total=30000") && l.contains("percent=") && l.contains("eta_s=")), "{err}");
+    assert!(err.contains("completed: 30000 records") && err.contains("records/s"), "final summary:\n{err}");
+
+    // On a terminal (a pty from `script`): a bar with records, rate, % and ETA.
+    if std::process::Command::new("script").arg("--version").output().is_ok() {
+        let cmd = format!("{} run {} --reset", bin(), cfg.display());
+        let out = std::process::Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .current_dir(s.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{screen}");
+        assert!(screen.contains("/30000 records") && screen.contains("ETA"), "progress bar expected:\n{screen}");
+    }
+}

@@ -56,7 +56,10 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, meta: &BatchMeta) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod row_tests {
     use super::*;
 
     #[test]
