@@ -150,28 +150,58 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
+/// Mask of the bytes of `w` that are `"`, `\\` or a control character (< 0x20): the lowest set
+/// bit marks the first such byte exactly (higher bits may be borrow artefacts).
+#[inline]
+fn escape_mask(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (below_space | quote | backslash) & HIGH
+}
+
 /// Append `s` to `out` as the inside of a JSON string (no surrounding quotes).
-/// Input is UTF-8 bytes; only `"`, `\` and control characters are escaped.
+/// Input is UTF-8 bytes; only `"`, `\` and control characters are escaped. The input is
+/// scanned 8 bytes at a time, jumping straight to the next byte to escape.
 pub fn json_escape_into(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        let m = escape_mask(w);
+        if m == 0 {
+            i += 8;
             continue;
         }
-        out.extend_from_slice(&s[start..i]);
-        if e == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(e);
+        i += (m.trailing_zeros() / 8) as usize;
+        push_escaped(out, &s[start..i], s[i]);
+        i += 1;
+        start = i;
+    }
+    for (k, &b) in s.iter().enumerate().skip(i) {
+        if ESCAPE[b as usize] != 0 {
+            push_escaped(out, &s[start..k], b);
+            start = k + 1;
         }
-        start = i + 1;
     }
     out.extend_from_slice(&s[start..]);
+}
+
+/// Append the clean run `before`, then the escape sequence of `b`.
+#[inline]
+fn push_escaped(out: &mut Vec<u8>, before: &[u8], b: u8) {
+    out.extend_from_slice(before);
+    match ESCAPE[b as usize] {
+        b'u' => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        }
+        e => out.extend_from_slice(&[b'\\', e]),
+    }
 }
 
 #[cfg(test)]
@@ -191,12 +221,22 @@ mod tests {
 
     #[test]
     fn escape_matches_serde_json() {
-        let s = "quote\" back\\slash \n\t\u{1} é 🦬";
-        let mut out = vec![b'"'];
-        json_escape_into(&mut out, s.as_bytes());
-        out.push(b'"');
-        let back: String = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, s);
+        let samples = [
+            "quote\" back\\slash \n\t\u{1} é 🦬".to_string(),
+            "a long clean run of text without anything to escape at all, 64+ bytes".to_string(),
+            (0u8..128).map(char::from).collect::<String>(),
+            "\"\"\"\"\"\"\"\"\"".to_string(),
+            String::new(),
+            "x\u{1f}".to_string(),
+        ];
+        for s in samples {
+            let mut out = vec![b'"'];
+            json_escape_into(&mut out, s.as_bytes());
+            out.push(b'"');
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+            assert_eq!(out, serde_json::to_string(&s).unwrap().into_bytes(), "same bytes as serde_json for {s:?}");
+        }
     }
 
     #[test]

@@ -61,6 +61,45 @@ pub fn write_rfc3339(out: &mut Vec<u8>, micros: i64) {
     out.extend_from_slice(&buf);
 }
 
+/// Formats timestamps like [`write_rfc3339`], reusing the date part while consecutive
+/// timestamps fall on the same day (the common case on the hot path).
+#[derive(Debug, Clone, Default)]
+pub struct Rfc3339Writer {
+    day: Option<i64>,
+    date: [u8; 11],
+}
+
+impl Rfc3339Writer {
+    pub fn write(&mut self, out: &mut Vec<u8>, micros: i64) {
+        let secs = micros.div_euclid(1_000_000);
+        let day = secs.div_euclid(86_400);
+        if self.day != Some(day) {
+            let mut v = Vec::with_capacity(32);
+            write_rfc3339(&mut v, micros);
+            self.date.copy_from_slice(&v[..11]);
+            self.day = Some(day);
+        }
+        let frac = micros.rem_euclid(1_000_000) as u32;
+        let sod = secs.rem_euclid(86_400) as u32;
+        let two = |v: u32| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+        let mut buf = [0u8; 32];
+        buf[..11].copy_from_slice(&self.date);
+        buf[11..13].copy_from_slice(&two(sod / 3600));
+        buf[13] = b':';
+        buf[14..16].copy_from_slice(&two(sod / 60 % 60));
+        buf[16] = b':';
+        buf[17..19].copy_from_slice(&two(sod % 60));
+        buf[19] = b'.';
+        let mut f = frac;
+        for b in buf[20..26].iter_mut().rev() {
+            *b = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        buf[26..32].copy_from_slice(b"+00:00");
+        out.extend_from_slice(&buf);
+    }
+}
+
 pub fn format_rfc3339(micros: i64) -> String {
     let mut v = Vec::with_capacity(32);
     write_rfc3339(&mut v, micros);
@@ -113,6 +152,16 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000+00:00");
         assert_eq!(format_rfc3339(1_704_067_200_000_001), "2024-01-01T00:00:00.000001+00:00");
         assert_eq!(format_rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000+00:00");
+    }
+
+    #[test]
+    fn cached_writer_matches_plain_formatting() {
+        let mut w = Rfc3339Writer::default();
+        for t in [0, 1, 86_399_999_999, 86_400_000_000, 1_704_067_200_123_456, -1, 1_704_067_200_123_457] {
+            let mut a = Vec::new();
+            w.write(&mut a, t);
+            assert_eq!(String::from_utf8(a).unwrap(), format_rfc3339(t));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod logger;
 pub mod null;
 
 use bizon_core::record::json_escape_into;
-use bizon_core::time::write_rfc3339;
+use bizon_core::time::{write_rfc3339, Rfc3339Writer};
 use bizon_core::{BatchMeta, RecordBatch};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -22,7 +22,7 @@ fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
 ///
 /// `bizon_id` is 32 hex digits: job digest, iteration, index in the page — unique per job and
 /// identical when a page is re-delivered, so downstream dedup by `bizon_id` is exact.
-pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, meta: &BatchMeta) {
+pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<usize>, meta: &BatchMeta) {
     let mut head = Vec::with_capacity(160);
     head.extend_from_slice(b"{\"bizon_id\":\"");
     push_hex(&mut head, meta.job_hash, 16);
@@ -34,21 +34,15 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, meta: &BatchMeta) {
     times.extend_from_slice(b"\",\"bizon_loaded_at\":\"");
     write_rfc3339(&mut times, meta.loaded_at);
     times.extend_from_slice(b"\",\"source_record_id\":\"");
-    let mut last_ts = i64::MIN;
-    let mut ts = Vec::with_capacity(32);
-    out.reserve(batch.byte_len() + batch.len() * (head.len() + times.len() + 96));
-    for (i, r) in batch.iter().enumerate() {
+    let mut ts = Rfc3339Writer::default();
+    for i in range {
+        let r = batch.get(i);
         out.extend_from_slice(&head[..id_at]);
         push_hex(out, i as u64, 8);
         out.extend_from_slice(&times);
         json_escape_into(out, r.id.as_bytes());
         out.extend_from_slice(b"\",\"source_timestamp\":\"");
-        if r.timestamp != last_ts {
-            ts.clear();
-            write_rfc3339(&mut ts, r.timestamp);
-            last_ts = r.timestamp;
-        }
-        out.extend_from_slice(&ts);
+        ts.write(out, r.timestamp);
         out.extend_from_slice(b"\",\"source_data\":\"");
         json_escape_into(out, r.data);
         out.extend_from_slice(b"\"}\n");
@@ -69,7 +63,7 @@ mod row_tests {
         b.push("98", 0, br#"{"id":98,"name":"froggy","age":26}"#);
         let meta = BatchMeta { iteration: 3, extracted_at: 1_000_000, loaded_at: 2_000_000, job_hash: 0xabc };
         let mut out = vec![];
-        write_rows(&mut out, &b, &meta);
+        write_rows(&mut out, &b, 0..b.len(), &meta);
         let lines: Vec<serde_json::Value> =
             out.split(|c| *c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);

@@ -15,6 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use bizon_core::config::SyncMode;
 use bizon_core::{BatchMeta, Destination, DestinationContext, Error, Json, RecordBatch, Result};
@@ -40,13 +41,20 @@ pub struct FileConfig {
     pub path: Option<String>,
 }
 
-/// Bytes serialized before they are handed to the OS in one write.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Bytes serialized before they are handed to the OS in one write: small enough that the
+/// buffer is still in L2 cache when the kernel copies it (1 MB chunks measured 2-4x slower).
+const WRITE_CHUNK: usize = 256 << 10;
+/// Writeback window: every this many bytes, writeback of the window just written is started
+/// and the window before it is waited for and dropped from the page cache. Dirty memory stays
+/// bounded (no writeback storm at the final fsync, no dirty-page throttling) and page-cache pages
+/// are recycled instead of growing the cache by the whole file.
+const WRITEBACK_WINDOW: u64 = 8 << 20;
 
 pub struct FileDestination {
     target: PathBuf,
     mode: SyncMode,
-    file: Option<File>,
+    /// The background writer owning the open file.
+    io: Option<IoThread>,
     buf: Vec<u8>,
     /// Bytes in the file plus bytes in `buf`: the offset the next flush will commit.
     offset: u64,
@@ -60,14 +68,7 @@ impl FileDestination {
             Some(p) => PathBuf::from(p),
             None => PathBuf::from(format!("{destination_id}.json")),
         };
-        FileDestination {
-            target,
-            mode: SyncMode::FullRefresh,
-            file: None,
-            buf: Vec::new(),
-            offset: 0,
-            published: false,
-        }
+        FileDestination { target, mode: SyncMode::FullRefresh, io: None, buf: Vec::new(), offset: 0, published: false }
     }
 
     pub fn target(&self) -> &Path {
@@ -91,14 +92,133 @@ impl FileDestination {
         }
     }
 
+    /// Hand the filled buffer to the writer thread and continue with a recycled one.
     fn spill(&mut self) -> Result<()> {
-        if let Some(f) = self.file.as_mut() {
-            f.write_all(&self.buf).map_err(|e| Error::io(format!("writing {}", self.target.display()), e))?;
+        let Some(io) = self.io.as_mut() else { return Ok(()) };
+        let next = io.free.try_recv().unwrap_or_else(|_| Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2)));
+        let full = std::mem::replace(&mut self.buf, next);
+        if io.tx.send(Cmd::Write(full)).is_err() {
+            return Err(self.io_failure());
         }
-        self.buf.clear();
         Ok(())
     }
+
+    /// The writer thread stopped: take its error.
+    fn io_failure(&mut self) -> Error {
+        let err = self.io.take().and_then(IoThread::join).unwrap_or_else(|| "the writer thread stopped".into());
+        Error::permanent(format!("writing {}: {err}", self.target.display()))
+    }
 }
+
+enum Cmd {
+    Write(Vec<u8>),
+    /// Write everything sent so far, fsync, reply.
+    Sync(mpsc::Sender<std::result::Result<(), String>>),
+}
+
+/// A thread that owns the file and does the write syscalls (the kernel's copy into the page
+/// cache is a third of the work) while the consumer serializes the next chunk.
+struct IoThread {
+    tx: mpsc::SyncSender<Cmd>,
+    free: mpsc::Receiver<Vec<u8>>,
+    handle: Option<std::thread::JoinHandle<std::result::Result<(), String>>>,
+}
+
+impl IoThread {
+    fn start(file: File, start: u64) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Cmd>(4);
+        let (free_tx, free) = mpsc::channel();
+        let handle = std::thread::Builder::new().name("bizon-file-io".into()).spawn(move || {
+            let mut file = file;
+            let mut failed: Option<String> = None;
+            let (mut written, mut writeback_to, mut inflight_from) = (start, start, start);
+            for cmd in rx {
+                match cmd {
+                    Cmd::Write(mut buf) => {
+                        if failed.is_none() {
+                            match file.write_all(&buf) {
+                                Ok(()) => {
+                                    written += buf.len() as u64;
+                                    if written - writeback_to >= WRITEBACK_WINDOW {
+                                        writeback(&file, inflight_from, writeback_to, written);
+                                        inflight_from = writeback_to;
+                                        writeback_to = written;
+                                    }
+                                }
+                                Err(e) => failed = Some(e.to_string()),
+                            }
+                        }
+                        buf.clear();
+                        let _ = free_tx.send(buf);
+                    }
+                    Cmd::Sync(reply) => {
+                        let r = match &failed {
+                            Some(e) => Err(e.clone()),
+                            None => file.sync_data().map_err(|e| format!("fsync: {e}")),
+                        };
+                        let _ = reply.send(r);
+                    }
+                }
+            }
+            failed.map_or(Ok(()), Err)
+        })?;
+        Ok(IoThread { tx, free, handle: Some(handle) })
+    }
+
+    /// Send everything, fsync, wait.
+    fn sync(&self) -> std::result::Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.tx.send(Cmd::Sync(reply)).map_err(|_| "the writer thread stopped".to_string())?;
+        answer.recv().map_err(|_| "the writer thread stopped".to_string())?
+    }
+
+    /// Stop the thread after its pending writes; its error, if any.
+    fn join(mut self) -> Option<String> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Option<String> {
+        let (dead, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.tx, dead));
+        match self.handle.take()?.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the writer thread panicked".into()),
+        }
+    }
+}
+
+impl Drop for IoThread {
+    fn drop(&mut self) {
+        // Never leave a writer behind: a new instance may truncate the same file next.
+        self.stop();
+    }
+}
+
+/// Start writeback of `[started, written)`, then wait for `[inflight, started)` (started one
+/// window ago) and drop it from the page cache. Advisory: errors surface at the next fsync.
+#[cfg(target_os = "linux")]
+fn writeback(f: &File, inflight: u64, started: u64, written: u64) {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: plain syscalls on an open descriptor with in-range offsets; no memory is shared.
+    unsafe {
+        libc::sync_file_range(fd, started as i64, (written - started) as i64, libc::SYNC_FILE_RANGE_WRITE);
+        if started > inflight {
+            let len = (started - inflight) as i64;
+            libc::sync_file_range(
+                fd,
+                inflight as i64,
+                len,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+            libc::posix_fadvise(fd, inflight as i64, len, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writeback(_f: &File, _inflight: u64, _started: u64, _written: u64) {}
 
 fn sync_dir(path: &Path) {
     // Persist the rename itself; best effort on filesystems that refuse to fsync a directory.
@@ -110,6 +230,8 @@ fn sync_dir(path: &Path) {
 
 impl Destination for FileDestination {
     fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
+        // Stop a writer from an earlier attempt before touching the file.
+        self.io = None;
         self.mode = ctx.sync_mode;
         self.published = false;
         self.buf = Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2));
@@ -173,7 +295,7 @@ impl Destination for FileDestination {
         let mut file = file;
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path.display(), e))?;
-        self.file = Some(file);
+        self.io = Some(IoThread::start(file, start).map_err(|e| Error::io("starting the file writer thread", e))?);
         self.offset = start;
         Ok(json!({"offset": start}))
     }
@@ -182,20 +304,33 @@ impl Destination for FileDestination {
         if self.published {
             return Err(Error::internal("file destination: write after the result was published"));
         }
-        let before = self.buf.len();
-        super::write_rows(&mut self.buf, batch, meta);
-        self.offset += (self.buf.len() - before) as u64;
-        if self.buf.len() >= WRITE_CHUNK {
-            self.spill()?;
+        // Serialize in slices so the buffer handed to the kernel stays around WRITE_CHUNK.
+        let per_record = (batch.byte_len() / batch.len().max(1)).max(1) * 2 + 200;
+        let step = (WRITE_CHUNK / per_record).max(1);
+        let mut from = 0;
+        while from < batch.len() {
+            let to = (from + step).min(batch.len());
+            let before = self.buf.len();
+            super::write_rows(&mut self.buf, batch, from..to, meta);
+            self.offset += (self.buf.len() - before) as u64;
+            if self.buf.len() >= WRITE_CHUNK {
+                self.spill()?;
+            }
+            from = to;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<Json> {
         if !self.published {
-            self.spill()?;
-            if let Some(f) = self.file.as_ref() {
-                f.sync_data().map_err(|e| Error::io(format!("fsync {}", self.target.display()), e))?;
+            if !self.buf.is_empty() {
+                self.spill()?;
+            }
+            if let Some(io) = self.io.as_ref() {
+                if let Err(e) = io.sync() {
+                    self.io = None;
+                    return Err(Error::permanent(format!("writing {}: {e}", self.target.display())));
+                }
             }
         }
         Ok(json!({"offset": self.offset}))
@@ -206,7 +341,9 @@ impl Destination for FileDestination {
             return Ok(());
         }
         self.flush()?;
-        self.file = None;
+        if let Some(err) = self.io.take().and_then(IoThread::join) {
+            return Err(Error::permanent(format!("writing {}: {err}", self.target.display())));
+        }
         if self.mode == SyncMode::FullRefresh {
             let staging = self.staging_path();
             fs::rename(&staging, &self.target)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bizon_core::time::{now_micros, parse_rfc3339, write_rfc3339};
+use bizon_core::time::{now_micros, parse_rfc3339, Rfc3339Writer};
 use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde::Deserialize;
 use serde_json::json;
@@ -72,7 +72,12 @@ pub struct GeneratorSource {
     start: i64,
     step: i64,
     began: Option<(Instant, u64)>,
+    /// Random payload characters drawn once from the seed; record `i` copies a window of it
+    /// chosen by a hash of `i` (deterministic, and a memcpy instead of a draw per character).
+    pool: Vec<u8>,
 }
+
+const POOL: usize = 1 << 16;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -102,7 +107,13 @@ impl GeneratorSource {
     pub fn new(config: GeneratorConfig) -> Self {
         let start = config.start_timestamp.as_deref().and_then(parse_rfc3339).unwrap_or(1_704_067_200_000_000);
         let step = config.step_ms as i64 * 1000;
-        GeneratorSource { config, start, step, began: None }
+        let mut pool = Vec::with_capacity(POOL + config.record_size);
+        let mut state = splitmix64(config.seed);
+        while pool.len() < POOL + config.record_size {
+            state = splitmix64(state);
+            pool.extend((0..8).map(|k| ALPHABET[((state >> (k * 6)) & 63) as usize]));
+        }
+        GeneratorSource { config, start, step, began: None, pool }
     }
 
     fn updated_at(&self, i: u64) -> i64 {
@@ -123,27 +134,19 @@ impl GeneratorSource {
         }
     }
 
-    fn write_record(&self, out: &mut Vec<u8>, i: u64) {
+    fn write_record(&self, out: &mut Vec<u8>, ts: &mut Rfc3339Writer, i: u64) {
         let begin = out.len();
         out.extend_from_slice(b"{\"id\":");
         push_u64(out, i);
         out.extend_from_slice(b",\"updated_at\":\"");
-        write_rfc3339(out, self.updated_at(i));
+        ts.write(out, self.updated_at(i));
         out.extend_from_slice(b"\",\"name\":\"record-");
         push_u64(out, i);
         out.extend_from_slice(b"\",\"payload\":\"");
         let used = out.len() - begin + 2;
         let pad = self.config.record_size.saturating_sub(used);
-        let mut state = splitmix64(self.config.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let mut left = pad;
-        while left > 0 {
-            let r = splitmix64(state);
-            state = r;
-            for k in 0..8.min(left) {
-                out.push(ALPHABET[((r >> (k * 6)) & 63) as usize]);
-            }
-            left = left.saturating_sub(8);
-        }
+        let at = (splitmix64(self.config.seed ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D)) % POOL as u64) as usize;
+        out.extend_from_slice(&self.pool[at..at + pad]);
         out.extend_from_slice(b"\"}");
     }
 }
@@ -170,12 +173,13 @@ impl Source for GeneratorSource {
         let n = (to.saturating_sub(from)) as usize;
         let mut records = RecordBatch::with_capacity(n, n * (self.config.record_size + 8));
         let mut id = Vec::with_capacity(20);
+        let mut ts = Rfc3339Writer::default();
         for i in from..to {
             id.clear();
             push_u64(&mut id, i);
             // push_u64 writes ASCII digits only.
             let id_str = std::str::from_utf8(&id).unwrap_or("0");
-            records.push_with(id_str, self.updated_at(i), |buf| self.write_record(buf, i));
+            records.push_with(id_str, self.updated_at(i), |buf| self.write_record(buf, &mut ts, i));
         }
         let cursor_max = match (to > from, ctx.cursor_field.as_deref()) {
             (true, Some("id")) => Some(json!(to - 1)),
