@@ -2,14 +2,19 @@
 # Benchmark harness (release build). Runs named workloads and prints, per workload: records,
 # output MB, wall seconds, records/s, MB/s, CPU seconds, peak RSS and the ratio to a raw
 # ceiling measured in the same run:
-#   - file workloads: `dd bs=1M conv=fdatasync` copying the same bytes (a plain buffered writer
-#     plus the same final fsync bizon does);
-#   - the engine alone: generator → null.
+#   - file workloads: `dd bs=256K conv=fdatasync` writing the same bytes (a plain buffered
+#     writer plus the same final fsync bizon does): ratio = dd time / bizon time (1.0 = as fast
+#     as the raw writer);
+#   - the engine alone: generator → null, run first; file workloads also print their speed
+#     relative to it.
+#   - checkpointing: the same workload with a source cursor saved every iteration and a durable
+#     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
+#   checkpoint  cost of checkpointing
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -31,9 +36,9 @@ echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/104857
 echo "# bizon: $("$BIN" --version)"
 printf '%-34s %10s %9s %8s %12s %9s %8s %9s %s\n' workload records out_MB wall_s records/s MB/s cpu_s rss_MB "ratio"
 
-# config NAME TOTAL RECORD_SIZE DEST [extra destination config lines]
+# config NAME TOTAL RECORD_SIZE DEST [extra destination config lines] [syncCursorInDBEvery]
 config() {
-  local name=$1 total=$2 size=$3 dest=$4 extra=${5:-}
+  local name=$1 total=$2 size=$3 dest=$4 extra=${5:-} every=${6:-10}
   local out="$WORK/$name.json"
   cat > "$WORK/$name.yml" <<YML
 name: bench-$name
@@ -52,6 +57,7 @@ engine:
     type: sqlite
     config:
       database: $WORK/$name-state
+      syncCursorInDBEvery: $every
 YML
   echo "$WORK/$name.yml"
 }
@@ -85,13 +91,16 @@ file_workload() {
   sync
   local t0 t1 dd_s
   t0=$(date +%s.%N)
-  dd if="$WORK/$name.json" of="$WORK/$name.dd" bs=1M conv=fdatasync status=none
+  dd if="$WORK/$name.json" of="$WORK/$name.dd" bs=256K conv=fdatasync status=none
   t1=$(date +%s.%N)
   dd_s=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
   rm -f "$WORK/$name.dd"
   local ratio; ratio=$(echo "scale=2; $dd_s / $WALL" | bc -l)
-  row "$name" "$total" "$bytes" "$WALL" "$CPU" "$RSS_MB" "dd=${dd_s}s ratio=$ratio"
+  local vs_null=""
+  [ -n "${NULL_RPS:-}" ] && vs_null=" engine=$(echo "scale=2; $total / $WALL / $NULL_RPS" | bc -l)"
+  row "$name" "$total" "$bytes" "$WALL" "$CPU" "$RSS_MB" "dd=${dd_s}s vs_dd=$ratio$vs_null"
   rm -f "$WORK/$name.json"
+  LAST_RPS=$(echo "$total / $WALL" | bc -l)
 }
 
 null_workload() {
@@ -99,17 +108,31 @@ null_workload() {
   local cfg; cfg=$(config "$name" "$total" "$size" null)
   measure "$name" "$cfg"
   row "$name" "$total" "$((total * size))" "$WALL" "$CPU" "$RSS_MB" "(engine ceiling; MB = payload)"
+  NULL_RPS=$(echo "$total / $WALL" | bc -l)
 }
 
 if [[ $MODE == quick || $MODE == full || $MODE == all ]]; then
   null_workload gen-null-1M-200B 1000000 200
   file_workload gen-file-1M-200B 1000000 200
   file_workload gen-file-1M-2KB 1000000 2000
-  file_workload gen-file-1M-200B-buf1MB 1000000 200 "    buffer_size: 1"
 fi
 if [[ $MODE == full || $MODE == all ]]; then
   null_workload gen-null-10M-200B 10000000 200
   file_workload gen-file-10M-200B 10000000 200
+fi
+if [[ $MODE == checkpoint || $MODE == all ]]; then
+  # Same 2M-record workload three ways, interleaved twice to average out disk noise.
+  declare -A RPS=()
+  for rep in 1 2; do
+    file_workload ckpt-never-2M 2000000 200 "" 1000000000; RPS[never]+=" $LAST_RPS"
+    file_workload ckpt-default-2M 2000000 200 "" 10; RPS[default]+=" $LAST_RPS"
+    file_workload ckpt-every-iteration-2M 2000000 200 "" 1; RPS[every]+=" $LAST_RPS"
+  done
+  avg() { echo "$1" | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f\n", s / NF }'; }
+  never=$(avg "${RPS[never]}")
+  for k in default every; do
+    echo "checkpoint cost ($k vs never): $(echo "scale=1; (1 - $(avg "${RPS[$k]}") / $never) * 100" | bc -l) % of throughput"
+  done
 fi
 if [[ $MODE == rss || $MODE == all ]]; then
   for n in 1000000 5000000 10000000; do

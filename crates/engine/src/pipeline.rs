@@ -245,10 +245,11 @@ impl Pipeline<'_> {
         records_at_start.get_or_insert(start.records_written);
         self.counters.records_before.store(start.records_written, Ordering::Relaxed);
         self.counters.records_written.store(0, Ordering::Relaxed);
+        let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
         let mut writer = Writer {
             job,
             destination: &mut *self.destination,
-            backend: Mutex::new(&mut *self.backend),
+            backend: &backend,
             failpoints: &self.failpoints,
             counters: &self.counters,
             spec: &self.spec,
@@ -287,7 +288,8 @@ struct Pending {
 struct Writer<'w> {
     job: &'w Job,
     destination: &'w mut dyn Destination,
-    backend: Mutex<&'w mut dyn Backend>,
+    /// Shared with the producer thread, which saves the source cursor.
+    backend: &'w Mutex<&'w mut dyn Backend>,
     failpoints: &'w Failpoints,
     counters: &'w Counters,
     spec: &'w PipelineSpec,
@@ -420,13 +422,21 @@ impl<'w> Writer<'w> {
         tracing::info!(job = %job_id, iteration = self.cursor.iteration, "stopped by signal after committing; the next run resumes");
         Ok(Outcome::Stopped)
     }
+}
 
-    fn save_source_cursor(&self, iteration: i64, pagination: &Json) -> Result<()> {
-        if ((iteration + 1) as u64).is_multiple_of(self.spec.source_cursor_every) {
-            self.backend().save_source_cursor(&self.job.id, iteration, pagination)?;
-        }
-        Ok(())
+/// The producer's progress (bizon's source cursor), every `syncCursorInDBEvery` iterations.
+/// Informational: resume always starts from the destination cursor.
+fn save_source_cursor(
+    backend: &Mutex<&mut dyn Backend>,
+    spec: &PipelineSpec,
+    job_id: &str,
+    iteration: i64,
+    pagination: &Json,
+) -> Result<()> {
+    if ((iteration + 1) as u64).is_multiple_of(spec.source_cursor_every) {
+        backend.lock().unwrap_or_else(|p| p.into_inner()).save_source_cursor(job_id, iteration, pagination)?;
     }
+    Ok(())
 }
 
 /// Max of `field` over a page's records, parsing payloads (sources that know it set
@@ -469,7 +479,7 @@ fn stream_loop(
         w.counters.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
         let last = page.is_last();
         let next = page.next.clone();
-        w.save_source_cursor(iteration, &next)?;
+        save_source_cursor(w.backend, w.spec, &w.job.id, iteration, &next)?;
         w.accept(iteration, page)?;
         if last {
             return w.finish();
@@ -493,8 +503,7 @@ fn thread_loop(
     start: &DestinationCursor,
 ) -> Result<Outcome> {
     let queue: ByteQueue<Item> = ByteQueue::new(w.spec.queue_max_bytes as usize, w.spec.queue_max_messages as usize);
-    let spec = w.spec;
-    let counters = w.counters;
+    let (spec, counters, backend, job_id) = (w.spec, w.counters, w.backend, w.job.id.as_str());
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
@@ -517,6 +526,9 @@ fn thread_loop(
                     let last = page.is_last();
                     let next = page.next.clone();
                     let bytes = page.records.byte_len();
+                    if let Err(e) = save_source_cursor(backend, spec, job_id, iteration, &next) {
+                        break Err(e);
+                    }
                     if queue.push(Item::Page(iteration, Box::new(page)), bytes).is_err() {
                         break Ok(()); // the consumer gave up
                     }
@@ -542,8 +554,7 @@ fn thread_loop(
                 }
                 match queue.pop(w.until_deadline()) {
                     Pop::Item(Item::Page(i, page)) => {
-                        let (last, next) = (page.is_last(), page.next.clone());
-                        w.save_source_cursor(i, &next)?;
+                        let last = page.is_last();
                         w.accept(i, *page)?;
                         if last {
                             return w.finish().map(Some);
