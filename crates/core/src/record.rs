@@ -165,23 +165,49 @@ fn escape_mask(w: u64) -> u64 {
 }
 
 /// Append `s` to `out` as the inside of a JSON string (no surrounding quotes).
-/// Input is UTF-8 bytes; only `"`, `\` and control characters are escaped. The input is
-/// scanned 8 bytes at a time, jumping straight to the next byte to escape.
+/// Input is UTF-8 bytes; only `"`, `\` and control characters are escaped (the same bytes
+/// serde_json produces). This is the hot loop of every NDJSON row: words of 8 bytes are copied
+/// unconditionally and the output pointer only advances past the clean prefix, so a clean run
+/// costs one load, one store and a mask per 8 bytes.
 pub fn json_escape_into(out: &mut Vec<u8>, s: &[u8]) {
-    let mut start = 0;
+    // Room for every byte doubled (`\"`, `\\`, `\n`…) plus one word of overshoot. A control
+    // character without a short escape needs 6 bytes: the safe path below takes over then.
+    out.reserve(s.len() * 2 + 8);
+    let base_len = out.len();
     let mut i = 0;
-    while let Some(word) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
-        let m = escape_mask(w);
-        if m == 0 {
-            i += 8;
-            continue;
+    let mut written = 0;
+    {
+        let dst = out.spare_capacity_mut();
+        while let Some(word) = s.get(i..i + 8) {
+            let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+            // written <= 2 * i, so written + 8 <= 2 * s.len() + 8 fits the reservation.
+            let room = &mut dst[written..written + 8];
+            // SAFETY: `room` is 8 bytes of spare capacity (bounds checked by the slice above);
+            // an unaligned store of one u64 writes exactly those bytes.
+            unsafe { room.as_mut_ptr().cast::<u64>().write_unaligned(w.to_le()) };
+            let m = escape_mask(w);
+            if m == 0 {
+                i += 8;
+                written += 8;
+                continue;
+            }
+            let k = (m.trailing_zeros() / 8) as usize;
+            i += k;
+            written += k;
+            match ESCAPE[s[i] as usize] {
+                b'u' => break,
+                e => {
+                    dst[written].write(b'\\');
+                    dst[written + 1].write(e);
+                    written += 2;
+                    i += 1;
+                }
+            }
         }
-        i += (m.trailing_zeros() / 8) as usize;
-        push_escaped(out, &s[start..i], s[i]);
-        i += 1;
-        start = i;
     }
+    // SAFETY: the first `written` spare bytes were initialized by the loop above.
+    unsafe { out.set_len(base_len + written) };
+    let mut start = i;
     for (k, &b) in s.iter().enumerate().skip(i) {
         if ESCAPE[b as usize] != 0 {
             push_escaped(out, &s[start..k], b);
@@ -236,6 +262,24 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
             assert_eq!(out, serde_json::to_string(&s).unwrap().into_bytes(), "same bytes as serde_json for {s:?}");
+        }
+    }
+
+    #[test]
+    fn escape_matches_serde_json_on_random_inputs() {
+        let alphabet: Vec<char> = "ab \"\\\n\t\u{1}\u{1f}é🦬{}:,0".chars().collect();
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..5000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 70) as usize;
+            let text: String =
+                (0..len).map(|k| alphabet[((state >> (k % 50)) as usize + k * 7) % alphabet.len()]).collect();
+            let mut out = b"prefix".to_vec();
+            json_escape_into(&mut out, text.as_bytes());
+            let expected = serde_json::to_string(&text).unwrap();
+            assert_eq!(&out[6..], &expected.as_bytes()[1..expected.len() - 1], "input {text:?}");
         }
     }
 
