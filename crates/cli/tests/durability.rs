@@ -38,7 +38,7 @@ fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     for kill in 0..5 {
         let mut child = s.spawn(&["run", cfg, "--no-progress"]);
         // Let the run get past its start-up (or its resume) before the random moment.
-        let delay = 80 + rng.below(500);
+        let delay = 20 + rng.below(280);
         std::thread::sleep(Duration::from_millis(delay));
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "run {kill} failed: {status:?}");
