@@ -101,6 +101,16 @@ file_workload() {
   row "$name" "$total" "$bytes" "$WALL" "$CPU" "$RSS_MB" "dd=${dd_s}s vs_dd=$ratio$vs_null"
   rm -f "$WORK/$name.json"
   LAST_RPS=$(echo "$total / $WALL" | bc -l)
+  LAST_CPU_PER_M=$(echo "$CPU * 1000000 / $total" | bc -l)
+  LAST_VS_DD=$ratio
+  LAST_RSS=$RSS_MB
+}
+
+# target LABEL VALUE OP LIMIT: print whether a target of issue #4 is met (informational).
+target() {
+  local verdict=missed
+  if [ "$(echo "$2 $3 $4" | bc -l)" = 1 ]; then verdict=met; fi
+  printf 'target %-48s %12.2f %s %-10s %s\n' "$1" "$2" "$3" "$4" "$verdict"
 }
 
 null_workload() {
@@ -113,12 +123,19 @@ null_workload() {
 
 if [[ $MODE == quick || $MODE == full || $MODE == all ]]; then
   null_workload gen-null-1M-200B 1000000 200
+  target "generator -> null records/s" "$NULL_RPS" ">=" 5000000
   file_workload gen-file-1M-200B 1000000 200
+  target "generator -> file records/s" "$LAST_RPS" ">=" 1500000
+  target "generator -> file CPU s per million" "$LAST_CPU_PER_M" "<=" 1.0
+  target "generator -> file vs raw writer (dd)" "$LAST_VS_DD" ">=" 0.8
+  target "generator -> file peak RSS MB" "$LAST_RSS" "<=" 32
   file_workload gen-file-1M-2KB 1000000 2000
 fi
 if [[ $MODE == full || $MODE == all ]]; then
   null_workload gen-null-10M-200B 10000000 200
+  target "generator -> null records/s (10M)" "$NULL_RPS" ">=" 5000000
   file_workload gen-file-10M-200B 10000000 200
+  target "10M to file: dd time / bizon time" "$LAST_VS_DD" ">=" 0.8
 fi
 if [[ $MODE == checkpoint || $MODE == all ]]; then
   # Same 2M-record workload three ways, interleaved twice to average out disk noise.
@@ -131,13 +148,15 @@ if [[ $MODE == checkpoint || $MODE == all ]]; then
   avg() { echo "$1" | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f\n", s / NF }'; }
   never=$(avg "${RPS[never]}")
   for k in default every; do
-    echo "checkpoint cost ($k vs never): $(echo "scale=1; (1 - $(avg "${RPS[$k]}") / $never) * 100" | bc -l) % of throughput"
+    echo "checkpoint cost ($k vs never): $(echo "scale=6; (1 - $(avg "${RPS[$k]}") / $never) * 100" | bc -l | xargs printf "%.1f") % of throughput"
   done
 fi
 if [[ $MODE == rss || $MODE == all ]]; then
   for n in 1000000 5000000 10000000; do
     file_workload "rss-gen-file-$((n / 1000000))M" "$n" 200
+    [ "$n" = 1000000 ] && rss_1m=$LAST_RSS
   done
+  target "peak RSS growth 1M -> 10M (MB)" "$(echo "$LAST_RSS - $rss_1m" | bc -l)" "<=" 2
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
@@ -149,7 +168,9 @@ if [[ $MODE == startup || $MODE == all ]]; then
     t1=$(date +%s%N)
     echo "scale=2; ($t1 - $t0) / $n / 1000000" | bc -l
   }
-  echo "startup: bizon --version $(ms 20 "$BIN" --version) ms;" \
-    "config validate $(ms 20 "$BIN" config validate "$cfg") ms;" \
-    "empty run (0 records) $(ms 10 "$BIN" run "$cfg" --no-progress) ms"
+  v=$(ms 20 "$BIN" --version); c=$(ms 20 "$BIN" config validate "$cfg"); e=$(ms 10 "$BIN" run "$cfg" --no-progress)
+  echo "startup: bizon --version $v ms; config validate $c ms; empty run (0 records) $e ms"
+  target "bizon --version ms" "$v" "<=" 10
+  target "bizon config validate ms" "$c" "<=" 20
+  target "empty run ms" "$e" "<=" 50
 fi
