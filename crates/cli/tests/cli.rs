@@ -52,17 +52,7 @@ fn dummy_to_file_writes_bizons_rows_exactly() {
     );
     for r in &rows {
         let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "bizon_id",
-                "bizon_extracted_at",
-                "bizon_loaded_at",
-                "source_record_id",
-                "source_timestamp",
-                "source_data"
-            ]
-        );
+        assert_eq!(keys, bizon_connectors::destinations::BIZON_COLUMNS);
         assert_eq!(r["bizon_id"].as_str().unwrap().len(), 32);
         assert!(r["bizon_loaded_at"].as_str().unwrap().ends_with("+00:00"));
     }

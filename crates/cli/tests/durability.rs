@@ -321,3 +321,25 @@ fn fault_injecting_destination_fails_and_retries() {
     assert_eq!(out.status.code(), Some(1), "a destination that always fails ends the run with exit 1");
     assert!(stderr(&out).contains("giving up after 4 attempts"), "{}", stderr(&out));
 }
+
+#[test]
+fn buffer_flush_timeout_commits_a_slow_stream_before_the_buffer_fills() {
+    let s = Scratch::new("flush-timeout");
+    // ~3 s of slow records, far below the 50 MB buffer: only the 1 s timeout can commit.
+    let cfg =
+        generator_to_file(&s, "slow", 9_000, "  page_size: 100\n  rate_limit: 3000\n", "    buffer_flush_timeout: 1\n");
+    let cfg = cfg.to_str().unwrap();
+    let mut child = s.spawn(&["run", cfg, "--no-progress"]);
+    let committed = |s: &Scratch| -> Option<u64> {
+        let out = stdout(&s.run(&["job", "list", cfg]));
+        let line = out.lines().find(|l| l.contains(" running "))?;
+        line.split_whitespace().find_map(|w| w.strip_suffix("/9000")).and_then(|n| n.parse().ok())
+    };
+    wait_until("a time-based commit", Duration::from_secs(20), || committed(&s).is_some_and(|n| n > 0));
+    assert!(child.try_wait().unwrap().is_none(), "the commit came before the end of the run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = run_until_done(&s, cfg, 1);
+    assert!(logs[0].contains("resumed after iteration"), "{}", logs[0]);
+    assert_exactly_once(&s.path("out.json"), 9_000);
+}

@@ -10,6 +10,10 @@ use bizon_core::{BatchMeta, RecordBatch};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// bizon's raw row layout, in column order (DESIGN §4).
+pub const BIZON_COLUMNS: [&str; 6] =
+    ["bizon_id", "bizon_extracted_at", "bizon_loaded_at", "source_record_id", "source_timestamp", "source_data"];
+
 fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
     for k in (0..digits).rev() {
         out.push(HEX[((v >> (k * 4)) & 15) as usize]);
@@ -68,17 +72,7 @@ mod row_tests {
             out.split(|c| *c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         let keys: Vec<_> = lines[0].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(
-            keys,
-            [
-                "bizon_id",
-                "bizon_extracted_at",
-                "bizon_loaded_at",
-                "source_record_id",
-                "source_timestamp",
-                "source_data"
-            ]
-        );
+        assert_eq!(keys, BIZON_COLUMNS);
         assert_eq!(lines[0]["bizon_id"], "0000000000000abc0000000300000000");
         assert_eq!(lines[1]["bizon_id"], "0000000000000abc0000000300000001");
         assert_eq!(lines[0]["bizon_extracted_at"], "1970-01-01T00:00:01.000000+00:00");
