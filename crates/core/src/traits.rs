@@ -53,11 +53,18 @@ pub trait Destination: Send {
     /// Write (or stage) one batch. Not yet durable: only `flush` makes it so.
     fn write(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<()>;
     /// Make everything written so far durable; return the commit token the engine stores in the
-    /// destination cursor in the same step.
-    fn flush(&mut self) -> Result<Json>;
+    /// destination cursor in the same step. `next` is that cursor (its `token` still the previous
+    /// one): a transactional destination stores it in the same transaction as the rows.
+    fn flush(&mut self, next: &DestinationCursor) -> Result<Json>;
     /// Publish the completed job (e.g. atomic swap of a full-refresh staging target). Must be
     /// idempotent: after a crash it may be called again on an already published result.
     fn finalize(&mut self) -> Result<()>;
+    /// A destination that commits cursors with its data returns its newest one for the job, so a
+    /// crash between its commit and the backend's resumes after the data it holds. Called
+    /// before `open`; the engine uses it when it is ahead of the backend's cursor.
+    fn recover_cursor(&mut self, _ctx: &DestinationContext) -> Result<Option<DestinationCursor>> {
+        Ok(None)
+    }
 }
 
 /// Delivery guarantee a destination documents in `bizon destination list`.

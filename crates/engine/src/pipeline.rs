@@ -224,7 +224,14 @@ impl Pipeline<'_> {
         read_ctx: &ReadContext,
         records_at_start: &mut Option<u64>,
     ) -> std::result::Result<Outcome, (Error, bool)> {
-        let stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
+        let mut stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
+        if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
+            if stored.as_ref().is_none_or(|s| ahead.iteration > s.iteration || (ahead.done && !s.done)) {
+                tracing::info!(job = %job.id, iteration = ahead.iteration, "the destination holds a newer commit: resuming after it");
+                self.backend.commit_destination_cursor(&job.id, &ahead).map_err(|e| (e, false))?;
+                stored = Some(ahead);
+            }
+        }
         let token = self.destination.open(dctx, stored.as_ref().map(|c| &c.token)).map_err(|e| (e, false))?;
         let start = match stored {
             Some(c) => c,
@@ -371,16 +378,16 @@ impl<'w> Writer<'w> {
             return Ok(());
         };
         self.failpoints.hit("before_flush")?;
-        let token = self.destination.flush()?;
-        let c = DestinationCursor {
+        let mut c = DestinationCursor {
             iteration: p.iteration,
             pagination: p.pagination,
-            token,
+            token: self.cursor.token.clone(),
             records_written: self.cursor.records_written + p.records,
             bytes_written: self.cursor.bytes_written + p.bytes,
-            watermark: cursor_max(self.cursor.watermark.take(), p.watermark),
+            watermark: cursor_max(self.cursor.watermark.clone(), p.watermark),
             done: p.last || exhausted,
         };
+        c.token = self.destination.flush(&c)?;
         self.commit(c)?;
         self.since_flush = 0;
         self.last_flush = Instant::now();

@@ -3,7 +3,7 @@
 //! reader of what the target durably holds.
 
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, Json};
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Json};
 
 use crate::fixtures::batch;
 
@@ -19,6 +19,19 @@ fn ctx(job: &str, mode: SyncMode) -> DestinationContext {
     DestinationContext { pipeline: "suite".into(), job_id: job.into(), stream: "records".into(), sync_mode: mode }
 }
 
+/// The cursor the engine would commit after `iteration` (`records` in total).
+pub fn next_cursor(iteration: i64, records: u64) -> DestinationCursor {
+    DestinationCursor {
+        iteration,
+        pagination: serde_json::json!({"offset": records}),
+        token: Json::Null,
+        records_written: records,
+        bytes_written: 0,
+        watermark: None,
+        done: false,
+    }
+}
+
 fn meta(iteration: i64) -> BatchMeta {
     BatchMeta { iteration, extracted_at: 1, loaded_at: 2, job_hash: 42 }
 }
@@ -29,7 +42,7 @@ pub fn write_and_publish(h: &dyn Harness, mode: SyncMode) {
     d.open(&ctx("j1", mode), None).expect("open");
     for i in 0..3 {
         d.write(&batch(i * 10, 10), &meta(i as i64)).expect("write");
-        d.flush().expect("flush");
+        d.flush(&next_cursor(i as i64, (i + 1) * 10)).expect("flush");
     }
     d.finalize().expect("finalize");
     assert_eq!(h.published_ids(), (0..30).collect::<Vec<_>>(), "published content after a clean run ({mode:?})");
@@ -42,14 +55,14 @@ pub fn resume_after_crash_and_redelivery(h: &dyn Harness, mode: SyncMode) {
     d.open(&ctx("j2", mode), None).expect("open");
     d.write(&batch(0, 10), &meta(0)).expect("write");
     d.write(&batch(10, 10), &meta(1)).expect("write");
-    let committed: Json = d.flush().expect("flush");
+    let committed: Json = d.flush(&next_cursor(1, 20)).expect("flush");
     d.write(&batch(20, 10), &meta(2)).expect("write uncommitted");
     drop(d); // crash: the uncommitted batch may or may not have reached the target
 
     let mut d = h.make();
     d.open(&ctx("j2", mode), Some(&committed)).expect("resume");
     d.write(&batch(20, 10), &meta(2)).expect("re-deliver");
-    d.flush().expect("flush");
+    d.flush(&next_cursor(2, 30)).expect("flush");
     d.finalize().expect("finalize");
     assert_eq!(h.published_ids(), (0..30).collect::<Vec<_>>(), "resume must drop the uncommitted tail ({mode:?})");
 }
@@ -59,10 +72,10 @@ pub fn empty_batch(h: &dyn Harness, mode: SyncMode) {
     let mut d = h.make();
     d.open(&ctx("j4", mode), None).expect("open");
     d.write(&batch(0, 0), &meta(0)).expect("empty write");
-    d.flush().expect("flush");
+    d.flush(&next_cursor(0, 0)).expect("flush");
     d.write(&batch(0, 5), &meta(1)).expect("write");
     d.write(&batch(0, 0), &meta(2)).expect("empty write");
-    d.flush().expect("flush");
+    d.flush(&next_cursor(2, 5)).expect("flush");
     d.finalize().expect("finalize");
     let ids = h.published_ids();
     assert_eq!(&ids[ids.len() - 5..], &[0, 1, 2, 3, 4], "empty batches must not add rows ({mode:?})");
@@ -73,7 +86,7 @@ pub fn finalize_is_idempotent(h: &dyn Harness, mode: SyncMode) {
     let mut d = h.make();
     d.open(&ctx("j5", mode), None).expect("open");
     d.write(&batch(0, 7), &meta(0)).expect("write");
-    let token = d.flush().expect("flush");
+    let token = d.flush(&next_cursor(0, 7)).expect("flush");
     d.finalize().expect("finalize");
     let before = h.published_ids();
     let mut d = h.make();
@@ -98,13 +111,13 @@ pub fn run_smoke_suite(make: &dyn Fn() -> Box<dyn Destination>, mode: SyncMode) 
     d.open(&ctx("s1", mode), None).expect("open");
     d.write(&batch(0, 10), &meta(0)).expect("write");
     d.write(&batch(10, 0), &meta(1)).expect("empty write");
-    let committed = d.flush().expect("flush");
+    let committed = d.flush(&next_cursor(1, 10)).expect("flush");
     d.write(&batch(10, 10), &meta(2)).expect("uncommitted write");
     drop(d);
     let mut d = make();
     d.open(&ctx("s1", mode), Some(&committed)).expect("resume");
     d.write(&batch(10, 10), &meta(2)).expect("re-deliver");
-    let last = d.flush().expect("flush");
+    let last = d.flush(&next_cursor(2, 20)).expect("flush");
     d.finalize().expect("finalize");
     d.finalize().expect("finalize again");
     (committed, last)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, Error, Json, RecordBatch, Result};
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -101,6 +101,22 @@ impl FileDestination {
             return Err(self.io_failure());
         }
         Ok(())
+    }
+
+    /// Hand over the pending buffer and fsync; the token is the durable byte offset.
+    fn flush_file(&mut self) -> Result<Json> {
+        if !self.published {
+            if !self.buf.is_empty() {
+                self.spill()?;
+            }
+            if let Some(io) = self.io.as_ref() {
+                if let Err(e) = io.sync() {
+                    self.io = None;
+                    return Err(Error::permanent(format!("writing {}: {e}", self.target.display())));
+                }
+            }
+        }
+        Ok(json!({"offset": self.offset}))
     }
 
     /// The writer thread stopped: take its error.
@@ -321,26 +337,15 @@ impl Destination for FileDestination {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<Json> {
-        if !self.published {
-            if !self.buf.is_empty() {
-                self.spill()?;
-            }
-            if let Some(io) = self.io.as_ref() {
-                if let Err(e) = io.sync() {
-                    self.io = None;
-                    return Err(Error::permanent(format!("writing {}: {e}", self.target.display())));
-                }
-            }
-        }
-        Ok(json!({"offset": self.offset}))
+    fn flush(&mut self, _next: &DestinationCursor) -> Result<Json> {
+        self.flush_file()
     }
 
     fn finalize(&mut self) -> Result<()> {
         if self.published {
             return Ok(());
         }
-        self.flush()?;
+        self.flush_file()?;
         if let Some(err) = self.io.take().and_then(IoThread::join) {
             return Err(Error::permanent(format!("writing {}: {err}", self.target.display())));
         }

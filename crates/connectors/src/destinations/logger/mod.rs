@@ -1,7 +1,7 @@
 //! `logger` destination: logs each record's data, like bizon's. Stores nothing.
 
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, Json, RecordBatch, Result};
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Json, RecordBatch, Result};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -33,7 +33,7 @@ impl Destination for LoggerDestination {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<Json> {
+    fn flush(&mut self, _next: &DestinationCursor) -> Result<Json> {
         Ok(json!({"records": self.records}))
     }
 

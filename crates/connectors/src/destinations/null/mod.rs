@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bizon_core::{BatchMeta, Destination, DestinationContext, Error, Json, RecordBatch, Result};
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -61,7 +61,7 @@ impl Destination for NullDestination {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<Json> {
+    fn flush(&mut self, _next: &DestinationCursor) -> Result<Json> {
         self.committed = self.records;
         Ok(json!({"records": self.records}))
     }
