@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, connector conformance suites and end-to-end tests that run
-# the real `bizon` binary (kill -9 included). Idempotent; needs nothing beyond the Rust toolchain
-# for now (SQLite is bundled). Extra arguments go to `cargo test`.
+# the real `bizon` binary (kill -9 included) and the local PostgreSQL server. Idempotent: starts
+# PostgreSQL if it is down. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Services the tests use (the machine starts them; restart one that is down).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
 # End-to-end tests spawn the binary and kill it: keep their parallelism at the core count.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(nproc)}"
 log=$(mktemp)

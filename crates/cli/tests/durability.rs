@@ -325,9 +325,9 @@ fn fault_injecting_destination_fails_and_retries() {
 #[test]
 fn buffer_flush_timeout_commits_a_slow_stream_before_the_buffer_fills() {
     let s = Scratch::new("flush-timeout");
-    // ~3 s of slow records, far below the 50 MB buffer: only the 1 s timeout can commit.
+    // ~6 s of slow records, far below the 50 MB buffer: only the 1 s timeout can commit.
     let cfg =
-        generator_to_file(&s, "slow", 9_000, "  page_size: 100\n  rate_limit: 3000\n", "    buffer_flush_timeout: 1\n");
+        generator_to_file(&s, "slow", 9_000, "  page_size: 100\n  rate_limit: 1500\n", "    buffer_flush_timeout: 1\n");
     let cfg = cfg.to_str().unwrap();
     let mut child = s.spawn(&["run", cfg, "--no-progress"]);
     let committed = |s: &Scratch| -> Option<u64> {
@@ -335,7 +335,14 @@ fn buffer_flush_timeout_commits_a_slow_stream_before_the_buffer_fills() {
         let line = out.lines().find(|l| l.contains(" running "))?;
         line.split_whitespace().find_map(|w| w.strip_suffix("/9000")).and_then(|n| n.parse().ok())
     };
-    wait_until("a time-based commit", Duration::from_secs(20), || committed(&s).is_some_and(|n| n > 0));
+    wait_until("a time-based commit", Duration::from_secs(30), || {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the run ended ({status:?}) before a time-based commit was seen:\n{err}");
+        }
+        committed(&s).is_some_and(|n| n > 0)
+    });
     assert!(child.try_wait().unwrap().is_none(), "the commit came before the end of the run");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -257,7 +257,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
             "destination",
             &dst_name,
             &DestinationKind::names(),
-            &["bigquery", "bigquery_streaming", "bigquery_streaming_v2", "postgres"],
+            &["bigquery", "bigquery_streaming", "bigquery_streaming_v2"],
             dst_name_node,
             "destination.name",
         )
@@ -273,6 +273,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
         DestinationKind::Logger => yaml::struct_fields::<crate::destinations::logger::LoggerConfig>(),
         DestinationKind::File => yaml::struct_fields::<crate::destinations::file::FileConfig>(),
         DestinationKind::Null => yaml::struct_fields::<crate::destinations::null::NullConfig>(),
+        DestinationKind::Postgres => yaml::struct_fields::<crate::destinations::postgres::PostgresConfig>(),
     };
     let common: DestinationCommon = from_node(dst_cfg, "destination.config", own)?;
     let destination = DestinationSpec { kind, alias, common, config };

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod config;
 pub mod destinations;
+pub mod pg;
 pub mod registry;
 pub mod sources;
 

@@ -6,7 +6,7 @@ use bizon_core::config::yaml::{self, from_node, struct_fields, Node};
 use bizon_core::config::{DestinationCommon, SourceCommon};
 use bizon_core::{Destination, Guarantee, Source};
 
-use crate::destinations::{file, logger, null};
+use crate::destinations::{file, logger, null, postgres};
 use crate::sources::{dummy, generator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +93,19 @@ pub enum DestinationKind {
     Logger,
     File,
     Null,
+    Postgres,
 }
 
 impl DestinationKind {
     pub const ALL: &'static [DestinationKind] =
-        &[DestinationKind::Logger, DestinationKind::File, DestinationKind::Null];
+        &[DestinationKind::Logger, DestinationKind::File, DestinationKind::Null, DestinationKind::Postgres];
 
     pub fn name(self) -> &'static str {
         match self {
             DestinationKind::Logger => "logger",
             DestinationKind::File => "file",
             DestinationKind::Null => "null",
+            DestinationKind::Postgres => "postgres",
         }
     }
 
@@ -112,13 +114,14 @@ impl DestinationKind {
             DestinationKind::Logger => "logs each record (stores nothing)",
             DestinationKind::File => "NDJSON file in bizon's row layout; byte offset in the cursor, truncate on resume",
             DestinationKind::Null => "discards records; fault injection with fail_rate / latency_ms",
+            DestinationKind::Postgres => "binary COPY in bizon's row layout; cursor committed with the rows",
         }
     }
 
     pub fn guarantee(self) -> Guarantee {
         match self {
             DestinationKind::Logger | DestinationKind::Null => Guarantee::None,
-            DestinationKind::File => Guarantee::ExactlyOnce,
+            DestinationKind::File | DestinationKind::Postgres => Guarantee::ExactlyOnce,
         }
     }
 
@@ -136,6 +139,7 @@ pub enum DestinationConfig {
     Logger(logger::LoggerConfig),
     File(file::FileConfig),
     Null(null::NullConfig),
+    Postgres(postgres::PostgresConfig),
 }
 
 impl DestinationConfig {
@@ -157,6 +161,12 @@ impl DestinationConfig {
                 }
                 DestinationConfig::Null(c)
             }
+            DestinationKind::Postgres => {
+                let c: postgres::PostgresConfig =
+                    own_keys(node, path, common, struct_fields::<postgres::PostgresConfig>())?;
+                c.validate().map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, path))?;
+                DestinationConfig::Postgres(c)
+            }
         })
     }
 
@@ -165,6 +175,7 @@ impl DestinationConfig {
             DestinationConfig::Logger(_) => Box::<logger::LoggerDestination>::default(),
             DestinationConfig::File(c) => Box::new(file::FileDestination::new(c, destination_id)),
             DestinationConfig::Null(c) => Box::new(null::NullDestination::new(c.clone())),
+            DestinationConfig::Postgres(c) => Box::new(postgres::PostgresDestination::new(c.clone(), destination_id)),
         }
     }
 }

@@ -146,7 +146,7 @@ pub struct Job {
 
 /// The last durable point of a job: everything up to and including `iteration` is in the
 /// destination, described by `token`; the source resumes from `pagination`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DestinationCursor {
     /// Last iteration durably written; -1 for the starting state committed at open.
     pub iteration: i64,

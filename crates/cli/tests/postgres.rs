@@ -1,0 +1,249 @@
+//! End-to-end against the real PostgreSQL server (127.0.0.1:5432, trust auth, database `test`;
+//! override with BIZON_TEST_PG_HOST / _PORT / _USER / _DB). Each test works in its own schema and
+//! drops it at the end.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn pg_host() -> String {
+    std::env::var("BIZON_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+fn pg_port() -> String {
+    std::env::var("BIZON_TEST_PG_PORT").unwrap_or_else(|_| "5432".into())
+}
+fn pg_user() -> String {
+    std::env::var("BIZON_TEST_PG_USER").unwrap_or_else(|_| "postgres".into())
+}
+fn pg_db() -> String {
+    std::env::var("BIZON_TEST_PG_DB").unwrap_or_else(|_| "test".into())
+}
+
+fn client() -> postgres::Client {
+    let cfg = format!("host={} port={} user={} dbname={}", pg_host(), pg_port(), pg_user(), pg_db());
+    postgres::Client::connect(&cfg, postgres::NoTls).expect("PostgreSQL must be running (scripts/test.sh starts it)")
+}
+
+/// A schema unique to the test, dropped on drop.
+struct Schema(String);
+
+impl Schema {
+    fn new(label: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("bizon_t_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000);
+        Schema(name)
+    }
+    fn count(&self, table: &str) -> (i64, i64) {
+        let row = client()
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT source_record_id) FROM \"{}\".\"{table}\"", self.0),
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+    fn try_count(&self, table: &str) -> Option<i64> {
+        client().query_one(&format!("SELECT count(*) FROM \"{}\".\"{table}\"", self.0), &[]).ok().map(|r| r.get(0))
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = client().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
+    }
+}
+
+fn dest_config(schema: &Schema, extra: &str) -> String {
+    format!(
+        "destination:\n  name: postgres\n  config:\n    host: {}\n    port: {}\n    database: {}\n    username: {}\n    \
+         password: \"p@ss:w/rd with spaces\"\n    schema: {}\n    destination_id: records\n{extra}",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user(),
+        schema.0
+    )
+}
+
+fn gen_to_pg(s: &Scratch, schema: &Schema, name: &str, total: u64, source_extra: &str, dest_extra: &str) -> String {
+    let text = format!(
+        "name: {name}\nsource:\n  name: generator\n  stream: records\n  total: {total}\n{source_extra}{}\
+         engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        dest_config(schema, dest_extra),
+        s.path("state.db").display()
+    );
+    s.write("pipeline.yml", &text).to_str().unwrap().to_owned()
+}
+
+fn run_until_done(s: &Scratch, cfg: &str, max_runs: usize) -> Vec<String> {
+    let mut logs = Vec::new();
+    for _ in 0..max_runs {
+        let out = s.run(&["run", cfg, "--no-progress"]);
+        logs.push(stderr(&out));
+        if out.status.success() {
+            return logs;
+        }
+    }
+    panic!("not done after {max_runs} runs:\n{}", logs.join("\n---\n"));
+}
+
+#[test]
+fn dummy_rows_land_in_bizons_layout_with_jsonb_data() {
+    let s = Scratch::new("pg-dummy");
+    let schema = Schema::new("dummy");
+    let text = format!("name: pg-dummy\nsource:\n  name: dummy\n  stream: creatures\n{}", dest_config(&schema, ""));
+    let cfg = s.write("c.yml", &text);
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let rows = client()
+        .query(
+            &format!(
+                "SELECT source_record_id, source_data->>'name', length(bizon_id), bizon_loaded_at >= bizon_extracted_at \
+                 FROM \"{}\".records ORDER BY bizon_id",
+                schema.0
+            ),
+            &[],
+        )
+        .unwrap();
+    let got: Vec<(String, String, i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    let names: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
+    assert_eq!(names, ["bizon", "croco", "froggy", "turtle", "poulpo"]);
+    assert!(got.iter().all(|g| g.2 == 32 && g.3));
+    assert_eq!(got[0].0, "9898");
+    assert!(client()
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM pg_tables WHERE schemaname = '{}' AND tablename = 'records__bizon_staging'",
+                schema.0
+            ),
+            &[]
+        )
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn kill_9_at_five_seeded_moments_exactly_once_in_postgres() {
+    let s = Scratch::new("pg-kill");
+    let schema = Schema::new("kill");
+    let cfg = gen_to_pg(&s, &schema, "pgkill", 1_000_000, "  page_size: 5000\n", "    buffer_size: 2\n");
+    let mut rng = Rng(0xC0FF_EE05);
+    let mut interrupted = 0;
+    let mut completed = false;
+    for kill in 0..5 {
+        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+        let delay = 100 + rng.below(700);
+        std::thread::sleep(Duration::from_millis(delay));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "run {kill} failed: {status:?}");
+            completed = true;
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        interrupted += 1;
+    }
+    assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
+    if !completed {
+        let logs = run_until_done(&s, &cfg, 3);
+        assert!(logs.last().unwrap().contains("resumed after iteration"), "{}", logs.last().unwrap());
+    }
+    assert_eq!(schema.count("records"), (1_000_000, 1_000_000));
+}
+
+#[test]
+fn crash_between_the_destination_commit_and_the_backend_commit_is_recovered() {
+    let s = Scratch::new("pg-recover");
+    let schema = Schema::new("recover");
+    let cfg = gen_to_pg(&s, &schema, "pgrecover", 20_000, "  page_size: 1000\n", "    buffer_size: 0\n");
+    // Abort right after the destination committed rows + cursor, before the backend stored it.
+    let out = s
+        .cmd(&["run", &cfg, "--no-progress"])
+        .env("BIZON_FAILPOINTS", "before_commit=abort@0.3")
+        .env("BIZON_FAILPOINTS_SEED", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint must abort");
+    let logs = run_until_done(&s, &cfg, 1);
+    assert!(logs[0].contains("the destination holds a newer commit"), "{}", logs[0]);
+    assert_eq!(schema.count("records"), (20_000, 20_000));
+}
+
+#[test]
+fn full_refresh_readers_see_old_or_new_row_counts_only() {
+    let s = Scratch::new("pg-visibility");
+    let schema = Schema::new("vis");
+    let cfg = gen_to_pg(&s, &schema, "pgvis", 20_000, "  page_size: 500\n", "");
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_eq!(schema.count("records").0, 20_000);
+
+    let slow = "  page_size: 500\n  rate_limit: 40000\n";
+    let cfg = gen_to_pg(&s, &schema, "pgvis", 30_000, slow, "    buffer_size: 0\n");
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let reader = client();
+    let mut reader = reader;
+    let mut polls = 0;
+    while child.try_wait().unwrap().is_none() {
+        let n: i64 = reader.query_one(&format!("SELECT count(*) FROM \"{}\".records", schema.0), &[]).unwrap().get(0);
+        assert!(n == 20_000 || n == 30_000, "a reader saw {n} rows");
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(polls > 5, "the run was too fast to observe ({polls} polls)");
+    assert_eq!(schema.count("records"), (30_000, 30_000));
+
+    let cfg = gen_to_pg(&s, &schema, "pgvis", 40_000, slow, "    buffer_size: 0\n");
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    wait_until("staging rows", Duration::from_secs(30), || schema.try_count("records__bizon_staging").unwrap_or(0) > 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(schema.count("records").0, 30_000, "a killed full refresh leaves the previous table");
+    run_until_done(&s, &cfg, 1);
+    assert_eq!(schema.count("records"), (40_000, 40_000));
+}
+
+#[test]
+fn incremental_appends_exactly_once_across_a_kill() {
+    let s = Scratch::new("pg-inc");
+    let schema = Schema::new("inc");
+    let inc = "  sync_mode: incremental\n  cursor_field: updated_at\n  page_size: 500\n  rate_limit: 100000\n";
+    let cfg = gen_to_pg(&s, &schema, "pginc", 20_000, inc, "    buffer_size: 0\n");
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    let cfg = gen_to_pg(&s, &schema, "pginc", 100_000, inc, "    buffer_size: 0\n");
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(child.try_wait().unwrap().is_none(), "still running at the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run_until_done(&s, &cfg, 1);
+    assert_eq!(schema.count("records"), (100_000, 100_000));
+}
+
+#[test]
+fn connection_errors_are_clear_and_never_print_the_password() {
+    let s = Scratch::new("pg-errors");
+    let schema = Schema::new("err");
+    let base = format!("name: pgerr\nsource:\n  name: dummy\n  stream: creatures\n{}", dest_config(&schema, ""));
+    let missing_db = s.write("db.yml", &base.replace(&format!("database: {}", pg_db()), "database: bizon_no_such_db"));
+    let out = s.run(&["run", missing_db.to_str().unwrap(), "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bizon_no_such_db") && err.contains("does not exist"), "{err}");
+    assert!(!err.contains("p@ss:w/rd"), "password leaked:\n{err}");
+
+    let bad_host = s.write("host.yml", &base.replace(&format!("host: {}", pg_host()), "host: no-such-host.invalid"));
+    let out = s.run(&["run", bad_host.to_str().unwrap(), "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-host.invalid"), "{err}");
+    assert!(!err.contains("p@ss:w/rd"), "password leaked:\n{err}");
+
+    let tls = s.write(
+        "tls.yml",
+        &base.replace("destination_id: records", "destination_id: records\n    sslmode: verify-full"),
+    );
+    let out = s.run(&["config", "validate", tls.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sslmode `verify-full` needs TLS"), "{}", stderr(&out));
+}

@@ -1,0 +1,276 @@
+//! `postgres` destination: binary `COPY` in bizon's row layout, exactly-once.
+//!
+//! Rows of a flush interval are copied inside one transaction; the flush inserts the cursor that
+//! covers them into `<schema>.bizon_destination_commits` and commits: rows and cursor become
+//! visible together or not at all. A crash before that commit loses nothing (the engine resumes
+//! from the previous cursor); a crash after it but before the backend stored the cursor is
+//! recovered by [`Destination::recover_cursor`].
+//!
+//! - `full_refresh`: rows go to `<table>__bizon_staging`; `finalize` drops the target and renames
+//!   the staging table in one transaction: readers see the old rows or the new ones.
+//! - `incremental` / `stream`: rows are appended to the target.
+
+use std::io::Write;
+
+use bizon_core::config::SyncMode;
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use postgres::Client;
+use serde_json::json;
+
+use crate::pg::{pg_error, qualified, PgConnection};
+
+/// The destination's own keys: the connection (`host`, `port`, `database`, `username`,
+/// `password`, `schema`, `sslmode`); the table is `destination_id` (default: the stream name).
+pub type PostgresConfig = PgConnection;
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_OFFSET: i64 = 946_684_800_000_000;
+const COPY_CHUNK: usize = 256 << 10;
+const COLUMNS: &str = "bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, source_timestamp, source_data";
+
+pub struct PostgresDestination {
+    conn: PgConnection,
+    table: String,
+    client: Option<Client>,
+    mode: SyncMode,
+    job_id: String,
+    seq: u64,
+    in_tx: bool,
+    published: bool,
+}
+
+fn table_ddl(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL, \
+         bizon_loaded_at timestamptz NOT NULL, source_record_id text NOT NULL, source_timestamp timestamptz NOT NULL, \
+         source_data jsonb NOT NULL)"
+    )
+}
+
+/// Append rows `range` of `batch` in PostgreSQL's binary COPY format.
+fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<usize>, meta: &BatchMeta) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (k, slot) in id[..16].iter_mut().enumerate() {
+        *slot = HEX[((meta.job_hash >> ((15 - k) * 4)) & 15) as usize];
+    }
+    for (k, slot) in id[16..24].iter_mut().enumerate() {
+        *slot = HEX[((meta.iteration as u64 >> ((7 - k) * 4)) & 15) as usize];
+    }
+    let ts = |out: &mut Vec<u8>, micros: i64| {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(micros - PG_EPOCH_OFFSET).to_be_bytes());
+    };
+    for i in range {
+        let r = batch.get(i);
+        for (k, slot) in id[24..].iter_mut().enumerate() {
+            *slot = HEX[((i as u64 >> ((7 - k) * 4)) & 15) as usize];
+        }
+        out.extend_from_slice(&6i16.to_be_bytes());
+        out.extend_from_slice(&32i32.to_be_bytes());
+        out.extend_from_slice(&id);
+        ts(out, meta.extracted_at);
+        ts(out, meta.loaded_at);
+        out.extend_from_slice(&(r.id.len() as i32).to_be_bytes());
+        out.extend_from_slice(r.id.as_bytes());
+        ts(out, r.timestamp);
+        out.extend_from_slice(&(r.data.len() as i32 + 1).to_be_bytes());
+        out.push(1); // jsonb format version
+        out.extend_from_slice(r.data);
+    }
+}
+
+impl PostgresDestination {
+    pub fn new(conn: PgConnection, table: &str) -> Self {
+        PostgresDestination {
+            conn,
+            table: table.to_owned(),
+            client: None,
+            mode: SyncMode::FullRefresh,
+            job_id: String::new(),
+            seq: 0,
+            in_tx: false,
+            published: false,
+        }
+    }
+
+    fn target(&self) -> String {
+        qualified(&self.conn.schema, &self.table)
+    }
+
+    fn staging(&self) -> String {
+        qualified(&self.conn.schema, &format!("{}__bizon_staging", self.table))
+    }
+
+    fn commits(&self) -> String {
+        qualified(&self.conn.schema, "bizon_destination_commits")
+    }
+
+    fn write_table(&self) -> String {
+        match self.mode {
+            SyncMode::FullRefresh => self.staging(),
+            _ => self.target(),
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.in_tx = false;
+            self.client = Some(self.conn.connect()?);
+        }
+        self.client.as_mut().ok_or_else(|| Error::internal("postgres: no connection"))
+    }
+
+    fn exec(&mut self, what: &str, sql: &str) -> Result<()> {
+        let r = self.client()?.batch_execute(sql);
+        r.map_err(|e| self.fail(what, &e))
+    }
+
+    /// Map an error and drop the connection: the transaction is gone, the next attempt reconnects.
+    fn fail(&mut self, what: &str, e: &postgres::Error) -> Error {
+        self.client = None;
+        self.in_tx = false;
+        pg_error(&format!("postgres destination {}: {what}", self.target()), e)
+    }
+
+    fn ensure_commit_log(&mut self) -> Result<()> {
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {log} (job_id text NOT NULL, seq bigint NOT NULL, \
+             cursor jsonb NOT NULL, published boolean NOT NULL DEFAULT false, committed_at timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (job_id, seq))",
+            schema = crate::pg::ident(&self.conn.schema),
+            log = self.commits()
+        );
+        self.exec("creating the commit log", &sql)
+    }
+}
+
+impl Destination for PostgresDestination {
+    fn recover_cursor(&mut self, ctx: &DestinationContext) -> Result<Option<DestinationCursor>> {
+        self.ensure_commit_log()?;
+        let sql = format!("SELECT cursor::text FROM {} WHERE job_id = $1 ORDER BY seq DESC LIMIT 1", self.commits());
+        let row = self.client()?.query_opt(&sql, &[&ctx.job_id]);
+        let row = row.map_err(|e| self.fail("reading the commit log", &e))?;
+        row.map(|r| {
+            let text: String = r.get(0);
+            serde_json::from_str(&text)
+                .map_err(|e| Error::internal(format!("postgres destination: bad cursor in the commit log: {e}")))
+        })
+        .transpose()
+    }
+
+    fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
+        self.mode = ctx.sync_mode;
+        self.job_id = ctx.job_id.clone();
+        self.client = None; // any transaction of an earlier attempt is rolled back
+        self.ensure_commit_log()?;
+        self.seq = resume.and_then(|t| t.get("seq")).and_then(Json::as_u64).unwrap_or(0);
+        let sql = format!("SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1", self.commits());
+        let job_id = self.job_id.clone();
+        let r = self.client()?.query_one(&sql, &[&job_id]);
+        self.published = r.map_err(|e| self.fail("reading the commit log", &e))?.get(0);
+        if self.published {
+            return Ok(json!({"seq": self.seq}));
+        }
+        let table = self.write_table();
+        let ddl = match (self.mode, resume) {
+            (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", table_ddl(&table)),
+            _ => table_ddl(&table),
+        };
+        self.exec("creating the table", &ddl)?;
+        if self.mode != SyncMode::FullRefresh || resume.is_some() {
+            // the target of an incremental run may predate bizon: check it has our columns
+            let probe = format!("SELECT {COLUMNS} FROM {table} LIMIT 0");
+            self.exec("checking the table's columns (bizon's row layout expected)", &probe)?;
+        }
+        Ok(json!({"seq": self.seq}))
+    }
+
+    fn write(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
+        if self.published {
+            return Err(Error::internal("postgres destination: write after the result was published"));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.in_tx {
+            self.exec("beginning a transaction", "BEGIN")?;
+            self.in_tx = true;
+        }
+        let sql = format!("COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)", self.write_table());
+        let mut buf = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        let result = (|| -> std::result::Result<(), postgres::Error> {
+            let client = self.client.as_mut().expect("connected by exec above");
+            let mut w = client.copy_in(&sql)?;
+            let per_record = (batch.byte_len() / batch.len()).max(1) + 96;
+            let step = (COPY_CHUNK / per_record).max(1);
+            let mut from = 0;
+            while from < batch.len() {
+                let to = (from + step).min(batch.len());
+                encode_rows(&mut buf, batch, from..to, meta);
+                if to == batch.len() {
+                    buf.extend_from_slice(&(-1i16).to_be_bytes());
+                }
+                // a failed write surfaces as the server's error in `finish`
+                let _ = w.write_all(&buf);
+                buf.clear();
+                from = to;
+            }
+            w.finish()?;
+            Ok(())
+        })();
+        result.map_err(|e| self.fail("copying rows", &e))
+    }
+
+    fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
+        if self.published {
+            return Ok(json!({"seq": self.seq}));
+        }
+        let seq = self.seq + 1;
+        let mut cursor = next.clone();
+        cursor.token = json!({"seq": seq});
+        let cursor_text = serde_json::to_string(&cursor).map_err(|e| Error::internal(e.to_string()))?;
+        if !self.in_tx {
+            self.exec("beginning a transaction", "BEGIN")?;
+            self.in_tx = true;
+        }
+        let sql = format!("INSERT INTO {} (job_id, seq, cursor) VALUES ($1, $2, $3::text::jsonb)", self.commits());
+        let job_id = self.job_id.clone();
+        let r = self.client()?.execute(&sql, &[&job_id, &(seq as i64), &cursor_text]);
+        r.map_err(|e| self.fail("recording the cursor", &e))?;
+        self.exec("committing", "COMMIT")?;
+        self.in_tx = false;
+        self.seq = seq;
+        Ok(cursor.token)
+    }
+
+    fn finalize(&mut self) -> Result<()> {
+        if self.published {
+            return Ok(());
+        }
+        if self.in_tx {
+            return Err(Error::internal("postgres destination: finalize with uncommitted rows"));
+        }
+        let mark = format!(
+            "UPDATE {} SET published = true WHERE job_id = '{}' AND seq = {}",
+            self.commits(),
+            self.job_id.replace('\'', "''"),
+            self.seq
+        );
+        let sql = match self.mode {
+            SyncMode::FullRefresh => format!(
+                "BEGIN; DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {name}; {mark}; COMMIT",
+                target = self.target(),
+                staging = self.staging(),
+                name = crate::pg::ident(&self.table),
+            ),
+            _ => mark,
+        };
+        self.exec("publishing", &sql)?;
+        self.published = true;
+        Ok(())
+    }
+}
