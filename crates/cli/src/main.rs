@@ -343,6 +343,9 @@ fn open_backend(cfg: &BizonConfig) -> bizon_core::Result<Box<dyn Backend>> {
     Ok(match &cfg.engine.backend.kind {
         BackendKind::Sqlite(path) => Box::new(SqliteBackend::open(path.clone())?),
         BackendKind::SqliteInMemory => Box::new(SqliteBackend::in_memory()?),
+        BackendKind::Postgres(conn, lease) => {
+            Box::new(bizon_connectors::backends::postgres::PostgresBackend::open(conn.clone(), *lease)?)
+        }
     })
 }
 

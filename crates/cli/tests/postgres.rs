@@ -247,3 +247,93 @@ fn connection_errors_are_clear_and_never_print_the_password() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("sslmode `verify-full` needs TLS"), "{}", stderr(&out));
 }
+
+fn backend_config(schema: &Schema, lease: u64) -> String {
+    format!(
+        "engine:\n  backend:\n    type: postgres\n    config:\n      host: {}\n      port: {}\n      database: {}\n      \
+         username: {}\n      password: \"p@ss:w/rd with spaces\"\n      schema: {}\n      syncCursorInDBEvery: 2\n      \
+         lease_seconds: {lease}\n",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user(),
+        schema.0
+    )
+}
+
+/// generator → postgres with the postgres backend in the same schema.
+fn all_pg(s: &Scratch, schema: &Schema, name: &str, total: u64, source_extra: &str, lease: u64) -> String {
+    let text = format!(
+        "name: {name}\nsource:\n  name: generator\n  stream: records\n  total: {total}\n{source_extra}{}{}",
+        dest_config(schema, "    buffer_size: 0\n"),
+        backend_config(schema, lease)
+    );
+    s.write("pipeline.yml", &text).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn postgres_backend_resumes_after_kill_9_exactly_once() {
+    let s = Scratch::new("pgb-kill");
+    let schema = Schema::new("bkill");
+    let cfg = all_pg(&s, &schema, "pgbkill", 200_000, "  page_size: 2000\n  rate_limit: 150000\n", 30);
+    let mut rng = Rng(0xBAC0_0001);
+    for _ in 0..3 {
+        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+        std::thread::sleep(Duration::from_millis(150 + rng.below(350)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let logs = run_until_done(&s, &cfg, 2);
+    assert!(logs.last().unwrap().contains("resumed after iteration"), "{}", logs.last().unwrap());
+    assert_eq!(schema.count("records"), (200_000, 200_000));
+    let jobs = stdout(&s.run(&["job", "list", &cfg]));
+    assert!(jobs.contains("succeeded") && jobs.contains("200000/200000"), "{jobs}");
+    let (state,): (i64,) = {
+        let r = client().query_one(&format!("SELECT count(*) FROM \"{}\".bizon_jobs", schema.0), &[]).unwrap();
+        (r.get(0),)
+    };
+    assert_eq!(state, 1, "one job, resumed across the kills");
+}
+
+#[test]
+fn postgres_backend_refuses_a_second_run_and_fences_a_paused_one() {
+    let s = Scratch::new("pgb-fence");
+    let schema = Schema::new("fence");
+    let slow = all_pg(&s, &schema, "pgfence", 40_000, "  page_size: 500\n  rate_limit: 8000\n", 2);
+    let first = s.spawn(&["run", &slow, "--no-progress"]);
+    wait_until("rows in staging", Duration::from_secs(30), || {
+        schema.try_count("records__bizon_staging").unwrap_or(0) > 0
+    });
+
+    // While the first run is alive and heart-beating, a second one is refused.
+    let second = s.run(&["run", &slow, "--no-progress"]);
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("already running: job ") && err.contains(&format!("(pid {} on ", first.id())), "{err}");
+
+    // Pause the first run; after its lease (2 s) a new run takes over and completes.
+    unsafe {
+        libc::kill(first.id() as i32, libc::SIGSTOP);
+    }
+    std::thread::sleep(Duration::from_millis(2600));
+    let fast = all_pg(&s, &schema, "pgfence", 40_000, "  page_size: 500\n", 2);
+    let out = s.run(&["run", &fast, "--no-progress"]);
+    let err = ok(&out);
+    assert!(err.contains("taking over") && err.contains("resumed after iteration"), "{err}");
+    assert_eq!(schema.count("records"), (40_000, 40_000));
+
+    // The stale run wakes up: it must not commit anything.
+    unsafe {
+        libc::kill(first.id() as i32, libc::SIGCONT);
+    }
+    let out = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the fenced run fails:\n{err}");
+    assert!(err.contains("fenced"), "{err}");
+    assert_eq!(schema.count("records"), (40_000, 40_000), "nothing written by the stale run");
+    let jobs = stdout(&s.run(&["job", "list", &fast]));
+    assert!(jobs.contains("succeeded"), "the stale run must not mark the job failed:\n{jobs}");
+}

@@ -56,11 +56,24 @@ pub struct EngineSpec {
     pub runner: RunnerConfig,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum BackendKind {
     /// A SQLite database file.
     Sqlite(PathBuf),
     SqliteInMemory,
+    /// PostgreSQL; `lease` = how long a silent lock holder keeps the pipeline.
+    Postgres(crate::pg::PgConnection, std::time::Duration),
+}
+
+impl PartialEq for BackendKind {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (BackendKind::Sqlite(a), BackendKind::Sqlite(b)) => a == b,
+            (BackendKind::SqliteInMemory, BackendKind::SqliteInMemory) => true,
+            (BackendKind::Postgres(a, _), BackendKind::Postgres(b, _)) => a.describe() == b.describe(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,8 +91,8 @@ pub struct QueueSpec {
     pub max_messages: u64,
 }
 
-pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory"];
-pub const PLANNED_BACKENDS: &[&str] = &["postgres", "bigquery"];
+pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory", "postgres"];
+pub const PLANNED_BACKENDS: &[&str] = &["bigquery"];
 pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory"];
 pub const PLANNED_QUEUES: &[&str] = &["rabbitmq", "kafka"];
 
@@ -101,6 +114,19 @@ struct BackendDetails {
     sync_every: Option<u64>,
     #[serde(default, rename = "echoEngine")]
     _echo_engine: Option<bool>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    sslmode: Option<crate::pg::SslMode>,
+    /// postgres: seconds without a heartbeat after which another run may take the pipeline over.
+    #[serde(default)]
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -324,9 +350,15 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
             schema: None,
             sync_every: None,
             _echo_engine: None,
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+            sslmode: None,
+            lease_seconds: None,
         });
-        let database = details.database.or(keys.database);
-        let _schema = details.schema.or(keys.schema);
+        let database = details.database.clone().or(keys.database);
+        let schema = details.schema.clone().or(keys.schema);
         let every = details.sync_every.or(keys.sync_every).unwrap_or(10);
         if every == 0 {
             return Err(err("`syncCursorInDBEvery` must be at least 1", b, "engine.backend"));
@@ -338,6 +370,22 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
                 BackendKind::Sqlite(if path.extension().is_some() { path } else { PathBuf::from(format!("{db}.db")) })
             }
             "sqlite_in_memory" => BackendKind::SqliteInMemory,
+            "postgres" => {
+                let cfg_node = b.get("config").unwrap_or(b);
+                let conn = crate::pg::PgConnection {
+                    host: details.host.clone().unwrap_or_else(|| "localhost".into()),
+                    port: details.port.unwrap_or(5432),
+                    database: database
+                        .ok_or_else(|| err("missing required key `database`", cfg_node, "engine.backend.config"))?,
+                    username: details.username.clone().unwrap_or_else(|| "postgres".into()),
+                    password: details.password.clone(),
+                    schema: schema.unwrap_or_else(|| "public".into()),
+                    sslmode: details.sslmode.unwrap_or_default(),
+                };
+                conn.validate().map_err(|m| err(m, cfg_node, "engine.backend.config.sslmode"))?;
+                let lease = std::time::Duration::from_secs(details.lease_seconds.unwrap_or(30).max(1));
+                BackendKind::Postgres(conn, lease)
+            }
             other => {
                 return Err(choose(
                     "backend type",
@@ -526,7 +574,7 @@ mod tests {
         let c = load(&b, &no_env).unwrap();
         assert_eq!(c.engine.backend.kind, BackendKind::Sqlite(PathBuf::from("state/x.db")));
         assert_eq!(c.engine.backend.sync_cursor_in_db_every, 2);
-        let p = format!("{README}engine:\n  backend:\n    type: postgres\n");
+        let p = format!("{README}engine:\n  backend:\n    type: bigquery\n");
         assert!(load(&p, &no_env).unwrap_err().message.contains("not available in this build yet"));
     }
 

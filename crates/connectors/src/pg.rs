@@ -73,7 +73,7 @@ impl PgConnection {
     pub fn connect(&self) -> bizon_core::Result<postgres::Client> {
         let mut c = postgres::Config::new();
         c.host(&self.host).port(self.port).dbname(&self.database).user(&self.username);
-        c.application_name("bizon").connect_timeout(std::time::Duration::from_secs(10));
+        c.application_name(run_tag()).connect_timeout(std::time::Duration::from_secs(10));
         if let Some(p) = &self.password {
             c.password(p);
         }
@@ -83,6 +83,17 @@ impl PgConnection {
         });
         c.connect(postgres::NoTls).map_err(|e| pg_error(&format!("connecting to {}", self.describe()), &e))
     }
+}
+
+/// The `application_name` of every connection this process opens: a run that takes a pipeline
+/// over from a stale one terminates the stale run's sessions by it.
+pub fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        format!("bizon:{}:{nanos:08x}", std::process::id())
+    })
 }
 
 /// Map a driver error: connection problems are transient (retry from the last commit),
@@ -96,6 +107,8 @@ pub fn pg_error(what: &str, e: &postgres::Error) -> Error {
             c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => ErrorKind::Transient,
             // serialization failure, deadlock
             "40001" | "40P01" => ErrorKind::Transient,
+            // the server is starting up / shutting down
+            "57P04" | "53300" => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         },
         None if e.is_closed() => ErrorKind::Transient,

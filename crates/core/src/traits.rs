@@ -182,6 +182,12 @@ pub trait Backend: Send {
     fn stream_watermark(&mut self, key: &StreamKey) -> Result<Option<Json>>;
     /// Forget the stream's watermark and cancel its unfinished jobs; returns jobs canceled.
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64>;
+    /// Fail if another run took the pipeline over since `lock_pipeline` (fencing token moved on).
+    /// The engine checks it before every destination flush; backends that fence also check it
+    /// inside every cursor commit.
+    fn check_fence(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Newest first, with their last destination cursor.
     fn list_jobs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<(Job, Option<DestinationCursor>)>>;
 }

@@ -224,6 +224,7 @@ impl Pipeline<'_> {
         read_ctx: &ReadContext,
         records_at_start: &mut Option<u64>,
     ) -> std::result::Result<Outcome, (Error, bool)> {
+        self.backend.check_fence().map_err(|e| (e, false))?;
         let mut stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
         if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
             if stored.as_ref().is_none_or(|s| ahead.iteration > s.iteration || (ahead.done && !s.done)) {
@@ -378,6 +379,8 @@ impl<'w> Writer<'w> {
             return Ok(());
         };
         self.failpoints.hit("before_flush")?;
+        // A run that was paused while another took over must not publish anything.
+        self.backend().check_fence()?;
         let mut c = DestinationCursor {
             iteration: p.iteration,
             pagination: p.pagination,

@@ -1,3 +1,4 @@
 //! Backends: where jobs, cursors and watermarks live.
 
+pub mod postgres;
 pub mod sqlite;

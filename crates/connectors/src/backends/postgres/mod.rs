@@ -1,0 +1,502 @@
+//! `postgres` backend: jobs, cursors and watermarks in PostgreSQL, shared by producers and
+//! consumers on several hosts.
+//!
+//! One run per pipeline: a session-level advisory lock held by a dedicated connection, plus a
+//! row in `bizon_locks` with a **fencing token** bumped by every new holder and a heartbeat. A
+//! run that finds the lock held by a holder whose heartbeat is older than the lease (paused,
+//! partitioned) terminates that holder's sessions (found by their `application_name`), takes the
+//! lock and bumps the token; every cursor commit checks the token in its transaction, so the
+//! stale run can never commit again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bizon_core::config::SyncMode;
+use bizon_core::time::now_micros;
+use bizon_core::{Backend, DestinationCursor, Error, Job, JobStatus, Json, Result, StreamKey};
+use postgres::{Client, Row};
+
+use crate::pg::{ident, pg_error, run_tag, PgConnection};
+
+const SCHEMA_VERSION: i32 = 1;
+
+pub struct PostgresBackend {
+    conn: PgConnection,
+    client: Option<Client>,
+    lease: Duration,
+    /// (pipeline, fencing token) while this run holds the pipeline.
+    fence: Option<(String, i64)>,
+}
+
+fn to_json(s: Option<String>) -> Option<Json> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl PostgresBackend {
+    pub fn open(conn: PgConnection, lease: Duration) -> Result<Self> {
+        let mut b = PostgresBackend { conn, client: None, lease, fence: None };
+        b.migrate()?;
+        Ok(b)
+    }
+
+    fn t(&self, table: &str) -> String {
+        crate::pg::qualified(&self.conn.schema, table)
+    }
+
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(self.conn.connect()?);
+        }
+        self.client.as_mut().ok_or_else(|| Error::internal("postgres backend: no connection"))
+    }
+
+    fn err(&mut self, what: &str, e: &postgres::Error) -> Error {
+        if e.is_closed() || e.code().is_none() {
+            self.client = None;
+        }
+        pg_error(&format!("postgres backend ({}): {what}", self.conn.describe()), e)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let s = ident(&self.conn.schema);
+        let sql = format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtextextended('bizon-migrate:' || {lit}, 0));
+             CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {ver} (version integer NOT NULL);
+             COMMIT;",
+            lit = literal(&self.conn.schema),
+            ver = self.t("bizon_schema_version"),
+        );
+        let r = self.client()?.batch_execute(&sql);
+        r.map_err(|e| self.err("creating the schema", &e))?;
+        let sql = format!("SELECT coalesce(max(version), 0) FROM {}", self.t("bizon_schema_version"));
+        let r = self.client()?.query_one(&sql, &[]);
+        let version: i32 = r.map_err(|e| self.err("reading the schema version", &e))?.get(0);
+        if version > SCHEMA_VERSION {
+            return Err(Error::config(format!(
+                "postgres backend: schema version {version} is newer than this bizon ({SCHEMA_VERSION}); upgrade bizon"
+            )));
+        }
+        if version < 1 {
+            let m1 = format!(
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtextextended('bizon-migrate:' || {lit}, 0));
+                 CREATE TABLE IF NOT EXISTS {jobs} (id text PRIMARY KEY, pipeline text NOT NULL, source text NOT NULL,
+                   stream text NOT NULL, sync_mode text NOT NULL, reset boolean NOT NULL DEFAULT false, status text NOT NULL,
+                   since text, created_at bigint NOT NULL, updated_at bigint NOT NULL, pid integer NOT NULL,
+                   total_records bigint, error text);
+                 CREATE INDEX IF NOT EXISTS bizon_jobs_by_stream ON {jobs} (pipeline, source, stream, status);
+                 CREATE TABLE IF NOT EXISTS {dc} (job_id text PRIMARY KEY, iteration bigint NOT NULL, pagination text NOT NULL,
+                   token text NOT NULL, records_written bigint NOT NULL, bytes_written bigint NOT NULL, watermark text,
+                   done boolean NOT NULL, updated_at bigint NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {sc} (job_id text PRIMARY KEY, iteration bigint NOT NULL, pagination text NOT NULL,
+                   updated_at bigint NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {streams} (pipeline text NOT NULL, source text NOT NULL, stream text NOT NULL,
+                   watermark text, last_job_id text, updated_at bigint NOT NULL, PRIMARY KEY (pipeline, source, stream));
+                 CREATE TABLE IF NOT EXISTS {locks} (pipeline text PRIMARY KEY, fence bigint NOT NULL, pid integer NOT NULL,
+                   host text NOT NULL, run_tag text NOT NULL, heartbeat_at timestamptz NOT NULL);
+                 INSERT INTO {ver} SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {ver} WHERE version >= 1);
+                 COMMIT;",
+                lit = literal(&self.conn.schema),
+                jobs = self.t("bizon_jobs"),
+                dc = self.t("bizon_destination_cursors"),
+                sc = self.t("bizon_source_cursors"),
+                streams = self.t("bizon_streams"),
+                locks = self.t("bizon_locks"),
+                ver = self.t("bizon_schema_version"),
+            );
+            let r = self.client()?.batch_execute(&m1);
+            r.map_err(|e| self.err("migrating to schema version 1", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Inside a transaction: fail unless this run still holds the pipeline's fencing token.
+    fn fenced_tx(
+        &mut self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error>,
+    ) -> Result<()> {
+        self.client()?;
+        let fence = self.fence.clone();
+        let locks = self.t("bizon_locks");
+        let result = (|| -> std::result::Result<std::result::Result<(), Error>, postgres::Error> {
+            let Some(client) = self.client.as_mut() else {
+                return Ok(Err(Error::internal("postgres backend: no connection")));
+            };
+            let mut tx = client.transaction()?;
+            if let Some((pipeline, ours)) = &fence {
+                let current: Option<i64> = tx
+                    .query_opt(&format!("SELECT fence FROM {locks} WHERE pipeline = $1 FOR SHARE"), &[pipeline])?
+                    .map(|r| r.get(0));
+                if current != Some(*ours) {
+                    return Ok(Err(fenced(pipeline, *ours, current)));
+                }
+            }
+            f(&mut tx)?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })();
+        match result {
+            Ok(r) => r,
+            Err(e) => Err(self.err("writing state", &e)),
+        }
+    }
+
+    fn job_from_row(r: &Row) -> Job {
+        Job {
+            id: r.get(0),
+            key: StreamKey { pipeline: r.get(1), source: r.get(2), stream: r.get(3) },
+            sync_mode: SyncMode::parse(r.get(4)).unwrap_or_default(),
+            reset: r.get(5),
+            status: JobStatus::parse(r.get(6)).unwrap_or(JobStatus::Failed),
+            since: to_json(r.get(7)),
+            created_at: r.get(8),
+            updated_at: r.get(9),
+            pid: r.get::<_, i32>(10) as u32,
+            total_records: r.get::<_, Option<i64>>(11).map(|v| v as u64),
+            error: r.get(12),
+        }
+    }
+
+    fn cursor_from_row(r: &Row, at: usize) -> Option<DestinationCursor> {
+        let iteration: Option<i64> = r.get(at);
+        Some(DestinationCursor {
+            iteration: iteration?,
+            pagination: to_json(r.get(at + 1)).unwrap_or(Json::Null),
+            token: to_json(r.get(at + 2)).unwrap_or(Json::Null),
+            records_written: r.get::<_, i64>(at + 3) as u64,
+            bytes_written: r.get::<_, i64>(at + 4) as u64,
+            watermark: to_json(r.get(at + 5)),
+            done: r.get(at + 6),
+        })
+    }
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn fenced(pipeline: &str, ours: i64, current: Option<i64>) -> Error {
+    Error::permanent(format!(
+        "fenced: another run took pipeline `{pipeline}` over (fencing token {} > ours {ours}); this run stops without committing",
+        current.map(|c| c.to_string()).unwrap_or_else(|| "gone".into())
+    ))
+}
+
+const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, \
+                        j.updated_at, j.pid, j.total_records, j.error";
+const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
+
+/// Keeps the advisory lock (on its own connection) and the heartbeat alive for the run.
+struct LockGuard {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
+        let mut lock_client = self.conn.connect()?;
+        let lock_key = format!("bizon:{}:{}", self.conn.schema, key.pipeline);
+        let locks = self.t("bizon_locks");
+        let map = |e: postgres::Error| pg_error("postgres backend: pipeline lock", &e);
+        for _ in 0..20 {
+            let got: bool = lock_client
+                .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key])
+                .map_err(map)?
+                .get(0);
+            if got {
+                let fence: i64 = lock_client
+                    .query_one(
+                        &format!(
+                            "INSERT INTO {locks} (pipeline, fence, pid, host, run_tag, heartbeat_at) VALUES ($1, 1, $2, $3, $4, now()) \
+                             ON CONFLICT (pipeline) DO UPDATE SET fence = {locks}.fence + 1, pid = $2, host = $3, run_tag = $4, \
+                             heartbeat_at = now() RETURNING fence"
+                        ),
+                        &[&key.pipeline, &(std::process::id() as i32), &hostname(), &run_tag()],
+                    )
+                    .map_err(map)?
+                    .get(0);
+                self.fence = Some((key.pipeline.clone(), fence));
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                let (pipeline, every) = (key.pipeline.clone(), self.lease / 3);
+                let beat = format!("UPDATE {locks} SET heartbeat_at = now() WHERE pipeline = $1 AND fence = $2");
+                let handle = std::thread::Builder::new()
+                    .name("bizon-lock-heartbeat".into())
+                    .spawn(move || {
+                        while !flag.load(Ordering::SeqCst) {
+                            std::thread::park_timeout(every);
+                            if flag.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            if let Err(e) = lock_client.execute(&beat, &[&pipeline, &fence]) {
+                                tracing::warn!(error = %e, "pipeline lock heartbeat failed");
+                            }
+                        }
+                        let _ = lock_client.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[&lock_key]);
+                    })
+                    .map_err(|e| Error::internal(format!("cannot start the lock heartbeat: {e}")))?;
+                return Ok(Box::new(LockGuard { stop, handle: Some(handle) }));
+            }
+            let holder = lock_client
+                .query_opt(
+                    &format!(
+                        "SELECT pid, host, run_tag, extract(epoch FROM now() - heartbeat_at)::float8 FROM {locks} WHERE pipeline = $1"
+                    ),
+                    &[&key.pipeline],
+                )
+                .map_err(map)?;
+            let (pid, host, tag, age) = match holder {
+                Some(r) => (r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, f64>(3)),
+                None => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if age > self.lease.as_secs_f64() {
+                tracing::warn!(pid, host = %host, heartbeat_age_s = age, "the pipeline's holder stopped heart-beating: taking over");
+                lock_client
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                        &[&tag],
+                    )
+                    .map_err(map)?;
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            let job: Option<String> = lock_client
+                .query_opt(
+                    &format!(
+                        "SELECT id FROM {} WHERE pipeline = $1 AND status = 'running' ORDER BY created_at DESC LIMIT 1",
+                        self.t("bizon_jobs")
+                    ),
+                    &[&key.pipeline],
+                )
+                .map_err(map)?
+                .map(|r| r.get(0));
+            return Err(Error::config(format!(
+                "pipeline `{}` is already running: job {} (pid {pid} on {host}); wait for it to finish or stop it first",
+                key.pipeline,
+                job.as_deref().unwrap_or("unknown")
+            )));
+        }
+        Err(Error::transient(format!("pipeline `{}`: could not take the lock", key.pipeline)))
+    }
+
+    fn check_fence(&mut self) -> Result<()> {
+        let Some((pipeline, ours)) = self.fence.clone() else { return Ok(()) };
+        let sql = format!("SELECT fence FROM {} WHERE pipeline = $1", self.t("bizon_locks"));
+        let r = self.client()?.query_opt(&sql, &[&pipeline]);
+        let current: Option<i64> = r.map_err(|e| self.err("checking the fencing token", &e))?.map(|r| r.get(0));
+        if current == Some(ours) {
+            Ok(())
+        } else {
+            Err(fenced(&pipeline, ours, current))
+        }
+    }
+
+    fn resumable_job(&mut self, key: &StreamKey) -> Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLS} FROM {} j WHERE j.pipeline = $1 AND j.source = $2 AND j.stream = $3 \
+             AND j.status IN ('running', 'stopped', 'failed') ORDER BY j.created_at DESC LIMIT 1",
+            self.t("bizon_jobs")
+        );
+        let r = self.client()?.query_opt(&sql, &[&key.pipeline, &key.source, &key.stream]);
+        Ok(r.map_err(|e| self.err("finding a resumable job", &e))?.map(|r| Self::job_from_row(&r)))
+    }
+
+    fn create_job(&mut self, job: &Job) -> Result<()> {
+        let jobs = self.t("bizon_jobs");
+        let job = job.clone();
+        self.fenced_tx(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {jobs} (id, pipeline, source, stream, sync_mode, reset, status, since, created_at, updated_at, pid, total_records) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)"
+                ),
+                &[
+                    &job.id,
+                    &job.key.pipeline,
+                    &job.key.source,
+                    &job.key.stream,
+                    &job.sync_mode.as_str(),
+                    &job.reset,
+                    &job.status.as_str(),
+                    &job.since.as_ref().map(Json::to_string),
+                    &job.created_at,
+                    &(job.pid as i32),
+                    &job.total_records.map(|v| v as i64),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn set_job_status(&mut self, job_id: &str, status: JobStatus, error: Option<&str>) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET status = $2, error = $3, updated_at = $4, pid = $5 WHERE id = $1",
+            self.t("bizon_jobs")
+        );
+        let (job_id, error) = (job_id.to_owned(), error.map(str::to_owned));
+        self.fenced_tx(move |tx| {
+            tx.execute(&sql, &[&job_id, &status.as_str(), &error, &now_micros(), &(std::process::id() as i32)])?;
+            Ok(())
+        })
+    }
+
+    fn set_job_total(&mut self, job_id: &str, total: Option<u64>) -> Result<()> {
+        let sql =
+            format!("UPDATE {} SET total_records = $2, pid = $3, updated_at = $4 WHERE id = $1", self.t("bizon_jobs"));
+        let job_id = job_id.to_owned();
+        self.fenced_tx(move |tx| {
+            tx.execute(&sql, &[&job_id, &total.map(|v| v as i64), &(std::process::id() as i32), &now_micros()])?;
+            Ok(())
+        })
+    }
+
+    fn destination_cursor(&mut self, job_id: &str) -> Result<Option<DestinationCursor>> {
+        let sql = format!("SELECT {CURSOR_COLS} FROM {} c WHERE c.job_id = $1", self.t("bizon_destination_cursors"));
+        let r = self.client()?.query_opt(&sql, &[&job_id]);
+        Ok(r.map_err(|e| self.err("reading the destination cursor", &e))?.and_then(|r| Self::cursor_from_row(&r, 0)))
+    }
+
+    fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()> {
+        let dc = self.t("bizon_destination_cursors");
+        let jobs = self.t("bizon_jobs");
+        let (job_id, c) = (job_id.to_owned(), cursor.clone());
+        let mut chain_error = None;
+        let chain = &mut chain_error;
+        let r = self.fenced_tx(|tx| {
+            let stored: Option<i64> = tx
+                .query_opt(&format!("SELECT iteration FROM {dc} WHERE job_id = $1 FOR UPDATE"), &[&job_id])?
+                .map(|r| r.get(0));
+            if let Some(prev) = stored.filter(|prev| c.iteration < *prev) {
+                *chain = Some(Error::internal(format!(
+                    "destination cursor for job {job_id} does not chain: iteration {} after stored {prev}",
+                    c.iteration
+                )));
+                return Ok(());
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO {dc} (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) DO UPDATE SET iteration = $2, pagination = $3, \
+                     token = $4, records_written = $5, bytes_written = $6, watermark = $7, done = $8, updated_at = $9"
+                ),
+                &[
+                    &job_id,
+                    &c.iteration,
+                    &c.pagination.to_string(),
+                    &c.token.to_string(),
+                    &(c.records_written as i64),
+                    &(c.bytes_written as i64),
+                    &c.watermark.as_ref().map(Json::to_string),
+                    &c.done,
+                    &now_micros(),
+                ],
+            )?;
+            tx.execute(&format!("UPDATE {jobs} SET updated_at = $2 WHERE id = $1"), &[&job_id, &now_micros()])?;
+            Ok(())
+        });
+        r?;
+        match chain_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (job_id, iteration, pagination, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (job_id) DO UPDATE SET iteration = $2, pagination = $3, updated_at = $4",
+            self.t("bizon_source_cursors")
+        );
+        let r = self.client()?.execute(&sql, &[&job_id, &iteration, &pagination.to_string(), &now_micros()]);
+        r.map_err(|e| self.err("saving the source cursor", &e))?;
+        Ok(())
+    }
+
+    fn complete_job(&mut self, job_id: &str, watermark: Option<&Json>) -> Result<()> {
+        let jobs = self.t("bizon_jobs");
+        let streams = self.t("bizon_streams");
+        let (job_id, watermark) = (job_id.to_owned(), watermark.map(Json::to_string));
+        self.fenced_tx(move |tx| {
+            let row = tx.query_one(
+                &format!("UPDATE {jobs} SET status = 'succeeded', error = NULL, updated_at = $2 WHERE id = $1 RETURNING pipeline, source, stream"),
+                &[&job_id, &now_micros()],
+            )?;
+            let (p, s, st): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            if let Some(w) = watermark {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {streams} (pipeline, source, stream, watermark, last_job_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (pipeline, source, stream) DO UPDATE SET watermark = $4, last_job_id = $5, updated_at = $6"
+                    ),
+                    &[&p, &s, &st, &w, &job_id, &now_micros()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stream_watermark(&mut self, key: &StreamKey) -> Result<Option<Json>> {
+        let sql = format!(
+            "SELECT watermark FROM {} WHERE pipeline = $1 AND source = $2 AND stream = $3",
+            self.t("bizon_streams")
+        );
+        let r = self.client()?.query_opt(&sql, &[&key.pipeline, &key.source, &key.stream]);
+        Ok(r.map_err(|e| self.err("reading the watermark", &e))?.and_then(|r| to_json(r.get(0))))
+    }
+
+    fn reset_stream(&mut self, key: &StreamKey) -> Result<u64> {
+        let (streams, jobs) = (self.t("bizon_streams"), self.t("bizon_jobs"));
+        let key = key.clone();
+        let mut n = 0u64;
+        let count = &mut n;
+        self.fenced_tx(|tx| {
+            tx.execute(
+                &format!("DELETE FROM {streams} WHERE pipeline = $1 AND source = $2 AND stream = $3"),
+                &[&key.pipeline, &key.source, &key.stream],
+            )?;
+            *count = tx.execute(
+                &format!(
+                    "UPDATE {jobs} SET status = 'canceled', error = 'stream reset', updated_at = $4 \
+                     WHERE pipeline = $1 AND source = $2 AND stream = $3 AND status IN ('running', 'stopped', 'failed')"
+                ),
+                &[&key.pipeline, &key.source, &key.stream, &now_micros()],
+            )?;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn list_jobs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<(Job, Option<DestinationCursor>)>> {
+        let sql = format!(
+            "SELECT {JOB_COLS}, {CURSOR_COLS} FROM {} j LEFT JOIN {} c ON c.job_id = j.id \
+             WHERE j.pipeline = $1 ORDER BY j.created_at DESC LIMIT $2",
+            self.t("bizon_jobs"),
+            self.t("bizon_destination_cursors")
+        );
+        let r = self.client()?.query(&sql, &[&pipeline, &(limit.min(i64::MAX as usize) as i64)]);
+        let rows = r.map_err(|e| self.err("listing jobs", &e))?;
+        Ok(rows.iter().map(|r| (Self::job_from_row(r), Self::cursor_from_row(r, 13))).collect())
+    }
+}
