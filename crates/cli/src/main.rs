@@ -117,10 +117,15 @@ enum SourceCmd {
 
 #[derive(Subcommand)]
 enum StreamCmd {
-    /// List the streams of a source.
+    /// List the streams of a source (for `postgres`: the tables of the connection in --config).
     List {
         /// Source name (see `bizon source list`).
         source: String,
+        /// A pipeline config whose `source` holds the connection (sources whose streams are tables).
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Forget the stream's watermark and unfinished jobs: the next run re-reads everything.
     Reset(ConfigArgs),
@@ -218,13 +223,29 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Stream(StreamCmd::List { source }) => {
+        Command::Stream(StreamCmd::List { source, config, env_file }) => {
             let kind = SourceKind::from_name(&source).ok_or_else(|| {
                 usage(anyhow!("unknown source `{source}`; available: {}", SourceKind::names().join(", ")))
             })?;
+            let modes = if kind.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
+            let streams: Vec<String> = if kind.streams().is_empty() {
+                let Some(config) = config else {
+                    return Err(usage(anyhow!(
+                        "the streams of `{source}` are the tables of a connection: pass --config with a pipeline whose source holds it"
+                    )));
+                };
+                let cfg = load(&ConfigArgs { config, env_file })?;
+                match &cfg.source_config {
+                    bizon_connectors::registry::SourceConfig::Postgres(c) => {
+                        bizon_connectors::sources::postgres::list_tables(c).map_err(failed)?
+                    }
+                    _ => return Err(usage(anyhow!("the config's source is not `{source}`"))),
+                }
+            } else {
+                kind.streams().iter().map(|s| s.to_string()).collect()
+            };
             println!("Available streams for {source}:");
-            for s in kind.streams() {
-                let modes = if kind.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
+            for s in streams {
                 println!("  {s:<12} ({modes})");
             }
             Ok(())

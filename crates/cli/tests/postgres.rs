@@ -337,3 +337,140 @@ fn postgres_backend_refuses_a_second_run_and_fences_a_paused_one() {
     let jobs = stdout(&s.run(&["job", "list", &fast]));
     assert!(jobs.contains("succeeded"), "the stale run must not mark the job failed:\n{jobs}");
 }
+
+fn source_config(schema: &Schema, stream: &str, extra: &str) -> String {
+    format!(
+        "source:\n  name: postgres\n  stream: {stream}\n  host: {}\n  port: {}\n  database: {}\n  username: {}\n  schema: {}\n{extra}",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user(),
+        schema.0
+    )
+}
+
+/// A source table `src` with `n` rows: id, name, updated_at (one second apart from 2024-01-01).
+fn create_source_table(schema: &Schema, n: i64) {
+    client()
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{s}\"; CREATE TABLE \"{s}\".src (id bigint PRIMARY KEY, name text NOT NULL, \
+             updated_at timestamptz NOT NULL); INSERT INTO \"{s}\".src SELECT g, 'row-' || g, \
+             timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' FROM generate_series(1, {n}) g",
+            s = schema.0
+        ))
+        .unwrap();
+}
+
+#[test]
+fn postgres_to_postgres_kill_9_exactly_once() {
+    let s = Scratch::new("pg2pg-kill");
+    let schema = Schema::new("p2p");
+    create_source_table(&schema, 1_000_000);
+    let text = format!(
+        "name: pg2pg\n{}{}engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        source_config(&schema, "src", "  batch_size: 5000\n"),
+        dest_config(&schema, "    buffer_size: 2\n"),
+        s.path("state.db").display()
+    );
+    let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
+    let mut rng = Rng(0x9292_0005);
+    let mut interrupted = 0;
+    let mut completed = false;
+    for kill in 0..5 {
+        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+        std::thread::sleep(Duration::from_millis(150 + rng.below(700)));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "run {kill}: {status:?}");
+            completed = true;
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        interrupted += 1;
+    }
+    assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
+    if !completed {
+        run_until_done(&s, &cfg, 3);
+    }
+    assert_eq!(schema.count("records"), (1_000_000, 1_000_000));
+    let row = client()
+        .query_one(
+            &format!("SELECT source_data->>'name', source_data->>'updated_at' FROM \"{}\".records WHERE source_record_id = '42'", schema.0),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "row-42");
+    assert_eq!(row.get::<_, String>(1), "2024-01-01T00:00:42+00:00");
+}
+
+#[test]
+fn postgres_source_incremental_reads_only_newer_rows() {
+    let s = Scratch::new("pgsrc-inc");
+    let schema = Schema::new("srcinc");
+    create_source_table(&schema, 1000);
+    let text = format!(
+        "name: pgsrcinc\n{}{}engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        source_config(&schema, "src", "  sync_mode: incremental\n  cursor_field: updated_at\n  batch_size: 300\n"),
+        dest_config(&schema, ""),
+        s.path("state.db").display()
+    );
+    let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
+    assert!(ok(&s.run(&["run", &cfg, "--no-progress"])).contains("completed: 1000 records"));
+    client()
+        .batch_execute(&format!(
+            "INSERT INTO \"{s}\".src SELECT g, 'new-' || g, timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second' \
+             FROM generate_series(1001, 1250) g; UPDATE \"{s}\".src SET updated_at = '2026-01-01', name = 'touched' WHERE id = 7",
+            s = schema.0
+        ))
+        .unwrap();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 251 records"), "250 new rows + 1 updated:\n{err}");
+    let (rows, distinct) = schema.count("records");
+    assert_eq!((rows, distinct), (1251, 1250), "the updated row is appended again (append-only incremental)");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 0 records"), "{err}");
+}
+
+#[test]
+fn postgres_source_query_and_stream_list() {
+    let s = Scratch::new("pgsrc-query");
+    let schema = Schema::new("srcq");
+    create_source_table(&schema, 500);
+    let query = format!(
+        "  query: SELECT id, upper(name) AS name FROM {}.src WHERE id % 2 = 0\n  primary_key: id\n  batch_size: 64\n",
+        schema.0
+    );
+    let text = format!(
+        "name: pgsrcq\n{}{}engine:\n  backend:\n    type: sqlite_in_memory\n",
+        source_config(&schema, "evens", &query),
+        dest_config(&schema, "")
+    );
+    let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_eq!(schema.count("records"), (250, 250));
+    let name: String = client()
+        .query_one(
+            &format!("SELECT source_data->>'name' FROM \"{}\".records WHERE source_record_id = '10'", schema.0),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "ROW-10");
+
+    let out = s.run(&["stream", "list", "postgres", "--config", &cfg]);
+    assert!(stdout(&out).contains(&format!("{}.src", schema.0)), "{}{}", stdout(&out), stderr(&out));
+    let out = s.run(&["stream", "list", "postgres"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pass --config"), "{}", stderr(&out));
+
+    let missing = s.write(
+        "m.yml",
+        &text
+            .replace("stream: evens", "stream: nope")
+            .replace("  query:", "  #query:")
+            .replace("  primary_key: id\n", ""),
+    );
+    let out = s.run(&["run", missing.to_str().unwrap(), "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}

@@ -252,6 +252,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let own = match source_kind {
         SourceKind::Dummy => yaml::struct_fields::<crate::sources::dummy::DummyConfig>(),
         SourceKind::Generator => yaml::struct_fields::<crate::sources::generator::GeneratorConfig>(),
+        SourceKind::Postgres => yaml::struct_fields::<crate::sources::postgres::PostgresSourceConfig>(),
     };
     let source: SourceCommon = from_node(src, "source", own)?;
 
@@ -424,7 +425,7 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     let src = root.get("source").unwrap_or(root);
     let at = |key: &str| src.get(key).unwrap_or(src);
     let streams = cfg.source_kind.streams();
-    if !streams.contains(&cfg.source.stream.as_str()) {
+    if !streams.is_empty() && !streams.contains(&cfg.source.stream.as_str()) {
         let hint = bizon_core::suggest::closest(&cfg.source.stream, streams.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();

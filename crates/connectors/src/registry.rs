@@ -7,21 +7,23 @@ use bizon_core::config::{DestinationCommon, SourceCommon};
 use bizon_core::{Destination, Guarantee, Source};
 
 use crate::destinations::{file, logger, null, postgres};
-use crate::sources::{dummy, generator};
+use crate::sources::{dummy, generator, postgres as pg_source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     Dummy,
     Generator,
+    Postgres,
 }
 
 impl SourceKind {
-    pub const ALL: &'static [SourceKind] = &[SourceKind::Dummy, SourceKind::Generator];
+    pub const ALL: &'static [SourceKind] = &[SourceKind::Dummy, SourceKind::Generator, SourceKind::Postgres];
 
     pub fn name(self) -> &'static str {
         match self {
             SourceKind::Dummy => "dummy",
             SourceKind::Generator => "generator",
+            SourceKind::Postgres => "postgres",
         }
     }
 
@@ -29,13 +31,16 @@ impl SourceKind {
         match self {
             SourceKind::Dummy => "bizon's fake API: 3 pages, 5 records per stream",
             SourceKind::Generator => "deterministic synthetic records (tests, benchmarks)",
+            SourceKind::Postgres => "a table or query, keyset-paged; streams are tables",
         }
     }
 
+    /// Fixed streams; empty when streams come from the connection (tables).
     pub fn streams(self) -> &'static [&'static str] {
         match self {
             SourceKind::Dummy => dummy::STREAMS,
             SourceKind::Generator => generator::STREAMS,
+            SourceKind::Postgres => &[],
         }
     }
 
@@ -43,7 +48,7 @@ impl SourceKind {
     pub fn supports_incremental(self) -> bool {
         match self {
             SourceKind::Dummy => false,
-            SourceKind::Generator => true,
+            SourceKind::Generator | SourceKind::Postgres => true,
         }
     }
 
@@ -61,6 +66,7 @@ impl SourceKind {
 pub enum SourceConfig {
     Dummy(dummy::DummyConfig),
     Generator(generator::GeneratorConfig),
+    Postgres(pg_source::PostgresSourceConfig),
 }
 
 impl SourceConfig {
@@ -77,6 +83,12 @@ impl SourceConfig {
                 c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
                 SourceConfig::Generator(c)
             }
+            SourceKind::Postgres => {
+                let c: pg_source::PostgresSourceConfig =
+                    own_keys(node, "source", common, struct_fields::<pg_source::PostgresSourceConfig>())?;
+                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
+                SourceConfig::Postgres(c)
+            }
         })
     }
 
@@ -84,6 +96,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Dummy(c) => Box::new(dummy::DummySource::new(&common.stream, c.clone())),
             SourceConfig::Generator(c) => Box::new(generator::GeneratorSource::new(c.clone())),
+            SourceConfig::Postgres(c) => Box::new(pg_source::PostgresSource::new(c.clone(), &common.stream)),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod dummy;
 pub mod generator;
+pub mod postgres;
 
 #[cfg(test)]
 mod tests;
