@@ -9,6 +9,20 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
+# A password-authenticated role for the credential tests (the rest of the server trusts local
+# connections): one pg_hba line for that role only, and the role itself. Both idempotent.
+hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -n 1 || true)
+if [ -n "$hba" ] && ! grep -q bizon_pw_test "$hba"; then
+  sed -i '1i host all bizon_pw_test 127.0.0.1/32 scram-sha-256' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main reload
+fi
+psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$ BEGIN
+  CREATE ROLE bizon_pw_test LOGIN PASSWORD 'p@ss:w/rd with spaces';
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+GRANT CREATE ON DATABASE test TO bizon_pw_test;
+SQL
 # End-to-end tests spawn the binary and kill it: keep their parallelism at the core count.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(nproc)}"
 log=$(mktemp)

@@ -474,3 +474,36 @@ fn postgres_source_query_and_stream_list() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+/// Needs the `bizon_pw_test` role with password authentication that scripts/test.sh sets up.
+#[test]
+fn password_with_special_characters_works_and_a_wrong_one_is_a_clear_error() {
+    let s = Scratch::new("pg-password");
+    let schema = Schema::new("pw");
+    let text = format!(
+        "name: pgpw\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: postgres\n  config:\n    host: {}\n    \
+         port: {}\n    database: {}\n    username: bizon_pw_test\n    password: ${{BIZON_TEST_PG_PASSWORD}}\n    schema: {}\n\
+         engine:\n  backend:\n    type: sqlite_in_memory\n",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        schema.0
+    );
+    let cfg = s.write("c.yml", &text);
+    let cfg = cfg.to_str().unwrap();
+    let out =
+        s.cmd(&["run", cfg, "--no-progress"]).env("BIZON_TEST_PG_PASSWORD", "p@ss:w/rd with spaces").output().unwrap();
+    ok(&out);
+    assert_eq!(schema.count("creatures"), (5, 5));
+
+    let out =
+        s.cmd(&["run", cfg, "--no-progress"]).env("BIZON_TEST_PG_PASSWORD", "wr0ng p@ss:word/x").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("password authentication failed for user \"bizon_pw_test\""), "{err}");
+    assert!(!err.contains("wr0ng") && !err.contains("p@ss"), "a password leaked:\n{err}");
+    assert!(!err.contains("retries"), "authentication errors are not retried:\n{err}");
+    let shown =
+        stdout(&s.cmd(&["config", "show", cfg]).env("BIZON_TEST_PG_PASSWORD", "wr0ng p@ss:word/x").output().unwrap());
+    assert!(!shown.contains("wr0ng") && shown.contains("********"), "{shown}");
+}
