@@ -10,11 +10,13 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
 #   checkpoint  cost of checkpointing
+#   postgres generator → PostgreSQL and PostgreSQL → PostgreSQL (1M rows) against `psql \copy`
+#            of the same rows into the same table layout (local server, database `test`)
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -157,6 +159,62 @@ if [[ $MODE == rss || $MODE == all ]]; then
     [ "$n" = 1000000 ] && rss_1m=$LAST_RSS
   done
   target "peak RSS growth 1M -> 10M (MB)" "$(echo "$LAST_RSS - $rss_1m" | bc -l)" "<=" 2
+fi
+if [[ $MODE == postgres || $MODE == all ]]; then
+  export PGOPTIONS='-c client_min_messages=warning'
+  PSQL=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
+  S=bizon_bench_$$
+  "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S"
+  pg_dest="destination:
+  name: postgres
+  config:
+    host: 127.0.0.1
+    database: test
+    username: postgres
+    schema: $S"
+  # psql_copy TABLE: export TABLE, then time \copy of the same rows into an empty copy of it.
+  psql_copy() {
+    "${PSQL[@]}" -c "\\copy $S.$1 TO '$WORK/rows.copy'"
+    "${PSQL[@]}" -c "CREATE TABLE $S.${1}_copy (LIKE $S.$1)"
+    sync
+    local t0 t1; t0=$(date +%s.%N)
+    "${PSQL[@]}" -c "\\copy $S.${1}_copy FROM '$WORK/rows.copy'"
+    t1=$(date +%s.%N)
+    COPY_S=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
+    rm -f "$WORK/rows.copy"
+  }
+  pg_workload() { # NAME SOURCE_YAML TABLE TOTAL
+    cat > "$WORK/$1.yml" <<YML
+name: bench-$1
+$2
+$pg_dest
+    destination_id: $3
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/$1-state
+YML
+    measure "$1" "$WORK/$1.yml"
+    psql_copy "$3"
+    local bytes; bytes=$("${PSQL[@]}" -tA -c "SELECT pg_total_relation_size('$S.$3')")
+    row "$1" "$4" "$bytes" "$WALL" "$CPU" "$RSS_MB" "psql_copy=${COPY_S}s vs_copy=$(echo "scale=2; $COPY_S / $WALL" | bc -l)"
+    target "$1 vs psql \\copy" "$(echo "scale=4; $COPY_S / $WALL" | bc -l)" ">=" 0.9
+  }
+  pg_workload gen-postgres-1M "source:
+  name: generator
+  stream: records
+  total: 1000000" gen_rows 1000000
+  "${PSQL[@]}" -c "CREATE TABLE $S.src (id bigint PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL, payload text NOT NULL);
+    INSERT INTO $S.src SELECT g, 'row-' || g, now() + g * interval '1 ms', repeat(md5(g::text), 3) FROM generate_series(1, 1000000) g"
+  "${PSQL[@]}" -c "VACUUM ANALYZE $S.src"
+  pg_workload postgres-postgres-1M "source:
+  name: postgres
+  stream: $S.src
+  host: 127.0.0.1
+  database: test
+  username: postgres" pg_rows 1000000
+  "${PSQL[@]}" -c "DROP SCHEMA $S CASCADE"
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
