@@ -507,3 +507,67 @@ fn password_with_special_characters_works_and_a_wrong_one_is_a_clear_error() {
         stdout(&s.cmd(&["config", "show", cfg]).env("BIZON_TEST_PG_PASSWORD", "wr0ng p@ss:word/x").output().unwrap());
     assert!(!shown.contains("wr0ng") && shown.contains("********"), "{shown}");
 }
+
+#[test]
+fn unnest_writes_typed_columns_from_record_schemas() {
+    let s = Scratch::new("pg-unnest");
+    let schema = Schema::new("unnest");
+    let extra = "    unnest: true\n    record_schemas:\n      - destination_id: records\n        record_schema:\n          \
+                 - {name: id, type: INTEGER}\n          - {name: name, type: STRING}\n          - {name: age, type: INTEGER}\n";
+    let text = format!("name: pgunnest\nsource:\n  name: dummy\n  stream: creatures\n{}", dest_config(&schema, extra));
+    let cfg = s.write("c.yml", &text);
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let row = client()
+        .query_one(
+            &format!(
+                "SELECT sum(age)::bigint, count(*), pg_typeof(min(id))::text, max(name) FROM \"{}\".records",
+                schema.0
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 26 + 23 + 26 + 23 + 26);
+    assert_eq!(row.get::<_, i64>(1), 5);
+    assert_eq!(row.get::<_, String>(2), "bigint");
+    assert_eq!(row.get::<_, String>(3), "turtle");
+    let no_schema = s.write(
+        "bad.yml",
+        &text.replace("destination_id: records\n        record_schema", "destination_id: other\n        record_schema"),
+    );
+    let out = s.run(&["config", "validate", no_schema.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs a `record_schemas` entry with `destination_id: records`"), "{}", stderr(&out));
+}
+
+#[test]
+fn upsert_on_primary_key_keeps_one_row_per_key_with_the_newest_values() {
+    let s = Scratch::new("pg-upsert");
+    let schema = Schema::new("upsert");
+    create_source_table(&schema, 1000);
+    let text = format!(
+        "name: pgupsert\n{}{}engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        source_config(&schema, "src", "  sync_mode: incremental\n  cursor_field: updated_at\n  batch_size: 300\n"),
+        dest_config(&schema, "    primary_key: source_record_id\n"),
+        s.path("state.db").display()
+    );
+    let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    client()
+        .batch_execute(&format!(
+            "UPDATE \"{s}\".src SET updated_at = '2026-01-01', name = 'touched' WHERE id IN (7, 8, 9); \
+             INSERT INTO \"{s}\".src VALUES (1001, 'new', '2026-01-02')",
+            s = schema.0
+        ))
+        .unwrap();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 4 records"), "{err}");
+    assert_eq!(schema.count("records"), (1001, 1001), "updated rows replace their previous version");
+    let name: String = client()
+        .query_one(
+            &format!("SELECT source_data->>'name' FROM \"{}\".records WHERE source_record_id = '8'", schema.0),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "touched");
+}

@@ -47,6 +47,24 @@ impl DestinationSpec {
     pub fn destination_id(&self, stream: &str) -> String {
         self.common.destination_id.clone().unwrap_or_else(|| stream.to_owned())
     }
+
+    /// With `unnest: true`: the (name, PostgreSQL type) columns of this destination's
+    /// `record_schemas` entry; `None` when there is no entry for it.
+    pub fn typed_columns(&self, stream: &str) -> Option<Result<Vec<(String, String)>, String>> {
+        if !self.common.unnest {
+            return None;
+        }
+        let id = self.destination_id(stream);
+        let schema = self.common.record_schemas.as_ref()?.iter().find(|s| s.destination_id == id)?;
+        Some(
+            schema
+                .record_schema
+                .iter()
+                .map(|c| crate::destinations::postgres::pg_type(&c.kind).map(|t| (c.name.clone(), t)))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|m| format!("record_schemas `{id}`: {m}")),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -509,7 +527,26 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             "destination.config.unnest",
         ));
     }
-    if cfg.destination.common.unnest && cfg.destination.kind != DestinationKind::Logger {
+    if cfg.destination.common.unnest {
+        let dst = root.get("destination").and_then(|d| d.get("config")).unwrap_or(root);
+        let id = cfg.destination.destination_id(&cfg.source.stream);
+        match cfg.destination.typed_columns(&cfg.source.stream) {
+            None => {
+                return Err(err(
+                    format!("`unnest: true` needs a `record_schemas` entry with `destination_id: {id}`"),
+                    dst.get("record_schemas").unwrap_or(dst),
+                    "destination.config.record_schemas",
+                ))
+            }
+            Some(Err(m)) => {
+                return Err(err(m, dst.get("record_schemas").unwrap_or(dst), "destination.config.record_schemas"))
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    if cfg.destination.common.unnest
+        && !matches!(cfg.destination.kind, DestinationKind::Logger | DestinationKind::Postgres)
+    {
         let dst = root.get("destination").and_then(|d| d.get("config")).unwrap_or(root);
         return Err(err(
             format!("`unnest` is not supported by the `{}` destination yet", cfg.destination.kind.name()),

@@ -177,18 +177,21 @@ impl DestinationConfig {
             DestinationKind::Postgres => {
                 let c: postgres::PostgresConfig =
                     own_keys(node, path, common, struct_fields::<postgres::PostgresConfig>())?;
-                c.validate().map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, path))?;
+                c.connection()
+                    .validate()
+                    .map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, path))?;
                 DestinationConfig::Postgres(c)
             }
         })
     }
 
-    pub fn build(&self, destination_id: &str) -> Box<dyn Destination> {
+    /// `typed`: the record columns (name, type) when `unnest: true`.
+    pub fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         match self {
             DestinationConfig::Logger(_) => Box::<logger::LoggerDestination>::default(),
             DestinationConfig::File(c) => Box::new(file::FileDestination::new(c, destination_id)),
             DestinationConfig::Null(c) => Box::new(null::NullDestination::new(c.clone())),
-            DestinationConfig::Postgres(c) => Box::new(postgres::PostgresDestination::new(c.clone(), destination_id)),
+            DestinationConfig::Postgres(c) => Box::new(postgres::PostgresDestination::new(c, destination_id, typed)),
         }
     }
 }

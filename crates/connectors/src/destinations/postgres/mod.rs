@@ -15,22 +15,102 @@ use std::io::Write;
 use bizon_core::config::SyncMode;
 use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
 use postgres::Client;
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::pg::{pg_error, qualified, PgConnection};
 
-/// The destination's own keys: the connection (`host`, `port`, `database`, `username`,
-/// `password`, `schema`, `sslmode`); the table is `destination_id` (default: the stream name).
-pub type PostgresConfig = PgConnection;
+fn default_host() -> String {
+    "localhost".into()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_user() -> String {
+    "postgres".into()
+}
+fn default_schema() -> String {
+    "public".into()
+}
+
+/// The destination's own keys; the table is `destination_id` (default: the stream name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub database: String,
+    #[serde(default = "default_user")]
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Schema of the target table (created when missing).
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    #[serde(default)]
+    pub sslmode: crate::pg::SslMode,
+    /// Upsert on these comma-separated columns instead of appending (beyond bizon): the newest
+    /// row per key wins. Typed columns with `unnest`, else bizon's (e.g. `source_record_id`).
+    #[serde(default)]
+    pub primary_key: Option<String>,
+}
+
+impl PostgresConfig {
+    pub fn connection(&self) -> PgConnection {
+        PgConnection {
+            host: self.host.clone(),
+            port: self.port,
+            database: self.database.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            schema: self.schema.clone(),
+            sslmode: self.sslmode,
+        }
+    }
+
+    pub fn primary_key(&self) -> Vec<String> {
+        self.primary_key
+            .as_deref()
+            .map(|k| k.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A typed column of `unnest: true`: PostgreSQL type of a bizon/BigQuery type name (or a
+/// PostgreSQL type name as is).
+pub fn pg_type(kind: &str) -> std::result::Result<String, String> {
+    let t = match kind.to_ascii_uppercase().as_str() {
+        "STRING" | "TEXT" => "text",
+        "INTEGER" | "INT64" | "INT" | "BIGINT" => "bigint",
+        "FLOAT" | "FLOAT64" | "DOUBLE" => "double precision",
+        "NUMERIC" | "BIGNUMERIC" | "DECIMAL" => "numeric",
+        "BOOLEAN" | "BOOL" => "boolean",
+        "TIMESTAMP" | "TIMESTAMPTZ" => "timestamptz",
+        "DATETIME" => "timestamp",
+        "DATE" => "date",
+        "TIME" => "time",
+        "JSON" | "JSONB" | "RECORD" | "STRUCT" => "jsonb",
+        "BYTES" => "bytea",
+        _ if kind.chars().all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c)) => return Ok(kind.to_owned()),
+        _ => return Err(format!("unsupported column type `{kind}`")),
+    };
+    Ok(t.to_owned())
+}
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_OFFSET: i64 = 946_684_800_000_000;
 const COPY_CHUNK: usize = 256 << 10;
 const COLUMNS: &str = "bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, source_timestamp, source_data";
+const META_COLUMNS: &str = "bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, source_timestamp";
 
 pub struct PostgresDestination {
     conn: PgConnection,
     table: String,
+    /// `unnest: true`: (name, PostgreSQL type) of the record's columns.
+    typed: Option<Vec<(String, String)>>,
+    primary_key: Vec<String>,
     client: Option<Client>,
     mode: SyncMode,
     job_id: String,
@@ -39,13 +119,8 @@ pub struct PostgresDestination {
     published: bool,
 }
 
-fn table_ddl(name: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {name} (bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL, \
-         bizon_loaded_at timestamptz NOT NULL, source_record_id text NOT NULL, source_timestamp timestamptz NOT NULL, \
-         source_data jsonb NOT NULL)"
-    )
-}
+const META_DDL: &str = "bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL, \
+    bizon_loaded_at timestamptz NOT NULL, source_record_id text NOT NULL, source_timestamp timestamptz NOT NULL";
 
 /// Append rows `range` of `batch` in PostgreSQL's binary COPY format.
 fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<usize>, meta: &BatchMeta) {
@@ -81,10 +156,13 @@ fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<us
 }
 
 impl PostgresDestination {
-    pub fn new(conn: PgConnection, table: &str) -> Self {
+    /// `typed`: the record columns of `unnest: true`.
+    pub fn new(config: &PostgresConfig, table: &str, typed: Option<Vec<(String, String)>>) -> Self {
         PostgresDestination {
-            conn,
+            conn: config.connection(),
             table: table.to_owned(),
+            typed,
+            primary_key: config.primary_key(),
             client: None,
             mode: SyncMode::FullRefresh,
             job_id: String::new(),
@@ -133,6 +211,70 @@ impl PostgresDestination {
         pg_error(&format!("postgres destination {}: {what}", self.target()), e)
     }
 
+    fn table_ddl(&self, name: &str) -> String {
+        let cols = match &self.typed {
+            Some(cols) => {
+                let typed: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", crate::pg::ident(n))).collect();
+                format!("{}, {META_DDL}", typed.join(", "))
+            }
+            None => format!("{META_DDL}, source_data jsonb NOT NULL"),
+        };
+        let pk = if self.primary_key.is_empty() {
+            String::new()
+        } else {
+            let k: Vec<String> = self.primary_key.iter().map(|c| crate::pg::ident(c)).collect();
+            format!(", PRIMARY KEY ({})", k.join(", "))
+        };
+        format!("CREATE TABLE IF NOT EXISTS {name} ({cols}{pk})")
+    }
+
+    /// Rows go through a temporary table (binary COPY of bizon's layout) when they need the
+    /// server's help: typed columns (`jsonb_populate_record`) or an upsert.
+    fn staged_insert(&self) -> bool {
+        self.typed.is_some() || !self.primary_key.is_empty()
+    }
+
+    /// Move the temporary table's rows into the write table, then empty it.
+    fn insert_from_temp(&self) -> String {
+        let table = self.write_table();
+        let ident = crate::pg::ident;
+        let (cols, select, from) = match &self.typed {
+            Some(cols) => {
+                let names: Vec<String> = cols.iter().map(|(n, _)| ident(n)).collect();
+                let picked: Vec<String> = cols.iter().map(|(n, _)| format!("r.{}", ident(n))).collect();
+                (
+                    format!("{}, {META_COLUMNS}", names.join(", ")),
+                    format!("{}, i.bizon_id, i.bizon_extracted_at, i.bizon_loaded_at, i.source_record_id, i.source_timestamp", picked.join(", ")),
+                    format!("bizon_in i CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, i.source_data) r"),
+                )
+            }
+            None => (COLUMNS.to_owned(), "i.bizon_id, i.bizon_extracted_at, i.bizon_loaded_at, i.source_record_id, i.source_timestamp, i.source_data".to_owned(), "bizon_in i".to_owned()),
+        };
+        let insert = if self.primary_key.is_empty() {
+            format!("INSERT INTO {table} ({cols}) SELECT {select} FROM {from} ORDER BY i.ord")
+        } else {
+            let pick = |c: &String| match &self.typed {
+                Some(_) => format!("r.{}", ident(c)),
+                None => format!("i.{}", ident(c)),
+            };
+            let keys: Vec<String> = self.primary_key.iter().map(pick).collect();
+            let conflict: Vec<String> = self.primary_key.iter().map(|c| ident(c)).collect();
+            let updates: Vec<String> = cols
+                .split(", ")
+                .filter(|c| !conflict.contains(&c.to_string()))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            format!(
+                "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({k}) {select} FROM {from} ORDER BY {k}, i.ord DESC \
+                 ON CONFLICT ({c}) DO UPDATE SET {u}",
+                k = keys.join(", "),
+                c = conflict.join(", "),
+                u = updates.join(", ")
+            )
+        };
+        format!("{insert}; TRUNCATE bizon_in")
+    }
+
     fn ensure_commit_log(&mut self) -> Result<()> {
         let sql = format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {log} (job_id text NOT NULL, seq bigint NOT NULL, \
@@ -174,14 +316,20 @@ impl Destination for PostgresDestination {
         }
         let table = self.write_table();
         let ddl = match (self.mode, resume) {
-            (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", table_ddl(&table)),
-            _ => table_ddl(&table),
+            (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
+            _ => self.table_ddl(&table),
         };
         self.exec("creating the table", &ddl)?;
         if self.mode != SyncMode::FullRefresh || resume.is_some() {
             // the target of an incremental run may predate bizon: check it has our columns
-            let probe = format!("SELECT {COLUMNS} FROM {table} LIMIT 0");
-            self.exec("checking the table's columns (bizon's row layout expected)", &probe)?;
+            let probe = match &self.typed {
+                Some(cols) => {
+                    let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
+                    format!("SELECT {}, {META_COLUMNS} FROM {table} LIMIT 0", names.join(", "))
+                }
+                None => format!("SELECT {COLUMNS} FROM {table} LIMIT 0"),
+            };
+            self.exec("checking the table's columns", &probe)?;
         }
         Ok(json!({"seq": self.seq}))
     }
@@ -197,7 +345,16 @@ impl Destination for PostgresDestination {
             self.exec("beginning a transaction", "BEGIN")?;
             self.in_tx = true;
         }
-        let sql = format!("COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)", self.write_table());
+        let staged = self.staged_insert();
+        if staged {
+            let temp = format!(
+                "CREATE TEMP TABLE IF NOT EXISTS bizon_in ({META_DDL}, source_data jsonb NOT NULL, \
+                 ord bigint GENERATED ALWAYS AS IDENTITY)"
+            );
+            self.exec("creating the load table", &temp)?;
+        }
+        let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
+        let sql = format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)");
         let mut buf = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0u32.to_be_bytes());
@@ -222,7 +379,12 @@ impl Destination for PostgresDestination {
             w.finish()?;
             Ok(())
         })();
-        result.map_err(|e| self.fail("copying rows", &e))
+        result.map_err(|e| self.fail("copying rows", &e))?;
+        if staged {
+            let sql = self.insert_from_temp();
+            self.exec("inserting rows", &sql)?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
