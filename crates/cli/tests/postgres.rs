@@ -239,13 +239,15 @@ fn connection_errors_are_clear_and_never_print_the_password() {
     assert!(err.contains("no-such-host.invalid"), "{err}");
     assert!(!err.contains("p@ss:w/rd"), "password leaked:\n{err}");
 
-    let tls = s.write(
-        "tls.yml",
-        &base.replace("destination_id: records", "destination_id: records\n    sslmode: verify-full"),
-    );
+    let tls = s
+        .write("tls.yml", &base.replace("destination_id: records", "destination_id: records\n    sslrootcert: /x.pem"));
     let out = s.run(&["config", "validate", tls.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("sslmode `verify-full` needs TLS"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`sslrootcert` is only used with `sslmode: verify-ca` or `verify-full`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn backend_config(schema: &Schema, lease: u64) -> String {
@@ -570,4 +572,40 @@ fn upsert_on_primary_key_keeps_one_row_per_key_with_the_newest_values() {
         .unwrap()
         .get(0);
     assert_eq!(name, "touched");
+}
+
+/// sslmode with the server's own certificate (Debian's snakeoil, CN and SAN `localhost`).
+#[test]
+fn tls_modes_verify_what_they_promise() {
+    let mut c = client();
+    let on: String = c.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let cert: String = c.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    if on != "on" || !std::path::Path::new(&cert).exists() {
+        eprintln!("skipped: the server has no TLS certificate readable here");
+        return;
+    }
+    let s = Scratch::new("pg-tls");
+    let schema = Schema::new("tls");
+    let run = |host: &str, tls: &str| {
+        let text = format!(
+            "name: pgtls\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: postgres\n  config:\n    host: {host}\n    \
+             port: {}\n    database: {}\n    username: {}\n    schema: {}\n{tls}engine:\n  backend:\n    type: sqlite_in_memory\n",
+            pg_port(),
+            pg_db(),
+            pg_user(),
+            schema.0
+        );
+        let cfg = s.write("c.yml", &text);
+        s.run(&["run", cfg.to_str().unwrap(), "--no-progress"])
+    };
+    ok(&run("127.0.0.1", "    sslmode: require\n"));
+    ok(&run("127.0.0.1", &format!("    sslmode: verify-ca\n    sslrootcert: {cert}\n")));
+    ok(&run("localhost", &format!("    sslmode: verify-full\n    sslrootcert: {cert}\n")));
+    let out = run("127.0.0.1", &format!("    sslmode: verify-full\n    sslrootcert: {cert}\n"));
+    assert_eq!(out.status.code(), Some(1), "the certificate does not name 127.0.0.1");
+    assert!(stderr(&out).contains("certificate") && stderr(&out).contains("verify-full"), "{}", stderr(&out));
+    let out = run("127.0.0.1", "    sslmode: verify-ca\n");
+    assert_eq!(out.status.code(), Some(1), "a self-signed certificate is not in the system roots");
+    assert!(stderr(&out).contains("UnknownIssuer") || stderr(&out).contains("certificate"), "{}", stderr(&out));
+    assert_eq!(schema.count("creatures").0, 5);
 }

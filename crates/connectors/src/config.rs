@@ -142,6 +142,8 @@ struct BackendDetails {
     password: Option<String>,
     #[serde(default)]
     sslmode: Option<crate::pg::SslMode>,
+    #[serde(default)]
+    sslrootcert: Option<String>,
     /// postgres: seconds without a heartbeat after which another run may take the pipeline over.
     #[serde(default)]
     lease_seconds: Option<u64>,
@@ -374,6 +376,7 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
             username: None,
             password: None,
             sslmode: None,
+            sslrootcert: None,
             lease_seconds: None,
         });
         let database = details.database.clone().or(keys.database);
@@ -400,6 +403,7 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
                     password: details.password.clone(),
                     schema: schema.unwrap_or_else(|| "public".into()),
                     sslmode: details.sslmode.unwrap_or_default(),
+                    sslrootcert: details.sslrootcert.clone(),
                 };
                 conn.validate().map_err(|m| err(m, cfg_node, "engine.backend.config.sslmode"))?;
                 let lease = std::time::Duration::from_secs(details.lease_seconds.unwrap_or(30).max(1));

@@ -4,15 +4,20 @@
 use bizon_core::{Error, ErrorKind};
 use serde::Deserialize;
 
+/// libpq's `sslmode` values, with libpq's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
+    /// Plain TCP.
     Disable,
-    /// TLS if the server offers it; this build connects without TLS.
+    /// TLS when the server offers it, certificate not verified.
     #[default]
     Prefer,
+    /// TLS or fail, certificate not verified.
     Require,
+    /// TLS, certificate chain verified against `sslrootcert` (or the system roots).
     VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host.
     VerifyFull,
 }
 
@@ -48,21 +53,31 @@ pub struct PgConnection {
     pub schema: String,
     #[serde(default)]
     pub sslmode: SslMode,
+    /// PEM file of the certificate authorities for `verify-ca` / `verify-full` (default: the
+    /// system's roots in /etc/ssl/certs).
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 impl PgConnection {
+    /// Pure checks (no I/O): the root certificate file is read when connecting.
     pub fn validate(&self) -> Result<(), String> {
-        match self.sslmode {
-            SslMode::Disable | SslMode::Prefer => Ok(()),
-            other => Err(format!(
-                "sslmode `{}` needs TLS, which this build does not include yet; use `disable` or `prefer`",
-                match other {
-                    SslMode::Require => "require",
-                    SslMode::VerifyCa => "verify-ca",
-                    _ => "verify-full",
-                }
-            )),
+        if self.sslrootcert.is_some() && !matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
+            return Err("`sslrootcert` is only used with `sslmode: verify-ca` or `verify-full`".into());
         }
+        Ok(())
     }
 
     /// Where we connect, for messages (never the password).
@@ -79,9 +94,126 @@ impl PgConnection {
         }
         c.ssl_mode(match self.sslmode {
             SslMode::Disable => postgres::config::SslMode::Disable,
-            _ => postgres::config::SslMode::Prefer,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            _ => postgres::config::SslMode::Require,
         });
-        c.connect(postgres::NoTls).map_err(|e| pg_error(&format!("connecting to {}", self.describe()), &e))
+        let what = || format!("connecting to {} (sslmode {})", self.describe(), self.sslmode.as_str());
+        if self.sslmode == SslMode::Disable {
+            return c.connect(postgres::NoTls).map_err(|e| pg_error(&what(), &e));
+        }
+        let tls = tls::connector(self.sslmode, self.sslrootcert.as_deref())
+            .map_err(|m| Error::config(format!("{}: {m}", what())))?;
+        c.connect(tls).map_err(|e| pg_error(&what(), &e))
+    }
+}
+
+/// rustls connectors for each `sslmode` (ring provider; no C crypto build).
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::SslMode;
+
+    /// Verifies signatures, and the chain unless `chain` is `None`; ignores the host name when
+    /// `check_name` is false (verify-ca, and the unverified modes).
+    #[derive(Debug)]
+    struct Verifier {
+        provider: Arc<CryptoProvider>,
+        chain: Option<Arc<WebPkiServerVerifier>>,
+        check_name: bool,
+    }
+
+    impl ServerCertVerifier for Verifier {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+            match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn roots(rootcert: Option<&str>) -> Result<RootCertStore, String> {
+        let mut store = RootCertStore::empty();
+        let (path, certs): (String, Vec<_>) = match rootcert {
+            Some(p) => (p.to_owned(), read_pem(p)?),
+            None => {
+                let p = "/etc/ssl/certs/ca-certificates.crt";
+                (p.to_owned(), read_pem(p)?)
+            }
+        };
+        let (added, _) = store.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("no usable certificate in {path}"));
+        }
+        Ok(store)
+    }
+
+    fn read_pem(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+        CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read sslrootcert {path}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot parse sslrootcert {path}: {e}"))
+    }
+
+    pub fn connector(
+        mode: SslMode,
+        rootcert: Option<&str>,
+    ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+        let provider = Arc::new(ring::default_provider());
+        let chain = match mode {
+            SslMode::VerifyCa | SslMode::VerifyFull => Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(rootcert)?), provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS verifier: {e}"))?,
+            ),
+            _ => None,
+        };
+        let verifier = Verifier { provider: provider.clone(), chain, check_name: mode == SslMode::VerifyFull };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     }
 }
 

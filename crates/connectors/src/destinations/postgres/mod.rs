@@ -51,6 +51,9 @@ pub struct PostgresConfig {
     pub schema: String,
     #[serde(default)]
     pub sslmode: crate::pg::SslMode,
+    /// CA certificates (PEM) for `verify-ca` / `verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
     /// Upsert on these comma-separated columns instead of appending (beyond bizon): the newest
     /// row per key wins. Typed columns with `unnest`, else bizon's (e.g. `source_record_id`).
     #[serde(default)]
@@ -67,6 +70,7 @@ impl PostgresConfig {
             password: self.password.clone(),
             schema: self.schema.clone(),
             sslmode: self.sslmode,
+            sslrootcert: self.sslrootcert.clone(),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct PostgresSourceConfig {
     pub schema: Option<String>,
     #[serde(default)]
     pub sslmode: Option<crate::pg::SslMode>,
+    /// CA certificates (PEM) for `verify-ca` / `verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<String>,
     /// Read this query's rows instead of the table named by `stream` (needs `primary_key`).
     #[serde(default)]
     pub query: Option<String>,
@@ -55,6 +58,7 @@ impl PostgresSourceConfig {
             password: self.password.clone(),
             schema: self.schema.clone().unwrap_or_else(|| "public".into()),
             sslmode: self.sslmode.unwrap_or_default(),
+            sslrootcert: self.sslrootcert.clone(),
         }
     }
 
