@@ -183,12 +183,13 @@ if [[ $MODE == postgres || $MODE == all ]]; then
     COPY_S=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
     rm -f "$WORK/rows.copy"
   }
-  pg_workload() { # NAME SOURCE_YAML TABLE TOTAL
+  pg_workload() { # NAME SOURCE_YAML TABLE TOTAL [EXTRA_DESTINATION_YAML]
     cat > "$WORK/$1.yml" <<YML
 name: bench-$1
 $2
 $pg_dest
     destination_id: $3
+${5:-}
 engine:
   backend:
     type: sqlite
@@ -205,6 +206,17 @@ YML
   name: generator
   stream: records
   total: 1000000" gen_rows 1000000
+  pg_workload gen-postgres-typed-1M "source:
+  name: generator
+  stream: records
+  total: 1000000" gen_typed 1000000 "    unnest: true
+    record_schemas:
+      - destination_id: gen_typed
+        record_schema:
+          - {name: id, type: INTEGER}
+          - {name: updated_at, type: TIMESTAMP}
+          - {name: name, type: STRING}
+          - {name: payload, type: STRING}"
   "${PSQL[@]}" -c "CREATE TABLE $S.src (id bigint PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL, payload text NOT NULL);
     INSERT INTO $S.src SELECT g, 'row-' || g, now() + g * interval '1 ms', repeat(md5(g::text), 3) FROM generate_series(1, 1000000) g"
   "${PSQL[@]}" -c "VACUUM ANALYZE $S.src"

@@ -159,6 +159,102 @@ fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<us
     }
 }
 
+/// Append `s` in COPY text format (backslash, tab, newline and carriage return escaped).
+fn push_copy_text(out: &mut Vec<u8>, s: &[u8]) {
+    // Most values need no escaping: one vectorizable scan, one copy.
+    if !s.iter().any(|&b| b == b'\\' || b < 0x20) {
+        out.extend_from_slice(s);
+        return;
+    }
+    for &b in s {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// A record's top-level fields as raw JSON tokens, borrowed from the payload: no value is
+/// allocated or converted unless a string needs unescaping.
+struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn parse(data: &'a [u8]) -> std::result::Result<Self, serde_json::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> std::result::Result<Fields<'de>, M::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some(entry) =
+                    m.next_entry::<std::borrow::Cow<'de, str>, &'de serde_json::value::RawValue>()?
+                {
+                    v.push(entry);
+                }
+                Ok(Fields(v))
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(data);
+        serde::Deserializer::deserialize_map(&mut de, V)
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get())
+    }
+}
+
+/// Rows in COPY text format for typed columns: each record's JSON fields by name (`\N` when
+/// absent or null; objects and arrays as JSON text), then bizon's metadata columns.
+fn encode_text_rows(
+    out: &mut Vec<u8>,
+    batch: &RecordBatch,
+    range: std::ops::Range<usize>,
+    meta: &BatchMeta,
+    cols: &[(String, String)],
+) -> Result<()> {
+    use bizon_core::time::write_rfc3339;
+    let mut times = Vec::with_capacity(66);
+    write_rfc3339(&mut times, meta.extracted_at);
+    times.push(b'\t');
+    write_rfc3339(&mut times, meta.loaded_at);
+    for i in range {
+        let r = batch.get(i);
+        let fields = Fields::parse(r.data)
+            .map_err(|e| Error::permanent(format!("record {}: not a JSON object, cannot unnest it: {e}", r.id)))?;
+        for (name, _) in cols {
+            match fields.get(name) {
+                None | Some("null") => out.extend_from_slice(b"\\N"),
+                Some(raw) if raw.starts_with('"') => {
+                    if raw.contains('\\') {
+                        let v: String = serde_json::from_str(raw).map_err(|e| Error::permanent(e.to_string()))?;
+                        push_copy_text(out, v.as_bytes());
+                    } else {
+                        push_copy_text(out, raw[1..raw.len() - 1].as_bytes());
+                    }
+                }
+                // numbers, true/false as written; objects and arrays as JSON text (jsonb columns)
+                Some(raw) => push_copy_text(out, raw.as_bytes()),
+            }
+            out.push(b'\t');
+        }
+        let id = format!("{:016x}{:08x}{:08x}", meta.job_hash, meta.iteration as u64 as u32, i as u32);
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(&times);
+        out.push(b'\t');
+        push_copy_text(out, r.id.as_bytes());
+        out.push(b'\t');
+        write_rfc3339(out, r.timestamp);
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
 impl PostgresDestination {
     /// `typed`: the record columns of `unnest: true`.
     pub fn new(config: &PostgresConfig, table: &str, typed: Option<Vec<(String, String)>>) -> Self {
@@ -232,10 +328,10 @@ impl PostgresDestination {
         format!("CREATE TABLE IF NOT EXISTS {name} ({cols}{pk})")
     }
 
-    /// Rows go through a temporary table (binary COPY of bizon's layout) when they need the
-    /// server's help: typed columns (`jsonb_populate_record`) or an upsert.
+    /// Upserts go through a temporary table (binary COPY of bizon's layout, then
+    /// `INSERT … ON CONFLICT`); appends are copied straight into the write table.
     fn staged_insert(&self) -> bool {
-        self.typed.is_some() || !self.primary_key.is_empty()
+        !self.primary_key.is_empty()
     }
 
     /// Move the temporary table's rows into the write table, then empty it.
@@ -357,12 +453,25 @@ impl Destination for PostgresDestination {
             );
             self.exec("creating the load table", &temp)?;
         }
+        // Typed columns without upsert: text COPY straight into the table (the server parses
+        // each value as its column's type, like `psql \\copy`). Otherwise binary COPY of bizon's
+        // layout, into the load table for an upsert.
+        let text_typed = self.typed.clone().filter(|_| !staged);
         let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
-        let sql = format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)");
+        let sql = match &text_typed {
+            Some(cols) => {
+                let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
+                format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names.join(", "))
+            }
+            None => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
+        };
         let mut buf = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0u32.to_be_bytes());
-        buf.extend_from_slice(&0u32.to_be_bytes());
+        if text_typed.is_none() {
+            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            buf.extend_from_slice(&0u32.to_be_bytes());
+            buf.extend_from_slice(&0u32.to_be_bytes());
+        }
+        let mut bad_record = None;
         let result = (|| -> std::result::Result<(), postgres::Error> {
             let client = self.client.as_mut().expect("connected by exec above");
             let mut w = client.copy_in(&sql)?;
@@ -371,19 +480,37 @@ impl Destination for PostgresDestination {
             let mut from = 0;
             while from < batch.len() {
                 let to = (from + step).min(batch.len());
-                encode_rows(&mut buf, batch, from..to, meta);
-                if to == batch.len() {
-                    buf.extend_from_slice(&(-1i16).to_be_bytes());
+                match &text_typed {
+                    Some(cols) => {
+                        if let Err(e) = encode_text_rows(&mut buf, batch, from..to, meta, cols) {
+                            bad_record = Some(e);
+                            break;
+                        }
+                    }
+                    None => {
+                        encode_rows(&mut buf, batch, from..to, meta);
+                        if to == batch.len() {
+                            buf.extend_from_slice(&(-1i16).to_be_bytes());
+                        }
+                    }
                 }
                 // a failed write surfaces as the server's error in `finish`
                 let _ = w.write_all(&buf);
                 buf.clear();
                 from = to;
             }
+            if bad_record.is_some() {
+                return Ok(()); // dropping the writer without `finish` aborts the COPY
+            }
             w.finish()?;
             Ok(())
         })();
         result.map_err(|e| self.fail("copying rows", &e))?;
+        if let Some(e) = bad_record {
+            self.client = None; // the aborted COPY left the transaction unusable
+            self.in_tx = false;
+            return Err(e);
+        }
         if staged {
             let sql = self.insert_from_temp();
             self.exec("inserting rows", &sql)?;
@@ -438,5 +565,33 @@ impl Destination for PostgresDestination {
         self.exec("publishing", &sql)?;
         self.published = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_text_rows_escape_and_convert_every_kind_of_value() {
+        let mut b = RecordBatch::default();
+        b.push("r\t1", 0, br#"{"a":"x\ty\\z\"q\nw","b":null,"c":{"k":[1,"\t"]},"d":1.5,"e":true}"#);
+        let meta = BatchMeta { iteration: 2, extracted_at: 0, loaded_at: 0, job_hash: 0xab };
+        let cols: Vec<(String, String)> =
+            ["a", "b", "c", "d", "e", "missing"].iter().map(|c| (c.to_string(), "text".to_string())).collect();
+        let mut out = Vec::new();
+        encode_text_rows(&mut out, &b, 0..1, &meta, &cols).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        let fields: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+        assert_eq!(fields[0], "x\\ty\\\\z\"q\\nw");
+        assert_eq!(fields[1], "\\N");
+        assert_eq!(fields[2], r#"{"k":[1,"\\t"]}"#);
+        assert_eq!(&fields[3..6], ["1.5", "true", "\\N"]);
+        assert_eq!(fields[6], "00000000000000ab0000000200000000");
+        assert_eq!(fields[9], "r\\t1");
+        let mut bad = RecordBatch::default();
+        bad.push("x", 0, b"[1,2]");
+        let e = encode_text_rows(&mut Vec::new(), &bad, 0..1, &meta, &cols).unwrap_err();
+        assert!(e.message().contains("not a JSON object"), "{}", e.message());
     }
 }
