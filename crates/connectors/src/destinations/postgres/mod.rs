@@ -234,7 +234,7 @@ fn encode_text_rows(
                         let v: String = serde_json::from_str(raw).map_err(|e| Error::permanent(e.to_string()))?;
                         push_copy_text(out, v.as_bytes());
                     } else {
-                        push_copy_text(out, raw[1..raw.len() - 1].as_bytes());
+                        push_copy_text(out, &raw.as_bytes()[1..raw.len() - 1]);
                     }
                 }
                 // numbers, true/false as written; objects and arrays as JSON text (jsonb columns)
