@@ -159,6 +159,141 @@ fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<us
     }
 }
 
+/// How a typed column is encoded in binary COPY format (the types the server would parse
+/// fastest); a table with any other type is loaded in text format instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BinKind {
+    Text,
+    Int8,
+    Float8,
+    Bool,
+    Timestamptz,
+    Timestamp,
+    Date,
+    Jsonb,
+}
+
+impl BinKind {
+    fn of(pg_type: &str) -> Option<Self> {
+        Some(match pg_type {
+            "text" => BinKind::Text,
+            "bigint" => BinKind::Int8,
+            "double precision" => BinKind::Float8,
+            "boolean" => BinKind::Bool,
+            "timestamptz" => BinKind::Timestamptz,
+            "timestamp" => BinKind::Timestamp,
+            "date" => BinKind::Date,
+            "jsonb" => BinKind::Jsonb,
+            _ => return None,
+        })
+    }
+}
+
+/// Unescaped text of a raw JSON token: strings without their quotes, anything else as written.
+fn token_text(raw: &str) -> std::result::Result<std::borrow::Cow<'_, str>, String> {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        if inner.contains('\\') {
+            return serde_json::from_str::<String>(raw).map(std::borrow::Cow::Owned).map_err(|e| e.to_string());
+        }
+        return Ok(std::borrow::Cow::Borrowed(inner));
+    }
+    Ok(std::borrow::Cow::Borrowed(raw))
+}
+
+/// Append one typed value (length-prefixed) in binary COPY format.
+fn push_binary_value(out: &mut Vec<u8>, kind: BinKind, raw: &str) -> std::result::Result<(), String> {
+    let fixed = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let text = token_text(raw)?;
+    let bad = |what: &str| format!("expected {what}, found {raw:.60}");
+    match kind {
+        BinKind::Text => fixed(out, text.as_bytes()),
+        BinKind::Jsonb => {
+            out.extend_from_slice(&(raw.len() as i32 + 1).to_be_bytes());
+            out.push(1);
+            out.extend_from_slice(raw.as_bytes());
+        }
+        BinKind::Int8 => {
+            let v: i64 = text.trim().parse().map_err(|_| bad("an integer"))?;
+            fixed(out, &v.to_be_bytes());
+        }
+        BinKind::Float8 => {
+            let v: f64 = text.trim().parse().map_err(|_| bad("a number"))?;
+            fixed(out, &v.to_be_bytes());
+        }
+        BinKind::Bool => {
+            let v = match text.as_ref() {
+                "true" | "t" | "1" => 1u8,
+                "false" | "f" | "0" => 0u8,
+                _ => return Err(bad("true or false")),
+            };
+            fixed(out, &[v]);
+        }
+        BinKind::Timestamptz | BinKind::Timestamp => {
+            let micros = bizon_core::time::parse_rfc3339(&text).ok_or_else(|| bad("an RFC 3339 timestamp"))?;
+            fixed(out, &(micros - PG_EPOCH_OFFSET).to_be_bytes());
+        }
+        BinKind::Date => {
+            let micros =
+                bizon_core::time::parse_rfc3339(&format!("{}T00:00:00Z", text.trim())).ok_or_else(|| bad("a date"))?;
+            let days = (micros - PG_EPOCH_OFFSET).div_euclid(86_400_000_000) as i32;
+            fixed(out, &days.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Rows in binary COPY format for typed columns (all of a [`BinKind`]), then bizon's metadata.
+fn encode_typed_binary_rows(
+    out: &mut Vec<u8>,
+    batch: &RecordBatch,
+    range: std::ops::Range<usize>,
+    meta: &BatchMeta,
+    cols: &[(String, BinKind)],
+) -> Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (k, slot) in id[..16].iter_mut().enumerate() {
+        *slot = HEX[((meta.job_hash >> ((15 - k) * 4)) & 15) as usize];
+    }
+    for (k, slot) in id[16..24].iter_mut().enumerate() {
+        *slot = HEX[((meta.iteration as u64 >> ((7 - k) * 4)) & 15) as usize];
+    }
+    let ts = |out: &mut Vec<u8>, micros: i64| {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&(micros - PG_EPOCH_OFFSET).to_be_bytes());
+    };
+    let nfields = (cols.len() + 5) as i16;
+    let mut spans = Vec::new();
+    for i in range {
+        let r = batch.get(i);
+        let fields = Fields::parse_into(r.data, std::mem::take(&mut spans))
+            .map_err(|e| Error::permanent(format!("record {}: not a JSON object, cannot unnest it: {e}", r.id)))?;
+        out.extend_from_slice(&nfields.to_be_bytes());
+        for (name, kind) in cols {
+            match fields.get(name) {
+                None | Some("null") => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(raw) => push_binary_value(out, *kind, raw)
+                    .map_err(|m| Error::permanent(format!("record {}: column `{name}`: {m}", r.id)))?,
+            }
+        }
+        spans = fields.into_spans();
+        for (k, slot) in id[24..].iter_mut().enumerate() {
+            *slot = HEX[((i as u64 >> ((7 - k) * 4)) & 15) as usize];
+        }
+        out.extend_from_slice(&32i32.to_be_bytes());
+        out.extend_from_slice(&id);
+        ts(out, meta.extracted_at);
+        ts(out, meta.loaded_at);
+        out.extend_from_slice(&(r.id.len() as i32).to_be_bytes());
+        out.extend_from_slice(r.id.as_bytes());
+        ts(out, r.timestamp);
+    }
+    Ok(())
+}
+
 /// Append `s` in COPY text format (backslash, tab, newline and carriage return escaped).
 fn push_copy_text(out: &mut Vec<u8>, s: &[u8]) {
     // Most values need no escaping: one vectorizable scan, one copy.
@@ -177,34 +312,96 @@ fn push_copy_text(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// A record's top-level fields as raw JSON tokens, borrowed from the payload: no value is
-/// allocated or converted unless a string needs unescaping.
-struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+/// A record's top-level fields as raw JSON tokens (byte spans of the payload): a single pass
+/// that allocates nothing per record and copies nothing. Values are checked by the server (and
+/// strings with escapes unescaped by serde_json) when they are used.
+struct Fields<'a> {
+    data: &'a [u8],
+    /// (key start, key end, value start, value end), key without its quotes.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
 
 impl<'a> Fields<'a> {
-    fn parse(data: &'a [u8]) -> std::result::Result<Self, serde_json::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+    fn parse_into(data: &'a [u8], spans: Vec<(usize, usize, usize, usize)>) -> std::result::Result<Self, String> {
+        let mut f = Fields { data, spans };
+        f.spans.clear();
+        let n = data.len();
+        let ws = |mut i: usize| {
+            while i < n && data[i].is_ascii_whitespace() {
+                i += 1;
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> std::result::Result<Fields<'de>, M::Error> {
-                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
-                while let Some(entry) =
-                    m.next_entry::<std::borrow::Cow<'de, str>, &'de serde_json::value::RawValue>()?
-                {
-                    v.push(entry);
+            i
+        };
+        // End of the string starting at the quote `i` (index after the closing quote).
+        let string_end = |mut i: usize| -> std::result::Result<usize, String> {
+            i += 1;
+            while i < n {
+                match data[i] {
+                    b'\\' => i += 2,
+                    b'"' => return Ok(i + 1),
+                    _ => i += 1,
                 }
-                Ok(Fields(v))
+            }
+            Err("unterminated string".into())
+        };
+        let mut i = ws(0);
+        if data.get(i) != Some(&b'{') {
+            return Err("expected a JSON object".into());
+        }
+        i = ws(i + 1);
+        if data.get(i) == Some(&b'}') {
+            return Ok(f);
+        }
+        loop {
+            if data.get(i) != Some(&b'"') {
+                return Err(format!("expected a key at byte {i}"));
+            }
+            let key_end = string_end(i)?;
+            let (ks, ke) = (i + 1, key_end - 1);
+            i = ws(key_end);
+            if data.get(i) != Some(&b':') {
+                return Err(format!("expected `:` at byte {i}"));
+            }
+            let vs = ws(i + 1);
+            let mut j = vs;
+            let mut depth = 0usize;
+            while j < n {
+                match data[j] {
+                    b'"' => {
+                        j = string_end(j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b',' | b'}' if depth == 0 => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            let mut ve = j;
+            while ve > vs && data[ve - 1].is_ascii_whitespace() {
+                ve -= 1;
+            }
+            if ve == vs {
+                return Err(format!("missing value at byte {vs}"));
+            }
+            f.spans.push((ks, ke, vs, ve));
+            match data.get(j) {
+                Some(b',') => i = ws(j + 1),
+                Some(b'}') => return Ok(f),
+                _ => return Err("unterminated object".into()),
             }
         }
-        let mut de = serde_json::Deserializer::from_slice(data);
-        serde::Deserializer::deserialize_map(&mut de, V)
     }
 
+    /// Raw token of field `name` (keys compared as written, without unescaping).
     fn get(&self, name: &str) -> Option<&'a str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.get())
+        let (_, _, vs, ve) = *self.spans.iter().find(|(ks, ke, _, _)| &self.data[*ks..*ke] == name.as_bytes())?;
+        std::str::from_utf8(&self.data[vs..ve]).ok()
+    }
+
+    fn into_spans(self) -> Vec<(usize, usize, usize, usize)> {
+        self.spans
     }
 }
 
@@ -222,9 +419,10 @@ fn encode_text_rows(
     write_rfc3339(&mut times, meta.extracted_at);
     times.push(b'\t');
     write_rfc3339(&mut times, meta.loaded_at);
+    let mut spans = Vec::new();
     for i in range {
         let r = batch.get(i);
-        let fields = Fields::parse(r.data)
+        let fields = Fields::parse_into(r.data, std::mem::take(&mut spans))
             .map_err(|e| Error::permanent(format!("record {}: not a JSON object, cannot unnest it: {e}", r.id)))?;
         for (name, _) in cols {
             match fields.get(name) {
@@ -242,6 +440,7 @@ fn encode_text_rows(
             }
             out.push(b'\t');
         }
+        spans = fields.into_spans();
         let id = format!("{:016x}{:08x}{:08x}", meta.job_hash, meta.iteration as u64 as u32, i as u32);
         out.extend_from_slice(id.as_bytes());
         out.push(b'\t');
@@ -453,20 +652,38 @@ impl Destination for PostgresDestination {
             );
             self.exec("creating the load table", &temp)?;
         }
-        // Typed columns without upsert: text COPY straight into the table (the server parses
-        // each value as its column's type, like `psql \\copy`). Otherwise binary COPY of bizon's
-        // layout, into the load table for an upsert.
-        let text_typed = self.typed.clone().filter(|_| !staged);
-        let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
-        let sql = match &text_typed {
+        // Typed columns without upsert: COPY straight into the table, binary when every column
+        // has a binary encoder here, else text (the server parses each value, like
+        // `psql \\copy`). Otherwise binary COPY of bizon's layout, into the load table for an upsert.
+        enum Enc {
+            Bizon,
+            TypedBinary(Vec<(String, BinKind)>),
+            TypedText(Vec<(String, String)>),
+        }
+        let enc = match self.typed.clone().filter(|_| !staged) {
+            None => Enc::Bizon,
             Some(cols) => {
-                let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
-                format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names.join(", "))
+                match cols.iter().map(|(n, t)| BinKind::of(t).map(|k| (n.clone(), k))).collect::<Option<Vec<_>>>() {
+                    Some(kinds) => Enc::TypedBinary(kinds),
+                    None => Enc::TypedText(cols),
+                }
             }
-            None => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
         };
+        let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
+        let names = |cols: Vec<&String>| cols.iter().map(|n| crate::pg::ident(n)).collect::<Vec<_>>().join(", ");
+        let sql = match &enc {
+            Enc::Bizon => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
+            Enc::TypedBinary(c) => format!(
+                "COPY {into} ({}, {META_COLUMNS}) FROM STDIN (FORMAT binary)",
+                names(c.iter().map(|(n, _)| n).collect())
+            ),
+            Enc::TypedText(c) => {
+                format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names(c.iter().map(|(n, _)| n).collect()))
+            }
+        };
+        let binary = !matches!(enc, Enc::TypedText(_));
         let mut buf = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
-        if text_typed.is_none() {
+        if binary {
             buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
             buf.extend_from_slice(&0u32.to_be_bytes());
             buf.extend_from_slice(&0u32.to_be_bytes());
@@ -480,19 +697,20 @@ impl Destination for PostgresDestination {
             let mut from = 0;
             while from < batch.len() {
                 let to = (from + step).min(batch.len());
-                match &text_typed {
-                    Some(cols) => {
-                        if let Err(e) = encode_text_rows(&mut buf, batch, from..to, meta, cols) {
-                            bad_record = Some(e);
-                            break;
-                        }
-                    }
-                    None => {
+                let encoded = match &enc {
+                    Enc::Bizon => {
                         encode_rows(&mut buf, batch, from..to, meta);
-                        if to == batch.len() {
-                            buf.extend_from_slice(&(-1i16).to_be_bytes());
-                        }
+                        Ok(())
                     }
+                    Enc::TypedBinary(cols) => encode_typed_binary_rows(&mut buf, batch, from..to, meta, cols),
+                    Enc::TypedText(cols) => encode_text_rows(&mut buf, batch, from..to, meta, cols),
+                };
+                if let Err(e) = encoded {
+                    bad_record = Some(e);
+                    break;
+                }
+                if binary && to == batch.len() {
+                    buf.extend_from_slice(&(-1i16).to_be_bytes());
                 }
                 // a failed write surfaces as the server's error in `finish`
                 let _ = w.write_all(&buf);
@@ -571,6 +789,40 @@ impl Destination for PostgresDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_scanner_finds_raw_tokens() {
+        let data = br#" { "a" : "x\"}y" , "b":[1,{"c":"]"}], "d": -1.5e3 ,"e":null,"f":{"g":{}} } "#;
+        let f = Fields::parse_into(data, Vec::new()).unwrap();
+        assert_eq!(f.get("a"), Some(r#""x\"}y""#));
+        assert_eq!(f.get("b"), Some(r#"[1,{"c":"]"}]"#));
+        assert_eq!(f.get("d"), Some("-1.5e3"));
+        assert_eq!(f.get("e"), Some("null"));
+        assert_eq!(f.get("f"), Some(r#"{"g":{}}"#));
+        assert_eq!(f.get("zz"), None);
+        assert!(Fields::parse_into(b"{}", Vec::new()).unwrap().get("a").is_none());
+        for bad in [&b"[1]"[..], b"{\"a\" 1}", b"{\"a\":}", b"{\"a\":\"x", b"{\"a\":1"] {
+            assert!(Fields::parse_into(bad, Vec::new()).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn binary_values_encode_each_kind() {
+        let enc = |k, raw| {
+            let mut out = Vec::new();
+            push_binary_value(&mut out, k, raw).map(|_| out)
+        };
+        assert_eq!(enc(BinKind::Int8, "42").unwrap(), [&8i32.to_be_bytes()[..], &42i64.to_be_bytes()[..]].concat());
+        assert_eq!(enc(BinKind::Int8, "\"7\"").unwrap()[4..], 7i64.to_be_bytes());
+        assert_eq!(enc(BinKind::Float8, "1.5").unwrap()[4..], 1.5f64.to_be_bytes());
+        assert_eq!(enc(BinKind::Bool, "true").unwrap(), [0, 0, 0, 1, 1]);
+        assert_eq!(enc(BinKind::Text, r#""a\"b""#).unwrap(), [&3i32.to_be_bytes()[..], b"a\"b"].concat());
+        assert_eq!(enc(BinKind::Jsonb, r#"{"k":1}"#).unwrap(), [&8i32.to_be_bytes()[..], b"\x01{\"k\":1}"].concat());
+        assert_eq!(enc(BinKind::Timestamptz, r#""2000-01-01T00:00:01Z""#).unwrap()[4..], 1_000_000i64.to_be_bytes());
+        assert_eq!(enc(BinKind::Date, r#""2000-01-03""#).unwrap()[4..], 2i32.to_be_bytes());
+        assert!(enc(BinKind::Int8, "\"x\"").unwrap_err().contains("expected an integer"));
+        assert!(enc(BinKind::Timestamptz, "\"soon\"").unwrap_err().contains("RFC 3339"));
+    }
 
     #[test]
     fn typed_text_rows_escape_and_convert_every_kind_of_value() {
