@@ -14,42 +14,12 @@ fn assert_exactly_once(path: &std::path::Path, expected: u64) {
     assert_eq!(ids.len() as u64, expected);
 }
 
-/// Run to completion, resuming as often as needed (a failpoint may abort some attempts).
-fn run_until_done(s: &Scratch, cfg: &str, max_runs: usize) -> Vec<String> {
-    let mut logs = Vec::new();
-    for _ in 0..max_runs {
-        let out = s.run(&["run", cfg, "--no-progress"]);
-        logs.push(stderr(&out));
-        if out.status.success() {
-            return logs;
-        }
-    }
-    panic!("not done after {max_runs} runs:\n{}", logs.join("\n---\n"));
-}
-
 #[test]
 fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     let s = Scratch::new("kill9");
     let cfg = generator_to_file(&s, "kill9", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
     let cfg = cfg.to_str().unwrap();
-    let mut rng = Rng(0x5EED_0003);
-    let mut interrupted = 0;
-    let mut completed = false;
-    for kill in 0..5 {
-        let mut child = s.spawn(&["run", cfg, "--no-progress"]);
-        // Let the run get past its start-up (or its resume) before the random moment.
-        let delay = 20 + rng.below(280);
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "run {kill} failed: {status:?}");
-            completed = true;
-            break;
-        }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        interrupted += 1;
-        eprintln!("kill {kill} after {delay} ms: {status:?}");
-    }
+    let (interrupted, completed) = kill_at_seeded_moments(&s, cfg, 0x5EED_0003, 5, 20, 280);
     assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
     if !completed {
         let logs = run_until_done(&s, cfg, 3);

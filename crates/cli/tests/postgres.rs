@@ -77,18 +77,6 @@ fn gen_to_pg(s: &Scratch, schema: &Schema, name: &str, total: u64, source_extra:
     s.write("pipeline.yml", &text).to_str().unwrap().to_owned()
 }
 
-fn run_until_done(s: &Scratch, cfg: &str, max_runs: usize) -> Vec<String> {
-    let mut logs = Vec::new();
-    for _ in 0..max_runs {
-        let out = s.run(&["run", cfg, "--no-progress"]);
-        logs.push(stderr(&out));
-        if out.status.success() {
-            return logs;
-        }
-    }
-    panic!("not done after {max_runs} runs:\n{}", logs.join("\n---\n"));
-}
-
 #[test]
 fn dummy_rows_land_in_bizons_layout_with_jsonb_data() {
     let s = Scratch::new("pg-dummy");
@@ -128,22 +116,7 @@ fn kill_9_at_five_seeded_moments_exactly_once_in_postgres() {
     let s = Scratch::new("pg-kill");
     let schema = Schema::new("kill");
     let cfg = gen_to_pg(&s, &schema, "pgkill", 1_000_000, "  page_size: 5000\n", "    buffer_size: 2\n");
-    let mut rng = Rng(0xC0FF_EE05);
-    let mut interrupted = 0;
-    let mut completed = false;
-    for kill in 0..5 {
-        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
-        let delay = 100 + rng.below(700);
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "run {kill} failed: {status:?}");
-            completed = true;
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        interrupted += 1;
-    }
+    let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0xC0FF_EE05, 5, 100, 700);
     assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
     if !completed {
         let logs = run_until_done(&s, &cfg, 3);
@@ -375,21 +348,7 @@ fn postgres_to_postgres_kill_9_exactly_once() {
         s.path("state.db").display()
     );
     let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
-    let mut rng = Rng(0x9292_0005);
-    let mut interrupted = 0;
-    let mut completed = false;
-    for kill in 0..5 {
-        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
-        std::thread::sleep(Duration::from_millis(150 + rng.below(700)));
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "run {kill}: {status:?}");
-            completed = true;
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        interrupted += 1;
-    }
+    let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0x9292_0005, 5, 150, 700);
     assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
     if !completed {
         run_until_done(&s, &cfg, 3);

@@ -21,16 +21,16 @@ pub enum SslMode {
     VerifyFull,
 }
 
-fn default_host() -> String {
+pub(crate) fn default_host() -> String {
     "localhost".into()
 }
-fn default_port() -> u16 {
+pub(crate) fn default_port() -> u16 {
     5432
 }
-fn default_user() -> String {
+pub(crate) fn default_user() -> String {
     "postgres".into()
 }
-fn default_schema() -> String {
+pub(crate) fn default_schema() -> String {
     "public".into()
 }
 

@@ -108,3 +108,45 @@ impl Rng {
 pub fn file_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Run to completion, resuming as often as needed (a failpoint may abort some attempts).
+pub fn run_until_done(s: &Scratch, cfg: &str, max_runs: usize) -> Vec<String> {
+    let mut logs = Vec::new();
+    for _ in 0..max_runs {
+        let out = s.run(&["run", cfg, "--no-progress"]);
+        logs.push(stderr(&out));
+        if out.status.success() {
+            return logs;
+        }
+    }
+    panic!("not done after {max_runs} runs:\n{}", logs.join("\n---\n"));
+}
+
+/// Start `bizon run cfg` up to `kills` times and `kill -9` it after a seeded random delay in
+/// `min_ms..min_ms + spread_ms`; stops early when a run completes. Returns (runs killed
+/// mid-run, whether a run completed).
+pub fn kill_at_seeded_moments(
+    s: &Scratch,
+    cfg: &str,
+    seed: u64,
+    kills: usize,
+    min_ms: u64,
+    spread_ms: u64,
+) -> (usize, bool) {
+    let mut rng = Rng(seed);
+    let mut interrupted = 0;
+    for kill in 0..kills {
+        let mut child = s.spawn(&["run", cfg, "--no-progress"]);
+        let delay = min_ms + rng.below(spread_ms);
+        std::thread::sleep(Duration::from_millis(delay));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "run {kill} failed: {status:?}");
+            return (interrupted, true);
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        interrupted += 1;
+        eprintln!("kill {kill} after {delay} ms: {status:?}");
+    }
+    (interrupted, false)
+}

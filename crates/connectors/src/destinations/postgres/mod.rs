@@ -20,34 +20,21 @@ use serde_json::json;
 
 use crate::pg::{pg_error, qualified, PgConnection};
 
-fn default_host() -> String {
-    "localhost".into()
-}
-fn default_port() -> u16 {
-    5432
-}
-fn default_user() -> String {
-    "postgres".into()
-}
-fn default_schema() -> String {
-    "public".into()
-}
-
 /// The destination's own keys; the table is `destination_id` (default: the stream name).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    #[serde(default = "default_host")]
+    #[serde(default = "crate::pg::default_host")]
     pub host: String,
-    #[serde(default = "default_port")]
+    #[serde(default = "crate::pg::default_port")]
     pub port: u16,
     pub database: String,
-    #[serde(default = "default_user")]
+    #[serde(default = "crate::pg::default_user")]
     pub username: String,
     #[serde(default)]
     pub password: Option<String>,
     /// Schema of the target table (created when missing).
-    #[serde(default = "default_schema")]
+    #[serde(default = "crate::pg::default_schema")]
     pub schema: String,
     #[serde(default)]
     pub sslmode: crate::pg::SslMode,
@@ -126,33 +113,62 @@ pub struct PostgresDestination {
 const META_DDL: &str = "bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL, \
     bizon_loaded_at timestamptz NOT NULL, source_record_id text NOT NULL, source_timestamp timestamptz NOT NULL";
 
+/// `bizon_id` of the records of one batch: job digest and iteration fixed, index per record
+/// (the same 32 hex digits the file destination writes).
+struct BizonId([u8; 32]);
+
+impl BizonId {
+    const HEX: &'static [u8; 16] = b"0123456789abcdef";
+
+    fn new(meta: &BatchMeta) -> Self {
+        let mut id = [0u8; 32];
+        for (k, slot) in id[..16].iter_mut().enumerate() {
+            *slot = Self::HEX[((meta.job_hash >> ((15 - k) * 4)) & 15) as usize];
+        }
+        for (k, slot) in id[16..24].iter_mut().enumerate() {
+            *slot = Self::HEX[((meta.iteration as u64 >> ((7 - k) * 4)) & 15) as usize];
+        }
+        BizonId(id)
+    }
+
+    fn at(&mut self, index: usize) -> &[u8; 32] {
+        for (k, slot) in self.0[24..].iter_mut().enumerate() {
+            *slot = Self::HEX[((index as u64 >> ((7 - k) * 4)) & 15) as usize];
+        }
+        &self.0
+    }
+}
+
+/// Binary COPY `timestamptz` field (length-prefixed).
+fn push_timestamp(out: &mut Vec<u8>, micros: i64) {
+    out.extend_from_slice(&8i32.to_be_bytes());
+    out.extend_from_slice(&(micros - PG_EPOCH_OFFSET).to_be_bytes());
+}
+
+/// bizon's metadata columns of record `i` in binary COPY format (`META_COLUMNS` order).
+fn push_binary_meta(
+    out: &mut Vec<u8>,
+    id: &mut BizonId,
+    i: usize,
+    r: &bizon_core::record::RecordRef<'_>,
+    meta: &BatchMeta,
+) {
+    out.extend_from_slice(&32i32.to_be_bytes());
+    out.extend_from_slice(id.at(i));
+    push_timestamp(out, meta.extracted_at);
+    push_timestamp(out, meta.loaded_at);
+    out.extend_from_slice(&(r.id.len() as i32).to_be_bytes());
+    out.extend_from_slice(r.id.as_bytes());
+    push_timestamp(out, r.timestamp);
+}
+
 /// Append rows `range` of `batch` in PostgreSQL's binary COPY format.
 fn encode_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<usize>, meta: &BatchMeta) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    for (k, slot) in id[..16].iter_mut().enumerate() {
-        *slot = HEX[((meta.job_hash >> ((15 - k) * 4)) & 15) as usize];
-    }
-    for (k, slot) in id[16..24].iter_mut().enumerate() {
-        *slot = HEX[((meta.iteration as u64 >> ((7 - k) * 4)) & 15) as usize];
-    }
-    let ts = |out: &mut Vec<u8>, micros: i64| {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&(micros - PG_EPOCH_OFFSET).to_be_bytes());
-    };
+    let mut id = BizonId::new(meta);
     for i in range {
         let r = batch.get(i);
-        for (k, slot) in id[24..].iter_mut().enumerate() {
-            *slot = HEX[((i as u64 >> ((7 - k) * 4)) & 15) as usize];
-        }
         out.extend_from_slice(&6i16.to_be_bytes());
-        out.extend_from_slice(&32i32.to_be_bytes());
-        out.extend_from_slice(&id);
-        ts(out, meta.extracted_at);
-        ts(out, meta.loaded_at);
-        out.extend_from_slice(&(r.id.len() as i32).to_be_bytes());
-        out.extend_from_slice(r.id.as_bytes());
-        ts(out, r.timestamp);
+        push_binary_meta(out, &mut id, i, &r, meta);
         out.extend_from_slice(&(r.data.len() as i32 + 1).to_be_bytes());
         out.push(1); // jsonb format version
         out.extend_from_slice(r.data);
@@ -253,18 +269,7 @@ fn encode_typed_binary_rows(
     meta: &BatchMeta,
     cols: &[(String, BinKind)],
 ) -> Result<()> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    for (k, slot) in id[..16].iter_mut().enumerate() {
-        *slot = HEX[((meta.job_hash >> ((15 - k) * 4)) & 15) as usize];
-    }
-    for (k, slot) in id[16..24].iter_mut().enumerate() {
-        *slot = HEX[((meta.iteration as u64 >> ((7 - k) * 4)) & 15) as usize];
-    }
-    let ts = |out: &mut Vec<u8>, micros: i64| {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&(micros - PG_EPOCH_OFFSET).to_be_bytes());
-    };
+    let mut id = BizonId::new(meta);
     let nfields = (cols.len() + 5) as i16;
     let mut spans = Vec::new();
     for i in range {
@@ -280,16 +285,7 @@ fn encode_typed_binary_rows(
             }
         }
         spans = fields.into_spans();
-        for (k, slot) in id[24..].iter_mut().enumerate() {
-            *slot = HEX[((i as u64 >> ((7 - k) * 4)) & 15) as usize];
-        }
-        out.extend_from_slice(&32i32.to_be_bytes());
-        out.extend_from_slice(&id);
-        ts(out, meta.extracted_at);
-        ts(out, meta.loaded_at);
-        out.extend_from_slice(&(r.id.len() as i32).to_be_bytes());
-        out.extend_from_slice(r.id.as_bytes());
-        ts(out, r.timestamp);
+        push_binary_meta(out, &mut id, i, &r, meta);
     }
     Ok(())
 }
@@ -415,6 +411,7 @@ fn encode_text_rows(
     cols: &[(String, String)],
 ) -> Result<()> {
     use bizon_core::time::write_rfc3339;
+    let mut id = BizonId::new(meta);
     let mut times = Vec::with_capacity(66);
     write_rfc3339(&mut times, meta.extracted_at);
     times.push(b'\t');
@@ -441,8 +438,7 @@ fn encode_text_rows(
             out.push(b'\t');
         }
         spans = fields.into_spans();
-        let id = format!("{:016x}{:08x}{:08x}", meta.job_hash, meta.iteration as u64 as u32, i as u32);
-        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(id.at(i));
         out.push(b'\t');
         out.extend_from_slice(&times);
         out.push(b'\t');
