@@ -175,6 +175,7 @@ fn list_verbs_show_connectors_streams_and_guarantees() {
     let file_line = out.lines().find(|l| l.trim_start().starts_with("file")).unwrap();
     assert!(file_line.contains("exactly-once"), "{out}");
     assert!(out.lines().any(|l| l.trim_start().starts_with("logger") && l.contains("none")), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("postgres") && l.contains("exactly-once")), "{out}");
 }
 
 #[test]
@@ -239,7 +240,7 @@ fn every_example_validates() {
             n += 1;
         }
     }
-    assert!(n >= 5, "examples found: {n}");
+    assert!(n >= 8, "examples found: {n}");
 }
 
 #[test]
