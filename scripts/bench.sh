@@ -165,12 +165,15 @@ if [[ $MODE == postgres || $MODE == all ]]; then
   PSQL=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
   S=bizon_bench_$$
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S"
+  # BENCH_PG_SSLMODE (default prefer, libpq's default) applies to bizon and psql alike.
+  export PGSSLMODE=${BENCH_PG_SSLMODE:-prefer}
   pg_dest="destination:
   name: postgres
   config:
     host: 127.0.0.1
     database: test
     username: postgres
+    sslmode: $PGSSLMODE
     schema: $S"
   # psql_copy TABLE: export TABLE, then time \copy of the same rows into an empty copy of it.
   psql_copy() {
@@ -225,7 +228,8 @@ YML
   stream: $S.src
   host: 127.0.0.1
   database: test
-  username: postgres" pg_rows 1000000
+  username: postgres
+  sslmode: $PGSSLMODE" pg_rows 1000000
   "${PSQL[@]}" -c "DROP SCHEMA $S CASCADE"
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
