@@ -126,11 +126,17 @@ null_workload() {
 if [[ $MODE == quick || $MODE == full || $MODE == all ]]; then
   null_workload gen-null-1M-200B 1000000 200
   target "generator -> null records/s" "$NULL_RPS" ">=" 5000000
-  file_workload gen-file-1M-200B 1000000 200
-  target "generator -> file records/s" "$LAST_RPS" ">=" 1500000
-  target "generator -> file CPU s per million" "$LAST_CPU_PER_M" "<=" 1.0
-  target "generator -> file vs raw writer (dd)" "$LAST_VS_DD" ">=" 0.8
-  target "generator -> file peak RSS MB" "$LAST_RSS" "<=" 32
+  # Three runs: the targets use the median (max for RSS); the disk of this kind of VM varies a lot.
+  rps=(); cpu=(); vsdd=(); rss=()
+  for rep in 1 2 3; do
+    file_workload "gen-file-1M-200B#$rep" 1000000 200
+    rps+=("$LAST_RPS"); cpu+=("$LAST_CPU_PER_M"); vsdd+=("$LAST_VS_DD"); rss+=("$LAST_RSS")
+  done
+  median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+  target "generator -> file records/s (median of 3)" "$(median "${rps[@]}")" ">=" 1500000
+  target "generator -> file CPU s per million (median)" "$(median "${cpu[@]}")" "<=" 1.0
+  target "generator -> file vs raw writer (dd) (median)" "$(median "${vsdd[@]}")" ">=" 0.8
+  target "generator -> file peak RSS MB (max)" "$(printf '%s\n' "${rss[@]}" | sort -g | tail -n 1)" "<=" 32
   file_workload gen-file-1M-2KB 1000000 2000
 fi
 if [[ $MODE == full || $MODE == all ]]; then
