@@ -100,11 +100,7 @@ fn incremental_survives_kill_9_exactly_once() {
     let cfg = generator_to_file(&s, "inckill", 20_000, inc, "    buffer_size: 0\n").to_str().unwrap().to_owned();
     ok(&s.run(&["run", &cfg, "--no-progress"]));
     let cfg = generator_to_file(&s, "inckill", 120_000, inc, "    buffer_size: 0\n").to_str().unwrap().to_owned();
-    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(child.try_wait().unwrap().is_none(), "still running at the kill");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_mid_run(&s, &cfg, 400);
     run_until_done(&s, &cfg, 1);
     assert_exactly_once(&s.path("out.json"), 120_000);
 }

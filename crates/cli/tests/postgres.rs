@@ -184,11 +184,7 @@ fn incremental_appends_exactly_once_across_a_kill() {
     let cfg = gen_to_pg(&s, &schema, "pginc", 20_000, inc, "    buffer_size: 0\n");
     ok(&s.run(&["run", &cfg, "--no-progress"]));
     let cfg = gen_to_pg(&s, &schema, "pginc", 100_000, inc, "    buffer_size: 0\n");
-    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(child.try_wait().unwrap().is_none(), "still running at the kill");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_mid_run(&s, &cfg, 400);
     run_until_done(&s, &cfg, 1);
     assert_eq!(schema.count("records"), (100_000, 100_000));
 }

@@ -269,12 +269,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let source_kind = SourceKind::from_name(&src_name)
         .ok_or_else(|| choose("source", &src_name, &SourceKind::names(), &[], src_name_node, "source.name"))?;
     let source_config = SourceConfig::parse(source_kind, src)?;
-    let own = match source_kind {
-        SourceKind::Dummy => yaml::struct_fields::<crate::sources::dummy::DummyConfig>(),
-        SourceKind::Generator => yaml::struct_fields::<crate::sources::generator::GeneratorConfig>(),
-        SourceKind::Postgres => yaml::struct_fields::<crate::sources::postgres::PostgresSourceConfig>(),
-    };
-    let source: SourceCommon = from_node(src, "source", own)?;
+    let source: SourceCommon = from_node(src, "source", source_kind.own_fields())?;
 
     // destination: { name, alias?, config }.
     let dst = required("destination")?;
@@ -316,13 +311,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let empty = Node::new(yaml::Value::Null, dst.mark);
     let dst_cfg = dst.get("config").unwrap_or(&empty);
     let config = DestinationConfig::parse(kind, dst_cfg)?;
-    let own = match kind {
-        DestinationKind::Logger => yaml::struct_fields::<crate::destinations::logger::LoggerConfig>(),
-        DestinationKind::File => yaml::struct_fields::<crate::destinations::file::FileConfig>(),
-        DestinationKind::Null => yaml::struct_fields::<crate::destinations::null::NullConfig>(),
-        DestinationKind::Postgres => yaml::struct_fields::<crate::destinations::postgres::PostgresConfig>(),
-    };
-    let common: DestinationCommon = from_node(dst_cfg, "destination.config", own)?;
+    let common: DestinationCommon = from_node(dst_cfg, "destination.config", kind.own_fields())?;
     let destination = DestinationSpec { kind, alias, common, config };
 
     let engine = parse_engine(root.get("engine"))?;

@@ -59,6 +59,15 @@ impl SourceKind {
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|k| k.name()).collect()
     }
+
+    /// The connector's own keys (beside [`SourceCommon`]'s).
+    pub fn own_fields(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Dummy => struct_fields::<dummy::DummyConfig>(),
+            SourceKind::Generator => struct_fields::<generator::GeneratorConfig>(),
+            SourceKind::Postgres => struct_fields::<pg_source::PostgresSourceConfig>(),
+        }
+    }
 }
 
 /// A source's own keys, beside [`SourceCommon`].
@@ -72,20 +81,16 @@ pub enum SourceConfig {
 impl SourceConfig {
     /// Parse the connector's keys from the `source:` mapping (the common keys are skipped).
     pub fn parse(kind: SourceKind, node: &Node) -> Result<Self, yaml::Error> {
-        let common = struct_fields::<SourceCommon>();
+        let (common, own) = (struct_fields::<SourceCommon>(), kind.own_fields());
         Ok(match kind {
-            SourceKind::Dummy => {
-                SourceConfig::Dummy(own_keys(node, "source", common, struct_fields::<dummy::DummyConfig>())?)
-            }
+            SourceKind::Dummy => SourceConfig::Dummy(own_keys(node, "source", common, own)?),
             SourceKind::Generator => {
-                let c: generator::GeneratorConfig =
-                    own_keys(node, "source", common, struct_fields::<generator::GeneratorConfig>())?;
+                let c: generator::GeneratorConfig = own_keys(node, "source", common, own)?;
                 c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
                 SourceConfig::Generator(c)
             }
             SourceKind::Postgres => {
-                let c: pg_source::PostgresSourceConfig =
-                    own_keys(node, "source", common, struct_fields::<pg_source::PostgresSourceConfig>())?;
+                let c: pg_source::PostgresSourceConfig = own_keys(node, "source", common, own)?;
                 c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
                 SourceConfig::Postgres(c)
             }
@@ -145,6 +150,16 @@ impl DestinationKind {
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|k| k.name()).collect()
     }
+
+    /// The connector's own keys under `config:` (beside [`DestinationCommon`]'s).
+    pub fn own_fields(self) -> &'static [&'static str] {
+        match self {
+            DestinationKind::Logger => struct_fields::<logger::LoggerConfig>(),
+            DestinationKind::File => struct_fields::<file::FileConfig>(),
+            DestinationKind::Null => struct_fields::<null::NullConfig>(),
+            DestinationKind::Postgres => struct_fields::<postgres::PostgresConfig>(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,25 +173,20 @@ pub enum DestinationConfig {
 impl DestinationConfig {
     /// Parse the connector's keys from `destination.config` (the common keys are skipped).
     pub fn parse(kind: DestinationKind, node: &Node) -> Result<Self, yaml::Error> {
-        let common = struct_fields::<DestinationCommon>();
+        let (common, own) = (struct_fields::<DestinationCommon>(), kind.own_fields());
         let path = "destination.config";
         Ok(match kind {
-            DestinationKind::Logger => {
-                DestinationConfig::Logger(own_keys(node, path, common, struct_fields::<logger::LoggerConfig>())?)
-            }
-            DestinationKind::File => {
-                DestinationConfig::File(own_keys(node, path, common, struct_fields::<file::FileConfig>())?)
-            }
+            DestinationKind::Logger => DestinationConfig::Logger(own_keys(node, path, common, own)?),
+            DestinationKind::File => DestinationConfig::File(own_keys(node, path, common, own)?),
             DestinationKind::Null => {
-                let c: null::NullConfig = own_keys(node, path, common, struct_fields::<null::NullConfig>())?;
+                let c: null::NullConfig = own_keys(node, path, common, own)?;
                 if !(0.0..=1.0).contains(&c.fail_rate) {
                     return Err(yaml::Error::new("`fail_rate` must be between 0 and 1", node.mark, path));
                 }
                 DestinationConfig::Null(c)
             }
             DestinationKind::Postgres => {
-                let c: postgres::PostgresConfig =
-                    own_keys(node, path, common, struct_fields::<postgres::PostgresConfig>())?;
+                let c: postgres::PostgresConfig = own_keys(node, path, common, own)?;
                 c.connection()
                     .validate()
                     .map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, path))?;

@@ -486,7 +486,6 @@ fn stream_loop(
             return w.finish();
         }
         let page = source.get(&pagination, ctx)?;
-        w.counters.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
         let last = page.is_last();
         let next = page.next.clone();
         save_source_cursor(w.backend, w.spec, &w.job.id, iteration, &next)?;
@@ -513,7 +512,7 @@ fn thread_loop(
     start: &DestinationCursor,
 ) -> Result<Outcome> {
     let queue: ByteQueue<Item> = ByteQueue::new(w.spec.queue_max_bytes as usize, w.spec.queue_max_messages as usize);
-    let (spec, counters, backend, job_id) = (w.spec, w.counters, w.backend, w.job.id.as_str());
+    let (spec, backend, job_id) = (w.spec, w.backend, w.job.id.as_str());
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
@@ -532,7 +531,6 @@ fn thread_loop(
                         Ok(p) => p,
                         Err(e) => break Err(e),
                     };
-                    counters.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
                     let last = page.is_last();
                     let next = page.next.clone();
                     let bytes = page.records.byte_len();

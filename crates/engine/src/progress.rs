@@ -17,7 +17,6 @@ pub enum ProgressMode {
 
 #[derive(Default)]
 pub struct Counters {
-    pub records_extracted: AtomicU64,
     pub records_written: AtomicU64,
     pub bytes_written: AtomicU64,
     /// Records committed before this run started (resume), for the % complete.

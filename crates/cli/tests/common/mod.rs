@@ -150,3 +150,13 @@ pub fn kill_at_seeded_moments(
     }
     (interrupted, false)
 }
+
+/// Start `bizon run cfg`, let it work for `ms` milliseconds, check it is still running and
+/// `kill -9` it.
+pub fn kill_mid_run(s: &Scratch, cfg: &str, ms: u64) {
+    let mut child = s.spawn(&["run", cfg, "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(ms));
+    assert!(child.try_wait().unwrap().is_none(), "still running at the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
