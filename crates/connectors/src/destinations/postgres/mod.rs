@@ -108,6 +108,18 @@ pub struct PostgresDestination {
     seq: u64,
     in_tx: bool,
     published: bool,
+    enc: Enc,
+    /// The COPY of the current flush interval, when rows were written since the last flush.
+    session: Option<CopySession>,
+}
+
+/// How rows are encoded for COPY. Typed columns without upsert go straight into the table, binary
+/// when every column has a binary encoder here, else text (the server parses each value, like
+/// `psql \copy`). Otherwise binary COPY of bizon's layout (into the load table for an upsert).
+enum Enc {
+    Bizon,
+    TypedBinary(Vec<(String, BinKind)>),
+    TypedText(Vec<(String, String)>),
 }
 
 const META_DDL: &str = "bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL, \
@@ -453,18 +465,77 @@ fn encode_text_rows(
 impl PostgresDestination {
     /// `typed`: the record columns of `unnest: true`.
     pub fn new(config: &PostgresConfig, table: &str, typed: Option<Vec<(String, String)>>) -> Self {
+        let primary_key = config.primary_key();
+        let enc = match typed.clone().filter(|_| primary_key.is_empty()) {
+            None => Enc::Bizon,
+            Some(cols) => {
+                match cols.iter().map(|(n, t)| BinKind::of(t).map(|k| (n.clone(), k))).collect::<Option<Vec<_>>>() {
+                    Some(kinds) => Enc::TypedBinary(kinds),
+                    None => Enc::TypedText(cols),
+                }
+            }
+        };
         PostgresDestination {
             conn: config.connection(),
             table: table.to_owned(),
             typed,
-            primary_key: config.primary_key(),
+            primary_key,
             client: None,
             mode: SyncMode::FullRefresh,
             job_id: String::new(),
             seq: 0,
             in_tx: false,
             published: false,
+            enc,
+            session: None,
         }
+    }
+
+    /// Begin the flush interval's transaction and its COPY.
+    fn start_copy(&mut self) -> Result<()> {
+        if !self.in_tx {
+            self.exec("beginning a transaction", "BEGIN")?;
+            self.in_tx = true;
+        }
+        let staged = self.staged_insert();
+        if staged {
+            let temp = format!(
+                "CREATE TEMP TABLE IF NOT EXISTS bizon_in ({META_DDL}, source_data jsonb NOT NULL, \
+                 ord bigint GENERATED ALWAYS AS IDENTITY)"
+            );
+            self.exec("creating the load table", &temp)?;
+        }
+        let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
+        let names = |cols: Vec<&String>| cols.iter().map(|n| crate::pg::ident(n)).collect::<Vec<_>>().join(", ");
+        let sql = match &self.enc {
+            Enc::Bizon => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
+            Enc::TypedBinary(c) => format!(
+                "COPY {into} ({}, {META_COLUMNS}) FROM STDIN (FORMAT binary)",
+                names(c.iter().map(|(n, _)| n).collect())
+            ),
+            Enc::TypedText(c) => {
+                format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names(c.iter().map(|(n, _)| n).collect()))
+            }
+        };
+        let binary = !matches!(self.enc, Enc::TypedText(_));
+        let client = self.client.take().ok_or_else(|| Error::internal("postgres: no connection"))?;
+        let session = CopySession::start(client, sql, binary)
+            .map_err(|e| Error::internal(format!("postgres destination: starting the COPY thread: {e}")))?;
+        self.session = Some(session);
+        Ok(())
+    }
+
+    /// Finish the COPY of the flush interval (and move an upsert's rows into place).
+    fn end_copy(&mut self) -> Result<()> {
+        let Some(session) = self.session.take() else { return Ok(()) };
+        let (client, r) = session.end(false);
+        self.client = Some(client);
+        r.map_err(|e| self.fail("copying rows", &e))?;
+        if self.staged_insert() {
+            let sql = self.insert_from_temp();
+            self.exec("inserting rows", &sql)?;
+        }
+        Ok(())
     }
 
     fn target(&self) -> String {
@@ -487,6 +558,9 @@ impl PostgresDestination {
     }
 
     fn client(&mut self) -> Result<&mut Client> {
+        if self.session.is_some() {
+            return Err(Error::internal("postgres destination: the connection is busy with a COPY"));
+        }
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.in_tx = false;
             self.client = Some(self.conn.connect()?);
@@ -599,6 +673,7 @@ impl Destination for PostgresDestination {
     fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
         self.mode = ctx.sync_mode;
         self.job_id = ctx.job_id.clone();
+        drop(self.session.take().map(|s| s.end(true)));
         self.client = None; // any transaction of an earlier attempt is rolled back
         self.ensure_commit_log()?;
         self.seq = resume.and_then(|t| t.get("seq")).and_then(Json::as_u64).unwrap_or(0);
@@ -636,98 +711,38 @@ impl Destination for PostgresDestination {
         if batch.is_empty() {
             return Ok(());
         }
-        if !self.in_tx {
-            self.exec("beginning a transaction", "BEGIN")?;
-            self.in_tx = true;
+        if self.session.is_none() {
+            self.start_copy()?;
         }
-        let staged = self.staged_insert();
-        if staged {
-            let temp = format!(
-                "CREATE TEMP TABLE IF NOT EXISTS bizon_in ({META_DDL}, source_data jsonb NOT NULL, \
-                 ord bigint GENERATED ALWAYS AS IDENTITY)"
-            );
-            self.exec("creating the load table", &temp)?;
-        }
-        // Typed columns without upsert: COPY straight into the table, binary when every column
-        // has a binary encoder here, else text (the server parses each value, like
-        // `psql \\copy`). Otherwise binary COPY of bizon's layout, into the load table for an upsert.
-        enum Enc {
-            Bizon,
-            TypedBinary(Vec<(String, BinKind)>),
-            TypedText(Vec<(String, String)>),
-        }
-        let enc = match self.typed.clone().filter(|_| !staged) {
-            None => Enc::Bizon,
-            Some(cols) => {
-                match cols.iter().map(|(n, t)| BinKind::of(t).map(|k| (n.clone(), k))).collect::<Option<Vec<_>>>() {
-                    Some(kinds) => Enc::TypedBinary(kinds),
-                    None => Enc::TypedText(cols),
+        let session = self.session.as_mut().expect("started above");
+        let per_record = (batch.byte_len() / batch.len()).max(1) + 96;
+        let step = (COPY_CHUNK / per_record).max(1);
+        let mut from = 0;
+        while from < batch.len() {
+            let to = (from + step).min(batch.len());
+            let mut buf = session.buffer();
+            let encoded = match &self.enc {
+                Enc::Bizon => {
+                    encode_rows(&mut buf, batch, from..to, meta);
+                    Ok(())
                 }
+                Enc::TypedBinary(cols) => encode_typed_binary_rows(&mut buf, batch, from..to, meta, cols),
+                Enc::TypedText(cols) => encode_text_rows(&mut buf, batch, from..to, meta, cols),
+            };
+            if let Err(e) = encoded {
+                // abort the COPY: the transaction is unusable, the engine retries from the last commit
+                drop(self.session.take().map(|s| s.end(true)));
+                self.client = None;
+                self.in_tx = false;
+                return Err(e);
             }
-        };
-        let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
-        let names = |cols: Vec<&String>| cols.iter().map(|n| crate::pg::ident(n)).collect::<Vec<_>>().join(", ");
-        let sql = match &enc {
-            Enc::Bizon => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
-            Enc::TypedBinary(c) => format!(
-                "COPY {into} ({}, {META_COLUMNS}) FROM STDIN (FORMAT binary)",
-                names(c.iter().map(|(n, _)| n).collect())
-            ),
-            Enc::TypedText(c) => {
-                format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names(c.iter().map(|(n, _)| n).collect()))
+            if !session.send(buf) {
+                let (client, r) = self.session.take().expect("started above").end(false);
+                self.client = Some(client);
+                r.map_err(|e| self.fail("copying rows", &e))?;
+                return Err(Error::transient("postgres destination: the COPY stopped without an error"));
             }
-        };
-        let binary = !matches!(enc, Enc::TypedText(_));
-        let mut buf = Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2));
-        if binary {
-            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-            buf.extend_from_slice(&0u32.to_be_bytes());
-            buf.extend_from_slice(&0u32.to_be_bytes());
-        }
-        let mut bad_record = None;
-        let result = (|| -> std::result::Result<(), postgres::Error> {
-            let client = self.client.as_mut().expect("connected by exec above");
-            let mut w = client.copy_in(&sql)?;
-            let per_record = (batch.byte_len() / batch.len()).max(1) + 96;
-            let step = (COPY_CHUNK / per_record).max(1);
-            let mut from = 0;
-            while from < batch.len() {
-                let to = (from + step).min(batch.len());
-                let encoded = match &enc {
-                    Enc::Bizon => {
-                        encode_rows(&mut buf, batch, from..to, meta);
-                        Ok(())
-                    }
-                    Enc::TypedBinary(cols) => encode_typed_binary_rows(&mut buf, batch, from..to, meta, cols),
-                    Enc::TypedText(cols) => encode_text_rows(&mut buf, batch, from..to, meta, cols),
-                };
-                if let Err(e) = encoded {
-                    bad_record = Some(e);
-                    break;
-                }
-                if binary && to == batch.len() {
-                    buf.extend_from_slice(&(-1i16).to_be_bytes());
-                }
-                // a failed write surfaces as the server's error in `finish`
-                let _ = w.write_all(&buf);
-                buf.clear();
-                from = to;
-            }
-            if bad_record.is_some() {
-                return Ok(()); // dropping the writer without `finish` aborts the COPY
-            }
-            w.finish()?;
-            Ok(())
-        })();
-        result.map_err(|e| self.fail("copying rows", &e))?;
-        if let Some(e) = bad_record {
-            self.client = None; // the aborted COPY left the transaction unusable
-            self.in_tx = false;
-            return Err(e);
-        }
-        if staged {
-            let sql = self.insert_from_temp();
-            self.exec("inserting rows", &sql)?;
+            from = to;
         }
         Ok(())
     }
@@ -736,6 +751,7 @@ impl Destination for PostgresDestination {
         if self.published {
             return Ok(json!({"seq": self.seq}));
         }
+        self.end_copy()?;
         let seq = self.seq + 1;
         let mut cursor = next.clone();
         cursor.token = json!({"seq": seq});
@@ -779,6 +795,92 @@ impl Destination for PostgresDestination {
         self.exec("publishing", &sql)?;
         self.published = true;
         Ok(())
+    }
+}
+
+/// A message to the thread that runs a COPY.
+enum Chunk {
+    Data(Vec<u8>),
+    /// Drop the COPY without finishing it: the server aborts it (and the transaction).
+    Abort,
+}
+
+/// A `COPY … FROM STDIN` kept open across `write` calls until the flush. A thread owns the
+/// connection while the COPY runs and sends the encoded chunks, so the consumer encodes the next
+/// chunk while the server consumes the previous one, and one statement covers a flush interval
+/// instead of one round trip per page.
+struct CopySession {
+    binary: bool,
+    chunks: Option<std::sync::mpsc::SyncSender<Chunk>>,
+    /// Sent buffers come back for reuse.
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<(Client, std::result::Result<(), postgres::Error>)>>,
+}
+
+impl CopySession {
+    fn start(mut client: Client, sql: String, binary: bool) -> std::io::Result<Self> {
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        let (give_back, free) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("bizon-pg-copy".into()).spawn(move || {
+            let result = (|| {
+                let mut w = client.copy_in(&sql)?;
+                for chunk in rx {
+                    match chunk {
+                        Chunk::Data(mut buf) => {
+                            // a failed write means the server gave up: `finish` reports its error
+                            if w.write_all(&buf).is_err() {
+                                break;
+                            }
+                            buf.clear();
+                            let _ = give_back.send(buf);
+                        }
+                        Chunk::Abort => return Ok(()),
+                    }
+                }
+                w.finish().map(drop)
+            })();
+            (client, result)
+        })?;
+        let mut session = CopySession { binary, chunks: Some(chunks), free, thread: Some(thread) };
+        if binary {
+            let mut head = session.buffer();
+            head.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            head.extend_from_slice(&0u32.to_be_bytes());
+            head.extend_from_slice(&0u32.to_be_bytes());
+            session.send(head);
+        }
+        Ok(session)
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.free.try_recv().unwrap_or_else(|_| Vec::with_capacity(COPY_CHUNK + (COPY_CHUNK >> 2)))
+    }
+
+    /// False when the COPY thread has stopped (the server rejected the data): `end` tells why.
+    fn send(&mut self, buf: Vec<u8>) -> bool {
+        self.chunks.as_ref().is_some_and(|c| c.send(Chunk::Data(buf)).is_ok())
+    }
+
+    /// Finish (or abort) the COPY and take the connection back.
+    fn end(mut self, abort: bool) -> (Client, std::result::Result<(), postgres::Error>) {
+        if let Some(chunks) = self.chunks.take() {
+            if abort {
+                let _ = chunks.send(Chunk::Abort);
+            } else if self.binary {
+                let _ = chunks.send(Chunk::Data((-1i16).to_be_bytes().to_vec()));
+            }
+        }
+        let thread = self.thread.take().expect("a session ends once");
+        thread.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+impl Drop for CopySession {
+    fn drop(&mut self) {
+        // dropped without `end` (an error elsewhere): abort, the connection goes with the thread
+        if let Some(chunks) = self.chunks.take() {
+            let _ = chunks.send(Chunk::Abort);
+        }
     }
 }
 
