@@ -436,6 +436,14 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
 
+    let broker = match (&cfg.engine.queue.broker, runner) {
+        (Some(b), Runner::Thread) => Some(b.build().map_err(failed)?),
+        (Some(_), Runner::Stream) => {
+            tracing::warn!("runner `stream` reads and writes in one loop: the configured queue is not used");
+            None
+        }
+        (None, _) => None,
+    };
     let mut backend = open_backend(&cfg).map_err(failed)?;
     let mut source = cfg.source_config.build(&cfg.source);
     let destination_id = cfg.destination.destination_id(&cfg.source.stream);
@@ -470,6 +478,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         source: source.as_mut(),
         destination: destination.as_mut(),
         backend: backend.as_mut(),
+        broker: broker.as_deref(),
         stop,
         failpoints,
         counters,

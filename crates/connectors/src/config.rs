@@ -12,6 +12,7 @@ use bizon_core::config::{
 };
 use serde::Deserialize;
 
+use crate::queues::rabbitmq::{RabbitConsumerConfig, RabbitQueueConfig};
 use crate::registry::{DestinationConfig, DestinationKind, SourceConfig, SourceKind};
 
 pub const TOP_LEVEL_KEYS: &[&str] =
@@ -107,12 +108,46 @@ pub struct QueueSpec {
     pub max_bytes: u64,
     /// Bound in messages (bizon's `max_size`; 0 = no count bound).
     pub max_messages: u64,
+    /// An external queue; `None` = in memory.
+    pub broker: Option<BrokerSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BrokerSpec {
+    RabbitMq(RabbitQueueConfig, RabbitConsumerConfig),
+}
+
+impl BrokerSpec {
+    pub fn build(&self) -> bizon_core::Result<Box<dyn bizon_core::QueueBroker>> {
+        match self {
+            BrokerSpec::RabbitMq(q, c) => Ok(Box::new(crate::queues::rabbitmq::RabbitBroker::new(q.clone(), c)?)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RabbitKeys {
+    #[serde(rename = "type")]
+    _kind: String,
+    config: RabbitDetails,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RabbitDetails {
+    /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
+    #[serde(default)]
+    max_nb_messages: Option<u64>,
+    queue: RabbitQueueConfig,
+    #[serde(default)]
+    consumer: RabbitConsumerConfig,
 }
 
 pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory", "postgres"];
 pub const PLANNED_BACKENDS: &[&str] = &["bigquery"];
-pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory"];
-pub const PLANNED_QUEUES: &[&str] = &["rabbitmq", "kafka"];
+pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory", "rabbitmq"];
+pub const PLANNED_QUEUES: &[&str] = &["kafka"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,7 +380,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
 fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
     let mut spec = EngineSpec {
         backend: BackendSpec { kind: BackendKind::Sqlite(PathBuf::from("bizon.db")), sync_cursor_in_db_every: 10 },
-        queue: QueueSpec { max_bytes: DEFAULT_QUEUE_MB << 20, max_messages: 0 },
+        queue: QueueSpec { max_bytes: DEFAULT_QUEUE_MB << 20, max_messages: 0, broker: None },
         runner: RunnerConfig::default(),
     };
     let Some(node) = node.filter(|n| n.value != yaml::Value::Null) else { return Ok(spec) };
@@ -417,6 +452,12 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
         let kind: String = from_node(type_node, "engine.queue.type", &[])?;
         if !QUEUE_TYPES.contains(&kind.as_str()) {
             return Err(choose("queue type", &kind, QUEUE_TYPES, PLANNED_QUEUES, type_node, "engine.queue.type"));
+        }
+        if kind == "rabbitmq" {
+            let keys: RabbitKeys = from_node(q, "engine.queue", &[])?;
+            let _ = keys.config.max_nb_messages;
+            spec.queue.broker = Some(BrokerSpec::RabbitMq(keys.config.queue, keys.config.consumer));
+            return Ok(spec);
         }
         let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
         let details = keys.config.unwrap_or_default();

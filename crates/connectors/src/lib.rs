@@ -5,6 +5,7 @@ pub mod backends;
 pub mod config;
 pub mod destinations;
 pub mod pg;
+pub mod queues;
 pub mod registry;
 pub mod sources;
 

@@ -10,6 +10,7 @@ pub mod record;
 pub mod suggest;
 pub mod time;
 pub mod traits;
+pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};
 pub use record::{Page, RecordBatch};

@@ -14,6 +14,15 @@ pub struct RecordBatch {
     timestamps: Vec<i64>,
 }
 
+/// A batch's columns: payloads and their end offsets, ids and their end offsets, timestamps.
+pub struct Columns<'a> {
+    pub data: &'a [u8],
+    pub data_ends: &'a [u32],
+    pub ids: &'a [u8],
+    pub id_ends: &'a [u32],
+    pub timestamps: &'a [i64],
+}
+
 /// A borrowed view of one record in a batch.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordRef<'a> {
@@ -81,6 +90,53 @@ impl RecordBatch {
 
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
         (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// The columns, for encoding the batch on a queue.
+    pub fn columns(&self) -> Columns<'_> {
+        Columns {
+            data: &self.data,
+            data_ends: &self.data_ends,
+            ids: &self.ids,
+            id_ends: &self.id_ends,
+            timestamps: &self.timestamps,
+        }
+    }
+
+    /// Rebuild a batch from columns read off a queue, checking every invariant `get` relies on
+    /// (the bytes come from outside the process).
+    pub fn from_columns(
+        data: Vec<u8>,
+        data_ends: Vec<u32>,
+        ids: Vec<u8>,
+        id_ends: Vec<u32>,
+        timestamps: Vec<i64>,
+    ) -> Result<Self, String> {
+        let n = timestamps.len();
+        if data_ends.len() != n || id_ends.len() != n {
+            return Err(format!("{n} timestamps but {} payloads and {} ids", data_ends.len(), id_ends.len()));
+        }
+        let check_ends = |what: &str, ends: &[u32], len: usize| {
+            let mut prev = 0u32;
+            for &e in ends {
+                if e < prev || e as usize > len {
+                    return Err(format!("{what} offsets out of order or past the {len} bytes"));
+                }
+                prev = e;
+            }
+            if prev as usize != len {
+                return Err(format!("{what} offsets end at {prev}, not at the {len} bytes"));
+            }
+            Ok(())
+        };
+        check_ends("payload", &data_ends, data.len())?;
+        check_ends("id", &id_ends, ids.len())?;
+        let mut start = 0;
+        for &end in &id_ends {
+            std::str::from_utf8(&ids[start..end as usize]).map_err(|e| format!("a record id is not UTF-8: {e}"))?;
+            start = end as usize;
+        }
+        Ok(RecordBatch { data, data_ends, ids, id_ends, timestamps })
     }
 }
 

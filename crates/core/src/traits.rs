@@ -191,3 +191,35 @@ pub trait Backend: Send {
     /// Newest first, with their last destination cursor.
     fn list_jobs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<(Job, Option<DestinationCursor>)>>;
 }
+
+/// An external queue between producer and consumer (RabbitMQ, Kafka): pages travel as
+/// [`crate::wire`] messages; a delivery is acknowledged only after the destination commit that
+/// covers it, so a crash redelivers, never loses.
+pub trait QueueBroker: Send + Sync {
+    /// For messages: kind, address and queue, never a secret.
+    fn describe(&self) -> String;
+    /// Drop every queued message: a run that owns both ends re-produces from its last commit.
+    fn purge(&self) -> Result<()>;
+    /// Remove the queue: the job that owned both ends is complete.
+    fn delete(&self) -> Result<()>;
+    fn publisher(&self) -> Result<Box<dyn QueuePublisher>>;
+    fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>>;
+    /// Deliveries a subscriber may hold unacknowledged; the consumer commits before reaching it.
+    fn max_unacked(&self) -> usize;
+}
+
+pub trait QueuePublisher: Send {
+    /// Publish one message durably (confirmations may be pipelined; `flush` waits for all).
+    fn publish(&mut self, message: Vec<u8>) -> Result<()>;
+    /// Wait until the broker has confirmed every published message.
+    fn flush(&mut self) -> Result<()>;
+}
+
+pub trait QueueSubscriber: Send {
+    /// The next message and its delivery tag, or `None` when nothing arrived within `timeout`.
+    fn next(&mut self, timeout: std::time::Duration) -> Result<Option<(Vec<u8>, u64)>>;
+    /// Acknowledge one delivery (a duplicate of what is already committed).
+    fn ack(&mut self, tag: u64) -> Result<()>;
+    /// Acknowledge every delivery up to and including `tag`: the destination committed them.
+    fn ack_through(&mut self, tag: u64) -> Result<()>;
+}

@@ -15,7 +15,7 @@ use bizon_core::record::{cursor_cmp, cursor_max};
 use bizon_core::time::now_micros;
 use bizon_core::{
     Backend, BatchMeta, Destination, DestinationContext, DestinationCursor, Error, ErrorKind, Job, JobStatus, Json,
-    Page, ReadContext, Result, Source, StreamKey,
+    Page, QueueBroker, ReadContext, Result, Source, StreamKey,
 };
 
 use crate::failpoints::Failpoints;
@@ -84,6 +84,8 @@ pub struct Pipeline<'a> {
     pub source: &'a mut dyn Source,
     pub destination: &'a mut dyn Destination,
     pub backend: &'a mut dyn Backend,
+    /// An external queue between producer and consumer; `None` = the in-memory queue.
+    pub broker: Option<&'a dyn QueueBroker>,
     pub stop: Arc<AtomicBool>,
     pub failpoints: Arc<Failpoints>,
     pub counters: Arc<Counters>,
@@ -274,9 +276,10 @@ impl Pipeline<'_> {
         }
         let source = &mut *self.source;
         let stop = &self.stop;
-        match self.spec.runner {
-            Runner::Stream => stream_loop(source, &mut writer, read_ctx, stop, &start),
-            Runner::Thread => thread_loop(source, &mut writer, read_ctx, stop, &start),
+        match (self.spec.runner, self.broker) {
+            (Runner::Stream, _) => stream_loop(source, &mut writer, read_ctx, stop, &start),
+            (Runner::Thread, None) => thread_loop(source, &mut writer, read_ctx, stop, &start),
+            (Runner::Thread, Some(broker)) => broker_loop(source, &mut writer, read_ctx, stop, &start, broker),
         }
         .map_err(|e| (e, writer.committed))
     }
@@ -587,6 +590,149 @@ fn thread_loop(
                 Err(e)
             }
             (Ok(None), Ok(())) => w.stopped(),
+        }
+    })
+}
+
+/// The thread runner over an external queue: the producer thread publishes pages to the broker,
+/// the consumer pulls them, writes, commits, and only then acknowledges them. Both ends restart
+/// from the last commit, so the queue is purged first; a consumer that meets a page it already
+/// committed (a redelivery) acknowledges and skips it, a gap fails the attempt (retried).
+fn broker_loop(
+    source: &mut dyn Source,
+    w: &mut Writer<'_>,
+    ctx: &ReadContext,
+    stop: &AtomicBool,
+    start: &DestinationCursor,
+    broker: &dyn QueueBroker,
+) -> Result<Outcome> {
+    use bizon_core::wire;
+    broker.purge()?;
+    let mut subscriber = broker.subscriber()?;
+    let max_unacked = broker.max_unacked().max(1);
+    tracing::info!(queue = %broker.describe(), after_iteration = start.iteration, "pages travel through the queue");
+    let (spec, backend, job_id) = (w.spec, w.backend, w.job.id.clone());
+    let abandon = AtomicBool::new(false);
+    let produced: Mutex<Option<Result<()>>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        let producer = std::thread::Builder::new()
+            .name("bizon-producer".into())
+            .spawn_scoped(s, || {
+                let result = (|| -> Result<()> {
+                    let mut publisher = broker.publisher()?;
+                    let mut iteration = start.iteration + 1;
+                    let mut pagination = start.pagination.clone();
+                    loop {
+                        if stop.load(Ordering::SeqCst) || abandon.load(Ordering::SeqCst) {
+                            return publisher.flush();
+                        }
+                        if reached_max(spec, iteration) {
+                            publisher.publish(wire::encode(&job_id, iteration, None))?;
+                            return publisher.flush();
+                        }
+                        let page = source.get(&pagination, ctx)?;
+                        let last = page.is_last();
+                        save_source_cursor(backend, spec, &job_id, iteration, &page.next)?;
+                        publisher.publish(wire::encode(&job_id, iteration, Some(&page)))?;
+                        if last {
+                            return publisher.flush();
+                        }
+                        pagination = page.next;
+                        iteration += 1;
+                    }
+                })();
+                *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            })
+            .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;
+
+        let consumed = (|| -> Result<Outcome> {
+            let mut expected = start.iteration + 1;
+            // the newest accepted delivery, and how many are held unacknowledged
+            let mut held: Option<(u64, i64)> = None;
+            let mut unacked = 0usize;
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    let outcome = w.stopped()?;
+                    if let Some((tag, _)) = held {
+                        subscriber.ack_through(tag)?;
+                    }
+                    return Ok(outcome);
+                }
+                let outcome = match subscriber.next(w.until_deadline())? {
+                    None => {
+                        if let Some(Err(e)) = produced.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            // the producer failed: commit what arrived, report its error
+                            let _ = w.flush(false);
+                            return Err(e);
+                        }
+                        w.tick()?;
+                        None
+                    }
+                    Some((bytes, tag)) => {
+                        let msg = wire::decode(&bytes).map_err(|e| {
+                            Error::permanent(format!("{}: undecodable message: {e}", broker.describe()))
+                        })?;
+                        if msg.job_id != w.job.id || msg.iteration < expected {
+                            subscriber.ack(tag)?; // another job's leftover or a redelivered duplicate
+                            continue;
+                        }
+                        if msg.iteration > expected {
+                            return Err(Error::transient(format!(
+                                "{}: iteration {expected} is missing (iteration {} arrived)",
+                                broker.describe(),
+                                msg.iteration
+                            )));
+                        }
+                        held = Some((tag, msg.iteration));
+                        unacked += 1;
+                        expected += 1;
+                        match msg.page {
+                            None => Some(w.finish()?),
+                            Some(page) => {
+                                let last = page.is_last();
+                                w.accept(msg.iteration, page)?;
+                                if last {
+                                    Some(w.finish()?)
+                                } else {
+                                    if unacked >= max_unacked {
+                                        w.flush(false)?; // the broker sends no more until we ack
+                                    }
+                                    None
+                                }
+                            }
+                        }
+                    }
+                };
+                if let Some((tag, iteration)) = held {
+                    if w.cursor.iteration >= iteration {
+                        subscriber.ack_through(tag)?;
+                        held = None;
+                        unacked = 0;
+                    }
+                }
+                if let Some(outcome) = outcome {
+                    if let Some((tag, _)) = held {
+                        subscriber.ack_through(tag)?; // the end-of-stream marker
+                    }
+                    if outcome == Outcome::Completed {
+                        drop(subscriber);
+                        if let Err(e) = broker.delete() {
+                            tracing::warn!(error = %e, "the job is complete but its queue could not be deleted");
+                        }
+                    }
+                    return Ok(outcome);
+                }
+            }
+        })();
+        if consumed.is_err() {
+            abandon.store(true, Ordering::SeqCst);
+        }
+        producer.join().map_err(|_| Error::internal("the producer thread panicked"))?;
+        let produced = produced.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (consumed, produced) {
+            (Err(e), _) => Err(e),
+            (Ok(Outcome::Stopped), Some(Err(e))) => Err(e),
+            (Ok(outcome), _) => Ok(outcome),
         }
     })
 }

@@ -1,0 +1,3 @@
+//! External queues between producer and consumer (`engine.queue.type`): RabbitMQ.
+
+pub mod rabbitmq;

@@ -1,0 +1,170 @@
+//! How a page travels through an external queue (RabbitMQ, Kafka): one message per page, the
+//! batch's columns copied as they are (no per-record encoding), with the job and iteration it
+//! belongs to so a consumer can drop what it already committed.
+//!
+//! Layout (integers little-endian): `BZQ1`, kind (0 page, 1 end of stream), job id (u16 length +
+//! UTF-8), iteration (i64), extracted_at (i64), pagination JSON and cursor_max JSON (u32 length +
+//! bytes, length 0 = none), record count n (u32), n payload end offsets (u32), n id end offsets
+//! (u32), n timestamps (i64), ids (u32 length + bytes), payloads (u32 length + bytes).
+
+use crate::{Json, Page, RecordBatch};
+
+const MAGIC: &[u8; 4] = b"BZQ1";
+
+/// One message on an external queue.
+#[derive(Debug)]
+pub struct QueueMessage {
+    pub job_id: String,
+    pub iteration: i64,
+    /// `None`: the producer stopped at `max_iterations` (the end of the stream without a last page).
+    pub page: Option<Page>,
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Encode a page (or, with `None`, the end-of-stream marker) of `job_id`.
+pub fn encode(job_id: &str, iteration: i64, page: Option<&Page>) -> Vec<u8> {
+    let size = page.map_or(0, |p| p.records.byte_len() + p.records.len() * 8) + 128;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(MAGIC);
+    out.push(u8::from(page.is_none()));
+    out.extend_from_slice(&(job_id.len() as u16).to_le_bytes());
+    out.extend_from_slice(job_id.as_bytes());
+    out.extend_from_slice(&iteration.to_le_bytes());
+    let Some(page) = page else { return out };
+    out.extend_from_slice(&page.extracted_at.to_le_bytes());
+    put_bytes(&mut out, &serde_json::to_vec(&page.next).unwrap_or_default());
+    let cursor_max = page.cursor_max.as_ref().map(|c| serde_json::to_vec(c).unwrap_or_default());
+    put_bytes(&mut out, cursor_max.as_deref().unwrap_or_default());
+    let c = page.records.columns();
+    out.extend_from_slice(&(c.timestamps.len() as u32).to_le_bytes());
+    for e in c.data_ends.iter().chain(c.id_ends) {
+        out.extend_from_slice(&e.to_le_bytes());
+    }
+    for t in c.timestamps {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    put_bytes(&mut out, c.ids);
+    put_bytes(&mut out, c.data);
+    out
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err(format!("truncated: {n} bytes expected, {} left", self.buf.len()));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn json(&mut self) -> Result<Option<Json>, String> {
+        let b = self.bytes()?;
+        if b.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(b).map(Some).map_err(|e| format!("bad JSON: {e}"))
+    }
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+        let b = self.take(n.checked_mul(4).ok_or("record count overflows")?)?;
+        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
+}
+
+/// Decode a message; every length and offset is checked (the bytes come from outside).
+pub fn decode(buf: &[u8]) -> Result<QueueMessage, String> {
+    let mut r = Reader { buf };
+    if r.take(4)? != MAGIC {
+        return Err("not a bizon queue message (bad magic)".into());
+    }
+    let end = r.take(1)?[0];
+    let n = r.u16()? as usize;
+    let job_id = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| "job id is not UTF-8")?;
+    let iteration = r.i64()?;
+    if end == 1 {
+        return Ok(QueueMessage { job_id, iteration, page: None });
+    }
+    let extracted_at = r.i64()?;
+    let next = r.json()?.unwrap_or(Json::Null);
+    let cursor_max = r.json()?;
+    let n = r.u32()? as usize;
+    let data_ends = r.u32s(n)?;
+    let id_ends = r.u32s(n)?;
+    let ts = r.take(n.checked_mul(8).ok_or("record count overflows")?)?;
+    let timestamps = ts.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    let ids = r.bytes()?.to_vec();
+    let data = r.bytes()?.to_vec();
+    if !r.buf.is_empty() {
+        return Err(format!("{} trailing bytes", r.buf.len()));
+    }
+    let records = RecordBatch::from_columns(data, data_ends, ids, id_ends, timestamps)?;
+    Ok(QueueMessage { job_id, iteration, page: Some(Page { records, next, cursor_max, extracted_at }) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page() -> Page {
+        let mut records = RecordBatch::with_capacity(3, 64);
+        records.push("a", 1, br#"{"id":1}"#);
+        records.push("", -5, b"{}");
+        records.push("été", i64::MAX, br#"{"s":"\u00e9"}"#);
+        Page { records, next: json!({"cursor": "x"}), cursor_max: Some(json!(42)), extracted_at: 1_700_000_000 }
+    }
+
+    #[test]
+    fn a_page_round_trips() {
+        let p = page();
+        let m = decode(&encode("job-1", 7, Some(&p))).unwrap();
+        assert_eq!((m.job_id.as_str(), m.iteration), ("job-1", 7));
+        let q = m.page.unwrap();
+        assert_eq!((q.next, q.cursor_max, q.extracted_at), (p.next, p.cursor_max, p.extracted_at));
+        let got: Vec<_> = q.records.iter().map(|r| (r.id.to_owned(), r.timestamp, r.data.to_vec())).collect();
+        let want: Vec<_> = p.records.iter().map(|r| (r.id.to_owned(), r.timestamp, r.data.to_vec())).collect();
+        assert_eq!(got, want);
+        let end = decode(&encode("job-1", 9, None)).unwrap();
+        assert!(end.page.is_none() && end.iteration == 9);
+    }
+
+    #[test]
+    fn corrupt_messages_are_errors_never_panics() {
+        let good = encode("job", 1, Some(&page()));
+        for cut in 0..good.len() {
+            assert!(decode(&good[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(decode(&bad).unwrap_err().contains("magic"));
+        // flip every byte in turn: decode may succeed (a changed timestamp) but must not panic
+        for i in 0..good.len() {
+            let mut m = good.clone();
+            m[i] ^= 0xff;
+            let _ = decode(&m);
+        }
+        let mut extra = good;
+        extra.push(0);
+        assert!(decode(&extra).unwrap_err().contains("trailing"));
+    }
+}
