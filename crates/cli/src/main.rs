@@ -3,16 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use bizon_connectors::config::{BackendKind, BizonConfig};
+use bizon_connectors::config::{BackendKind, BizonConfig, BrokerSpec};
 use bizon_connectors::registry::{DestinationKind, SourceKind};
 use bizon_core::config::{masked_json, LogLevel, RunnerType};
 use bizon_core::{Backend, StreamKey};
-use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Runner};
+use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, Runner};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -67,9 +67,15 @@ struct ConfigArgs {
 struct RunArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Override `engine.runner.type`: thread (producer and consumer threads) or stream (one loop).
+    /// Override `engine.runner.type`: thread (producer and consumer threads), stream (one loop)
+    /// or process (producer and consumer as two child processes; needs a broker queue).
     #[arg(long, value_enum)]
     runner: Option<RunnerArg>,
+    /// Run one end of a broker queue (engine.queue rabbitmq): `producer` reads the source and
+    /// publishes pages, `consumer` writes the producer's pages and completes the job. Start them
+    /// on any hosts that reach the same broker and backend; one of each per pipeline.
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
     /// Log level (overrides `engine.runner.log_level`; RUST_LOG also works).
     #[arg(long, value_enum, ignore_case = true)]
     log_level: Option<LogArg>,
@@ -89,6 +95,12 @@ enum RunnerArg {
     Thread,
     Stream,
     Process,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RoleArg {
+    Producer,
+    Consumer,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -412,13 +424,30 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         Some(r) => r,
         None => cfg.engine.runner.kind,
     };
+    if args.role.is_some() && cfg.engine.queue.broker.is_none() {
+        return Err(usage(anyhow!(
+            "--role needs a broker queue between the processes: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)"
+        )));
+    }
     let runner = match runner {
         RunnerType::Thread => Runner::Thread,
+        RunnerType::Stream if args.role.is_some() => {
+            return Err(usage(anyhow!("--role needs the thread or process runner, not `stream`")))
+        }
         RunnerType::Stream => Runner::Stream,
+        RunnerType::Process if args.role.is_some() => Runner::Thread,
         RunnerType::Process => {
-            return Err(usage(anyhow!(
-                "runner `process` needs a broker queue (rabbitmq or kafka), not in this build yet; use --runner thread or stream"
-            )))
+            let Some(broker) = &cfg.engine.queue.broker else {
+                return Err(usage(anyhow!(
+                    "runner `process` runs the producer and the consumer as separate processes, which talk through a broker: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)"
+                )));
+            };
+            if matches!(cfg.engine.backend.kind, BackendKind::SqliteInMemory) {
+                return Err(usage(anyhow!(
+                    "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not sqlite_in_memory"
+                )));
+            }
+            return supervise(&args, broker);
         }
     };
     if cfg.monitoring.is_some() {
@@ -471,6 +500,11 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         } else {
             ProgressMode::Auto { interval: Duration::from_secs_f64(args.progress_interval.max(0.05)) }
         },
+        role: match args.role {
+            None => Role::Both,
+            Some(RoleArg::Producer) => Role::Producer,
+            Some(RoleArg::Consumer) => Role::Consumer,
+        },
     };
     let counters = Arc::new(Counters::default());
     let pipeline = Pipeline {
@@ -488,6 +522,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let what = match summary.outcome {
         Outcome::Completed => "completed",
         Outcome::Stopped => "stopped (resumable: run the same command again)",
+        Outcome::Published => "published (the consumer completes the job)",
     };
     eprintln!(
         "bizon: job {} {what}: {} records, {:.1} MB in {:.2} s ({:.0} records/s){}{}",
@@ -500,6 +535,78 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         if summary.retries > 0 { format!(", {} retries", summary.retries) } else { String::new() },
     );
     Ok(())
+}
+
+/// The process runner: the producer and the consumer as two child processes of this binary
+/// (`run --role …`), supervised. A child that fails or dies stops the other (SIGTERM: it commits
+/// what it has) and fails the run; the next run resumes from the last commit.
+fn supervise(args: &RunArgs, broker: &BrokerSpec) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt;
+    broker.build().and_then(|b| b.purge()).map_err(failed)?; // both ends restart from the last commit
+    let exe = std::env::current_exe().map_err(|e| failed(anyhow!("cannot find the bizon executable: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let spawn = |role: &str| {
+        let mut c = std::process::Command::new(&exe);
+        c.arg("run").arg(&args.config.config).args(["--role", role, "--runner", "process", "--no-progress"]);
+        if let Some(f) = &args.config.env_file {
+            c.arg("--env-file").arg(f);
+        }
+        if let Some(l) = args.log_level {
+            c.arg("--log-level").arg(l.to_possible_value().expect("no skipped variants").get_name());
+        }
+        if args.reset && role == "producer" {
+            c.arg("--reset");
+        }
+        // SAFETY: prctl is async-signal-safe; a child outliving a killed supervisor is stopped.
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        c.spawn().map_err(|e| failed(anyhow!("cannot start the {role} process: {e}")))
+    };
+    let mut children = vec![("producer", spawn("producer")?)];
+    children.push(("consumer", spawn("consumer")?));
+    eprintln!("bizon: process runner: producer pid {}, consumer pid {}", children[0].1.id(), children[1].1.id());
+    let term = |c: &std::process::Child| unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    };
+    let mut failure: Option<String> = None;
+    let mut signalled = false;
+    while !children.is_empty() {
+        if stop.load(Ordering::SeqCst) && !signalled {
+            children.iter().for_each(|(_, c)| term(c));
+            signalled = true;
+        }
+        let mut i = 0;
+        while i < children.len() {
+            match children[i].1.try_wait() {
+                Ok(Some(status)) => {
+                    let (role, child) = children.remove(i);
+                    if !status.success() && failure.is_none() {
+                        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                            (Some(code), _) => format!("exited with code {code}"),
+                            (None, Some(sig)) => format!("was killed by signal {sig}"),
+                            _ => format!("ended with {status}"),
+                        };
+                        failure = Some(format!("the {role} process (pid {}) {how}", child.id()));
+                        children.iter().for_each(|(_, c)| term(c));
+                    }
+                }
+                Ok(None) => i += 1,
+                Err(e) => return Err(failed(anyhow!("waiting for the {} process: {e}", children[i].0))),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match failure {
+        Some(f) => Err(failed(anyhow!("{f}; the run stopped, the next run resumes from the last commit"))),
+        None => Ok(()),
+    }
 }
 
 fn secrets_check(args: &ConfigArgs) -> Result<(), Failure> {

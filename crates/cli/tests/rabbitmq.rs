@@ -95,3 +95,119 @@ fn rabbitmq_config_typos_point_at_the_key() {
     assert!(err.contains("pipeline.yml:14:9"), "{err}");
     assert!(err.contains("queue_name"), "{err}");
 }
+
+/// `through_rabbitmq` with `engine.runner.type: process`.
+fn process_runner(s: &Scratch, label: &str, total: u64, extra_source: &str, extra_dest: &str) -> (String, String) {
+    let (cfg, queue) = through_rabbitmq(s, label, total, extra_source, extra_dest);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, queue)
+}
+
+#[test]
+fn the_process_runner_moves_every_record_exactly_once_through_two_child_processes() {
+    let s = Scratch::new("rmq-proc");
+    let (cfg, queue) = process_runner(&s, "rmqproc", 1_000_000, "", "");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("process runner: producer pid"), "{err}");
+    assert!(err.contains("role=\"producer\"") && err.contains("role=\"consumer\""), "{err}");
+    assert!(err.contains("published (the consumer completes the job): 1000000 records"), "{err}");
+    assert!(err.contains("completed: 1000000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+    assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
+}
+
+#[test]
+fn the_process_runner_refuses_the_in_memory_queue() {
+    let s = Scratch::new("rmq-proc-mem");
+    let cfg = generator_to_file(&s, "procmem", 10, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
+    std::fs::write(&cfg, text).unwrap();
+    for cmd in [&["config", "validate"][..], &["run"][..]] {
+        let mut args = cmd.to_vec();
+        args.push(cfg.to_str().unwrap());
+        let out = s.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("runner `process`") && err.contains("engine.queue.type to rabbitmq"), "{err}");
+    }
+    assert!(!s.path("out.json").exists());
+}
+
+/// Read the supervisor's "producer pid P, consumer pid C" line from a running process runner;
+/// the rest of its stderr is collected by a thread.
+fn child_pids(child: &mut std::process::Child) -> (u32, u32, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no pid line in:\n{seen}");
+        seen.push_str(&line);
+        if let Some(rest) = line.trim().strip_prefix("bizon: process runner: producer pid ") {
+            let (p, c) = rest.split_once(", consumer pid ").unwrap();
+            let rest = std::thread::spawn(move || {
+                let mut tail = String::new();
+                std::io::Read::read_to_string(&mut reader, &mut tail).unwrap();
+                seen + &tail
+            });
+            return (p.parse().unwrap(), c.parse().unwrap(), rest);
+        }
+    }
+}
+
+#[test]
+fn a_consumer_process_killed_by_signal_9_fails_the_run_cleanly_and_the_next_run_resumes() {
+    let s = Scratch::new("rmq-proc-kill");
+    let (cfg, _queue) = process_runner(&s, "rmqprockill", 600_000, "  rate_limit: 150000\n", "    buffer_size: 1\n");
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let (_, consumer, log) = child_pids(&mut child);
+    let staging = s.path("out_temp.json");
+    wait_until("rows written by the consumer", Duration::from_secs(30), || {
+        std::fs::metadata(&staging).map(|m| m.len() > 5_000_000).unwrap_or(false)
+    });
+    unsafe { libc::kill(consumer as i32, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    let err = log.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("the consumer process (pid {consumer}) was killed by signal 9")), "{err}");
+    let logs = run_until_done(&s, &cfg, 2);
+    assert!(logs.last().unwrap().contains("resumed after iteration"), "{}", logs.last().unwrap());
+    assert_exactly_once(&s.path("out.json"), 600_000);
+}
+
+#[test]
+fn producer_and_consumer_roles_run_as_separate_processes_and_survive_consumer_kills() {
+    let s = Scratch::new("rmq-roles");
+    let (cfg, queue) = through_rabbitmq(&s, "rmqroles", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    // the consumer may start first: it waits for the producer's job
+    let mut consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(consumer.try_wait().unwrap().is_none(), "the consumer waits for a producer");
+    let second = s.run(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(stderr(&second).contains("already running"), "{}", stderr(&second));
+    let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
+    // kill -9 the consumer at three seeded moments, restarting it each time
+    let mut rng = Rng(0x5EED_0602);
+    let mut killed = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+        if consumer.try_wait().unwrap().is_some() {
+            break;
+        }
+        consumer.kill().unwrap();
+        consumer.wait().unwrap();
+        killed += 1;
+        consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    }
+    assert!(killed >= 2, "the kills must land mid-run (only {killed} did)");
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
+    let out = consumer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "consumer: {err}");
+    assert!(err.contains("completed: "), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+    assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
+}

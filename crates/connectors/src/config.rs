@@ -589,12 +589,23 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
         ));
     }
     if cfg.engine.runner.kind == RunnerType::Process {
-        let n = root.get("engine").and_then(|e| e.get("runner")).unwrap_or(root);
-        return Err(err(
-            "runner `process` needs a broker queue (rabbitmq or kafka), not in this build yet; use `thread` or `stream`",
-            n,
-            "engine.runner.type",
-        ));
+        let engine = root.get("engine").unwrap_or(root);
+        let n = engine.get("runner").and_then(|r| r.get("type")).unwrap_or(engine);
+        if cfg.engine.queue.broker.is_none() {
+            return Err(err(
+                "runner `process` runs the producer and the consumer as separate processes, which talk through a \
+                 broker: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)",
+                n,
+                "engine.runner.type",
+            ));
+        }
+        if cfg.engine.backend.kind == BackendKind::SqliteInMemory {
+            return Err(err(
+                "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not sqlite_in_memory",
+                n,
+                "engine.runner.type",
+            ));
+        }
     }
     Ok(())
 }

@@ -248,7 +248,12 @@ pub fn pg_error(what: &str, e: &postgres::Error) -> Error {
             let msg = format!("{e} {:?}", std::error::Error::source(e));
             if msg.contains("lookup address") || msg.contains("Name or service not known") {
                 ErrorKind::Config // an unknown host does not come back by retrying
-            } else if msg.contains("error connecting") || msg.contains("connection") || msg.contains("timed out") {
+            } else if msg.contains("error connecting")
+                || msg.contains("connection")
+                || msg.contains("timed out")
+                // broken pipe, reset: the server went away mid-statement
+                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            {
                 ErrorKind::Transient
             } else {
                 ErrorKind::Permanent

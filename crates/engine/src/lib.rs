@@ -7,5 +7,5 @@ pub mod progress;
 pub mod queue;
 
 pub use failpoints::Failpoints;
-pub use pipeline::{Outcome, Pipeline, PipelineSpec, RunSummary, Runner};
+pub use pipeline::{Outcome, Pipeline, PipelineSpec, Role, RunSummary, Runner};
 pub use progress::{Counters, ProgressMode};

@@ -30,6 +30,28 @@ pub enum Runner {
     Stream,
 }
 
+/// Which end of an external queue this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Producer and consumer in this process.
+    #[default]
+    Both,
+    /// Read the source and publish pages; consumers complete the job.
+    Producer,
+    /// Consume pages of the producer's job and write them.
+    Consumer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Both => "both",
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
     pub key: StreamKey,
@@ -53,6 +75,8 @@ pub struct PipelineSpec {
     /// First retry delay; doubled per retry, capped at 5 s.
     pub retry_backoff: Duration,
     pub progress: ProgressMode,
+    /// Producer / consumer on separate processes (needs an external queue).
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +85,8 @@ pub enum Outcome {
     Completed,
     /// Stopped by a signal after committing: the job resumes on the next run.
     Stopped,
+    /// A producer published every page; the consumers complete the job.
+    Published,
 }
 
 #[derive(Debug, Clone)]
@@ -108,8 +134,19 @@ pub fn new_job_id() -> String {
 impl Pipeline<'_> {
     pub fn run(mut self) -> Result<RunSummary> {
         let started = Instant::now();
-        let _lock = self.backend.lock_pipeline(&self.spec.key)?;
-        let (job, resumed) = self.find_or_create_job()?;
+        if self.spec.role != Role::Both && self.broker.is_none() {
+            return Err(Error::config("a producer or consumer role needs an external queue (engine.queue)"));
+        }
+        // producer and consumer hold their own locks: one of each per pipeline
+        let mut lock_key = self.spec.key.clone();
+        if self.spec.role != Role::Both {
+            lock_key.pipeline = format!("{}#{}", lock_key.pipeline, self.spec.role.as_str());
+        }
+        let _lock = self.backend.lock_pipeline(&lock_key)?;
+        let (job, resumed) = match self.spec.role {
+            Role::Consumer => self.wait_for_job()?,
+            _ => self.find_or_create_job()?,
+        };
         let materialize = if job.reset { SyncMode::FullRefresh } else { job.sync_mode };
         let read_ctx = ReadContext {
             sync_mode: job.sync_mode,
@@ -125,10 +162,16 @@ impl Pipeline<'_> {
         tracing::info!(
             pipeline = %self.spec.key.pipeline, stream = %self.spec.key.stream, job = %job.id,
             sync_mode = job.sync_mode.as_str(), reset = job.reset, resumed = resumed.is_some(),
-            "job started"
+            role = self.spec.role.as_str(), "job started"
         );
-        if let Some(total) = self.source.total_records(&read_ctx)? {
-            self.backend.set_job_total(&job.id, Some(total))?;
+        let total = match self.spec.role {
+            Role::Consumer => job.total_records, // the producer knows it
+            _ => self.source.total_records(&read_ctx)?,
+        };
+        if let Some(total) = total {
+            if self.spec.role != Role::Consumer {
+                self.backend.set_job_total(&job.id, Some(total))?;
+            }
             self.counters.total.store(total, Ordering::Relaxed);
         }
         let reporter = Reporter::start(self.spec.progress, self.counters.clone());
@@ -162,7 +205,10 @@ impl Pipeline<'_> {
                     job_id: job.id,
                     outcome,
                     resumed_after: resumed,
-                    records: job_records.saturating_sub(before),
+                    records: match outcome {
+                        Outcome::Published => self.counters.records_written.load(Ordering::Relaxed),
+                        _ => job_records.saturating_sub(before),
+                    },
                     bytes: self.counters.bytes_written.load(Ordering::Relaxed),
                     job_records,
                     elapsed: started.elapsed(),
@@ -175,6 +221,60 @@ impl Pipeline<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// A consumer attaches to the producer's job, waiting for the producer to start one.
+    fn wait_for_job(&mut self) -> Result<(Job, Option<i64>)> {
+        let mut logged = false;
+        loop {
+            if let Some(job) = self.backend.resumable_job(&self.spec.key)? {
+                let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
+                tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "consuming the producer's job");
+                return Ok((job, after));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(Error::config("stopped while waiting for a producer to start a job"));
+            }
+            if !logged {
+                tracing::info!(stream = %self.spec.key.stream, "waiting for a producer to start a job");
+                logged = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The producer role: publish from the last commit on.
+    fn produce_only(&mut self, job: &Job, read_ctx: &ReadContext) -> Result<Outcome> {
+        let broker = self.broker.ok_or_else(|| Error::config("the producer role needs an external queue"))?;
+        let start = self.backend.destination_cursor(&job.id)?.unwrap_or(DestinationCursor {
+            iteration: -1,
+            pagination: Json::Null,
+            token: Json::Null,
+            records_written: 0,
+            bytes_written: 0,
+            watermark: None,
+            done: false,
+        });
+        if start.done {
+            return Ok(Outcome::Published);
+        }
+        self.counters.records_before.store(start.records_written, Ordering::Relaxed);
+        tracing::info!(queue = %broker.describe(), job = %job.id, after_iteration = start.iteration, "publishing pages");
+        let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
+        let stop = &self.stop;
+        let halt = || stop.load(Ordering::SeqCst);
+        produce(
+            &mut *self.source,
+            broker,
+            &backend,
+            &self.spec,
+            &job.id,
+            read_ctx,
+            &start,
+            &halt,
+            &self.counters.records_written,
+        )?;
+        Ok(if self.stop.load(Ordering::SeqCst) { Outcome::Stopped } else { Outcome::Published })
     }
 
     /// Resume the newest unfinished job of the stream, or create a new one.
@@ -226,6 +326,9 @@ impl Pipeline<'_> {
         read_ctx: &ReadContext,
         records_at_start: &mut Option<u64>,
     ) -> std::result::Result<Outcome, (Error, bool)> {
+        if self.spec.role == Role::Producer {
+            return self.produce_only(job, read_ctx).map_err(|e| (e, false));
+        }
         self.backend.check_fence().map_err(|e| (e, false))?;
         let mut stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
         if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
@@ -279,6 +382,13 @@ impl Pipeline<'_> {
         match (self.spec.runner, self.broker) {
             (Runner::Stream, _) => stream_loop(source, &mut writer, read_ctx, stop, &start),
             (Runner::Thread, None) => thread_loop(source, &mut writer, read_ctx, stop, &start),
+            (Runner::Thread, Some(broker)) if self.spec.role == Role::Consumer => {
+                let outcome = consume(&mut writer, stop, &start, broker, &|| None);
+                if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
+                    remove_queue(broker);
+                }
+                outcome
+            }
             (Runner::Thread, Some(broker)) => broker_loop(source, &mut writer, read_ctx, stop, &start, broker),
         }
         .map_err(|e| (e, writer.committed))
@@ -594,10 +704,132 @@ fn thread_loop(
     })
 }
 
-/// The thread runner over an external queue: the producer thread publishes pages to the broker,
-/// the consumer pulls them, writes, commits, and only then acknowledges them. Both ends restart
-/// from the last commit, so the queue is purged first; a consumer that meets a page it already
-/// committed (a redelivery) acknowledges and skips it, a gap fails the attempt (retried).
+/// Publish pages from `start` on until the last one (or `max_iterations`, or a stop). Pages
+/// already in the queue from an earlier attempt are published again: consumers skip what they
+/// committed.
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    source: &mut dyn Source,
+    broker: &dyn QueueBroker,
+    backend: &Mutex<&mut dyn Backend>,
+    spec: &PipelineSpec,
+    job_id: &str,
+    ctx: &ReadContext,
+    start: &DestinationCursor,
+    halt: &dyn Fn() -> bool,
+    published: &std::sync::atomic::AtomicU64,
+) -> Result<()> {
+    use bizon_core::wire;
+    let mut publisher = broker.publisher()?;
+    let mut iteration = start.iteration + 1;
+    let mut pagination = start.pagination.clone();
+    loop {
+        if halt() {
+            return publisher.flush();
+        }
+        if reached_max(spec, iteration) {
+            publisher.publish(wire::encode(job_id, iteration, None))?;
+            return publisher.flush();
+        }
+        let page = source.get(&pagination, ctx)?;
+        let last = page.is_last();
+        save_source_cursor(backend, spec, job_id, iteration, &page.next)?;
+        publisher.publish(wire::encode(job_id, iteration, Some(&page)))?;
+        published.fetch_add(page.records.len() as u64, Ordering::Relaxed);
+        if last {
+            return publisher.flush();
+        }
+        pagination = page.next;
+        iteration += 1;
+    }
+}
+
+/// Consume pages in iteration order from `start` on, write, commit, then acknowledge. A page
+/// already committed (a redelivery, a restarted producer's copy, another job's leftover) is
+/// acknowledged and skipped; a gap fails the attempt (retried). `producer_failed` reports a
+/// producer thread's error when the queue runs dry.
+fn consume(
+    w: &mut Writer<'_>,
+    stop: &AtomicBool,
+    start: &DestinationCursor,
+    broker: &dyn QueueBroker,
+    producer_failed: &dyn Fn() -> Option<Error>,
+) -> Result<Outcome> {
+    use bizon_core::wire;
+    let mut subscriber = broker.subscriber()?;
+    let max_unacked = broker.max_unacked().max(1);
+    tracing::info!(queue = %broker.describe(), after_iteration = start.iteration, "pages travel through the queue");
+    let mut expected = start.iteration + 1;
+    // the newest accepted delivery, and how many are held unacknowledged
+    let mut held: Option<(u64, i64)> = None;
+    let mut unacked = 0usize;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            let outcome = w.stopped()?;
+            if let Some((tag, _)) = held {
+                subscriber.ack_through(tag)?;
+            }
+            return Ok(outcome);
+        }
+        let outcome = match subscriber.next(w.until_deadline())? {
+            None => {
+                if let Some(e) = producer_failed() {
+                    let _ = w.flush(false); // commit what arrived, report the producer's error
+                    return Err(e);
+                }
+                w.tick()?;
+                None
+            }
+            Some((bytes, tag)) => {
+                let msg = wire::decode(&bytes)
+                    .map_err(|e| Error::permanent(format!("{}: undecodable message: {e}", broker.describe())))?;
+                if msg.job_id != w.job.id || msg.iteration < expected {
+                    subscriber.ack(tag)?;
+                    continue;
+                }
+                if msg.iteration > expected {
+                    return Err(Error::transient(format!(
+                        "{}: iteration {expected} is missing (iteration {} arrived)",
+                        broker.describe(),
+                        msg.iteration
+                    )));
+                }
+                held = Some((tag, msg.iteration));
+                unacked += 1;
+                expected += 1;
+                match msg.page {
+                    None => Some(w.finish()?),
+                    Some(page) => {
+                        let last = page.is_last();
+                        w.accept(msg.iteration, page)?;
+                        if last {
+                            Some(w.finish()?)
+                        } else {
+                            if unacked >= max_unacked {
+                                w.flush(false)?; // the broker sends no more until we acknowledge
+                            }
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        if let Some((tag, iteration)) = held {
+            if w.cursor.iteration >= iteration || outcome.is_some() {
+                subscriber.ack_through(tag)?;
+                held = None;
+                unacked = 0;
+            }
+        }
+        if let Some(outcome) = outcome {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// The thread runner over an external queue: a producer thread publishes, this thread consumes.
+/// Both ends restart from the last commit, so the queue is purged first; the queue is removed
+/// when the job completes.
 fn broker_loop(
     source: &mut dyn Source,
     w: &mut Writer<'_>,
@@ -606,124 +838,31 @@ fn broker_loop(
     start: &DestinationCursor,
     broker: &dyn QueueBroker,
 ) -> Result<Outcome> {
-    use bizon_core::wire;
     broker.purge()?;
-    let mut subscriber = broker.subscriber()?;
-    let max_unacked = broker.max_unacked().max(1);
-    tracing::info!(queue = %broker.describe(), after_iteration = start.iteration, "pages travel through the queue");
     let (spec, backend, job_id) = (w.spec, w.backend, w.job.id.clone());
     let abandon = AtomicBool::new(false);
     let produced: Mutex<Option<Result<()>>> = Mutex::new(None);
-    std::thread::scope(|s| {
+    let published = std::sync::atomic::AtomicU64::new(0);
+    let outcome = std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
             .spawn_scoped(s, || {
-                let result = (|| -> Result<()> {
-                    let mut publisher = broker.publisher()?;
-                    let mut iteration = start.iteration + 1;
-                    let mut pagination = start.pagination.clone();
-                    loop {
-                        if stop.load(Ordering::SeqCst) || abandon.load(Ordering::SeqCst) {
-                            return publisher.flush();
-                        }
-                        if reached_max(spec, iteration) {
-                            publisher.publish(wire::encode(&job_id, iteration, None))?;
-                            return publisher.flush();
-                        }
-                        let page = source.get(&pagination, ctx)?;
-                        let last = page.is_last();
-                        save_source_cursor(backend, spec, &job_id, iteration, &page.next)?;
-                        publisher.publish(wire::encode(&job_id, iteration, Some(&page)))?;
-                        if last {
-                            return publisher.flush();
-                        }
-                        pagination = page.next;
-                        iteration += 1;
-                    }
-                })();
-                *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                let halt = || stop.load(Ordering::SeqCst) || abandon.load(Ordering::SeqCst);
+                let r = produce(source, broker, backend, spec, &job_id, ctx, start, &halt, &published);
+                *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             })
             .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;
-
-        let consumed = (|| -> Result<Outcome> {
-            let mut expected = start.iteration + 1;
-            // the newest accepted delivery, and how many are held unacknowledged
-            let mut held: Option<(u64, i64)> = None;
-            let mut unacked = 0usize;
-            loop {
-                if stop.load(Ordering::SeqCst) {
-                    let outcome = w.stopped()?;
-                    if let Some((tag, _)) = held {
-                        subscriber.ack_through(tag)?;
-                    }
-                    return Ok(outcome);
-                }
-                let outcome = match subscriber.next(w.until_deadline())? {
-                    None => {
-                        if let Some(Err(e)) = produced.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                            // the producer failed: commit what arrived, report its error
-                            let _ = w.flush(false);
-                            return Err(e);
-                        }
-                        w.tick()?;
-                        None
-                    }
-                    Some((bytes, tag)) => {
-                        let msg = wire::decode(&bytes).map_err(|e| {
-                            Error::permanent(format!("{}: undecodable message: {e}", broker.describe()))
-                        })?;
-                        if msg.job_id != w.job.id || msg.iteration < expected {
-                            subscriber.ack(tag)?; // another job's leftover or a redelivered duplicate
-                            continue;
-                        }
-                        if msg.iteration > expected {
-                            return Err(Error::transient(format!(
-                                "{}: iteration {expected} is missing (iteration {} arrived)",
-                                broker.describe(),
-                                msg.iteration
-                            )));
-                        }
-                        held = Some((tag, msg.iteration));
-                        unacked += 1;
-                        expected += 1;
-                        match msg.page {
-                            None => Some(w.finish()?),
-                            Some(page) => {
-                                let last = page.is_last();
-                                w.accept(msg.iteration, page)?;
-                                if last {
-                                    Some(w.finish()?)
-                                } else {
-                                    if unacked >= max_unacked {
-                                        w.flush(false)?; // the broker sends no more until we ack
-                                    }
-                                    None
-                                }
-                            }
-                        }
-                    }
-                };
-                if let Some((tag, iteration)) = held {
-                    if w.cursor.iteration >= iteration {
-                        subscriber.ack_through(tag)?;
-                        held = None;
-                        unacked = 0;
-                    }
-                }
-                if let Some(outcome) = outcome {
-                    if let Some((tag, _)) = held {
-                        subscriber.ack_through(tag)?; // the end-of-stream marker
-                    }
-                    if outcome == Outcome::Completed {
-                        drop(subscriber);
-                        if let Err(e) = broker.delete() {
-                            tracing::warn!(error = %e, "the job is complete but its queue could not be deleted");
-                        }
-                    }
-                    return Ok(outcome);
+        let producer_failed = || {
+            let mut result = produced.lock().unwrap_or_else(|p| p.into_inner());
+            match result.take() {
+                Some(Err(e)) => Some(e),
+                other => {
+                    *result = other;
+                    None
                 }
             }
-        })();
+        };
+        let consumed = consume(w, stop, start, broker, &producer_failed);
         if consumed.is_err() {
             abandon.store(true, Ordering::SeqCst);
         }
@@ -734,5 +873,15 @@ fn broker_loop(
             (Ok(Outcome::Stopped), Some(Err(e))) => Err(e),
             (Ok(outcome), _) => Ok(outcome),
         }
-    })
+    })?;
+    if outcome == Outcome::Completed {
+        remove_queue(broker);
+    }
+    Ok(outcome)
+}
+
+fn remove_queue(broker: &dyn QueueBroker) {
+    if let Err(e) = broker.delete() {
+        tracing::warn!(error = %e, "the job is complete but its queue could not be deleted");
+    }
 }
