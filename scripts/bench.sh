@@ -10,13 +10,16 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
 #   checkpoint  cost of checkpointing
 #   postgres generator → PostgreSQL and PostgreSQL → PostgreSQL (1M rows) against `psql \copy`
 #            of the same rows into the same table layout (local server, database `test`)
+#   rabbitmq generator → RabbitMQ (127.0.0.1:5672) → file, 1M records: one process (thread
+#            runner), then producer and consumer as separate processes (peak RSS of each);
+#            ratio = the same workload over the in-memory queue
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -248,6 +251,37 @@ YML
   username: postgres
   sslmode: $PGSSLMODE" pg_rows 1000000
   "${PSQL[@]}" -c "DROP SCHEMA $S CASCADE"
+fi
+if [[ $MODE == rabbitmq || $MODE == all ]]; then
+  file_workload rmq-baseline-memory-1M 1000000 200
+  mem_wall=$WALL
+  rmq_queue="engine:
+  queue:
+    type: rabbitmq
+    config:
+      queue:
+        host: 127.0.0.1
+        queue_name: bizon_bench_$$"
+  cfg=$(config gen-rabbitmq-file-1M 1000000 200 file)
+  sed -i "s|^engine:|$(echo "$rmq_queue" | sed ':a;N;$!ba;s/\n/\\n/g')|" "$cfg"
+  measure gen-rabbitmq-file-1M "$cfg"
+  row gen-rabbitmq-file-1M 1000000 "$(stat -c %s "$WORK/gen-rabbitmq-file-1M.json")" "$WALL" "$CPU" "$RSS_MB" \
+    "vs_memory_queue=$(echo "scale=2; $mem_wall / $WALL" | bc -l)"
+  # producer and consumer as separate processes, each timed on its own
+  rm -f "$WORK/gen-rabbitmq-file-1M.json" "$WORK/gen-rabbitmq-file-1M-state.db"*
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/consumer.txt" "$BIN" run "$cfg" --role consumer --no-progress 2>"$WORK/consumer.log" &
+  cpid=$!
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/producer.txt" "$BIN" run "$cfg" --role producer --no-progress 2>"$WORK/producer.log" \
+    || { cat "$WORK/producer.log"; exit 1; }
+  wait "$cpid" || { cat "$WORK/consumer.log"; exit 1; }
+  t1=$(date +%s.%N)
+  read -r pw pu ps prss < "$WORK/producer.txt"
+  read -r cw cu cs crss < "$WORK/consumer.txt"
+  wall=$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')
+  row gen-rabbitmq-file-1M-roles 1000000 "$(stat -c %s "$WORK/gen-rabbitmq-file-1M.json")" "$wall" \
+    "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
+    "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
