@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -20,6 +20,8 @@
 #   rabbitmq generator → RabbitMQ (127.0.0.1:5672) → file, 1M records: one process (thread
 #            runner), then producer and consumer as separate processes (peak RSS of each);
 #            ratio = the same workload over the in-memory queue
+#   kafka    the same through Kafka: BENCH_KAFKA=host:port, else `bizon-kafka-mock` (librdkafka's
+#            in-memory mock cluster, in its own process: its speed, not a real broker's)
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -27,9 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MODE=${1:-all}
 
-if [ ! -x /usr/bin/time ] || ! command -v bc >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq time bc) >/dev/null
-fi
+./scripts/deps.sh
 
 cargo build --release --quiet
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bizon"
@@ -282,6 +282,52 @@ if [[ $MODE == rabbitmq || $MODE == all ]]; then
   row gen-rabbitmq-file-1M-roles 1000000 "$(stat -c %s "$WORK/gen-rabbitmq-file-1M.json")" "$wall" \
     "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
     "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
+fi
+if [[ $MODE == kafka || $MODE == all ]]; then
+  [ -n "${mem_wall:-}" ] || { file_workload kafka-baseline-memory-1M 1000000 200; mem_wall=$WALL; }
+  if [ -n "${BENCH_KAFKA:-}" ]; then
+    bootstrap=$BENCH_KAFKA
+  else
+    cargo build --release --quiet --bin bizon-kafka-mock
+    "$(dirname "$BIN")/bizon-kafka-mock" > "$WORK/mock.txt" &
+    mock_pid=$!
+    trap 'kill $mock_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+    for _ in $(seq 50); do grep -q bootstrap "$WORK/mock.txt" 2>/dev/null && break; sleep 0.1; done
+    bootstrap=$(sed -n 's/^bootstrap.servers=//p' "$WORK/mock.txt")
+  fi
+  kafka_queue="engine:
+  queue:
+    type: kafka
+    config:
+      queue:
+        bootstrap_server: $bootstrap
+        topic: bizon_bench_$$
+      consumer:
+        group_id: bizon_bench_$$"
+  for role in thread roles; do
+    name=gen-kafka-file-1M-$role
+    cfg=$(config "$name" 1000000 200 file)
+    sed -i "s|^engine:|$(echo "$kafka_queue" | sed "s/bizon_bench_\$\$/bizon_bench_$$_$role/g;:a;N;\$!ba;s/\n/\\\\n/g")|" "$cfg"
+    if [ $role = thread ]; then
+      measure "$name" "$cfg"
+      row "$name" 1000000 "$(stat -c %s "$WORK/$name.json")" "$WALL" "$CPU" "$RSS_MB" \
+        "vs_memory_queue=$(echo "scale=2; $mem_wall / $WALL" | bc -l)"
+      continue
+    fi
+    rm -f "$WORK/$name.json" "$WORK/$name-state.db"*
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/consumer.txt" "$BIN" run "$cfg" --role consumer --no-progress 2>"$WORK/consumer.log" &
+    cpid=$!
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/producer.txt" "$BIN" run "$cfg" --role producer --no-progress 2>"$WORK/producer.log" \
+      || { cat "$WORK/producer.log"; exit 1; }
+    wait "$cpid" || { cat "$WORK/consumer.log"; exit 1; }
+    t1=$(date +%s.%N)
+    read -r pw pu ps prss < "$WORK/producer.txt"
+    read -r cw cu cs crss < "$WORK/consumer.txt"
+    row "$name" 1000000 "$(stat -c %s "$WORK/$name.json")" "$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')" \
+      "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
+      "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
+  done
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)

@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, connector conformance suites and end-to-end tests that run
-# the real `bizon` binary (kill -9 included) and the local PostgreSQL server. Idempotent: starts
-# PostgreSQL if it is down. Extra arguments go to `cargo test`.
+# the real `bizon` binary (kill -9 included), the local PostgreSQL and RabbitMQ servers and a
+# Kafka-protocol mock broker (a workspace binary). Idempotent: installs the build's Debian packages
+# and starts PostgreSQL / RabbitMQ when missing (scripts/deps.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Services the tests use (the machine starts them; restart one that is down).
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
-  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-fi
+./scripts/deps.sh --services
 # A password-authenticated role for the credential tests (the rest of the server trusts local
 # connections): one pg_hba line for that role only, and the role itself. Both idempotent.
 hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -n 1 || true)

@@ -426,7 +426,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     };
     if args.role.is_some() && cfg.engine.queue.broker.is_none() {
         return Err(usage(anyhow!(
-            "--role needs a broker queue between the processes: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)"
+            "--role needs a broker queue between the processes: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)"
         )));
     }
     let runner = match runner {
@@ -439,7 +439,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         RunnerType::Process => {
             let Some(broker) = &cfg.engine.queue.broker else {
                 return Err(usage(anyhow!(
-                    "runner `process` runs the producer and the consumer as separate processes, which talk through a broker: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)"
+                    "runner `process` runs the producer and the consumer as separate processes, which talk through a broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)"
                 )));
             };
             if matches!(cfg.engine.backend.kind, BackendKind::SqliteInMemory) {

@@ -12,6 +12,7 @@ use bizon_core::config::{
 };
 use serde::Deserialize;
 
+use crate::queues::kafka::{KafkaConsumerConfig, KafkaQueueConfig};
 use crate::queues::rabbitmq::{RabbitConsumerConfig, RabbitQueueConfig};
 use crate::registry::{DestinationConfig, DestinationKind, SourceConfig, SourceKind};
 
@@ -115,14 +116,35 @@ pub struct QueueSpec {
 #[derive(Debug, Clone)]
 pub enum BrokerSpec {
     RabbitMq(RabbitQueueConfig, RabbitConsumerConfig),
+    Kafka(KafkaQueueConfig, KafkaConsumerConfig),
 }
 
 impl BrokerSpec {
     pub fn build(&self) -> bizon_core::Result<Box<dyn bizon_core::QueueBroker>> {
         match self {
             BrokerSpec::RabbitMq(q, c) => Ok(Box::new(crate::queues::rabbitmq::RabbitBroker::new(q.clone(), c)?)),
+            BrokerSpec::Kafka(q, c) => Ok(Box::new(crate::queues::kafka::KafkaBroker::new(q.clone(), c.clone()))),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaKeys {
+    #[serde(rename = "type")]
+    _kind: String,
+    config: KafkaDetails,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaDetails {
+    /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
+    #[serde(default)]
+    max_nb_messages: Option<u64>,
+    queue: KafkaQueueConfig,
+    #[serde(default)]
+    consumer: KafkaConsumerConfig,
 }
 
 #[derive(Deserialize)]
@@ -146,8 +168,8 @@ struct RabbitDetails {
 
 pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory", "postgres"];
 pub const PLANNED_BACKENDS: &[&str] = &["bigquery"];
-pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory", "rabbitmq"];
-pub const PLANNED_QUEUES: &[&str] = &["kafka"];
+pub const QUEUE_TYPES: &[&str] = &["python_queue", "memory", "rabbitmq", "kafka"];
+pub const PLANNED_QUEUES: &[&str] = &[];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -459,6 +481,12 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
             spec.queue.broker = Some(BrokerSpec::RabbitMq(keys.config.queue, keys.config.consumer));
             return Ok(spec);
         }
+        if kind == "kafka" {
+            let keys: KafkaKeys = from_node(q, "engine.queue", &[])?;
+            let _ = keys.config.max_nb_messages;
+            spec.queue.broker = Some(BrokerSpec::Kafka(keys.config.queue, keys.config.consumer));
+            return Ok(spec);
+        }
         let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
         let details = keys.config.unwrap_or_default();
         let bounds = details.queue.unwrap_or_default();
@@ -594,7 +622,7 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
         if cfg.engine.queue.broker.is_none() {
             return Err(err(
                 "runner `process` runs the producer and the consumer as separate processes, which talk through a \
-                 broker: set engine.queue.type to rabbitmq (the in-memory queue lives inside one process)",
+                 broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)",
                 n,
                 "engine.runner.type",
             ));

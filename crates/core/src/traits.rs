@@ -206,6 +206,12 @@ pub trait QueueBroker: Send + Sync {
     fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>>;
     /// Deliveries a subscriber may hold unacknowledged; the consumer commits before reaching it.
     fn max_unacked(&self) -> usize;
+    /// Pages the producer may publish beyond the consumer's last commit before it waits: bounds
+    /// what the broker holds for a job (and keeps a stopped consumer from being outrun). At
+    /// least `max_unacked`, so the consumer always reaches its commit point.
+    fn max_in_flight(&self) -> usize {
+        2 * self.max_unacked()
+    }
 }
 
 pub trait QueuePublisher: Send {

@@ -723,9 +723,24 @@ fn produce(
     let mut publisher = broker.publisher()?;
     let mut iteration = start.iteration + 1;
     let mut pagination = start.pagination.clone();
+    let window = broker.max_in_flight().max(1) as i64;
+    let mut committed = start.iteration;
     loop {
         if halt() {
             return publisher.flush();
+        }
+        // flow control: wait for the consumer's commits (read from the shared backend)
+        if iteration - committed > window {
+            publisher.flush()?;
+            loop {
+                let c = backend.lock().unwrap_or_else(|p| p.into_inner()).destination_cursor(job_id)?;
+                committed = c.map_or(-1, |c| c.iteration);
+                if iteration - committed <= window || halt() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            continue;
         }
         if reached_max(spec, iteration) {
             publisher.publish(wire::encode(job_id, iteration, None))?;

@@ -1,0 +1,163 @@
+//! End-to-end runs through a Kafka-protocol broker: `bizon-kafka-mock` (librdkafka's mock
+//! cluster in its own process, one per test). Point `BIZON_TEST_KAFKA` at `host:port` of a real
+//! Kafka or Redpanda to run the same tests against it (topics are unique per test).
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A broker for one test: the external one from `BIZON_TEST_KAFKA`, else a mock cluster process
+/// (killed on drop).
+struct Broker {
+    bootstrap: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        if let Ok(b) = std::env::var("BIZON_TEST_KAFKA") {
+            return Broker { bootstrap: b, child: None };
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bizon-kafka-mock"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bizon-kafka-mock");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let bootstrap = line.trim().strip_prefix("bootstrap.servers=").expect("bootstrap line").to_owned();
+        Broker { bootstrap, child: Some(child) }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn topic(label: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("bizon_test_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// generator → kafka → file.
+fn through_kafka(
+    s: &Scratch,
+    broker: &Broker,
+    label: &str,
+    total: u64,
+    extra_source: &str,
+    extra_dest: &str,
+) -> String {
+    let cfg = generator_to_file(s, label, total, extra_source, extra_dest);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "  queue:\n    type: kafka\n    config:\n      queue:\n        bootstrap_server: {}\n        topic: {}\n      \
+         consumer:\n        group_id: {}\n",
+        broker.bootstrap,
+        topic(label),
+        topic(&format!("{label}_group")),
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    cfg.to_str().unwrap().to_owned()
+}
+
+fn assert_exactly_once(path: &std::path::Path, expected: u64) {
+    let ids = read_ids(path);
+    let (missing, dups) = missing_and_duplicates(&ids, expected);
+    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
+    assert_eq!(ids.len() as u64, expected);
+}
+
+#[test]
+fn a_million_records_through_kafka_arrive_exactly_once() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-1m");
+    let cfg = through_kafka(&s, &broker, "k1m", 1_000_000, "", "");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains(&format!("kafka {} topic `bizon_test_k1m_", broker.bootstrap)), "{err}");
+    assert!(err.contains("completed: 1000000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+}
+
+#[test]
+fn kafka_kill_9_at_three_seeded_moments_then_resume_loses_and_duplicates_nothing() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-kill");
+    let cfg = through_kafka(&s, &broker, "kkill", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0x5EED_0603, 3, 200, 1200);
+    assert!(interrupted >= 2, "the kills must land mid-run (only {interrupted} did)");
+    if !completed {
+        let logs = run_until_done(&s, &cfg, 3);
+        assert!(logs.last().unwrap().contains("resumed after iteration"), "{}", logs.last().unwrap());
+    }
+    assert_exactly_once(&s.path("out.json"), 1_000_000);
+}
+
+#[test]
+fn the_process_runner_moves_every_record_exactly_once_through_kafka() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-proc");
+    let cfg = through_kafka(&s, &broker, "kproc", 500_000, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
+    std::fs::write(&cfg, text).unwrap();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("process runner: producer pid"), "{err}");
+    assert!(err.contains("published (the consumer completes the job): 500000 records"), "{err}");
+    assert!(err.contains("completed: 500000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 500_000);
+}
+
+#[test]
+fn kafka_roles_survive_consumer_kills_while_the_producer_waits_for_commits() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-roles");
+    let cfg = through_kafka(&s, &broker, "kroles", 600_000, "", "    buffer_size: 1\n");
+    let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
+    let mut consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    let mut rng = Rng(0x5EED_0604);
+    let mut killed = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
+        if consumer.try_wait().unwrap().is_some() {
+            break;
+        }
+        consumer.kill().unwrap();
+        consumer.wait().unwrap();
+        killed += 1;
+        // the producer stops at its window while no consumer commits
+        std::thread::sleep(Duration::from_millis(300));
+        consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    }
+    assert!(killed >= 2, "the kills must land mid-run (only {killed} did)");
+    let out = consumer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "consumer: {err}");
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
+    assert_exactly_once(&s.path("out.json"), 600_000);
+}
+
+#[test]
+fn an_unreachable_kafka_fails_in_bounded_time_naming_the_address() {
+    let s = Scratch::new("kafka-down");
+    let text = "name: kdown\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: logger\n  config: {}\n\
+                engine:\n  runner:\n    config:\n      max_retries: 0\n  queue:\n    type: kafka\n    config:\n      queue:\n        \
+                bootstrap_server: 127.0.0.1:1\n        topic: never\n        sasl_password: s3cret-kafka-pw\n";
+    let cfg = s.write("pipeline.yml", text);
+    let t = Instant::now();
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(40), "took {:?}", t.elapsed());
+    assert!(err.contains("kafka 127.0.0.1:1 topic `never`"), "{err}");
+    assert!(!err.contains("s3cret-kafka-pw"), "password leaked:\n{err}");
+}

@@ -1,0 +1,338 @@
+//! `kafka` queue (Kafka, Redpanda, anything speaking the protocol): an idempotent producer
+//! (`acks=all`), pages on partition 0 of the topic so they stay in order, a consumer of the
+//! configured group whose offsets are committed only after the destination commit that covers
+//! them (the engine calls `ack_through`).
+//!
+//! The consumer assigns partition 0 itself (no group rebalancing: one consumer per pipeline) and
+//! starts from the group's committed offset; redelivered pages are skipped by the engine.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bizon_core::{Error, QueueBroker, QueuePublisher, QueueSubscriber, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
+
+/// `engine.queue.config.queue` (bizon's keys: bootstrap_server, topic; ours: the rest).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaQueueConfig {
+    /// `host:port[,host:port…]`.
+    #[serde(alias = "bootstrap_servers")]
+    pub bootstrap_server: String,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`.
+    #[serde(default)]
+    pub security_protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// CA certificates (PEM) for `ssl` / `sasl_ssl`.
+    #[serde(default)]
+    pub ssl_ca_location: Option<String>,
+}
+
+/// `engine.queue.config.consumer` (bizon's keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConsumerConfig {
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Where a group without a committed offset starts: `earliest` (default) or `latest`.
+    #[serde(default = "default_reset")]
+    pub auto_offset_reset: String,
+    /// bizon's auto-commit switch: offsets are always committed after the destination commit here,
+    /// so it is accepted and unused.
+    #[serde(default)]
+    pub enable_auto_commit: Option<bool>,
+    /// bizon's poll timeout; the engine polls with its own deadline, so it is accepted and unused.
+    #[serde(default)]
+    pub consumer_timeout_ms: Option<u64>,
+    /// Pages consumed between commits of the destination and the group offset (default 16); the
+    /// producer runs at most twice this ahead of the last commit.
+    #[serde(default)]
+    pub max_pages_per_commit: Option<u16>,
+}
+
+impl Default for KafkaConsumerConfig {
+    fn default() -> Self {
+        KafkaConsumerConfig {
+            group_id: default_group(),
+            auto_offset_reset: default_reset(),
+            enable_auto_commit: None,
+            consumer_timeout_ms: None,
+            max_pages_per_commit: None,
+        }
+    }
+}
+
+fn default_topic() -> String {
+    "bizon".into()
+}
+fn default_group() -> String {
+    "bizon".into()
+}
+fn default_reset() -> String {
+    "earliest".into()
+}
+
+/// The partition every page goes to: one ordered sequence per topic.
+const PARTITION: i32 = 0;
+/// How long metadata calls and the final flush may take before the attempt fails.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct KafkaBroker {
+    config: KafkaQueueConfig,
+    consumer: KafkaConsumerConfig,
+    topic_ready: std::sync::atomic::AtomicBool,
+}
+
+impl KafkaBroker {
+    pub fn new(config: KafkaQueueConfig, consumer: KafkaConsumerConfig) -> Self {
+        KafkaBroker { config, consumer, topic_ready: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Make sure the topic exists: auto-created by the broker on a producer's metadata request
+    /// where allowed, else created (one partition, the cluster's default replication).
+    fn ensure_topic(&self) -> Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use std::sync::atomic::Ordering;
+        if self.topic_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // a producer's metadata request lets a broker that allows it auto-create the topic
+        let probe: BaseProducer = self.client_config().create().map_err(|e| self.error("cannot create a client", e))?;
+        let metadata = probe
+            .client()
+            .fetch_metadata(Some(&self.config.topic), TIMEOUT)
+            .map_err(|e| self.error("cannot read the cluster's metadata", e))?;
+        let exists = metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty());
+        tracing::debug!(topic = %self.config.topic, exists, "kafka topic metadata");
+        if exists {
+            self.topic_ready.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            self.client_config().create().map_err(|e| self.error("cannot create an admin client", e))?;
+        let topic = NewTopic::new(&self.config.topic, 1, TopicReplication::Fixed(-1));
+        let opts = AdminOptions::new().request_timeout(Some(TIMEOUT)).operation_timeout(Some(TIMEOUT));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))?;
+        let results = runtime
+            .block_on(admin.create_topics([&topic], &opts))
+            .map_err(|e| self.error("cannot create the topic", e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(self.error("cannot create the topic", code)),
+            }
+        }
+        self.topic_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::transient(format!("{}: {what}: {e}", self.describe()))
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let c = &self.config;
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &c.bootstrap_server)
+            .set("client.id", "bizon")
+            // an unreachable broker fails the attempt instead of retrying forever
+            .set("socket.connection.setup.timeout.ms", "10000")
+            .set("log_level", "3");
+        let optional = [
+            ("security.protocol", &c.security_protocol),
+            ("sasl.mechanism", &c.sasl_mechanism),
+            ("sasl.username", &c.sasl_username),
+            ("sasl.password", &c.sasl_password),
+            ("ssl.ca.location", &c.ssl_ca_location),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                cfg.set(key, v);
+            }
+        }
+        cfg
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer> {
+        let mut cfg = self.client_config();
+        cfg.set("group.id", &self.consumer.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &self.consumer.auto_offset_reset)
+            // bounds what the client prefetches (memory stays flat)
+            .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.max.bytes", "16777216")
+            // a consumer that caught up asks again soon instead of idling in a long poll
+            .set("fetch.wait.max.ms", "20");
+        cfg.create().map_err(|e| self.error("cannot create a consumer", e))
+    }
+
+    /// The partition's high watermark (the offset the next message gets).
+    fn high_watermark(&self, consumer: &BaseConsumer) -> Result<i64> {
+        consumer
+            .fetch_watermarks(&self.config.topic, PARTITION, TIMEOUT)
+            .map(|(_, high)| high)
+            .map_err(|e| self.error("cannot read the topic's offsets", e))
+    }
+}
+
+impl QueueBroker for KafkaBroker {
+    fn describe(&self) -> String {
+        format!("kafka {} topic `{}`", self.config.bootstrap_server, self.config.topic)
+    }
+
+    /// Kafka keeps messages: "purging" moves the group's offset to the end of the topic.
+    fn purge(&self) -> Result<()> {
+        self.ensure_topic()?;
+        let consumer = self.consumer()?;
+        let high = self.high_watermark(&consumer)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.config.topic, PARTITION, Offset::Offset(high))
+            .map_err(|e| self.error("cannot build the offset list", e))?;
+        consumer.commit(&tpl, CommitMode::Sync).map_err(|e| self.error("cannot commit the group's offset", e))
+    }
+
+    /// Topics are left to their retention (deleting one needs admin rights users may not grant).
+    fn delete(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn publisher(&self) -> Result<Box<dyn QueuePublisher>> {
+        self.ensure_topic()?;
+        let mut cfg = self.client_config();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "67108864")
+            .set("message.timeout.ms", "30000");
+        let context = DeliveryContext { failed: Mutex::new(None) };
+        let producer: BaseProducer<DeliveryContext> =
+            cfg.create_with_context(context).map_err(|e| self.error("cannot create a producer", e))?;
+        Ok(Box::new(KafkaPublisher { producer, topic: self.config.topic.clone(), describe: self.describe() }))
+    }
+
+    fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>> {
+        self.ensure_topic()?;
+        let consumer = self.consumer()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.config.topic, PARTITION, Offset::Stored)
+            .map_err(|e| self.error("cannot build the partition list", e))?;
+        consumer.assign(&tpl).map_err(|e| self.error("cannot assign the partition", e))?;
+        Ok(Box::new(KafkaSubscriber { consumer, topic: self.config.topic.clone(), describe: self.describe() }))
+    }
+
+    /// Pages between offset commits (the consumer also commits on `buffer_size` and
+    /// `buffer_flush_timeout`); with `max_in_flight` it bounds how far the producer runs ahead.
+    fn max_unacked(&self) -> usize {
+        usize::from(self.consumer.max_pages_per_commit.unwrap_or(16).max(1))
+    }
+}
+
+/// Records the first delivery failure; the publisher reports it on the next call.
+struct DeliveryContext {
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+struct KafkaPublisher {
+    producer: BaseProducer<DeliveryContext>,
+    topic: String,
+    describe: String,
+}
+
+impl KafkaPublisher {
+    fn check(&self) -> Result<()> {
+        let failed = self.producer.context().failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match failed {
+            Some(e) => Err(Error::transient(format!("{}: a message was not delivered: {e}", self.describe))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl QueuePublisher for KafkaPublisher {
+    fn publish(&mut self, message: Vec<u8>) -> Result<()> {
+        let mut record = BaseRecord::<(), [u8]>::to(&self.topic).partition(PARTITION).payload(&message[..]);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                // the client's buffer is full: serve delivery reports, then retry (backpressure)
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(50));
+                    self.check()?;
+                }
+                Err((e, _)) => return Err(Error::transient(format!("{}: publishing failed: {e}", self.describe))),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        self.check()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.producer.flush(TIMEOUT).map_err(|e| {
+            Error::transient(format!("{}: waiting for the broker's acknowledgements: {e}", self.describe))
+        })?;
+        self.check()
+    }
+}
+
+struct KafkaSubscriber {
+    consumer: BaseConsumer,
+    topic: String,
+    describe: String,
+}
+
+impl QueueSubscriber for KafkaSubscriber {
+    fn next(&mut self, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>> {
+        match self.consumer.poll(timeout) {
+            None => Ok(None),
+            Some(Ok(m)) => Ok(Some((m.payload().unwrap_or_default().to_vec(), m.offset() as u64))),
+            Some(Err(e)) => Err(Error::transient(format!("{}: consuming failed: {e}", self.describe))),
+        }
+    }
+
+    /// Offsets are positions: a skipped message is covered by the next `ack_through`.
+    fn ack(&mut self, _tag: u64) -> Result<()> {
+        Ok(())
+    }
+
+    fn ack_through(&mut self, tag: u64) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, PARTITION, Offset::Offset(tag as i64 + 1))
+            .map_err(|e| Error::internal(format!("{}: {e}", self.describe)))?;
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| Error::transient(format!("{}: committing the offset failed: {e}", self.describe)))
+    }
+}
