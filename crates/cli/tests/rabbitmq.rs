@@ -211,3 +211,27 @@ fn producer_and_consumer_roles_run_as_separate_processes_and_survive_consumer_ki
     assert_exactly_once(&s.path("out.json"), 1_000_000);
     assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
 }
+
+#[test]
+fn sigterm_stops_the_process_runner_cleanly_and_the_next_run_resumes() {
+    let s = Scratch::new("rmq-proc-term");
+    let (cfg, queue) = process_runner(&s, "rmqprocterm", 400_000, "  rate_limit: 100000\n", "    buffer_size: 1\n");
+    let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let (producer, consumer, log) = child_pids(&mut child);
+    let staging = s.path("out_temp.json");
+    wait_until("rows written by the consumer", Duration::from_secs(30), || {
+        std::fs::metadata(&staging).map(|m| m.len() > 5_000_000).unwrap_or(false)
+    });
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    let err = log.join().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0:\n{err}");
+    assert_eq!(err.matches("stopped (resumable").count(), 2, "both children stop cleanly:\n{err}");
+    for pid in [producer, consumer] {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still running");
+    }
+    let logs = run_until_done(&s, &cfg, 1);
+    assert!(logs[0].contains("resumed after iteration"), "{}", logs[0]);
+    assert_exactly_once(&s.path("out.json"), 400_000);
+    assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
+}
