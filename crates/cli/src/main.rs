@@ -523,6 +523,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         Outcome::Completed => "completed",
         Outcome::Stopped => "stopped (resumable: run the same command again)",
         Outcome::Published => "published (the consumer completes the job)",
+        Outcome::LaneDone => "finished its lane (the last lane to finish completes the job)",
     };
     eprintln!(
         "bizon: job {} {what}: {} records, {:.1} MB in {:.2} s ({:.0} records/s){}{}",
@@ -570,8 +571,15 @@ fn supervise(args: &RunArgs, broker: &BrokerSpec) -> Result<(), Failure> {
         c.spawn().map_err(|e| failed(anyhow!("cannot start the {role} process: {e}")))
     };
     let mut children = vec![("producer", spawn("producer")?)];
-    children.push(("consumer", spawn("consumer")?));
-    eprintln!("bizon: process runner: producer pid {}, consumer pid {}", children[0].1.id(), children[1].1.id());
+    for _ in 0..broker.lanes() {
+        children.push(("consumer", spawn("consumer")?));
+    }
+    let consumers: Vec<String> = children[1..].iter().map(|(_, c)| c.id().to_string()).collect();
+    eprintln!(
+        "bizon: process runner: producer pid {}, consumer pid {}",
+        children[0].1.id(),
+        consumers.join(", consumer pid ")
+    );
     let term = |c: &std::process::Child| unsafe {
         libc::kill(c.id() as i32, libc::SIGTERM);
     };

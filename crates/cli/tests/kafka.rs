@@ -161,3 +161,15 @@ fn an_unreachable_kafka_fails_in_bounded_time_naming_the_address() {
     assert!(err.contains("kafka 127.0.0.1:1 topic `never`"), "{err}");
     assert!(!err.contains("s3cret-kafka-pw"), "password leaked:\n{err}");
 }
+
+#[test]
+fn two_consumers_and_one_producer_split_the_work_over_two_kafka_partitions() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-lanes");
+    let cfg = through_kafka(&s, &broker, "klanes", 600_000, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
+    std::fs::write(&cfg, text).unwrap();
+    two_consumers_split_one_producers_work(&s, &cfg, 600_000);
+}

@@ -235,3 +235,53 @@ fn sigterm_stops_the_process_runner_cleanly_and_the_next_run_resumes() {
     assert_exactly_once(&s.path("out.json"), 400_000);
     assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
 }
+
+#[test]
+fn two_consumers_and_one_producer_split_the_work_over_two_rabbitmq_lanes() {
+    let s = Scratch::new("rmq-lanes");
+    let (cfg, queue) = through_rabbitmq(&s, "rmqlanes", 600_000, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
+    std::fs::write(&cfg, text).unwrap();
+    two_consumers_split_one_producers_work(&s, &cfg, 600_000);
+    let left = queues();
+    assert!(!left.lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind: {left}");
+}
+
+#[test]
+fn lanes_need_a_destination_that_can_split_and_a_consumer_each() {
+    let s = Scratch::new("rmq-lanes-cfg");
+    let text = "name: lanes\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: postgres\n  config:\n    \
+                database: test\nengine:\n  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        \
+                host: 127.0.0.1\n        queue_name: x\n";
+    let cfg = s.write("pipeline.yml", text);
+    let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pipeline.yml:13:14") && err.contains("`postgres` destination does not support"), "{err}");
+    // the thread runner would be one consumer for two lanes
+    let text = text.replace("name: postgres\n  config:\n    database: test\n", "name: logger\n  config: {}\n");
+    let cfg = s.write("pipeline.yml", &text);
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 lanes need one consumer each"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_process_runner_starts_one_consumer_per_lane() {
+    let s = Scratch::new("rmq-proc-lanes");
+    let (cfg, _queue) = process_runner(&s, "rmqproclanes", 300_000, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
+    std::fs::write(&cfg, text).unwrap();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_eq!(err.matches(", consumer pid ").count(), 2, "{err}");
+    let mut ids = read_ids(&s.path("out.lane-0.json"));
+    let lane0 = ids.len();
+    ids.extend(read_ids(&s.path("out.lane-1.json")));
+    assert!(lane0 > 0 && lane0 < ids.len(), "both lanes wrote rows: {lane0} of {}", ids.len());
+    let (missing, dups) = missing_and_duplicates(&ids, 300_000);
+    assert_eq!((missing, dups, ids.len()), (0, 0, 300_000));
+}

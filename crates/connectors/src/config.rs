@@ -115,15 +115,26 @@ pub struct QueueSpec {
 
 #[derive(Debug, Clone)]
 pub enum BrokerSpec {
-    RabbitMq(RabbitQueueConfig, RabbitConsumerConfig),
-    Kafka(KafkaQueueConfig, KafkaConsumerConfig),
+    /// The last field: lanes.
+    RabbitMq(RabbitQueueConfig, RabbitConsumerConfig, usize),
+    Kafka(KafkaQueueConfig, KafkaConsumerConfig, usize),
 }
 
 impl BrokerSpec {
+    pub fn lanes(&self) -> usize {
+        match self {
+            BrokerSpec::RabbitMq(_, _, n) | BrokerSpec::Kafka(_, _, n) => *n,
+        }
+    }
+
     pub fn build(&self) -> bizon_core::Result<Box<dyn bizon_core::QueueBroker>> {
         match self {
-            BrokerSpec::RabbitMq(q, c) => Ok(Box::new(crate::queues::rabbitmq::RabbitBroker::new(q.clone(), c)?)),
-            BrokerSpec::Kafka(q, c) => Ok(Box::new(crate::queues::kafka::KafkaBroker::new(q.clone(), c.clone()))),
+            BrokerSpec::RabbitMq(q, c, n) => {
+                Ok(Box::new(crate::queues::rabbitmq::RabbitBroker::new(q.clone(), c, *n)?))
+            }
+            BrokerSpec::Kafka(q, c, n) => {
+                Ok(Box::new(crate::queues::kafka::KafkaBroker::new(q.clone(), c.clone(), *n)))
+            }
         }
     }
 }
@@ -142,6 +153,9 @@ struct KafkaDetails {
     /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
     #[serde(default)]
     max_nb_messages: Option<u64>,
+    /// Ours: ordered lanes the pages are spread over, one consumer each (default 1).
+    #[serde(default)]
+    lanes: Option<usize>,
     queue: KafkaQueueConfig,
     #[serde(default)]
     consumer: KafkaConsumerConfig,
@@ -161,6 +175,9 @@ struct RabbitDetails {
     /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
     #[serde(default)]
     max_nb_messages: Option<u64>,
+    /// Ours: ordered lanes the pages are spread over, one consumer each (default 1).
+    #[serde(default)]
+    lanes: Option<usize>,
     queue: RabbitQueueConfig,
     #[serde(default)]
     consumer: RabbitConsumerConfig,
@@ -478,13 +495,15 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
         if kind == "rabbitmq" {
             let keys: RabbitKeys = from_node(q, "engine.queue", &[])?;
             let _ = keys.config.max_nb_messages;
-            spec.queue.broker = Some(BrokerSpec::RabbitMq(keys.config.queue, keys.config.consumer));
+            let lanes = lanes_of(keys.config.lanes, q)?;
+            spec.queue.broker = Some(BrokerSpec::RabbitMq(keys.config.queue, keys.config.consumer, lanes));
             return Ok(spec);
         }
         if kind == "kafka" {
             let keys: KafkaKeys = from_node(q, "engine.queue", &[])?;
             let _ = keys.config.max_nb_messages;
-            spec.queue.broker = Some(BrokerSpec::Kafka(keys.config.queue, keys.config.consumer));
+            let lanes = lanes_of(keys.config.lanes, q)?;
+            spec.queue.broker = Some(BrokerSpec::Kafka(keys.config.queue, keys.config.consumer, lanes));
             return Ok(spec);
         }
         let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
@@ -497,6 +516,17 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
         }
     }
     Ok(spec)
+}
+
+fn lanes_of(lanes: Option<usize>, queue: &Node) -> Result<usize, yaml::Error> {
+    match lanes {
+        None => Ok(1),
+        Some(n) if (1..=64).contains(&n) => Ok(n),
+        Some(n) => {
+            let at = queue.get("config").and_then(|c| c.get("lanes")).unwrap_or(queue);
+            Err(err(format!("`lanes` must be between 1 and 64, not {n}"), at, "engine.queue.config.lanes"))
+        }
+    }
 }
 
 /// Cross-field rules, each reported at the key that breaks it.
@@ -614,6 +644,22 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             format!("`unnest` is not supported by the `{}` destination yet", cfg.destination.kind.name()),
             dst.get("unnest").unwrap_or(dst),
             "destination.config.unnest",
+        ));
+    }
+    let lanes = cfg.engine.queue.broker.as_ref().map_or(1, BrokerSpec::lanes);
+    if lanes > 1
+        && !matches!(cfg.destination.kind, DestinationKind::File | DestinationKind::Logger | DestinationKind::Null)
+    {
+        let q = root.get("engine").and_then(|e| e.get("queue")).unwrap_or(root);
+        let at = q.get("config").and_then(|c| c.get("lanes")).unwrap_or(q);
+        return Err(err(
+            format!(
+                "`lanes: {lanes}` splits the job over several consumers, which the `{}` destination does not support yet \
+                 (file, logger and null do)",
+                cfg.destination.kind.name()
+            ),
+            at,
+            "engine.queue.config.lanes",
         ));
     }
     if cfg.engine.runner.kind == RunnerType::Process {

@@ -32,6 +32,9 @@ pub struct DestinationContext {
     pub stream: String,
     /// How the destination materializes: a reset of an incremental stream arrives as FullRefresh.
     pub sync_mode: SyncMode,
+    /// `(lane, lanes)` when consumers split the job over several broker lanes: this destination
+    /// writes lane `lane`'s share to its own target (e.g. a file per lane).
+    pub lane: Option<(usize, usize)>,
 }
 
 /// Per-batch facts the destination writes into bizon's row layout.
@@ -169,6 +172,7 @@ pub trait Backend: Send {
     /// The newest unfinished job of this stream (`running` left by a crash, `stopped` by a
     /// signal, `failed` by an error): the one a new run resumes.
     fn resumable_job(&mut self, key: &StreamKey) -> Result<Option<Job>>;
+    /// Record a new job; a job with this id already recorded is left as it is.
     fn create_job(&mut self, job: &Job) -> Result<()>;
     fn set_job_status(&mut self, job_id: &str, status: JobStatus, error: Option<&str>) -> Result<()>;
     fn set_job_total(&mut self, job_id: &str, total: Option<u64>) -> Result<()>;
@@ -203,7 +207,13 @@ pub trait QueueBroker: Send + Sync {
     /// Remove the queue: the job that owned both ends is complete.
     fn delete(&self) -> Result<()>;
     fn publisher(&self) -> Result<Box<dyn QueuePublisher>>;
-    fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>>;
+    /// A subscriber to one lane (`0..lanes()`).
+    fn subscriber(&self, lane: usize) -> Result<Box<dyn QueueSubscriber>>;
+    /// Ordered lanes the pages are spread over (iteration `i` goes to lane `i % lanes`), one
+    /// consumer each: a RabbitMQ queue or a Kafka partition per lane.
+    fn lanes(&self) -> usize {
+        1
+    }
     /// Deliveries a subscriber may hold unacknowledged; the consumer commits before reaching it.
     fn max_unacked(&self) -> usize;
     /// Pages the producer may publish beyond the consumer's last commit before it waits: bounds
@@ -215,8 +225,8 @@ pub trait QueueBroker: Send + Sync {
 }
 
 pub trait QueuePublisher: Send {
-    /// Publish one message durably (confirmations may be pipelined; `flush` waits for all).
-    fn publish(&mut self, message: Vec<u8>) -> Result<()>;
+    /// Publish one message durably to `lane` (confirmations may be pipelined; `flush` waits for all).
+    fn publish(&mut self, lane: usize, message: Vec<u8>) -> Result<()>;
     /// Wait until the broker has confirmed every published message.
     fn flush(&mut self) -> Result<()>;
 }

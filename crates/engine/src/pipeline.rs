@@ -87,6 +87,23 @@ pub enum Outcome {
     Stopped,
     /// A producer published every page; the consumers complete the job.
     Published,
+    /// A consumer finished its lane; the consumer of the last lane to finish completes the job.
+    LaneDone,
+}
+
+/// The backend key of a lane's destination cursor chain (the job id itself with one lane).
+fn lane_cursor_id(job_id: &str, lane: usize, lanes: usize) -> String {
+    match lanes {
+        1 => job_id.to_owned(),
+        _ => format!("{job_id}~{lane}"),
+    }
+}
+
+/// The first iteration after `prev` that belongs to `lane` of `lanes`.
+fn next_in_lane(prev: i64, lane: usize, lanes: usize) -> i64 {
+    let i = prev + 1;
+    let n = lanes as i64;
+    i + (lane as i64 - i).rem_euclid(n)
 }
 
 #[derive(Debug, Clone)]
@@ -137,12 +154,23 @@ impl Pipeline<'_> {
         if self.spec.role != Role::Both && self.broker.is_none() {
             return Err(Error::config("a producer or consumer role needs an external queue (engine.queue)"));
         }
-        // producer and consumer hold their own locks: one of each per pipeline
-        let mut lock_key = self.spec.key.clone();
-        if self.spec.role != Role::Both {
-            lock_key.pipeline = format!("{}#{}", lock_key.pipeline, self.spec.role.as_str());
+        let lanes = self.broker.map_or(1, |b| b.lanes()).max(1);
+        if lanes > 1 && self.spec.role == Role::Both {
+            return Err(Error::config(format!(
+                "{lanes} lanes need one consumer each: run `--role producer` and {lanes} × `--role consumer`, or the process runner"
+            )));
         }
-        let _lock = self.backend.lock_pipeline(&lock_key)?;
+        // producer and consumers hold their own locks: one producer, one consumer per lane
+        let (_lock, lane) = match self.spec.role {
+            Role::Consumer => self.claim_lane(lanes)?,
+            role => {
+                let mut key = self.spec.key.clone();
+                if role == Role::Producer {
+                    key.pipeline = format!("{}#producer", key.pipeline);
+                }
+                (self.backend.lock_pipeline(&key)?, 0)
+            }
+        };
         let (job, resumed) = match self.spec.role {
             Role::Consumer => self.wait_for_job()?,
             _ => self.find_or_create_job()?,
@@ -155,14 +183,17 @@ impl Pipeline<'_> {
         };
         let dctx = DestinationContext {
             pipeline: self.spec.key.pipeline.clone(),
-            job_id: job.id.clone(),
+            // a lane keeps its own cursor chain (and destination commit log)
+            job_id: lane_cursor_id(&job.id, lane, lanes),
             stream: self.spec.key.stream.clone(),
             sync_mode: materialize,
+            lane: (lanes > 1).then_some((lane, lanes)),
         };
         tracing::info!(
             pipeline = %self.spec.key.pipeline, stream = %self.spec.key.stream, job = %job.id,
             sync_mode = job.sync_mode.as_str(), reset = job.reset, resumed = resumed.is_some(),
-            role = self.spec.role.as_str(), "job started"
+            role = self.spec.role.as_str(), lane = (self.spec.role == Role::Consumer).then_some(lane), lanes,
+            "job started"
         );
         let total = match self.spec.role {
             Role::Consumer => job.total_records, // the producer knows it
@@ -196,7 +227,7 @@ impl Pipeline<'_> {
             }
         };
         reporter.finish();
-        let cursor = self.backend.destination_cursor(&job.id).ok().flatten();
+        let cursor = self.backend.destination_cursor(&dctx.job_id).ok().flatten();
         let job_records = cursor.as_ref().map_or(0, |c| c.records_written);
         match result {
             Ok(outcome) => {
@@ -223,6 +254,32 @@ impl Pipeline<'_> {
         }
     }
 
+    /// A consumer takes the first free lane (a lock per lane).
+    fn claim_lane(&mut self, lanes: usize) -> Result<(Box<dyn Send>, usize)> {
+        for lane in 0..lanes {
+            let mut key = self.spec.key.clone();
+            key.pipeline = match lanes {
+                1 => format!("{}#consumer", key.pipeline),
+                _ => format!("{}#consumer-{lane}", key.pipeline),
+            };
+            match self.backend.lock_pipeline(&key) {
+                Ok(lock) => return Ok((lock, lane)),
+                Err(e) if lane + 1 == lanes => {
+                    return Err(if lanes == 1 {
+                        e
+                    } else {
+                        e.context(format!(
+                            "all {lanes} consumer lanes of pipeline `{}` are taken",
+                            self.spec.key.pipeline
+                        ))
+                    })
+                }
+                Err(_) => continue,
+            }
+        }
+        unreachable!("lanes >= 1")
+    }
+
     /// A consumer attaches to the producer's job, waiting for the producer to start one.
     fn wait_for_job(&mut self) -> Result<(Job, Option<i64>)> {
         let mut logged = false;
@@ -246,15 +303,7 @@ impl Pipeline<'_> {
     /// The producer role: publish from the last commit on.
     fn produce_only(&mut self, job: &Job, read_ctx: &ReadContext) -> Result<Outcome> {
         let broker = self.broker.ok_or_else(|| Error::config("the producer role needs an external queue"))?;
-        let start = self.backend.destination_cursor(&job.id)?.unwrap_or(DestinationCursor {
-            iteration: -1,
-            pagination: Json::Null,
-            token: Json::Null,
-            records_written: 0,
-            bytes_written: 0,
-            watermark: None,
-            done: false,
-        });
+        let start = slowest_lane(&mut *self.backend, &job.id, broker.lanes().max(1))?;
         if start.done {
             return Ok(Outcome::Published);
         }
@@ -330,11 +379,20 @@ impl Pipeline<'_> {
             return self.produce_only(job, read_ctx).map_err(|e| (e, false));
         }
         self.backend.check_fence().map_err(|e| (e, false))?;
-        let mut stored = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))?;
+        let cursor_id = dctx.job_id.as_str();
+        if let Some((lane, _)) = dctx.lane {
+            // a lane's cursor chain hangs off a job row of its own (`<stream>#lane-<k>`)
+            let mut lane_job = job.clone();
+            lane_job.id = cursor_id.to_owned();
+            lane_job.key.stream = format!("{}#lane-{lane}", job.key.stream);
+            lane_job.pid = std::process::id();
+            self.backend.create_job(&lane_job).map_err(|e| (e, false))?;
+        }
+        let mut stored = self.backend.destination_cursor(cursor_id).map_err(|e| (e, false))?;
         if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
             if stored.as_ref().is_none_or(|s| ahead.iteration > s.iteration || (ahead.done && !s.done)) {
                 tracing::info!(job = %job.id, iteration = ahead.iteration, "the destination holds a newer commit: resuming after it");
-                self.backend.commit_destination_cursor(&job.id, &ahead).map_err(|e| (e, false))?;
+                self.backend.commit_destination_cursor(cursor_id, &ahead).map_err(|e| (e, false))?;
                 stored = Some(ahead);
             }
         }
@@ -351,7 +409,7 @@ impl Pipeline<'_> {
                     watermark: None,
                     done: false,
                 };
-                self.backend.commit_destination_cursor(&job.id, &c).map_err(|e| (e, false))?;
+                self.backend.commit_destination_cursor(cursor_id, &c).map_err(|e| (e, false))?;
                 c
             }
         };
@@ -372,10 +430,11 @@ impl Pipeline<'_> {
             last_flush: Instant::now(),
             committed: false,
             job_hash: fnv64(&job.id),
+            cursor_id: cursor_id.to_owned(),
+            lane: dctx.lane.unwrap_or((0, 1)),
         };
         if start.done {
-            writer.finish().map_err(|e| (e, false))?;
-            return Ok(Outcome::Completed);
+            return writer.finish().map_err(|e| (e, false));
         }
         let source = &mut *self.source;
         let stop = &self.stop;
@@ -420,15 +479,25 @@ struct Writer<'w> {
     last_flush: Instant,
     committed: bool,
     job_hash: u64,
+    /// Where the cursor chain is stored: the job id, or the job's lane.
+    cursor_id: String,
+    /// `(lane, lanes)`: this writer takes iterations `lane`, `lane + lanes`, …
+    lane: (usize, usize),
 }
 
 impl<'w> Writer<'w> {
+    /// The iteration that must come next.
+    fn expected(&self) -> i64 {
+        let prev = self.pending.as_ref().map_or(self.cursor.iteration, |p| p.iteration);
+        next_in_lane(prev, self.lane.0, self.lane.1)
+    }
+
     fn backend(&self) -> std::sync::MutexGuard<'_, &'w mut dyn Backend> {
         self.backend.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn accept(&mut self, iteration: i64, page: Page) -> Result<()> {
-        let expected = self.pending.as_ref().map_or(self.cursor.iteration, |p| p.iteration) + 1;
+        let expected = self.expected();
         if iteration != expected {
             return Err(Error::internal(format!("iteration {iteration} arrived, expected {expected}")));
         }
@@ -512,7 +581,7 @@ impl<'w> Writer<'w> {
 
     fn commit(&mut self, c: DestinationCursor) -> Result<()> {
         self.failpoints.hit("before_commit")?;
-        let job_id = self.job.id.clone();
+        let job_id = self.cursor_id.clone();
         self.backend().commit_destination_cursor(&job_id, &c)?;
         self.failpoints.hit("after_commit")?;
         tracing::debug!(job = %job_id, iteration = c.iteration, records = c.records_written, "cursor committed");
@@ -527,14 +596,36 @@ impl<'w> Writer<'w> {
         self.failpoints.hit("before_finalize")?;
         self.destination.finalize()?;
         self.failpoints.hit("after_finalize")?;
+        let mut written = self.cursor.watermark.clone();
+        let mut records = self.cursor.records_written;
+        let (lane, lanes) = self.lane;
+        if lanes > 1 {
+            // each lane commits `done` before looking at the others: the last one sees them all
+            let mut backend = self.backend();
+            let (mut done, mut total, mut watermark) = (0, 0, None);
+            for l in 0..lanes {
+                if let Some(c) = backend.destination_cursor(&lane_cursor_id(&self.job.id, l, lanes))? {
+                    done += usize::from(c.done);
+                    total += c.records_written;
+                    watermark = cursor_max(watermark, c.watermark);
+                }
+            }
+            backend.set_job_status(&self.cursor_id, JobStatus::Succeeded, None)?;
+            drop(backend);
+            if done < lanes {
+                tracing::info!(job = %self.job.id, lane, lanes, lanes_done = done, records = self.cursor.records_written, "lane done; the last lane to finish completes the job");
+                return Ok(Outcome::LaneDone);
+            }
+            (written, records) = (watermark, total);
+        }
         let watermark = match (self.job.sync_mode, self.job.reset) {
-            (SyncMode::Incremental, false) => cursor_max(self.job.since.clone(), self.cursor.watermark.clone()),
-            (SyncMode::Incremental, true) => self.cursor.watermark.clone(),
+            (SyncMode::Incremental, false) => cursor_max(self.job.since.clone(), written),
+            (SyncMode::Incremental, true) => written,
             _ => None,
         };
         let job_id = self.job.id.clone();
         self.backend().complete_job(&job_id, watermark.as_ref())?;
-        tracing::info!(job = %job_id, records = self.cursor.records_written, "job completed");
+        tracing::info!(job = %job_id, records, "job completed");
         Ok(Outcome::Completed)
     }
 
@@ -721,42 +812,88 @@ fn produce(
 ) -> Result<()> {
     use bizon_core::wire;
     let mut publisher = broker.publisher()?;
+    let lanes = broker.lanes().max(1);
+    let lane_of = |iteration: i64| (iteration as usize) % lanes;
     let mut iteration = start.iteration + 1;
     let mut pagination = start.pagination.clone();
-    let window = broker.max_in_flight().max(1) as i64;
+    let window = (broker.max_in_flight().max(1) * lanes) as i64;
     let mut committed = start.iteration;
     loop {
         if halt() {
             return publisher.flush();
         }
-        // flow control: wait for the consumer's commits (read from the shared backend)
+        // flow control: wait for the consumers' commits (read from the shared backend)
         if iteration - committed > window {
             publisher.flush()?;
+            let (waiting, mut pause, mut logged) = (Instant::now(), Duration::from_millis(2), false);
             loop {
-                let c = backend.lock().unwrap_or_else(|p| p.into_inner()).destination_cursor(job_id)?;
-                committed = c.map_or(-1, |c| c.iteration);
+                let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+                committed = slowest_lane(&mut **b, job_id, lanes)?.iteration;
+                drop(b);
                 if iteration - committed <= window || halt() {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                if !logged && waiting.elapsed() > Duration::from_secs(10) {
+                    tracing::info!(
+                        iteration,
+                        committed,
+                        lanes,
+                        "waiting for the consumers to commit (is one lane without a consumer?)"
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             continue;
         }
         if reached_max(spec, iteration) {
-            publisher.publish(wire::encode(job_id, iteration, None))?;
+            // the end: every lane learns the first iteration that was not produced
+            for lane in 0..lanes {
+                publisher.publish(lane, wire::encode(job_id, iteration, None))?;
+            }
             return publisher.flush();
         }
         let page = source.get(&pagination, ctx)?;
         let last = page.is_last();
         save_source_cursor(backend, spec, job_id, iteration, &page.next)?;
-        publisher.publish(wire::encode(job_id, iteration, Some(&page)))?;
+        publisher.publish(lane_of(iteration), wire::encode(job_id, iteration, Some(&page)))?;
         published.fetch_add(page.records.len() as u64, Ordering::Relaxed);
         if last {
+            for lane in (0..lanes).filter(|l| *l != lane_of(iteration)) {
+                publisher.publish(lane, wire::encode(job_id, iteration + 1, None))?;
+            }
             return publisher.flush();
         }
         pagination = page.next;
         iteration += 1;
     }
+}
+
+/// Where a producer restarts: the cursor of the lane that committed least (every lane then
+/// skips what it already has); a done cursor when every lane is done.
+fn slowest_lane(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<DestinationCursor> {
+    let fresh = DestinationCursor {
+        iteration: -1,
+        pagination: Json::Null,
+        token: Json::Null,
+        records_written: 0,
+        bytes_written: 0,
+        watermark: None,
+        done: false,
+    };
+    let mut slowest: Option<DestinationCursor> = None;
+    let mut all_done = true;
+    for lane in 0..lanes {
+        let Some(c) = backend.destination_cursor(&lane_cursor_id(job_id, lane, lanes))? else { return Ok(fresh) };
+        all_done &= c.done;
+        if slowest.as_ref().is_none_or(|s| c.iteration < s.iteration) {
+            slowest = Some(c);
+        }
+    }
+    let mut c = slowest.unwrap_or(fresh);
+    c.done = all_done;
+    Ok(c)
 }
 
 /// Consume pages in iteration order from `start` on, write, commit, then acknowledge. A page
@@ -771,10 +908,10 @@ fn consume(
     producer_failed: &dyn Fn() -> Option<Error>,
 ) -> Result<Outcome> {
     use bizon_core::wire;
-    let mut subscriber = broker.subscriber()?;
+    let (lane, lanes) = w.lane;
+    let mut subscriber = broker.subscriber(lane)?;
     let max_unacked = broker.max_unacked().max(1);
-    tracing::info!(queue = %broker.describe(), after_iteration = start.iteration, "pages travel through the queue");
-    let mut expected = start.iteration + 1;
+    tracing::info!(queue = %broker.describe(), lane, lanes, after_iteration = start.iteration, "pages travel through the queue");
     // the newest accepted delivery, and how many are held unacknowledged
     let mut held: Option<(u64, i64)> = None;
     let mut unacked = 0usize;
@@ -798,23 +935,28 @@ fn consume(
             Some((bytes, tag)) => {
                 let msg = wire::decode(&bytes)
                     .map_err(|e| Error::permanent(format!("{}: undecodable message: {e}", broker.describe())))?;
-                if msg.job_id != w.job.id || msg.iteration < expected {
-                    subscriber.ack(tag)?;
+                let expected = w.expected();
+                let gap = |arrived: i64| {
+                    Error::transient(format!(
+                        "{}: iteration {expected} is missing (iteration {arrived} arrived)",
+                        broker.describe()
+                    ))
+                };
+                if msg.job_id != w.job.id || (msg.page.is_some() && msg.iteration < expected) {
+                    subscriber.ack(tag)?; // another job's leftover or a redelivered duplicate
                     continue;
                 }
-                if msg.iteration > expected {
-                    return Err(Error::transient(format!(
-                        "{}: iteration {expected} is missing (iteration {} arrived)",
-                        broker.describe(),
-                        msg.iteration
-                    )));
-                }
-                held = Some((tag, msg.iteration));
-                unacked += 1;
-                expected += 1;
                 match msg.page {
-                    None => Some(w.finish()?),
+                    // the end of the stream: `iteration` is the first one that was not produced
+                    None if msg.iteration <= expected => {
+                        held = Some((tag, msg.iteration));
+                        Some(w.finish()?)
+                    }
+                    None => return Err(gap(msg.iteration)),
+                    Some(_) if msg.iteration > expected => return Err(gap(msg.iteration)),
                     Some(page) => {
+                        held = Some((tag, msg.iteration));
+                        unacked += 1;
                         let last = page.is_last();
                         w.accept(msg.iteration, page)?;
                         if last {

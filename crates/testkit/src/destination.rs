@@ -16,7 +16,13 @@ pub trait Harness {
 }
 
 fn ctx(job: &str, mode: SyncMode) -> DestinationContext {
-    DestinationContext { pipeline: "suite".into(), job_id: job.into(), stream: "records".into(), sync_mode: mode }
+    DestinationContext {
+        pipeline: "suite".into(),
+        job_id: job.into(),
+        stream: "records".into(),
+        sync_mode: mode,
+        lane: None,
+    }
 }
 
 /// The cursor the engine would commit after `iteration` (`records` in total).

@@ -160,3 +160,43 @@ pub fn kill_mid_run(s: &Scratch, cfg: &str, ms: u64) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The records a consumer's summary line reports (`…: N records, …`).
+pub fn summary_records(stderr: &str) -> u64 {
+    let line =
+        stderr.lines().rev().find(|l| l.starts_with("bizon: job ")).unwrap_or_else(|| panic!("no summary:\n{stderr}"));
+    let (_, rest) = line.split_once("): ").or_else(|| line.split_once("completed: ")).unwrap();
+    rest.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("no count in {line}"))
+}
+
+/// One producer and two consumers as separate processes over two lanes (a third consumer is
+/// refused); every record once across the lane files, and each consumer did part of the work.
+pub fn two_consumers_split_one_producers_work(s: &Scratch, cfg: &str, total: u64) {
+    let a = s.spawn(&["run", cfg, "--role", "consumer", "--no-progress"]);
+    let b = s.spawn(&["run", cfg, "--role", "consumer", "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let third = s.run(&["run", cfg, "--role", "consumer", "--no-progress"]);
+    assert_eq!(third.status.code(), Some(1), "{}", stderr(&third));
+    assert!(stderr(&third).contains("all 2 consumer lanes"), "{}", stderr(&third));
+    let producer = ok(&s.run(&["run", cfg, "--role", "producer", "--no-progress"]));
+    assert!(producer.contains(&format!("published (the consumer completes the job): {total} records")), "{producer}");
+    let mut counts = Vec::new();
+    let mut completed = 0;
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "consumer: {err}");
+        completed += usize::from(err.contains(" completed: "));
+        assert!(err.contains(" completed: ") || err.contains("finished its lane"), "{err}");
+        counts.push(summary_records(&err));
+    }
+    // the last lane to finish completes the job (two finishing together may both do it)
+    assert!(completed >= 1, "a consumer completes the job");
+    assert!(counts.iter().all(|&n| n > 0), "each consumer did part of the work: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), total, "{counts:?}");
+    let mut ids = read_ids(&s.path("out.lane-0.json"));
+    ids.extend(read_ids(&s.path("out.lane-1.json")));
+    let (missing, dups) = missing_and_duplicates(&ids, total);
+    assert_eq!((missing, dups, ids.len() as u64), (0, 0, total));
+    assert!(!s.path("out.json").exists());
+}

@@ -1,10 +1,10 @@
 //! `kafka` queue (Kafka, Redpanda, anything speaking the protocol): an idempotent producer
-//! (`acks=all`), pages on partition 0 of the topic so they stay in order, a consumer of the
-//! configured group whose offsets are committed only after the destination commit that covers
-//! them (the engine calls `ack_through`).
+//! (`acks=all`), each lane's pages in order on its own partition (lane `k` = partition `k`; one
+//! lane = partition 0), a consumer of the configured group whose offsets are committed only after
+//! the destination commit that covers them (the engine calls `ack_through`).
 //!
-//! The consumer assigns partition 0 itself (no group rebalancing: one consumer per pipeline) and
-//! starts from the group's committed offset; redelivered pages are skipped by the engine.
+//! A consumer assigns its lane's partition itself (one consumer per lane, no group rebalancing)
+//! and starts from the group's committed offset; redelivered pages are skipped by the engine.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -86,20 +86,20 @@ fn default_reset() -> String {
     "earliest".into()
 }
 
-/// The partition every page goes to: one ordered sequence per topic.
-const PARTITION: i32 = 0;
 /// How long metadata calls and the final flush may take before the attempt fails.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct KafkaBroker {
     config: KafkaQueueConfig,
     consumer: KafkaConsumerConfig,
+    lanes: usize,
     topic_ready: std::sync::atomic::AtomicBool,
 }
 
 impl KafkaBroker {
-    pub fn new(config: KafkaQueueConfig, consumer: KafkaConsumerConfig) -> Self {
-        KafkaBroker { config, consumer, topic_ready: std::sync::atomic::AtomicBool::new(false) }
+    /// `lanes`: partitions used (0..lanes); the topic must have at least that many.
+    pub fn new(config: KafkaQueueConfig, consumer: KafkaConsumerConfig, lanes: usize) -> Self {
+        KafkaBroker { config, consumer, lanes: lanes.max(1), topic_ready: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// Make sure the topic exists: auto-created by the broker on a producer's metadata request
@@ -116,15 +116,27 @@ impl KafkaBroker {
             .client()
             .fetch_metadata(Some(&self.config.topic), TIMEOUT)
             .map_err(|e| self.error("cannot read the cluster's metadata", e))?;
-        let exists = metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty());
-        tracing::debug!(topic = %self.config.topic, exists, "kafka topic metadata");
-        if exists {
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len());
+        tracing::debug!(topic = %self.config.topic, ?partitions, "kafka topic metadata");
+        if let Some(n) = partitions {
+            if n < self.lanes {
+                return Err(Error::config(format!(
+                    "{}: the topic has {n} partitions, {} lanes need at least {}",
+                    self.describe(),
+                    self.lanes,
+                    self.lanes
+                )));
+            }
             self.topic_ready.store(true, Ordering::Relaxed);
             return Ok(());
         }
         let admin: AdminClient<rdkafka::client::DefaultClientContext> =
             self.client_config().create().map_err(|e| self.error("cannot create an admin client", e))?;
-        let topic = NewTopic::new(&self.config.topic, 1, TopicReplication::Fixed(-1));
+        let topic = NewTopic::new(&self.config.topic, self.lanes as i32, TopicReplication::Fixed(-1));
         let opts = AdminOptions::new().request_timeout(Some(TIMEOUT)).operation_timeout(Some(TIMEOUT));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -185,9 +197,9 @@ impl KafkaBroker {
     }
 
     /// The partition's high watermark (the offset the next message gets).
-    fn high_watermark(&self, consumer: &BaseConsumer) -> Result<i64> {
+    fn high_watermark(&self, consumer: &BaseConsumer, partition: i32) -> Result<i64> {
         consumer
-            .fetch_watermarks(&self.config.topic, PARTITION, TIMEOUT)
+            .fetch_watermarks(&self.config.topic, partition, TIMEOUT)
             .map(|(_, high)| high)
             .map_err(|e| self.error("cannot read the topic's offsets", e))
     }
@@ -195,18 +207,25 @@ impl KafkaBroker {
 
 impl QueueBroker for KafkaBroker {
     fn describe(&self) -> String {
-        format!("kafka {} topic `{}`", self.config.bootstrap_server, self.config.topic)
+        let lanes = if self.lanes > 1 { format!(" ({} lanes)", self.lanes) } else { String::new() };
+        format!("kafka {} topic `{}`{lanes}", self.config.bootstrap_server, self.config.topic)
     }
 
     /// Kafka keeps messages: "purging" moves the group's offset to the end of the topic.
     fn purge(&self) -> Result<()> {
         self.ensure_topic()?;
         let consumer = self.consumer()?;
-        let high = self.high_watermark(&consumer)?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.config.topic, PARTITION, Offset::Offset(high))
-            .map_err(|e| self.error("cannot build the offset list", e))?;
+        for lane in 0..self.lanes {
+            let high = self.high_watermark(&consumer, lane as i32)?;
+            tpl.add_partition_offset(&self.config.topic, lane as i32, Offset::Offset(high))
+                .map_err(|e| self.error("cannot build the offset list", e))?;
+        }
         consumer.commit(&tpl, CommitMode::Sync).map_err(|e| self.error("cannot commit the group's offset", e))
+    }
+
+    fn lanes(&self) -> usize {
+        self.lanes
     }
 
     /// Topics are left to their retention (deleting one needs admin rights users may not grant).
@@ -229,14 +248,19 @@ impl QueueBroker for KafkaBroker {
         Ok(Box::new(KafkaPublisher { producer, topic: self.config.topic.clone(), describe: self.describe() }))
     }
 
-    fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>> {
+    fn subscriber(&self, lane: usize) -> Result<Box<dyn QueueSubscriber>> {
         self.ensure_topic()?;
         let consumer = self.consumer()?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.config.topic, PARTITION, Offset::Stored)
+        tpl.add_partition_offset(&self.config.topic, lane as i32, Offset::Stored)
             .map_err(|e| self.error("cannot build the partition list", e))?;
         consumer.assign(&tpl).map_err(|e| self.error("cannot assign the partition", e))?;
-        Ok(Box::new(KafkaSubscriber { consumer, topic: self.config.topic.clone(), describe: self.describe() }))
+        Ok(Box::new(KafkaSubscriber {
+            consumer,
+            topic: self.config.topic.clone(),
+            partition: lane as i32,
+            describe: self.describe(),
+        }))
     }
 
     /// Pages between offset commits (the consumer also commits on `buffer_size` and
@@ -281,8 +305,8 @@ impl KafkaPublisher {
 }
 
 impl QueuePublisher for KafkaPublisher {
-    fn publish(&mut self, message: Vec<u8>) -> Result<()> {
-        let mut record = BaseRecord::<(), [u8]>::to(&self.topic).partition(PARTITION).payload(&message[..]);
+    fn publish(&mut self, lane: usize, message: Vec<u8>) -> Result<()> {
+        let mut record = BaseRecord::<(), [u8]>::to(&self.topic).partition(lane as i32).payload(&message[..]);
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
@@ -310,6 +334,7 @@ impl QueuePublisher for KafkaPublisher {
 struct KafkaSubscriber {
     consumer: BaseConsumer,
     topic: String,
+    partition: i32,
     describe: String,
 }
 
@@ -329,7 +354,7 @@ impl QueueSubscriber for KafkaSubscriber {
 
     fn ack_through(&mut self, tag: u64) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, PARTITION, Offset::Offset(tag as i64 + 1))
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(tag as i64 + 1))
             .map_err(|e| Error::internal(format!("{}: {e}", self.describe)))?;
         self.consumer
             .commit(&tpl, CommitMode::Sync)

@@ -75,11 +75,13 @@ const CONFIRM_WINDOW: usize = 32;
 pub struct RabbitBroker {
     config: RabbitQueueConfig,
     prefetch: u16,
+    lanes: usize,
     runtime: Arc<Runtime>,
 }
 
 impl RabbitBroker {
-    pub fn new(config: RabbitQueueConfig, consumer: &RabbitConsumerConfig) -> Result<Self> {
+    /// `lanes` > 1: one queue per lane, `<queue_name>.<lane>`.
+    pub fn new(config: RabbitQueueConfig, consumer: &RabbitConsumerConfig, lanes: usize) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("bizon-amqp")
@@ -87,14 +89,44 @@ impl RabbitBroker {
             .enable_time()
             .build()
             .map_err(|e| Error::internal(format!("cannot start the AMQP runtime: {e}")))?;
-        Ok(RabbitBroker { config, prefetch: consumer.prefetch.unwrap_or(64).max(1), runtime: Arc::new(runtime) })
+        Ok(RabbitBroker {
+            config,
+            prefetch: consumer.prefetch.unwrap_or(64).max(1),
+            lanes: lanes.max(1),
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    fn queue(&self, lane: usize) -> String {
+        match self.lanes {
+            1 => self.config.queue_name.clone(),
+            _ => format!("{}.{lane}", self.config.queue_name),
+        }
+    }
+
+    /// Run `op` on every lane's queue over one connection.
+    fn each_queue<F, Fut>(&self, what: &str, op: F) -> Result<()>
+    where
+        F: Fn(Channel, String) -> Fut,
+        Fut: std::future::Future<Output = lapin::Result<u32>>,
+    {
+        let (conn, channel) = self.channel()?;
+        let mut result = Ok(());
+        for lane in 0..self.lanes {
+            if let Err(e) = self.runtime.block_on(op(channel.clone(), self.queue(lane))) {
+                result = Err(self.error(what, e));
+                break;
+            }
+        }
+        self.runtime.block_on(close(&conn));
+        result
     }
 
     fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::transient(format!("{}: {what}: {e}", self.describe()))
     }
 
-    /// A connection and a channel with the queue declared (durable).
+    /// A connection and a channel with every lane's queue declared (durable).
     fn channel(&self) -> Result<(Connection, Channel)> {
         let c = &self.config;
         let uri = AMQPUri {
@@ -108,7 +140,7 @@ impl RabbitBroker {
             query: AMQPQueryString::default(),
         };
         let props = ConnectionProperties::default().with_connection_name("bizon".into());
-        let queue = c.queue_name.clone();
+        let queues: Vec<String> = (0..self.lanes).map(|l| self.queue(l)).collect();
         self.runtime.block_on(async {
             let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
                 .await
@@ -116,10 +148,12 @@ impl RabbitBroker {
                 .map_err(|e| self.error("cannot connect", e))?;
             let channel = conn.create_channel().await.map_err(|e| self.error("cannot open a channel", e))?;
             let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-            channel
-                .queue_declare(queue.as_str().into(), durable, FieldTable::default())
-                .await
-                .map_err(|e| self.error(&format!("cannot declare queue `{queue}`"), e))?;
+            for queue in queues {
+                channel
+                    .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+                    .await
+                    .map_err(|e| self.error(&format!("cannot declare queue `{queue}`"), e))?;
+            }
             Ok((conn, channel))
         })
     }
@@ -128,23 +162,24 @@ impl RabbitBroker {
 impl QueueBroker for RabbitBroker {
     fn describe(&self) -> String {
         let c = &self.config;
-        format!("rabbitmq {}:{} queue `{}`", c.host, c.port, c.queue_name)
+        let lanes = if self.lanes > 1 { format!(" ({} lanes)", self.lanes) } else { String::new() };
+        format!("rabbitmq {}:{} queue `{}`{lanes}", c.host, c.port, c.queue_name)
     }
 
     fn purge(&self) -> Result<()> {
-        let (conn, channel) = self.channel()?;
-        let queue = self.config.queue_name.as_str();
-        let r = self.runtime.block_on(channel.queue_purge(queue.into(), QueuePurgeOptions::default()));
-        self.runtime.block_on(close(&conn));
-        r.map(drop).map_err(|e| self.error("cannot purge the queue", e))
+        self.each_queue("cannot purge the queue", |ch, q| async move {
+            ch.queue_purge(q.as_str().into(), QueuePurgeOptions::default()).await
+        })
     }
 
     fn delete(&self) -> Result<()> {
-        let (conn, channel) = self.channel()?;
-        let queue = self.config.queue_name.as_str();
-        let r = self.runtime.block_on(channel.queue_delete(queue.into(), QueueDeleteOptions::default()));
-        self.runtime.block_on(close(&conn));
-        r.map(drop).map_err(|e| self.error("cannot delete the queue", e))
+        self.each_queue("cannot delete the queue", |ch, q| async move {
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await
+        })
+    }
+
+    fn lanes(&self) -> usize {
+        self.lanes
     }
 
     fn publisher(&self) -> Result<Box<dyn QueuePublisher>> {
@@ -158,15 +193,16 @@ impl QueueBroker for RabbitBroker {
             conn,
             channel,
             exchange: self.config.exchange.clone(),
-            routing_key: self.config.queue_name.clone(),
+            routing_keys: (0..self.lanes).map(|l| self.queue(l)).collect(),
             pending: VecDeque::new(),
             describe: self.describe(),
         }))
     }
 
-    fn subscriber(&self) -> Result<Box<dyn QueueSubscriber>> {
+    fn subscriber(&self, lane: usize) -> Result<Box<dyn QueueSubscriber>> {
         let (conn, channel) = self.channel()?;
-        let queue = self.config.queue_name.as_str();
+        let queue = self.queue(lane);
+        let queue = queue.as_str();
         let consumer = self.runtime.block_on(async {
             channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
             channel.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await
@@ -198,7 +234,8 @@ struct RabbitPublisher {
     conn: Connection,
     channel: Channel,
     exchange: String,
-    routing_key: String,
+    /// The queue of each lane.
+    routing_keys: Vec<String>,
     pending: VecDeque<PublisherConfirm>,
     describe: String,
 }
@@ -217,14 +254,14 @@ impl RabbitPublisher {
 }
 
 impl QueuePublisher for RabbitPublisher {
-    fn publish(&mut self, message: Vec<u8>) -> Result<()> {
+    fn publish(&mut self, lane: usize, message: Vec<u8>) -> Result<()> {
         while self.pending.len() >= CONFIRM_WINDOW {
             self.confirm_oldest()?;
         }
         let props = BasicProperties::default().with_delivery_mode(2); // persistent
         let publish = self.channel.basic_publish(
             self.exchange.as_str().into(),
-            self.routing_key.as_str().into(),
+            self.routing_keys[lane % self.routing_keys.len()].as_str().into(),
             BasicPublishOptions::default(),
             &message,
             props,

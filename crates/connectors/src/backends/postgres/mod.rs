@@ -330,7 +330,7 @@ impl Backend for PostgresBackend {
             tx.execute(
                 &format!(
                     "INSERT INTO {jobs} (id, pipeline, source, stream, sync_mode, reset, status, since, created_at, updated_at, pid, total_records) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
                     &job.id,

@@ -105,9 +105,18 @@ impl SqliteBackend {
             // WAL keeps readers (`bizon job list`) off the writer's back; NORMAL is durable
             // against a killed process, and a cursor lost to a power cut only rolls back to an
             // earlier commit, which the destinations' truncate-on-resume makes harmless.
-            self.conn
-                .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-                .map_err(db_err("setting pragmas"))?;
+            // switching to WAL takes an exclusive lock without waiting on the busy handler: two
+            // processes opening a new database together (producer and consumers) retry briefly
+            let mut tries = 0;
+            loop {
+                match self.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") {
+                    Err(e) if tries < 100 && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    r => break r.map_err(db_err("setting pragmas"))?,
+                }
+            }
         }
         let version: i64 =
             self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading schema version"))?;
@@ -117,7 +126,11 @@ impl SqliteBackend {
             )));
         }
         if version < 1 {
-            let tx = self.conn.transaction().map_err(db_err("migrating"))?;
+            // IMMEDIATE: concurrent openers queue on the write lock instead of failing busy
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_err("migrating"))?;
             tx.execute_batch(MIGRATION_1).map_err(db_err("migrating to version 1"))?;
             tx.execute_batch("PRAGMA user_version = 1").map_err(db_err("migrating"))?;
             tx.commit().map_err(db_err("migrating"))?;
@@ -233,7 +246,7 @@ impl Backend for SqliteBackend {
         self.conn
             .execute(
                 "INSERT INTO bizon_jobs (id, pipeline, source, stream, sync_mode, reset, status, since, created_at, updated_at, pid, total_records) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
                 params![
                     job.id,
                     job.key.pipeline,
@@ -283,7 +296,10 @@ impl Backend for SqliteBackend {
     }
 
     fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err("committing a cursor"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("committing a cursor"))?;
         let stored: Option<i64> = tx
             .query_row("SELECT iteration FROM bizon_destination_cursors WHERE job_id = ?1", params![job_id], |r| {
                 r.get(0)
@@ -331,7 +347,10 @@ impl Backend for SqliteBackend {
     }
 
     fn complete_job(&mut self, job_id: &str, watermark: Option<&Json>) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err("completing a job"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("completing a job"))?;
         let (pipeline, source, stream): (String, String, String) = tx
             .query_row("SELECT pipeline, source, stream FROM bizon_jobs WHERE id = ?1", params![job_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -367,7 +386,10 @@ impl Backend for SqliteBackend {
     }
 
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64> {
-        let tx = self.conn.transaction().map_err(db_err("resetting a stream"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("resetting a stream"))?;
         tx.execute(
             "DELETE FROM bizon_streams WHERE pipeline = ?1 AND source = ?2 AND stream = ?3",
             params![key.pipeline, key.source, key.stream],

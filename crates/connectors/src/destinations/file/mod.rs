@@ -11,6 +11,8 @@
 //!   file or the new complete one, never a partial one.
 //! - `incremental` / `stream`: rows are appended to the target; the offset at job start is the
 //!   first commit, so a crash before any flush rolls back to it.
+//! - Broker lanes (several consumers): lane `k` writes `<stem>.lane-<k>.json` the same way; the
+//!   job's rows are the union of the lane files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -51,6 +53,8 @@ const WRITE_CHUNK: usize = 256 << 10;
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
 pub struct FileDestination {
+    /// The configured path; with lanes each lane writes `<stem>.lane-<k>.json` next to it.
+    base: PathBuf,
     target: PathBuf,
     mode: SyncMode,
     /// The background writer owning the open file.
@@ -68,7 +72,15 @@ impl FileDestination {
             Some(p) => PathBuf::from(p),
             None => PathBuf::from(format!("{destination_id}.json")),
         };
-        FileDestination { target, mode: SyncMode::FullRefresh, io: None, buf: Vec::new(), offset: 0, published: false }
+        FileDestination {
+            base: target.clone(),
+            target,
+            mode: SyncMode::FullRefresh,
+            io: None,
+            buf: Vec::new(),
+            offset: 0,
+            published: false,
+        }
     }
 
     pub fn target(&self) -> &Path {
@@ -250,6 +262,14 @@ impl Destination for FileDestination {
         self.io = None;
         self.mode = ctx.sync_mode;
         self.published = false;
+        self.target = match ctx.lane {
+            Some((lane, lanes)) if lanes > 1 => {
+                let name = self.base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = name.strip_suffix(".json").unwrap_or(&name);
+                self.base.with_file_name(format!("{stem}.lane-{lane}.json"))
+            }
+            _ => self.base.clone(),
+        };
         self.buf = Vec::with_capacity(WRITE_CHUNK + (WRITE_CHUNK >> 2));
         let path = self.write_path();
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
