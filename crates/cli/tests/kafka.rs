@@ -173,3 +173,46 @@ fn two_consumers_and_one_producer_split_the_work_over_two_kafka_partitions() {
     std::fs::write(&cfg, text).unwrap();
     two_consumers_split_one_producers_work(&s, &cfg, 600_000);
 }
+
+#[test]
+fn kafka_lanes_on_a_shared_postgres_backend_survive_a_consumer_kill() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-lanes-pg");
+    let schema = format!("bizon_t_lanes_{}", std::process::id());
+    let cfg = through_kafka(&s, &broker, "klanespg", 600_000, "", "    buffer_size: 1\n");
+    let backend = format!(
+        "    type: postgres\n    config:\n      host: 127.0.0.1\n      database: test\n      username: postgres\n      \
+         schema: {schema}\n"
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let sqlite = format!("    type: sqlite\n    config:\n      database: {}\n", s.path("state.db").display());
+    assert!(text.contains(&sqlite), "{text}");
+    let text = text
+        .replace(&sqlite, &backend)
+        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
+    std::fs::write(&cfg, text).unwrap();
+    let consumer = || s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    let (mut a, b) = (consumer(), consumer());
+    let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
+    std::thread::sleep(Duration::from_millis(300 + Rng(0x5EED_0605).below(500)));
+    assert!(a.try_wait().unwrap().is_none(), "consumer still running at the kill");
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let a = consumer(); // takes the lane the killed one held
+    let mut counts = Vec::new();
+    for c in [a, b, producer] {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        counts.push(summary_records(&err));
+    }
+    let mut ids = read_ids(&s.path("out.lane-0.json"));
+    ids.extend(read_ids(&s.path("out.lane-1.json")));
+    let (missing, dups) = missing_and_duplicates(&ids, 600_000);
+    let mut pg = postgres::Client::connect("host=127.0.0.1 user=postgres dbname=test", postgres::NoTls).unwrap();
+    let status: String =
+        pg.query_one(&format!("SELECT status FROM {schema}.bizon_jobs WHERE stream = 'records'"), &[]).unwrap().get(0);
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+    assert_eq!((missing, dups, ids.len()), (0, 0, 600_000), "consumer/producer counts {counts:?}");
+    assert_eq!(status, "succeeded");
+}
