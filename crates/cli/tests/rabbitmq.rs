@@ -186,7 +186,11 @@ fn producer_and_consumer_roles_run_as_separate_processes_and_survive_consumer_ki
     assert!(consumer.try_wait().unwrap().is_none(), "the consumer waits for a producer");
     let second = s.run(&["run", &cfg, "--role", "consumer", "--no-progress"]);
     assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
-    assert!(stderr(&second).contains("already running"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("the consumer of pipeline `rmqroles` is already running: job "),
+        "{}",
+        stderr(&second)
+    );
     let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
     // kill -9 the consumer at three seeded moments, restarting it each time
     let mut rng = Rng(0x5EED_0602);

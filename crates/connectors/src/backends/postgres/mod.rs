@@ -288,13 +288,13 @@ impl Backend for PostgresBackend {
                         "SELECT id FROM {} WHERE pipeline = $1 AND status = 'running' ORDER BY created_at DESC LIMIT 1",
                         self.t("bizon_jobs")
                     ),
-                    &[&key.pipeline],
+                    &[&super::lock_subject(&key.pipeline).0],
                 )
                 .map_err(map)?
                 .map(|r| r.get(0));
             return Err(Error::config(format!(
-                "pipeline `{}` is already running: job {} (pid {pid} on {host}); wait for it to finish or stop it first",
-                key.pipeline,
+                "{} is already running: job {} (pid {pid} on {host}); wait for it to finish or stop it first",
+                super::lock_subject(&key.pipeline).1,
                 job.as_deref().unwrap_or("unknown")
             )));
         }

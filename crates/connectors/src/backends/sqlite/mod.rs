@@ -206,14 +206,14 @@ impl Backend for SqliteBackend {
                     .conn
                     .query_row(
                         "SELECT id FROM bizon_jobs WHERE pipeline = ?1 AND status = 'running' ORDER BY created_at DESC LIMIT 1",
-                        params![key.pipeline],
+                        params![super::lock_subject(&key.pipeline).0],
                         |r| r.get(0),
                     )
                     .optional()
                     .map_err(db_err("reading the running job"))?;
                 return Err(Error::config(format!(
-                    "pipeline `{}` is already running: job {} (pid {}); wait for it to finish or stop it first",
-                    key.pipeline,
+                    "{} is already running: job {} (pid {}); wait for it to finish or stop it first",
+                    super::lock_subject(&key.pipeline).1,
                     job.as_deref().unwrap_or("unknown"),
                     pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())
                 )));
