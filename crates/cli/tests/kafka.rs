@@ -92,7 +92,14 @@ fn a_million_records_through_kafka_arrive_exactly_once() {
 fn kafka_kill_9_at_three_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-kill");
-    let cfg = through_kafka(&s, &broker, "kkill", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    let cfg = through_kafka(
+        &s,
+        &broker,
+        "kkill",
+        1_000_000,
+        "  page_size: 2000\n  rate_limit: 150000\n",
+        "    buffer_size: 1\n",
+    );
     let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0x5EED_0603, 3, 200, 1200);
     assert!(interrupted >= 2, "the kills must land mid-run (only {interrupted} did)");
     if !completed {
@@ -120,7 +127,7 @@ fn the_process_runner_moves_every_record_exactly_once_through_kafka() {
 fn kafka_roles_survive_consumer_kills_while_the_producer_waits_for_commits() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-roles");
-    let cfg = through_kafka(&s, &broker, "kroles", 600_000, "", "    buffer_size: 1\n");
+    let cfg = through_kafka(&s, &broker, "kroles", 600_000, "  rate_limit: 150000\n", "    buffer_size: 1\n");
     let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
     let mut consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
     let mut rng = Rng(0x5EED_0604);
@@ -179,7 +186,7 @@ fn kafka_lanes_on_a_shared_postgres_backend_survive_a_consumer_kill() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-lanes-pg");
     let schema = format!("bizon_t_lanes_{}", std::process::id());
-    let cfg = through_kafka(&s, &broker, "klanespg", 600_000, "", "    buffer_size: 1\n");
+    let cfg = through_kafka(&s, &broker, "klanespg", 600_000, "  rate_limit: 300000\n", "    buffer_size: 1\n");
     let backend = format!(
         "    type: postgres\n    config:\n      host: 127.0.0.1\n      database: test\n      username: postgres\n      \
          schema: {schema}\n"

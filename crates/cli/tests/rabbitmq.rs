@@ -54,7 +54,8 @@ fn a_million_records_through_rabbitmq_arrive_exactly_once_and_the_queue_is_remov
 #[test]
 fn kill_9_at_three_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     let s = Scratch::new("rmq-kill");
-    let (cfg, queue) = through_rabbitmq(&s, "rmqkill", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    let (cfg, queue) =
+        through_rabbitmq(&s, "rmqkill", 1_000_000, "  page_size: 2000\n  rate_limit: 300000\n", "    buffer_size: 1\n");
     let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0x5EED_0601, 3, 150, 900);
     assert!(interrupted >= 2, "the kills must land mid-run (only {interrupted} did)");
     if !completed {
@@ -179,7 +180,13 @@ fn a_consumer_process_killed_by_signal_9_fails_the_run_cleanly_and_the_next_run_
 #[test]
 fn producer_and_consumer_roles_run_as_separate_processes_and_survive_consumer_kills() {
     let s = Scratch::new("rmq-roles");
-    let (cfg, queue) = through_rabbitmq(&s, "rmqroles", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    let (cfg, queue) = through_rabbitmq(
+        &s,
+        "rmqroles",
+        1_000_000,
+        "  page_size: 2000\n  rate_limit: 300000\n",
+        "    buffer_size: 1\n",
+    );
     // the consumer may start first: it waits for the producer's job
     let mut consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
     std::thread::sleep(Duration::from_millis(300));
