@@ -272,3 +272,18 @@ fn progress_lines_without_a_terminal_and_a_bar_on_one() {
         assert!(screen.contains("/30000 records") && screen.contains("ETA"), "progress bar expected:\n{screen}");
     }
 }
+
+#[test]
+fn a_dropped_scratch_kills_the_runs_it_left_running() {
+    // what keeps a test that fails half-way from leaving `bizon` processes behind
+    let s = Scratch::new("guard");
+    let cfg = generator_to_file(&s, "guard", 10_000_000, "  rate_limit: 1000\n", "");
+    let child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the run is going");
+    drop(s);
+    let mut child = child;
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status:?}");
+}

@@ -12,14 +12,31 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bizon")
 }
 
-/// A scratch directory holding one pipeline's config, state and output.
+/// A scratch directory holding one pipeline's config, state and output. Processes it spawned
+/// that are still running when it is dropped (a test that failed half-way) are killed.
 pub struct Scratch {
     pub dir: TempDir,
+    spawned: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for pid in self.spawned.borrow().iter() {
+            // only a live (not yet reaped) child of this test process: never a recycled pid
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+            let ours = fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+            if ours && fields.first() != Some(&"Z") {
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 impl Scratch {
     pub fn new(label: &str) -> Self {
-        Scratch { dir: TempDir::new(label) }
+        Scratch { dir: TempDir::new(label), spawned: Default::default() }
     }
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.join(p)
@@ -39,7 +56,9 @@ impl Scratch {
         self.cmd(args).output().unwrap()
     }
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        let child = self.cmd(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        self.spawned.borrow_mut().push(child.id());
+        child
     }
     /// Files in the scratch directory (names), sorted.
     pub fn files(&self) -> Vec<String> {
