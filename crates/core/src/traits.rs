@@ -163,6 +163,21 @@ pub struct DestinationCursor {
     pub done: bool,
 }
 
+impl DestinationCursor {
+    /// The starting state of a job (nothing written yet), with the destination's opening token.
+    pub fn start(token: Json) -> Self {
+        DestinationCursor {
+            iteration: -1,
+            pagination: Json::Null,
+            token,
+            records_written: 0,
+            bytes_written: 0,
+            watermark: None,
+            done: false,
+        }
+    }
+}
+
 /// Keeps jobs, cursors and watermarks. Implementations check that each destination cursor
 /// chains onto the stored one (STYLE rule 4).
 pub trait Backend: Send {

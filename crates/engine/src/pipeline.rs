@@ -400,15 +400,7 @@ impl Pipeline<'_> {
         let start = match stored {
             Some(c) => c,
             None => {
-                let c = DestinationCursor {
-                    iteration: -1,
-                    pagination: Json::Null,
-                    token,
-                    records_written: 0,
-                    bytes_written: 0,
-                    watermark: None,
-                    done: false,
-                };
+                let c = DestinationCursor::start(token);
                 self.backend.commit_destination_cursor(cursor_id, &c).map_err(|e| (e, false))?;
                 c
             }
@@ -603,12 +595,10 @@ impl<'w> Writer<'w> {
             // each lane commits `done` before looking at the others: the last one sees them all
             let mut backend = self.backend();
             let (mut done, mut total, mut watermark) = (0, 0, None);
-            for l in 0..lanes {
-                if let Some(c) = backend.destination_cursor(&lane_cursor_id(&self.job.id, l, lanes))? {
-                    done += usize::from(c.done);
-                    total += c.records_written;
-                    watermark = cursor_max(watermark, c.watermark);
-                }
+            for c in lane_cursors(&mut **backend, &self.job.id, lanes)?.into_iter().flatten() {
+                done += usize::from(c.done);
+                total += c.records_written;
+                watermark = cursor_max(watermark, c.watermark);
             }
             backend.set_job_status(&self.cursor_id, JobStatus::Succeeded, None)?;
             drop(backend);
@@ -870,22 +860,19 @@ fn produce(
     }
 }
 
+/// Every lane's destination cursor (`None` for a lane that has not started).
+fn lane_cursors(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<Vec<Option<DestinationCursor>>> {
+    (0..lanes).map(|lane| backend.destination_cursor(&lane_cursor_id(job_id, lane, lanes))).collect()
+}
+
 /// Where a producer restarts: the cursor of the lane that committed least (every lane then
 /// skips what it already has); a done cursor when every lane is done.
 fn slowest_lane(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<DestinationCursor> {
-    let fresh = DestinationCursor {
-        iteration: -1,
-        pagination: Json::Null,
-        token: Json::Null,
-        records_written: 0,
-        bytes_written: 0,
-        watermark: None,
-        done: false,
-    };
+    let fresh = DestinationCursor::start(Json::Null);
     let mut slowest: Option<DestinationCursor> = None;
     let mut all_done = true;
-    for lane in 0..lanes {
-        let Some(c) = backend.destination_cursor(&lane_cursor_id(job_id, lane, lanes))? else { return Ok(fresh) };
+    for c in lane_cursors(backend, job_id, lanes)? {
+        let Some(c) = c else { return Ok(fresh) };
         all_done &= c.done;
         if slowest.as_ref().is_none_or(|s| c.iteration < s.iteration) {
             slowest = Some(c);
