@@ -7,13 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn assert_exactly_once(path: &std::path::Path, expected: u64) {
-    let ids = read_ids(path);
-    let (missing, dups) = missing_and_duplicates(&ids, expected);
-    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
-    assert_eq!(ids.len() as u64, expected);
-}
-
 #[test]
 fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     let s = Scratch::new("kill9");

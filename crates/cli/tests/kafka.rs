@@ -70,13 +70,6 @@ fn through_kafka(
     cfg.to_str().unwrap().to_owned()
 }
 
-fn assert_exactly_once(path: &std::path::Path, expected: u64) {
-    let ids = read_ids(path);
-    let (missing, dups) = missing_and_duplicates(&ids, expected);
-    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
-    assert_eq!(ids.len() as u64, expected);
-}
-
 #[test]
 fn a_million_records_through_kafka_arrive_exactly_once() {
     let broker = Broker::start();
@@ -114,8 +107,7 @@ fn the_process_runner_moves_every_record_exactly_once_through_kafka() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-proc");
     let cfg = through_kafka(&s, &broker, "kproc", 500_000, "", "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_process_runner(&cfg);
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
     assert!(err.contains("process runner: producer pid"), "{err}");
     assert!(err.contains("published (the consumer completes the job): 500000 records"), "{err}");
@@ -129,21 +121,9 @@ fn kafka_roles_survive_consumer_kills_while_the_producer_waits_for_commits() {
     let s = Scratch::new("kafka-roles");
     let cfg = through_kafka(&s, &broker, "kroles", 600_000, "  rate_limit: 150000\n", "    buffer_size: 1\n");
     let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
-    let mut consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
-    let mut rng = Rng(0x5EED_0604);
-    let mut killed = 0;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
-        if consumer.try_wait().unwrap().is_some() {
-            break;
-        }
-        consumer.kill().unwrap();
-        consumer.wait().unwrap();
-        killed += 1;
-        // the producer stops at its window while no consumer commits
-        std::thread::sleep(Duration::from_millis(300));
-        consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
-    }
+    let consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    // 300 ms without a consumer: the producer stops at its window while nobody commits
+    let (consumer, killed) = kill_consumer_at_seeded_moments(&s, &cfg, consumer, 0x5EED_0604, 3, (200, 500), 300);
     assert!(killed >= 2, "the kills must land mid-run (only {killed} did)");
     let out = consumer.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -174,10 +154,7 @@ fn two_consumers_and_one_producer_split_the_work_over_two_kafka_partitions() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-lanes");
     let cfg = through_kafka(&s, &broker, "klanes", 600_000, "", "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_lanes(&cfg, 2);
     two_consumers_split_one_producers_work(&s, &cfg, 600_000);
 }
 
@@ -191,13 +168,9 @@ fn kafka_lanes_on_a_shared_postgres_backend_survive_a_consumer_kill() {
         "    type: postgres\n    config:\n      host: 127.0.0.1\n      database: test\n      username: postgres\n      \
          schema: {schema}\n"
     );
-    let text = std::fs::read_to_string(&cfg).unwrap();
     let sqlite = format!("    type: sqlite\n    config:\n      database: {}\n", s.path("state.db").display());
-    assert!(text.contains(&sqlite), "{text}");
-    let text = text
-        .replace(&sqlite, &backend)
-        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
-    std::fs::write(&cfg, text).unwrap();
+    edit_config(&cfg, &sqlite, &backend);
+    use_lanes(&cfg, 2);
     let consumer = || s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
     let (mut a, b) = (consumer(), consumer());
     let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);

@@ -33,13 +33,6 @@ fn queues() -> String {
     stdout(&out)
 }
 
-fn assert_exactly_once(path: &std::path::Path, expected: u64) {
-    let ids = read_ids(path);
-    let (missing, dups) = missing_and_duplicates(&ids, expected);
-    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
-    assert_eq!(ids.len() as u64, expected);
-}
-
 #[test]
 fn a_million_records_through_rabbitmq_arrive_exactly_once_and_the_queue_is_removed() {
     let s = Scratch::new("rmq-1m");
@@ -100,8 +93,7 @@ fn rabbitmq_config_typos_point_at_the_key() {
 /// `through_rabbitmq` with `engine.runner.type: process`.
 fn process_runner(s: &Scratch, label: &str, total: u64, extra_source: &str, extra_dest: &str) -> (String, String) {
     let (cfg, queue) = through_rabbitmq(s, label, total, extra_source, extra_dest);
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_process_runner(&cfg);
     (cfg, queue)
 }
 
@@ -122,8 +114,7 @@ fn the_process_runner_moves_every_record_exactly_once_through_two_child_processe
 fn the_process_runner_refuses_the_in_memory_queue() {
     let s = Scratch::new("rmq-proc-mem");
     let cfg = generator_to_file(&s, "procmem", 10, "", "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("engine:\n", "engine:\n  runner:\n    type: process\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_process_runner(cfg.to_str().unwrap());
     for cmd in [&["config", "validate"][..], &["run"][..]] {
         let mut args = cmd.to_vec();
         args.push(cfg.to_str().unwrap());
@@ -200,18 +191,7 @@ fn producer_and_consumer_roles_run_as_separate_processes_and_survive_consumer_ki
     );
     let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
     // kill -9 the consumer at three seeded moments, restarting it each time
-    let mut rng = Rng(0x5EED_0602);
-    let mut killed = 0;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
-        if consumer.try_wait().unwrap().is_some() {
-            break;
-        }
-        consumer.kill().unwrap();
-        consumer.wait().unwrap();
-        killed += 1;
-        consumer = s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
-    }
+    let (consumer, killed) = kill_consumer_at_seeded_moments(&s, &cfg, consumer, 0x5EED_0602, 3, (150, 600), 0);
     assert!(killed >= 2, "the kills must land mid-run (only {killed} did)");
     let out = producer.wait_with_output().unwrap();
     assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
@@ -251,10 +231,7 @@ fn sigterm_stops_the_process_runner_cleanly_and_the_next_run_resumes() {
 fn two_consumers_and_one_producer_split_the_work_over_two_rabbitmq_lanes() {
     let s = Scratch::new("rmq-lanes");
     let (cfg, queue) = through_rabbitmq(&s, "rmqlanes", 600_000, "", "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_lanes(&cfg, 2);
     two_consumers_split_one_producers_work(&s, &cfg, 600_000);
     let left = queues();
     assert!(!left.lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind: {left}");
@@ -283,10 +260,7 @@ fn lanes_need_a_destination_that_can_split_and_a_consumer_each() {
 fn the_process_runner_starts_one_consumer_per_lane() {
     let s = Scratch::new("rmq-proc-lanes");
     let (cfg, _queue) = process_runner(&s, "rmqproclanes", 300_000, "", "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("    config:\n      queue:\n", "    config:\n      lanes: 2\n      queue:\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_lanes(&cfg, 2);
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
     assert_eq!(err.matches(", consumer pid ").count(), 2, "{err}");
     let mut ids = read_ids(&s.path("out.lane-0.json"));

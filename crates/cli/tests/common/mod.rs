@@ -219,3 +219,56 @@ pub fn two_consumers_split_one_producers_work(s: &Scratch, cfg: &str, total: u64
     assert_eq!((missing, dups, ids.len() as u64), (0, 0, total));
     assert!(!s.path("out.json").exists());
 }
+
+/// Every id 1..=`expected` exactly once in the NDJSON file.
+pub fn assert_exactly_once(path: &Path, expected: u64) {
+    let ids = read_ids(path);
+    let (missing, dups) = missing_and_duplicates(&ids, expected);
+    assert_eq!((missing, dups), (0, 0), "{}: {} rows, {missing} missing, {dups} duplicates", path.display(), ids.len());
+    assert_eq!(ids.len() as u64, expected);
+}
+
+/// Rewrite a config file written by the helpers above: `from` (which must be there) becomes `to`.
+pub fn edit_config(cfg: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.contains(from), "{from:?} not in {cfg}:\n{text}");
+    std::fs::write(cfg, text.replace(from, to)).unwrap();
+}
+
+/// `engine.runner.type: process`.
+pub fn use_process_runner(cfg: &str) {
+    edit_config(cfg, "engine:\n", "engine:\n  runner:\n    type: process\n");
+}
+
+/// `engine.queue.config.lanes: n` (a broker queue config written by the broker tests).
+pub fn use_lanes(cfg: &str, n: usize) {
+    edit_config(cfg, "    config:\n      queue:\n", &format!("    config:\n      lanes: {n}\n      queue:\n"));
+}
+
+/// `kill -9` the running `--role consumer` up to `kills` times, each after a seeded delay in
+/// `delay.0..delay.0 + delay.1` ms, and start a new one `pause_ms` later. Returns the consumer
+/// now running and how many kills landed while it was still working.
+pub fn kill_consumer_at_seeded_moments(
+    s: &Scratch,
+    cfg: &str,
+    mut consumer: Child,
+    seed: u64,
+    kills: usize,
+    delay: (u64, u64),
+    pause_ms: u64,
+) -> (Child, usize) {
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(delay.0 + rng.below(delay.1)));
+        if consumer.try_wait().unwrap().is_some() {
+            break;
+        }
+        consumer.kill().unwrap();
+        consumer.wait().unwrap();
+        killed += 1;
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        consumer = s.spawn(&["run", cfg, "--role", "consumer", "--no-progress"]);
+    }
+    (consumer, killed)
+}
