@@ -252,39 +252,46 @@ YML
   sslmode: $PGSSLMODE" pg_rows 1000000
   "${PSQL[@]}" -c "DROP SCHEMA $S CASCADE"
 fi
+# broker_workloads NAME QUEUE_YAML: generator → broker → file, 1M records, first in one process
+# (thread runner), then as separate producer and consumer processes timed on their own (peak RSS of
+# each). QUEUE_YAML is the indented `engine.queue` section; @RUN@ in it becomes the run's name so each
+# run has its own queue or topic. Ratio: the in-memory queue, measured once.
+broker_workloads() {
+  local name=$1 queue=$2 run cfg pw pu ps prss cw cu cs crss t0 t1 cpid
+  [ -n "${mem_wall:-}" ] || { file_workload baseline-memory-queue-1M 1000000 200; mem_wall=$WALL; }
+  for run in thread roles; do
+    cfg=$(config "$name-$run" 1000000 200 file)
+    printf '%s\n' "${queue//@RUN@/$run}" >> "$cfg"
+    if [ $run = thread ]; then
+      measure "$name-$run" "$cfg"
+      row "$name-$run" 1000000 "$(stat -c %s "$WORK/$name-$run.json")" "$WALL" "$CPU" "$RSS_MB" \
+        "vs_memory_queue=$(echo "scale=2; $mem_wall / $WALL" | bc -l)"
+      continue
+    fi
+    rm -f "$WORK/$name-$run.json" "$WORK/$name-$run-state.db"*
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/consumer.txt" "$BIN" run "$cfg" --role consumer --no-progress 2>"$WORK/consumer.log" &
+    cpid=$!
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/producer.txt" "$BIN" run "$cfg" --role producer --no-progress 2>"$WORK/producer.log" \
+      || { cat "$WORK/producer.log"; exit 1; }
+    wait "$cpid" || { cat "$WORK/consumer.log"; exit 1; }
+    t1=$(date +%s.%N)
+    read -r pw pu ps prss < "$WORK/producer.txt"
+    read -r cw cu cs crss < "$WORK/consumer.txt"
+    row "$name-$run" 1000000 "$(stat -c %s "$WORK/$name-$run.json")" "$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')" \
+      "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
+      "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
+  done
+}
 if [[ $MODE == rabbitmq || $MODE == all ]]; then
-  file_workload rmq-baseline-memory-1M 1000000 200
-  mem_wall=$WALL
-  rmq_queue="engine:
-  queue:
+  broker_workloads gen-rabbitmq-file-1M "  queue:
     type: rabbitmq
     config:
       queue:
         host: 127.0.0.1
-        queue_name: bizon_bench_$$"
-  cfg=$(config gen-rabbitmq-file-1M 1000000 200 file)
-  sed -i "s|^engine:|$(echo "$rmq_queue" | sed ':a;N;$!ba;s/\n/\\n/g')|" "$cfg"
-  measure gen-rabbitmq-file-1M "$cfg"
-  row gen-rabbitmq-file-1M 1000000 "$(stat -c %s "$WORK/gen-rabbitmq-file-1M.json")" "$WALL" "$CPU" "$RSS_MB" \
-    "vs_memory_queue=$(echo "scale=2; $mem_wall / $WALL" | bc -l)"
-  # producer and consumer as separate processes, each timed on its own
-  rm -f "$WORK/gen-rabbitmq-file-1M.json" "$WORK/gen-rabbitmq-file-1M-state.db"*
-  t0=$(date +%s.%N)
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/consumer.txt" "$BIN" run "$cfg" --role consumer --no-progress 2>"$WORK/consumer.log" &
-  cpid=$!
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/producer.txt" "$BIN" run "$cfg" --role producer --no-progress 2>"$WORK/producer.log" \
-    || { cat "$WORK/producer.log"; exit 1; }
-  wait "$cpid" || { cat "$WORK/consumer.log"; exit 1; }
-  t1=$(date +%s.%N)
-  read -r pw pu ps prss < "$WORK/producer.txt"
-  read -r cw cu cs crss < "$WORK/consumer.txt"
-  wall=$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')
-  row gen-rabbitmq-file-1M-roles 1000000 "$(stat -c %s "$WORK/gen-rabbitmq-file-1M.json")" "$wall" \
-    "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
-    "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
+        queue_name: bizon_bench_$$_@RUN@"
 fi
 if [[ $MODE == kafka || $MODE == all ]]; then
-  [ -n "${mem_wall:-}" ] || { file_workload kafka-baseline-memory-1M 1000000 200; mem_wall=$WALL; }
   if [ -n "${BENCH_KAFKA:-}" ]; then
     bootstrap=$BENCH_KAFKA
   else
@@ -295,39 +302,14 @@ if [[ $MODE == kafka || $MODE == all ]]; then
     for _ in $(seq 50); do grep -q bootstrap "$WORK/mock.txt" 2>/dev/null && break; sleep 0.1; done
     bootstrap=$(sed -n 's/^bootstrap.servers=//p' "$WORK/mock.txt")
   fi
-  kafka_queue="engine:
-  queue:
+  broker_workloads gen-kafka-file-1M "  queue:
     type: kafka
     config:
       queue:
         bootstrap_server: $bootstrap
-        topic: bizon_bench_$$
+        topic: bizon_bench_$$_@RUN@
       consumer:
-        group_id: bizon_bench_$$"
-  for role in thread roles; do
-    name=gen-kafka-file-1M-$role
-    cfg=$(config "$name" 1000000 200 file)
-    sed -i "s|^engine:|$(echo "$kafka_queue" | sed "s/bizon_bench_\$\$/bizon_bench_$$_$role/g;:a;N;\$!ba;s/\n/\\\\n/g")|" "$cfg"
-    if [ $role = thread ]; then
-      measure "$name" "$cfg"
-      row "$name" 1000000 "$(stat -c %s "$WORK/$name.json")" "$WALL" "$CPU" "$RSS_MB" \
-        "vs_memory_queue=$(echo "scale=2; $mem_wall / $WALL" | bc -l)"
-      continue
-    fi
-    rm -f "$WORK/$name.json" "$WORK/$name-state.db"*
-    t0=$(date +%s.%N)
-    /usr/bin/time -f "%e %U %S %M" -o "$WORK/consumer.txt" "$BIN" run "$cfg" --role consumer --no-progress 2>"$WORK/consumer.log" &
-    cpid=$!
-    /usr/bin/time -f "%e %U %S %M" -o "$WORK/producer.txt" "$BIN" run "$cfg" --role producer --no-progress 2>"$WORK/producer.log" \
-      || { cat "$WORK/producer.log"; exit 1; }
-    wait "$cpid" || { cat "$WORK/consumer.log"; exit 1; }
-    t1=$(date +%s.%N)
-    read -r pw pu ps prss < "$WORK/producer.txt"
-    read -r cw cu cs crss < "$WORK/consumer.txt"
-    row "$name" 1000000 "$(stat -c %s "$WORK/$name.json")" "$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')" \
-      "$(echo "$pu + $ps + $cu + $cs" | bc -l)" "$(echo "scale=1; ($prss + $crss) / 1024" | bc -l)" \
-      "producer: ${pw}s rss=$(echo "scale=1; $prss / 1024" | bc -l)MB consumer: ${cw}s rss=$(echo "scale=1; $crss / 1024" | bc -l)MB"
-  done
+        group_id: bizon_bench_$$_@RUN@"
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
