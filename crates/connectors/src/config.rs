@@ -139,48 +139,40 @@ impl BrokerSpec {
     }
 }
 
+/// `engine.queue` of a broker: bizon's `config.queue` / `config.consumer` shapes, whose own keys
+/// (`Q`, `C`) differ per broker.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KafkaKeys {
+#[serde(deny_unknown_fields, bound(deserialize = "Q: Deserialize<'de>, C: Deserialize<'de> + Default"))]
+struct BrokerKeys<Q, C> {
     #[serde(rename = "type")]
     _kind: String,
-    config: KafkaDetails,
+    config: BrokerDetails<Q, C>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KafkaDetails {
+#[serde(deny_unknown_fields, bound(deserialize = "Q: Deserialize<'de>, C: Deserialize<'de> + Default"))]
+struct BrokerDetails<Q, C> {
     /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
     #[serde(default)]
     max_nb_messages: Option<u64>,
     /// Ours: ordered lanes the pages are spread over, one consumer each (default 1).
     #[serde(default)]
     lanes: Option<usize>,
-    queue: KafkaQueueConfig,
+    queue: Q,
     #[serde(default)]
-    consumer: KafkaConsumerConfig,
+    consumer: C,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RabbitKeys {
-    #[serde(rename = "type")]
-    _kind: String,
-    config: RabbitDetails,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RabbitDetails {
-    /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
-    #[serde(default)]
-    max_nb_messages: Option<u64>,
-    /// Ours: ordered lanes the pages are spread over, one consumer each (default 1).
-    #[serde(default)]
-    lanes: Option<usize>,
-    queue: RabbitQueueConfig,
-    #[serde(default)]
-    consumer: RabbitConsumerConfig,
+/// A broker's `engine.queue` section: its queue keys, consumer keys and lanes.
+fn broker_keys<Q, C>(queue: &Node) -> Result<(Q, C, usize), yaml::Error>
+where
+    Q: for<'de> Deserialize<'de>,
+    C: for<'de> Deserialize<'de> + Default,
+{
+    let keys: BrokerKeys<Q, C> = from_node(queue, "engine.queue", &[])?;
+    let _ = keys.config.max_nb_messages;
+    let lanes = lanes_of(keys.config.lanes, queue)?;
+    Ok((keys.config.queue, keys.config.consumer, lanes))
 }
 
 pub const BACKEND_TYPES: &[&str] = &["sqlite", "sqlite_in_memory", "postgres"];
@@ -493,17 +485,13 @@ fn parse_engine(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
             return Err(choose("queue type", &kind, QUEUE_TYPES, PLANNED_QUEUES, type_node, "engine.queue.type"));
         }
         if kind == "rabbitmq" {
-            let keys: RabbitKeys = from_node(q, "engine.queue", &[])?;
-            let _ = keys.config.max_nb_messages;
-            let lanes = lanes_of(keys.config.lanes, q)?;
-            spec.queue.broker = Some(BrokerSpec::RabbitMq(keys.config.queue, keys.config.consumer, lanes));
+            let (queue, consumer, lanes) = broker_keys(q)?;
+            spec.queue.broker = Some(BrokerSpec::RabbitMq(queue, consumer, lanes));
             return Ok(spec);
         }
         if kind == "kafka" {
-            let keys: KafkaKeys = from_node(q, "engine.queue", &[])?;
-            let _ = keys.config.max_nb_messages;
-            let lanes = lanes_of(keys.config.lanes, q)?;
-            spec.queue.broker = Some(BrokerSpec::Kafka(keys.config.queue, keys.config.consumer, lanes));
+            let (queue, consumer, lanes) = broker_keys(q)?;
+            spec.queue.broker = Some(BrokerSpec::Kafka(queue, consumer, lanes));
             return Ok(spec);
         }
         let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
