@@ -474,10 +474,8 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         (None, _) => None,
     };
     let mut backend = open_backend(&cfg).map_err(failed)?;
-    let mut source = cfg.source_config.build(&cfg.source);
-    let destination_id = cfg.destination.destination_id(&cfg.source.stream);
-    let typed = cfg.destination.typed_columns(&cfg.source.stream).and_then(Result::ok);
-    let mut destination = cfg.destination.config.build(&destination_id, typed);
+    let mut source = cfg.source_config.build(&cfg.source, &cfg.stream_topics());
+    let mut destination = cfg.build_destination().map_err(|e| usage(anyhow!(e)))?;
     let common = &cfg.destination.common;
     let runner_details = cfg.engine.runner.config.as_ref();
     let spec = PipelineSpec {

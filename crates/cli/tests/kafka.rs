@@ -4,49 +4,9 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A broker for one test: the external one from `BIZON_TEST_KAFKA`, else a mock cluster process
-/// (killed on drop).
-struct Broker {
-    bootstrap: String,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        if let Ok(b) = std::env::var("BIZON_TEST_KAFKA") {
-            return Broker { bootstrap: b, child: None };
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bizon-kafka-mock"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bizon-kafka-mock");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let bootstrap = line.trim().strip_prefix("bootstrap.servers=").expect("bootstrap line").to_owned();
-        Broker { bootstrap, child: Some(child) }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn topic(label: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("bizon_test_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 /// generator → kafka → file.
 fn through_kafka(

@@ -8,53 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn pg_host() -> String {
-    std::env::var("BIZON_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
-}
-fn pg_port() -> String {
-    std::env::var("BIZON_TEST_PG_PORT").unwrap_or_else(|_| "5432".into())
-}
-fn pg_user() -> String {
-    std::env::var("BIZON_TEST_PG_USER").unwrap_or_else(|_| "postgres".into())
-}
-fn pg_db() -> String {
-    std::env::var("BIZON_TEST_PG_DB").unwrap_or_else(|_| "test".into())
-}
-
-fn client() -> postgres::Client {
-    let cfg = format!("host={} port={} user={} dbname={}", pg_host(), pg_port(), pg_user(), pg_db());
-    postgres::Client::connect(&cfg, postgres::NoTls).expect("PostgreSQL must be running (scripts/test.sh starts it)")
-}
-
-/// A schema unique to the test, dropped on drop.
-struct Schema(String);
-
-impl Schema {
-    fn new(label: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let name = format!("bizon_t_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000);
-        Schema(name)
-    }
-    fn count(&self, table: &str) -> (i64, i64) {
-        let row = client()
-            .query_one(
-                &format!("SELECT count(*), count(DISTINCT source_record_id) FROM \"{}\".\"{table}\"", self.0),
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1))
-    }
-    fn try_count(&self, table: &str) -> Option<i64> {
-        client().query_one(&format!("SELECT count(*) FROM \"{}\".\"{table}\"", self.0), &[]).ok().map(|r| r.get(0))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = client().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
-    }
-}
-
 fn dest_config(schema: &Schema, extra: &str) -> String {
     format!(
         "destination:\n  name: postgres\n  config:\n    host: {}\n    port: {}\n    database: {}\n    username: {}\n    \

@@ -9,11 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn client() -> postgres::Client {
-    postgres::Client::connect("host=127.0.0.1 port=5432 user=postgres dbname=test", postgres::NoTls)
-        .expect("PostgreSQL is running")
-}
-
 #[test]
 fn a_postgres_restart_mid_run_completes_with_all_rows() {
     let version = std::fs::read_dir("/etc/postgresql")

@@ -10,6 +10,7 @@ use bizon_core::config::{
     AlertingConfig, DestinationCommon, MonitoringConfig, RunnerConfig, RunnerType, SecretsConfig, SourceCommon,
     StreamConfig, SyncMode, TransformConfig,
 };
+use bizon_core::Json;
 use serde::Deserialize;
 
 use crate::queues::kafka::{KafkaConsumerConfig, KafkaQueueConfig};
@@ -34,6 +35,95 @@ pub struct BizonConfig {
     pub secrets: Option<SecretsConfig>,
     /// The resolved tree, for `config show` (masked there).
     pub root: Node,
+}
+
+impl BizonConfig {
+    /// The topics of the `streams:` entries, in order (entry `i` is route `i`).
+    pub fn stream_topics(&self) -> Vec<String> {
+        self.streams.iter().filter_map(|s| s.source.get("topic").and_then(Json::as_str).map(str::to_owned)).collect()
+    }
+
+    /// The destination of the run: the configured one, or a router over one target per
+    /// `streams:` entry and the source's dead-letter file.
+    pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, String> {
+        use crate::destinations::router::{Part, Router, Takes};
+        let spec = &self.destination;
+        let id = spec.destination_id(&self.source.stream);
+        let typed = spec.typed_columns(&self.source.stream).transpose()?;
+        let dead_letter = self.source_config.dead_letter_path(&id);
+        if self.streams.is_empty() && dead_letter.is_none() {
+            return Ok(spec.config.build(&id, typed));
+        }
+        let transactional = spec.kind == DestinationKind::Postgres;
+        let mut parts = Vec::new();
+        if self.streams.is_empty() {
+            parts.push(Part {
+                name: id.clone(),
+                takes: Takes::Route(0),
+                destination: spec.config.build(&id, typed),
+                transactional,
+            });
+        } else {
+            let targets = self.streams.iter().map(stream_target).collect::<Result<Vec<_>, String>>()?;
+            match &spec.config {
+                DestinationConfig::Postgres(c) => parts.push(Part {
+                    name: "tables".into(),
+                    takes: Takes::AllButDeadLetters,
+                    destination: Box::new(crate::destinations::postgres::PostgresDestination::routed(c, targets)),
+                    transactional,
+                }),
+                other => {
+                    for (i, (name, _)) in targets.into_iter().enumerate() {
+                        let destination = match other {
+                            DestinationConfig::File(c) => {
+                                let path = self.streams[i].destination.get("path").and_then(Json::as_str);
+                                let c = crate::destinations::file::FileConfig {
+                                    path: path.map(str::to_owned),
+                                    ..c.clone()
+                                };
+                                DestinationConfig::File(c).build(&name, None)
+                            }
+                            o => o.build(&name, None),
+                        };
+                        parts.push(Part { name, takes: Takes::Route(i as u16), destination, transactional: false });
+                    }
+                }
+            }
+        }
+        if let Some(path) = dead_letter {
+            let c = crate::destinations::file::FileConfig { path: Some(path.clone()), ..Default::default() };
+            parts.push(Part {
+                name: format!("dead letters ({path})"),
+                takes: Takes::Route(bizon_core::record::DEAD_LETTER),
+                destination: Box::new(crate::destinations::file::FileDestination::new(&c, &path)),
+                transactional: false,
+            });
+        }
+        Ok(Box::new(Router::new(parts).map_err(|e| e.to_string())?))
+    }
+}
+
+/// A `streams:` entry's target: the last part of `table_id` (bizon writes `project.dataset.table`)
+/// and, with a `record_schema`, its typed columns.
+fn stream_target(s: &StreamConfig) -> Result<crate::destinations::postgres::TableSpec, String> {
+    let table_id = s.destination.get("table_id").and_then(Json::as_str).unwrap_or(&s.name);
+    let table = table_id.rsplit('.').next().unwrap_or(table_id).to_owned();
+    let typed = match s.destination.get("record_schema").and_then(Json::as_array) {
+        None => None,
+        Some(cols) => Some(
+            cols.iter()
+                .map(|c| {
+                    let name = c.get("name").and_then(Json::as_str);
+                    let kind = c.get("type").and_then(Json::as_str);
+                    match (name, kind) {
+                        (Some(n), Some(k)) => crate::destinations::postgres::pg_type(k).map(|t| (n.to_owned(), t)),
+                        _ => Err(format!("stream `{}`: each record_schema column needs `name` and `type`", s.name)),
+                    }
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
+    };
+    Ok((table, typed))
 }
 
 #[derive(Debug, Clone)]
@@ -550,7 +640,7 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     }
     match cfg.source.sync_mode {
         SyncMode::Incremental => {
-            if cfg.source.cursor_field.is_none() {
+            if cfg.source.cursor_field.is_none() && cfg.source_kind.needs_cursor_field() {
                 return Err(err(
                     "`sync_mode: incremental` needs `cursor_field` (the field whose max value is the watermark, e.g. updated_at)",
                     at("sync_mode"),
@@ -558,7 +648,8 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
                 ));
             }
             if !cfg.source_kind.supports_incremental() {
-                let ok: Vec<_> = SourceKind::ALL.iter().filter(|k| k.supports_incremental()).map(|k| k.name()).collect();
+                let ok: Vec<_> =
+                    SourceKind::ALL.iter().filter(|k| k.supports_incremental()).map(|k| k.name()).collect();
                 return Err(err(
                     format!(
                         "source `{}` cannot read incrementally; use `sync_mode: full_refresh` (sources with incremental: {})",
@@ -570,10 +661,11 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
                 ));
             }
         }
+        SyncMode::Stream if cfg.source_kind.supports_stream() => {}
         SyncMode::Stream => {
             return Err(err(
                 format!(
-                    "`sync_mode: stream` needs a streaming source (kafka, not in this build yet); `{}` supports full_refresh{}",
+                    "`sync_mode: stream` needs a streaming source (kafka); `{}` supports full_refresh{}",
                     cfg.source_kind.name(),
                     if cfg.source_kind.supports_incremental() { " and incremental" } else { "" }
                 ),
@@ -586,6 +678,19 @@ fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     if !cfg.streams.is_empty() && cfg.source.sync_mode != SyncMode::Stream {
         let n = root.get("streams").unwrap_or(root);
         return Err(err("`streams` routing requires `source.sync_mode: stream`", n, "streams"));
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let n = match root.get("streams").map(|l| &l.value) {
+            Some(yaml::Value::Seq(items)) => items.get(i).unwrap_or(root),
+            _ => root,
+        };
+        let path = format!("streams[{i}]");
+        if s.source.get("topic").and_then(Json::as_str).is_none() {
+            return Err(err(format!("stream `{}` needs `source.topic` (the Kafka topic it routes)", s.name), n, &path));
+        }
+        if s.destination.get("table_id").and_then(Json::as_str).is_none() {
+            return Err(err(format!("stream `{}` needs `destination.table_id` (its table or file)", s.name), n, &path));
+        }
     }
     if let Some(t) = cfg.transforms.first() {
         let n = root.get("transforms").unwrap_or(root);

@@ -7,23 +7,26 @@ use bizon_core::config::{DestinationCommon, SourceCommon};
 use bizon_core::{Destination, Guarantee, Source};
 
 use crate::destinations::{file, logger, null, postgres};
-use crate::sources::{dummy, generator, postgres as pg_source};
+use crate::sources::{dummy, generator, kafka, postgres as pg_source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     Dummy,
     Generator,
     Postgres,
+    Kafka,
 }
 
 impl SourceKind {
-    pub const ALL: &'static [SourceKind] = &[SourceKind::Dummy, SourceKind::Generator, SourceKind::Postgres];
+    pub const ALL: &'static [SourceKind] =
+        &[SourceKind::Dummy, SourceKind::Generator, SourceKind::Postgres, SourceKind::Kafka];
 
     pub fn name(self) -> &'static str {
         match self {
             SourceKind::Dummy => "dummy",
             SourceKind::Generator => "generator",
             SourceKind::Postgres => "postgres",
+            SourceKind::Kafka => "kafka",
         }
     }
 
@@ -32,6 +35,7 @@ impl SourceKind {
             SourceKind::Dummy => "bizon's fake API: 3 pages, 5 records per stream",
             SourceKind::Generator => "deterministic synthetic records (tests, benchmarks)",
             SourceKind::Postgres => "a table or query, keyset-paged; streams are tables",
+            SourceKind::Kafka => "topics (JSON, Avro + schema registry, Debezium); offsets committed with the data",
         }
     }
 
@@ -41,6 +45,7 @@ impl SourceKind {
             SourceKind::Dummy => dummy::STREAMS,
             SourceKind::Generator => generator::STREAMS,
             SourceKind::Postgres => &[],
+            SourceKind::Kafka => kafka::STREAMS,
         }
     }
 
@@ -48,8 +53,18 @@ impl SourceKind {
     pub fn supports_incremental(self) -> bool {
         match self {
             SourceKind::Dummy => false,
-            SourceKind::Generator | SourceKind::Postgres => true,
+            SourceKind::Generator | SourceKind::Postgres | SourceKind::Kafka => true,
         }
+    }
+
+    /// Reads continuously (`sync_mode: stream`).
+    pub fn supports_stream(self) -> bool {
+        self == SourceKind::Kafka
+    }
+
+    /// Keeps its own incremental position (Kafka offsets): no `cursor_field` needed.
+    pub fn needs_cursor_field(self) -> bool {
+        self != SourceKind::Kafka
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -66,6 +81,7 @@ impl SourceKind {
             SourceKind::Dummy => struct_fields::<dummy::DummyConfig>(),
             SourceKind::Generator => struct_fields::<generator::GeneratorConfig>(),
             SourceKind::Postgres => struct_fields::<pg_source::PostgresSourceConfig>(),
+            SourceKind::Kafka => struct_fields::<kafka::KafkaSourceConfig>(),
         }
     }
 }
@@ -76,6 +92,7 @@ pub enum SourceConfig {
     Dummy(dummy::DummyConfig),
     Generator(generator::GeneratorConfig),
     Postgres(pg_source::PostgresSourceConfig),
+    Kafka(kafka::KafkaSourceConfig),
 }
 
 impl SourceConfig {
@@ -94,14 +111,33 @@ impl SourceConfig {
                 c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
                 SourceConfig::Postgres(c)
             }
+            SourceKind::Kafka => {
+                let c: kafka::KafkaSourceConfig = own_keys(node, "source", common, own)?;
+                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
+                SourceConfig::Kafka(c)
+            }
         })
     }
 
-    pub fn build(&self, common: &SourceCommon) -> Box<dyn Source> {
+    /// The dead-letter file of a source with `on_error: dead_letter`.
+    pub fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
+        match self {
+            SourceConfig::Kafka(c) if c.on_error == kafka::OnError::DeadLetter => {
+                Some(c.dead_letter_path.clone().unwrap_or_else(|| format!("{destination_id}_dead_letter.json")))
+            }
+            _ => None,
+        }
+    }
+
+    /// `streams`: the topics (or other source names) of the `streams:` entries, in order.
+    pub fn build(&self, common: &SourceCommon, streams: &[String]) -> Box<dyn Source> {
         match self {
             SourceConfig::Dummy(c) => Box::new(dummy::DummySource::new(&common.stream, c.clone())),
             SourceConfig::Generator(c) => Box::new(generator::GeneratorSource::new(c.clone())),
             SourceConfig::Postgres(c) => Box::new(pg_source::PostgresSource::new(c.clone(), &common.stream)),
+            SourceConfig::Kafka(c) => {
+                Box::new(kafka::KafkaSource::new(c.clone(), common.authentication.clone(), streams))
+            }
         }
     }
 }

@@ -12,7 +12,12 @@ pub struct RecordBatch {
     ids: Vec<u8>,
     id_ends: Vec<u32>,
     timestamps: Vec<i64>,
+    /// Per-record route (the `streams:` entry, or [`DEAD_LETTER`]); empty = every record on route 0.
+    routes: Vec<u16>,
 }
+
+/// The route of a record that failed to decode: it goes to the dead-letter target.
+pub const DEAD_LETTER: u16 = u16::MAX;
 
 /// A batch's columns: payloads and their end offsets, ids and their end offsets, timestamps.
 pub struct Columns<'a> {
@@ -21,6 +26,8 @@ pub struct Columns<'a> {
     pub ids: &'a [u8],
     pub id_ends: &'a [u32],
     pub timestamps: &'a [i64],
+    /// Empty when every record is on route 0.
+    pub routes: &'a [u16],
 }
 
 /// A borrowed view of one record in a batch.
@@ -42,7 +49,50 @@ impl RecordBatch {
             ids: Vec::with_capacity(records * 8),
             id_ends: Vec::with_capacity(records),
             timestamps: Vec::with_capacity(records),
+            routes: Vec::new(),
         }
+    }
+
+    /// Append a record on `route` (a `streams:` entry or [`DEAD_LETTER`]).
+    pub fn push_routed(&mut self, route: u16, id: &str, timestamp: i64, write_data: impl FnOnce(&mut Vec<u8>)) {
+        if route != 0 || !self.routes.is_empty() {
+            self.routes.resize(self.len(), 0); // the records before were all on route 0
+            self.routes.push(route);
+        }
+        self.push_with(id, timestamp, write_data);
+    }
+
+    /// The route of record `i`.
+    pub fn route(&self, i: usize) -> u16 {
+        self.routes.get(i).copied().unwrap_or(0)
+    }
+
+    /// True when some record is on a route other than 0.
+    pub fn is_routed(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// The records of each route, in order of first appearance (one batch when unrouted).
+    pub fn split_routes(&self) -> Vec<(u16, RecordBatch)> {
+        let mut out: Vec<(u16, RecordBatch)> = Vec::new();
+        for (i, r) in self.iter().enumerate() {
+            let route = self.route(i);
+            let at = match out.iter().position(|(k, _)| *k == route) {
+                Some(at) => at,
+                None => {
+                    out.push((route, RecordBatch::with_capacity(self.len(), 0)));
+                    out.len() - 1
+                }
+            };
+            out[at].1.push_routed(route, r.id, r.timestamp, |o| o.extend_from_slice(r.data));
+        }
+        out
+    }
+
+    /// The route every record is on, or `None` when they differ (or the batch is empty).
+    pub fn single_route(&self) -> Option<u16> {
+        let first = if self.is_empty() { return None } else { self.route(0) };
+        self.routes.iter().all(|r| *r == first).then_some(first)
     }
 
     /// Append a record whose JSON payload is written by `write_data` into the shared buffer.
@@ -100,6 +150,7 @@ impl RecordBatch {
             ids: &self.ids,
             id_ends: &self.id_ends,
             timestamps: &self.timestamps,
+            routes: &self.routes,
         }
     }
 
@@ -111,8 +162,12 @@ impl RecordBatch {
         ids: Vec<u8>,
         id_ends: Vec<u32>,
         timestamps: Vec<i64>,
+        routes: Vec<u16>,
     ) -> Result<Self, String> {
         let n = timestamps.len();
+        if !routes.is_empty() && routes.len() != n {
+            return Err(format!("{n} records but {} routes", routes.len()));
+        }
         if data_ends.len() != n || id_ends.len() != n {
             return Err(format!("{n} timestamps but {} payloads and {} ids", data_ends.len(), id_ends.len()));
         }
@@ -136,7 +191,7 @@ impl RecordBatch {
             std::str::from_utf8(&ids[start..end as usize]).map_err(|e| format!("a record id is not UTF-8: {e}"))?;
             start = end as usize;
         }
-        Ok(RecordBatch { data, data_ends, ids, id_ends, timestamps })
+        Ok(RecordBatch { data, data_ends, ids, id_ends, timestamps, routes })
     }
 }
 
@@ -181,9 +236,17 @@ pub fn cursor_cmp(a: &Json, b: &Json) -> std::cmp::Ordering {
     }
 }
 
-/// The larger of two optional cursor values.
+/// The larger of two optional cursor values. Two objects are vectors of independent cursors
+/// (e.g. Kafka offsets per topic and partition): they merge key by key.
 pub fn cursor_max(a: Option<Json>, b: Option<Json>) -> Option<Json> {
     match (a, b) {
+        (Some(Json::Object(mut x)), Some(Json::Object(y))) => {
+            for (k, v) in y {
+                let merged = cursor_max(x.remove(&k), Some(v));
+                x.insert(k, merged.unwrap_or(Json::Null));
+            }
+            Some(Json::Object(x))
+        }
         (Some(x), Some(y)) => Some(if cursor_cmp(&x, &y).is_ge() { x } else { y }),
         (x, None) => x,
         (None, y) => y,
@@ -300,6 +363,34 @@ mod tests {
         let r: Vec<_> = b.iter().map(|r| (r.id, r.timestamp, r.data.to_vec())).collect();
         assert_eq!(r[0], ("1", 10, br#"{"a":1}"#.to_vec()));
         assert_eq!(r[1], ("22", 20, b"[]".to_vec()));
+    }
+
+    #[test]
+    fn routes_split_a_batch_in_order_of_first_appearance() {
+        let mut b = RecordBatch::default();
+        b.push("a", 1, b"1");
+        b.push_routed(2, "b", 2, |o| o.extend_from_slice(b"2"));
+        b.push_routed(0, "c", 3, |o| o.extend_from_slice(b"3"));
+        b.push_routed(DEAD_LETTER, "d", 4, |o| o.extend_from_slice(b"4"));
+        assert_eq!((b.route(0), b.route(1), b.route(3)), (0, 2, DEAD_LETTER));
+        let parts: Vec<(u16, Vec<String>)> =
+            b.split_routes().iter().map(|(k, p)| (*k, p.iter().map(|r| r.id.to_owned()).collect())).collect();
+        let want = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parts, vec![(0, want(&["a", "c"])), (2, want(&["b"])), (DEAD_LETTER, want(&["d"]))]);
+        let mut plain = RecordBatch::default();
+        plain.push("x", 0, b"0");
+        assert!(!plain.is_routed() && plain.split_routes().len() == 1 && plain.single_route() == Some(0));
+        assert_eq!(b.single_route(), None);
+        assert_eq!(b.split_routes()[1].1.single_route(), Some(2));
+    }
+
+    #[test]
+    fn object_cursors_merge_key_by_key() {
+        let a = serde_json::json!({"t": {"0": 5, "1": 9}});
+        let b = serde_json::json!({"t": {"0": 7, "2": 1}, "u": {"0": 3}});
+        let m = cursor_max(Some(a), Some(b)).unwrap();
+        assert_eq!(m, serde_json::json!({"t": {"0": 7, "1": 9, "2": 1}, "u": {"0": 3}}));
+        assert_eq!(cursor_max(Some(serde_json::json!(3)), Some(serde_json::json!(10))), Some(serde_json::json!(10)));
     }
 
     #[test]

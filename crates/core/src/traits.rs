@@ -15,7 +15,15 @@ pub struct ReadContext {
     pub cursor_field: Option<String>,
 }
 
+/// Told the pagination of each destination commit (after it is durable): a source that keeps
+/// its position elsewhere too (Kafka group offsets) records it there. Called from the consumer.
+pub type DurableHook = std::sync::Arc<dyn Fn(&Json) + Send + Sync>;
+
 pub trait Source: Send {
+    /// A hook the engine calls after every destination commit with the committed pagination.
+    fn durable_hook(&self) -> Option<DurableHook> {
+        None
+    }
     /// Total number of records this run will read, when the source can tell (progress, ETA).
     fn total_records(&mut self, _ctx: &ReadContext) -> Result<Option<u64>> {
         Ok(None)

@@ -5,7 +5,8 @@
 //! Layout (integers little-endian): `BZQ1`, kind (0 page, 1 end of stream), job id (u16 length +
 //! UTF-8), iteration (i64), extracted_at (i64), pagination JSON and cursor_max JSON (u32 length +
 //! bytes, length 0 = none), record count n (u32), n payload end offsets (u32), n id end offsets
-//! (u32), n timestamps (i64), ids (u32 length + bytes), payloads (u32 length + bytes).
+//! (u32), n timestamps (i64), ids (u32 length + bytes), payloads (u32 length + bytes), routes
+//! (u32 count, 0 or n, + that many u16).
 
 use crate::{Json, Page, RecordBatch};
 
@@ -49,6 +50,10 @@ pub fn encode(job_id: &str, iteration: i64, page: Option<&Page>) -> Vec<u8> {
     }
     put_bytes(&mut out, c.ids);
     put_bytes(&mut out, c.data);
+    out.extend_from_slice(&(c.routes.len() as u32).to_le_bytes());
+    for r in c.routes {
+        out.extend_from_slice(&r.to_le_bytes());
+    }
     out
 }
 
@@ -114,10 +119,13 @@ pub fn decode(buf: &[u8]) -> Result<QueueMessage, String> {
     let timestamps = ts.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
     let ids = r.bytes()?.to_vec();
     let data = r.bytes()?.to_vec();
+    let nroutes = r.u32()? as usize;
+    let routes = r.take(nroutes.checked_mul(2).ok_or("route count overflows")?)?;
+    let routes = routes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
     if !r.buf.is_empty() {
         return Err(format!("{} trailing bytes", r.buf.len()));
     }
-    let records = RecordBatch::from_columns(data, data_ends, ids, id_ends, timestamps)?;
+    let records = RecordBatch::from_columns(data, data_ends, ids, id_ends, timestamps, routes)?;
     Ok(QueueMessage { job_id, iteration, page: Some(Page { records, next, cursor_max, extracted_at }) })
 }
 
@@ -131,6 +139,7 @@ mod tests {
         records.push("a", 1, br#"{"id":1}"#);
         records.push("", -5, b"{}");
         records.push("été", i64::MAX, br#"{"s":"\u00e9"}"#);
+        records.push_routed(crate::record::DEAD_LETTER, "bad", 0, |b| b.extend_from_slice(b"null"));
         Page { records, next: json!({"cursor": "x"}), cursor_max: Some(json!(42)), extracted_at: 1_700_000_000 }
     }
 
@@ -141,6 +150,7 @@ mod tests {
         assert_eq!((m.job_id.as_str(), m.iteration), ("job-1", 7));
         let q = m.page.unwrap();
         assert_eq!((q.next, q.cursor_max, q.extracted_at), (p.next, p.cursor_max, p.extracted_at));
+        assert_eq!((q.records.route(2), q.records.route(3)), (0, crate::record::DEAD_LETTER));
         let got: Vec<_> = q.records.iter().map(|r| (r.id.to_owned(), r.timestamp, r.data.to_vec())).collect();
         let want: Vec<_> = p.records.iter().map(|r| (r.id.to_owned(), r.timestamp, r.data.to_vec())).collect();
         assert_eq!(got, want);

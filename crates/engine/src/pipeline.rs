@@ -14,8 +14,8 @@ use bizon_core::config::SyncMode;
 use bizon_core::record::{cursor_cmp, cursor_max};
 use bizon_core::time::now_micros;
 use bizon_core::{
-    Backend, BatchMeta, Destination, DestinationContext, DestinationCursor, Error, ErrorKind, Job, JobStatus, Json,
-    Page, QueueBroker, ReadContext, Result, Source, StreamKey,
+    Backend, BatchMeta, Destination, DestinationContext, DestinationCursor, DurableHook, Error, ErrorKind, Job,
+    JobStatus, Json, Page, QueueBroker, ReadContext, Result, Source, StreamKey,
 };
 
 use crate::failpoints::Failpoints;
@@ -424,6 +424,7 @@ impl Pipeline<'_> {
             job_hash: fnv64(&job.id),
             cursor_id: cursor_id.to_owned(),
             lane: dctx.lane.unwrap_or((0, 1)),
+            durable: self.source.durable_hook(),
         };
         if start.done {
             return writer.finish().map_err(|e| (e, false));
@@ -475,6 +476,8 @@ struct Writer<'w> {
     cursor_id: String,
     /// `(lane, lanes)`: this writer takes iterations `lane`, `lane + lanes`, …
     lane: (usize, usize),
+    /// The source's hook, told each committed pagination (Kafka group offsets).
+    durable: Option<DurableHook>,
 }
 
 impl<'w> Writer<'w> {
@@ -501,7 +504,9 @@ impl<'w> Writer<'w> {
         let n = page.records.len() as u64;
         let bytes = page.records.byte_len() as u64;
         let watermark = match (&self.spec.cursor_field, self.job.sync_mode) {
-            (Some(field), SyncMode::Incremental) => page.cursor_max.clone().or_else(|| extract_max(&page, field)),
+            (field, SyncMode::Incremental) => {
+                page.cursor_max.clone().or_else(|| field.as_deref().and_then(|f| extract_max(&page, f)))
+            }
             _ => None,
         };
         let last = page.is_last();
@@ -577,6 +582,9 @@ impl<'w> Writer<'w> {
         self.backend().commit_destination_cursor(&job_id, &c)?;
         self.failpoints.hit("after_commit")?;
         tracing::debug!(job = %job_id, iteration = c.iteration, records = c.records_written, "cursor committed");
+        if let Some(hook) = &self.durable {
+            hook(&c.pagination);
+        }
         self.cursor = c;
         self.committed = true;
         Ok(())

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: run the real `bizon` binary in a scratch directory.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -271,4 +272,94 @@ pub fn kill_consumer_at_seeded_moments(
         consumer = s.spawn(&["run", cfg, "--role", "consumer", "--no-progress"]);
     }
     (consumer, killed)
+}
+
+// PostgreSQL (127.0.0.1:5432, trust auth, database `test`; override with BIZON_TEST_PG_HOST /
+// _PORT / _USER / _DB).
+
+pub fn pg_host() -> String {
+    std::env::var("BIZON_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+pub fn pg_port() -> String {
+    std::env::var("BIZON_TEST_PG_PORT").unwrap_or_else(|_| "5432".into())
+}
+pub fn pg_user() -> String {
+    std::env::var("BIZON_TEST_PG_USER").unwrap_or_else(|_| "postgres".into())
+}
+pub fn pg_db() -> String {
+    std::env::var("BIZON_TEST_PG_DB").unwrap_or_else(|_| "test".into())
+}
+
+pub fn client() -> postgres::Client {
+    let cfg = format!("host={} port={} user={} dbname={}", pg_host(), pg_port(), pg_user(), pg_db());
+    postgres::Client::connect(&cfg, postgres::NoTls).expect("PostgreSQL must be running (scripts/test.sh starts it)")
+}
+
+/// A schema unique to the test, dropped on drop.
+pub struct Schema(pub String);
+
+impl Schema {
+    pub fn new(label: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("bizon_t_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000);
+        Schema(name)
+    }
+    pub fn count(&self, table: &str) -> (i64, i64) {
+        let row = client()
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT source_record_id) FROM \"{}\".\"{table}\"", self.0),
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+    pub fn try_count(&self, table: &str) -> Option<i64> {
+        client().query_one(&format!("SELECT count(*) FROM \"{}\".\"{table}\"", self.0), &[]).ok().map(|r| r.get(0))
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = client().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
+    }
+}
+
+// Kafka.
+
+/// A broker for one test: the external one from `BIZON_TEST_KAFKA`, else a mock cluster process
+/// (killed on drop).
+pub struct Broker {
+    pub bootstrap: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        if let Ok(b) = std::env::var("BIZON_TEST_KAFKA") {
+            return Broker { bootstrap: b, child: None };
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bizon-kafka-mock"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bizon-kafka-mock");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let bootstrap = line.trim().strip_prefix("bootstrap.servers=").expect("bootstrap line").to_owned();
+        Broker { bootstrap, child: Some(child) }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn topic(label: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("bizon_test_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
 }

@@ -4,6 +4,7 @@ pub mod file;
 pub mod logger;
 pub mod null;
 pub mod postgres;
+pub mod router;
 
 use bizon_core::record::json_escape_into;
 use bizon_core::time::{write_rfc3339, Rfc3339Writer};

@@ -2,6 +2,7 @@
 
 pub mod dummy;
 pub mod generator;
+pub mod kafka;
 pub mod postgres;
 
 #[cfg(test)]

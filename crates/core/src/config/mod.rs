@@ -84,6 +84,15 @@ pub struct AuthConfig {
     pub kind: AuthType,
     #[serde(default)]
     pub params: Option<Json>,
+    /// Kafka source (bizon's `KafkaAuthConfig`): `apicurio` (default) or `confluent`.
+    #[serde(default)]
+    pub schema_registry_type: Option<String>,
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
+    #[serde(default)]
+    pub schema_registry_username: Option<String>,
+    #[serde(default)]
+    pub schema_registry_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

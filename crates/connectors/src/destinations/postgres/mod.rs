@@ -98,9 +98,10 @@ const META_COLUMNS: &str = "bizon_id, bizon_extracted_at, bizon_loaded_at, sourc
 
 pub struct PostgresDestination {
     conn: PgConnection,
-    table: String,
-    /// `unnest: true`: (name, PostgreSQL type) of the record's columns.
-    typed: Option<Vec<(String, String)>>,
+    /// One table per route (`streams:` entry); one without routing.
+    targets: Vec<Target>,
+    /// The target the open COPY writes to.
+    cur: usize,
     primary_key: Vec<String>,
     client: Option<Client>,
     mode: SyncMode,
@@ -108,9 +109,19 @@ pub struct PostgresDestination {
     seq: u64,
     in_tx: bool,
     published: bool,
-    enc: Enc,
     /// The COPY of the current flush interval, when rows were written since the last flush.
     session: Option<CopySession>,
+}
+
+/// A table and, with `unnest: true`, its typed (name, PostgreSQL type) columns.
+pub type TableSpec = (String, Option<Vec<(String, String)>>);
+
+/// One table rows are routed to.
+struct Target {
+    table: String,
+    /// `unnest: true`: (name, PostgreSQL type) of the record's columns.
+    typed: Option<Vec<(String, String)>>,
+    enc: Enc,
 }
 
 /// How rows are encoded for COPY. Typed columns without upsert go straight into the table, binary
@@ -465,20 +476,21 @@ fn encode_text_rows(
 impl PostgresDestination {
     /// `typed`: the record columns of `unnest: true`.
     pub fn new(config: &PostgresConfig, table: &str, typed: Option<Vec<(String, String)>>) -> Self {
+        Self::routed(config, vec![(table.to_owned(), typed)])
+    }
+
+    /// One table per route (`streams:` entry `i` = route `i`), all written in one transaction
+    /// per flush with the cursor: exactly-once across the tables.
+    pub fn routed(config: &PostgresConfig, tables: Vec<TableSpec>) -> Self {
         let primary_key = config.primary_key();
-        let enc = match typed.clone().filter(|_| primary_key.is_empty()) {
-            None => Enc::Bizon,
-            Some(cols) => {
-                match cols.iter().map(|(n, t)| BinKind::of(t).map(|k| (n.clone(), k))).collect::<Option<Vec<_>>>() {
-                    Some(kinds) => Enc::TypedBinary(kinds),
-                    None => Enc::TypedText(cols),
-                }
-            }
-        };
+        let targets = tables
+            .into_iter()
+            .map(|(table, typed)| Target { enc: Self::encoding(&typed, &primary_key), table, typed })
+            .collect();
         PostgresDestination {
             conn: config.connection(),
-            table: table.to_owned(),
-            typed,
+            targets,
+            cur: 0,
             primary_key,
             client: None,
             mode: SyncMode::FullRefresh,
@@ -486,9 +498,24 @@ impl PostgresDestination {
             seq: 0,
             in_tx: false,
             published: false,
-            enc,
             session: None,
         }
+    }
+
+    fn encoding(typed: &Option<Vec<(String, String)>>, primary_key: &[String]) -> Enc {
+        match typed.clone().filter(|_| primary_key.is_empty()) {
+            None => Enc::Bizon,
+            Some(cols) => {
+                match cols.iter().map(|(n, t)| BinKind::of(t).map(|k| (n.clone(), k))).collect::<Option<Vec<_>>>() {
+                    Some(kinds) => Enc::TypedBinary(kinds),
+                    None => Enc::TypedText(cols),
+                }
+            }
+        }
+    }
+
+    fn t(&self) -> &Target {
+        &self.targets[self.cur]
     }
 
     /// Begin the flush interval's transaction and its COPY.
@@ -507,7 +534,7 @@ impl PostgresDestination {
         }
         let into = if staged { "bizon_in".to_owned() } else { self.write_table() };
         let names = |cols: Vec<&String>| cols.iter().map(|n| crate::pg::ident(n)).collect::<Vec<_>>().join(", ");
-        let sql = match &self.enc {
+        let sql = match &self.t().enc {
             Enc::Bizon => format!("COPY {into} ({COLUMNS}) FROM STDIN (FORMAT binary)"),
             Enc::TypedBinary(c) => format!(
                 "COPY {into} ({}, {META_COLUMNS}) FROM STDIN (FORMAT binary)",
@@ -517,7 +544,7 @@ impl PostgresDestination {
                 format!("COPY {into} ({}, {META_COLUMNS}) FROM STDIN", names(c.iter().map(|(n, _)| n).collect()))
             }
         };
-        let binary = !matches!(self.enc, Enc::TypedText(_));
+        let binary = !matches!(self.t().enc, Enc::TypedText(_));
         let client = self.client.take().ok_or_else(|| Error::internal("postgres: no connection"))?;
         let session = CopySession::start(client, sql, binary)
             .map_err(|e| Error::internal(format!("postgres destination: starting the COPY thread: {e}")))?;
@@ -539,11 +566,11 @@ impl PostgresDestination {
     }
 
     fn target(&self) -> String {
-        qualified(&self.conn.schema, &self.table)
+        qualified(&self.conn.schema, &self.t().table)
     }
 
     fn staging(&self) -> String {
-        qualified(&self.conn.schema, &format!("{}__bizon_staging", self.table))
+        qualified(&self.conn.schema, &format!("{}__bizon_staging", self.t().table))
     }
 
     fn commits(&self) -> String {
@@ -581,7 +608,7 @@ impl PostgresDestination {
     }
 
     fn table_ddl(&self, name: &str) -> String {
-        let cols = match &self.typed {
+        let cols = match &self.t().typed {
             Some(cols) => {
                 let typed: Vec<String> = cols.iter().map(|(n, t)| format!("{} {t}", crate::pg::ident(n))).collect();
                 format!("{}, {META_DDL}", typed.join(", "))
@@ -607,7 +634,7 @@ impl PostgresDestination {
     fn insert_from_temp(&self) -> String {
         let table = self.write_table();
         let ident = crate::pg::ident;
-        let (cols, select, from) = match &self.typed {
+        let (cols, select, from) = match &self.t().typed {
             Some(cols) => {
                 let names: Vec<String> = cols.iter().map(|(n, _)| ident(n)).collect();
                 let picked: Vec<String> = cols.iter().map(|(n, _)| format!("r.{}", ident(n))).collect();
@@ -622,7 +649,7 @@ impl PostgresDestination {
         let insert = if self.primary_key.is_empty() {
             format!("INSERT INTO {table} ({cols}) SELECT {select} FROM {from} ORDER BY i.ord")
         } else {
-            let pick = |c: &String| match &self.typed {
+            let pick = |c: &String| match &self.t().typed {
                 Some(_) => format!("r.{}", ident(c)),
                 None => format!("i.{}", ident(c)),
             };
@@ -684,23 +711,27 @@ impl Destination for PostgresDestination {
         if self.published {
             return Ok(json!({"seq": self.seq}));
         }
-        let table = self.write_table();
-        let ddl = match (self.mode, resume) {
-            (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
-            _ => self.table_ddl(&table),
-        };
-        self.exec("creating the table", &ddl)?;
-        if self.mode != SyncMode::FullRefresh || resume.is_some() {
-            // the target of an incremental run may predate bizon: check it has our columns
-            let probe = match &self.typed {
-                Some(cols) => {
-                    let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
-                    format!("SELECT {}, {META_COLUMNS} FROM {table} LIMIT 0", names.join(", "))
-                }
-                None => format!("SELECT {COLUMNS} FROM {table} LIMIT 0"),
+        for cur in 0..self.targets.len() {
+            self.cur = cur;
+            let table = self.write_table();
+            let ddl = match (self.mode, resume) {
+                (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
+                _ => self.table_ddl(&table),
             };
-            self.exec("checking the table's columns", &probe)?;
+            self.exec("creating the table", &ddl)?;
+            if self.mode != SyncMode::FullRefresh || resume.is_some() {
+                // the target of an incremental run may predate bizon: check it has our columns
+                let probe = match &self.t().typed {
+                    Some(cols) => {
+                        let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
+                        format!("SELECT {}, {META_COLUMNS} FROM {table} LIMIT 0", names.join(", "))
+                    }
+                    None => format!("SELECT {COLUMNS} FROM {table} LIMIT 0"),
+                };
+                self.exec("checking the table's columns", &probe)?;
+            }
         }
+        self.cur = 0;
         Ok(json!({"seq": self.seq}))
     }
 
@@ -710,6 +741,21 @@ impl Destination for PostgresDestination {
         }
         if batch.is_empty() {
             return Ok(());
+        }
+        let Some(route) = batch.single_route() else {
+            for (_, part) in batch.split_routes() {
+                self.write(&part, meta)?;
+            }
+            return Ok(());
+        };
+        let route = usize::from(route);
+        if route >= self.targets.len() {
+            return Err(Error::internal(format!("postgres destination: no table for route {route}")));
+        }
+        if route != self.cur {
+            // one COPY at a time per connection: finish this table's, the transaction goes on
+            self.end_copy()?;
+            self.cur = route;
         }
         if self.session.is_none() {
             self.start_copy()?;
@@ -721,7 +767,7 @@ impl Destination for PostgresDestination {
         while from < batch.len() {
             let to = (from + step).min(batch.len());
             let mut buf = session.buffer();
-            let encoded = match &self.enc {
+            let encoded = match &self.targets[self.cur].enc {
                 Enc::Bizon => {
                     encode_rows(&mut buf, batch, from..to, meta);
                     Ok(())
@@ -749,12 +795,18 @@ impl Destination for PostgresDestination {
 
     fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
         if self.published {
-            return Ok(json!({"seq": self.seq}));
+            return Ok(next.token.clone());
         }
         self.end_copy()?;
         let seq = self.seq + 1;
         let mut cursor = next.clone();
-        cursor.token = json!({"seq": seq});
+        // the token is the caller's (a router keeps its other targets' tokens in it) plus our seq
+        match &mut cursor.token {
+            Json::Object(t) => {
+                t.insert("seq".into(), json!(seq));
+            }
+            t => *t = json!({"seq": seq}),
+        }
         let cursor_text = serde_json::to_string(&cursor).map_err(|e| Error::internal(e.to_string()))?;
         if !self.in_tx {
             self.exec("beginning a transaction", "BEGIN")?;
@@ -784,12 +836,19 @@ impl Destination for PostgresDestination {
             self.seq
         );
         let sql = match self.mode {
-            SyncMode::FullRefresh => format!(
-                "BEGIN; DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {name}; {mark}; COMMIT",
-                target = self.target(),
-                staging = self.staging(),
-                name = crate::pg::ident(&self.table),
-            ),
+            SyncMode::FullRefresh => {
+                let mut swaps = String::new();
+                for cur in 0..self.targets.len() {
+                    self.cur = cur;
+                    swaps.push_str(&format!(
+                        "DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {name}; ",
+                        target = self.target(),
+                        staging = self.staging(),
+                        name = crate::pg::ident(&self.t().table),
+                    ));
+                }
+                format!("BEGIN; {swaps}{mark}; COMMIT")
+            }
             _ => mark,
         };
         self.exec("publishing", &sql)?;
