@@ -174,3 +174,366 @@ fn a_million_json_messages_stream_to_postgres_exactly_once_through_five_kills() 
     let (missing, dups) = missing_and_duplicates(&ids, total);
     assert_eq!((ids.len() as u64, missing, dups), (total, 0, 0), "rows, missing, duplicates");
 }
+
+/// A message's key and value (`None`: absent, e.g. a tombstone).
+type Message<'a> = (Option<&'a [u8]>, Option<Vec<u8>>);
+
+/// Produce messages to partition 0 of `topic` (created by the broker if missing).
+fn produce(bootstrap: &str, topic: &str, messages: &[Message<'_>]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for (key, value) in messages {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(0);
+        if let Some(k) = key {
+            r = r.key(*k);
+        }
+        if let Some(v) = value {
+            r = r.payload(v.as_slice());
+        }
+        producer.send(r).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Run a bounded read (or a stream stopped once `rows` lines are in `out.json`).
+fn run_to_completion(s: &Scratch, cfg: &str) -> String {
+    ok(&s.run(&["run", cfg, "--no-progress"]))
+}
+
+fn data_of(row: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(row["source_data"].as_str().unwrap()).unwrap()
+}
+
+/// A schema registry on loopback speaking Confluent's API (`GET /schemas/ids/{id}` →
+/// `{"schema": "…"}`), requiring basic auth; counts the requests it served.
+fn registry(
+    schemas: Vec<(u32, String)>,
+    auth: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let (mut request, mut authorized) = (String::new(), false);
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                let expected = format!("authorization: basic {auth}");
+                authorized |= h.trim().eq_ignore_ascii_case(&expected);
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let found = schemas.iter().find(|(id, _)| path == format!("/schemas/ids/{id}"));
+            let (status, body) = match (authorized, found) {
+                (false, _) => ("401 Unauthorized", r#"{"error_code":401}"#.to_owned()),
+                (true, Some((_, schema))) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
+                (true, None) => ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn avro_messages_decode_through_a_local_schema_registry() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-avro");
+    let topic = topic("avro");
+    let schema_text = r#"{"type":"record","name":"User","fields":[{"name":"id","type":"long"},
+        {"name":"email","type":["null","string"]},{"name":"plan","type":{"type":"enum","name":"Plan","symbols":["FREE","PRO"]}}]}"#;
+    let schema = apache_avro::Schema::parse_str(schema_text).unwrap();
+    let framed = |id: i64, email: Option<&str>, plan: &str| {
+        use apache_avro::types::Value;
+        let mut r = apache_avro::types::Record::new(&schema).unwrap();
+        r.put("id", id);
+        r.put("email", Value::Union(u32::from(email.is_some()), Box::new(email.map_or(Value::Null, |e| e.into()))));
+        r.put("plan", Value::Enum(if plan == "PRO" { 1 } else { 0 }, plan.into()));
+        let mut out = vec![0u8, 0, 0, 0, 42]; // magic byte, schema id 42 (Confluent wire format)
+        #[allow(deprecated)]
+        out.extend(apache_avro::to_avro_datum(&schema, r).unwrap());
+        out
+    };
+    let key: &[u8] = br#"{"tenant":"t1"}"#;
+    produce(
+        &broker.bootstrap,
+        &topic,
+        &[
+            (Some(key), Some(framed(1, Some("a@x.io"), "PRO"))),
+            (None, Some(framed(2, None, "FREE"))),
+            (Some(key), Some(framed(3, Some("c@x.io"), "FREE"))),
+        ],
+    );
+    // user:secret
+    let (url, served) = registry(vec![(42, schema_text.to_owned())], "dXNlcjpzZWNyZXQ=");
+    let auth = format!(
+        "  authentication:\n    type: basic\n    schema_registry_type: confluent\n    schema_registry_url: {url}\n    \
+         schema_registry_username: user\n    schema_registry_password: secret\n"
+    );
+    let source = source_block(&broker, &topic, "full_refresh", &auth)
+        .replace("message_encoding: utf-8", "message_encoding: avro");
+    let cfg = pipeline(&s, "kafka_avro", &source, &file_block(&s, ""), "");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 3 records"), "{err}");
+    let rows: Vec<serde_json::Value> = read_rows(&s.path("out.json")).iter().map(data_of).collect();
+    let values: Vec<serde_json::Value> = rows.iter().map(|d| d["value"].clone()).collect();
+    assert_eq!(
+        values,
+        vec![
+            serde_json::json!({"id": 1, "email": "a@x.io", "plan": "PRO"}),
+            serde_json::json!({"id": 2, "email": null, "plan": "FREE"}),
+            serde_json::json!({"id": 3, "email": "c@x.io", "plan": "FREE"}),
+        ]
+    );
+    assert_eq!(rows[0]["keys"], serde_json::json!({"tenant": "t1"}));
+    assert_eq!(rows[1]["keys"], serde_json::json!({}));
+    assert_eq!(rows[0]["schema"]["name"], "User", "the record keeps its Avro schema, as bizon's does");
+    assert_eq!((rows[2]["partition"].as_i64(), rows[2]["offset"].as_i64()), (Some(0), Some(2)));
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "one registry request per schema id");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn an_unknown_schema_id_fails_the_run_naming_the_message_and_the_id() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-avro-404");
+    let topic = topic("avro404");
+    produce(&broker.bootstrap, &topic, &[(None, Some(vec![0, 0, 0, 0, 9, 2]))]);
+    let (url, _) = registry(vec![], "dXNlcjpzZWNyZXQ=");
+    let auth = format!(
+        "  authentication:\n    type: basic\n    schema_registry_type: confluent\n    schema_registry_url: {url}\n    \
+         schema_registry_username: user\n    schema_registry_password: secret\n"
+    );
+    let source = source_block(&broker, &topic, "full_refresh", &auth)
+        .replace("message_encoding: utf-8", "message_encoding: avro");
+    let cfg = pipeline(&s, "kafka_avro_404", &source, &file_block(&s, ""), "");
+    let out = s.run(&["run", &cfg, "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("message {topic}/0 at offset 0")), "{err}");
+    assert!(err.contains("schema id 9 not found"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn debezium_change_events_become_flattened_rows() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-debezium");
+    let topic = topic("cdc");
+    let event = |op: &str, before: serde_json::Value, after: serde_json::Value| {
+        let e = serde_json::json!({"op": op, "before": before, "after": after,
+            "source": {"name": "main_db", "ts_ms": 1_700_000_000_000i64, "table": "users"}});
+        Some(e.to_string().into_bytes())
+    };
+    let key: &[u8] = br#"{"id":7}"#;
+    produce(
+        &broker.bootstrap,
+        &topic,
+        &[
+            (Some(key), event("c", serde_json::Value::Null, serde_json::json!({"id": 7, "email": "a@x.io"}))),
+            (
+                Some(key),
+                event(
+                    "u",
+                    serde_json::json!({"id": 7, "email": "a@x.io"}),
+                    serde_json::json!({"id": 7, "email": "b@x.io"}),
+                ),
+            ),
+            (Some(key), event("d", serde_json::json!({"id": 7, "email": "b@x.io"}), serde_json::Value::Null)),
+            (Some(key), None), // the tombstone after a delete: skipped (skip_message_empty_value)
+        ],
+    );
+    let source = source_block(&broker, &topic, "full_refresh", "  debezium: true\n");
+    let cfg = pipeline(&s, "kafka_debezium", &source, &file_block(&s, ""), "");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 3 records"), "{err}");
+    let rows: Vec<serde_json::Value> = read_rows(&s.path("out.json")).iter().map(data_of).collect();
+    let got: Vec<(String, String, bool, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["__operation"].as_str().unwrap().to_owned(),
+                r["email"].as_str().unwrap().to_owned(),
+                r["__deleted"].as_bool().unwrap(),
+                r["__kafka_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("c".into(), "a@x.io".into(), false, 0),
+            ("u".into(), "b@x.io".into(), false, 1),
+            ("d".into(), "b@x.io".into(), true, 2),
+        ]
+    );
+    assert_eq!(rows[0]["__cluster"], "main-db");
+    assert_eq!(rows[0]["__event_timestamp"], "2023-11-14 22:13:20.000000");
+    assert_eq!(rows[0]["__kafka_topic"], topic.as_str());
+}
+
+#[test]
+fn two_topics_routed_by_streams_land_in_two_tables_with_their_own_schemas() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-streams");
+    let schema = Schema::new("kafka_streams");
+    let (users, orders) = (topic("users"), topic("orders"));
+    let cdc = |after: serde_json::Value| {
+        let e = serde_json::json!({"op": "c", "before": null, "after": after, "source": {"name": "db", "ts_ms": 1}});
+        (None, Some(e.to_string().into_bytes()))
+    };
+    produce(
+        &broker.bootstrap,
+        &users,
+        &(1..=3).map(|i| cdc(serde_json::json!({"id": i, "email": format!("u{i}@x.io")}))).collect::<Vec<_>>(),
+    );
+    produce(
+        &broker.bootstrap,
+        &orders,
+        &(1..=5)
+            .map(|i| cdc(serde_json::json!({"id": 100 + i, "user_id": i % 3 + 1, "amount": i as f64 * 1.5})))
+            .collect::<Vec<_>>(),
+    );
+    let source = format!(
+        "source:\n  name: kafka\n  stream: topic\n  sync_mode: stream\n  bootstrap_servers: {}\n  group_id: {users}_g\n  \
+         message_encoding: utf-8\n  debezium: true\n",
+        broker.bootstrap
+    );
+    let streams = format!(
+        "streams:\n  - name: users\n    source:\n      topic: {users}\n    destination:\n      table_id: proj.dataset.users\n      \
+         record_schema:\n        - {{name: id, type: INTEGER, mode: REQUIRED}}\n        - {{name: email, type: STRING}}\n        \
+         - {{name: __deleted, type: BOOLEAN}}\n  - name: orders\n    source:\n      topic: {orders}\n    destination:\n      \
+         table_id: proj.dataset.orders\n      record_schema:\n        - {{name: id, type: INTEGER}}\n        \
+         - {{name: user_id, type: INTEGER}}\n        - {{name: amount, type: FLOAT}}\n        - {{name: __operation, type: STRING}}\n"
+    );
+    let cfg = pipeline(&s, "kafka_streams", &source, &pg_block(&schema, "unused", ""), &streams);
+    let child = s.spawn(&["run", &cfg, "--no-progress"]);
+    wait_until("both tables filled", Duration::from_secs(60), || {
+        schema.try_count("users").unwrap_or(0) == 3 && schema.try_count("orders").unwrap_or(0) == 5
+    });
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = client();
+    let users_rows: Vec<(i64, String, bool)> = c
+        .query(&format!("SELECT id, email, __deleted FROM \"{}\".users ORDER BY id", schema.0), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(users_rows, (1..=3).map(|i| (i, format!("u{i}@x.io"), false)).collect::<Vec<_>>());
+    let orders_rows: Vec<(i64, i64, f64, String)> = c
+        .query(&format!("SELECT id, user_id, amount, __operation FROM \"{}\".orders ORDER BY id", schema.0), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(orders_rows.len(), 5);
+    assert_eq!(orders_rows[1], (102, 3, 3.0, "c".to_owned()));
+    // each table has its own columns, not the other's
+    let columns = |t: &str| table_columns(&schema, t);
+    assert!(columns("users").contains(&"email".to_owned()) && !columns("users").contains(&"amount".to_owned()));
+    assert!(columns("orders").contains(&"amount".to_owned()) && !columns("orders").contains(&"email".to_owned()));
+}
+
+fn table_columns(schema: &Schema, table: &str) -> Vec<String> {
+    client()
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            &[&schema.0, &table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn malformed_messages_go_to_the_dead_letter_file_with_their_offsets_and_errors() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-dead-letter");
+    let schema = Schema::new("kafka_dlq");
+    let topic = topic("dlq");
+    let good = |i: u32| (None, Some(format!(r#"{{"id":{i}}}"#).into_bytes()));
+    let bad_key: &[u8] = b"not json";
+    let mut messages =
+        vec![good(0), (None, Some(b"{\"id\": 1,".to_vec())), good(2), (Some(bad_key), Some(b"{}".to_vec()))];
+    messages.extend((4..10).map(good));
+    produce(&broker.bootstrap, &topic, &messages);
+    let dlq = s.path("dead.json");
+    let extra = format!("  on_error: dead_letter\n  dead_letter_path: {}\n", dlq.display());
+    let cfg = pipeline(
+        &s,
+        "kafka_dlq",
+        &source_block(&broker, &topic, "full_refresh", &extra),
+        &pg_block(&schema, "events", ""),
+        "",
+    );
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 10 records"), "{err}"); // 8 good + 2 dead letters
+    let ids: Vec<String> = client()
+        .query(&format!("SELECT source_record_id FROM \"{}\".events ORDER BY 1", schema.0), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<String> = [0, 2, 4, 5, 6, 7, 8, 9].iter().map(|o| format!("partition_0_offset_{o}")).collect();
+    assert_eq!(ids, want);
+    let dead: Vec<serde_json::Value> = read_rows(&dlq).iter().map(data_of).collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!((dead[0]["offset"].as_i64(), dead[0]["partition"].as_i64()), (Some(1), Some(0)));
+    assert!(dead[0]["error"].as_str().unwrap().contains("the value is not JSON"), "{:?}", dead[0]);
+    assert_eq!(dead[0]["value"], "{\"id\": 1,");
+    assert_eq!(dead[1]["offset"].as_i64(), Some(3));
+    assert!(dead[1]["error"].as_str().unwrap().contains("the key is not JSON"), "{:?}", dead[1]);
+    assert_eq!(dead[0]["topic"], topic.as_str());
+}
+
+#[test]
+fn a_malformed_message_fails_the_run_by_default_naming_topic_partition_and_offset() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-on-error-fail");
+    let topic = topic("fail");
+    produce(&broker.bootstrap, &topic, &[(None, Some(b"{\"ok\":1}".to_vec())), (None, Some(b"oops".to_vec()))]);
+    let cfg = pipeline(&s, "kafka_fail", &source_block(&broker, &topic, "full_refresh", ""), &file_block(&s, ""), "");
+    let out = s.run(&["run", &cfg, "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("message {topic}/0 at offset 1: the value is not JSON")), "{err}");
+    assert!(err.contains("on_error: dead_letter"), "{err}");
+}
+
+#[test]
+fn bounded_reads_stop_at_the_high_water_mark_and_incremental_reads_only_new_messages() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-bounded");
+    let topic = topic("bounded");
+    load(&broker.bootstrap, &topic, 0, 10_000);
+    let cfg = pipeline(&s, "kafka_bounded", &source_block(&broker, &topic, "incremental", ""), &file_block(&s, ""), "");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 10000 records"), "{err}");
+    load(&broker.bootstrap, &topic, 10_000, 2_000);
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 2000 records"), "{err}");
+    let ids = file_message_indexes(&s.path("out.json"));
+    assert_eq!(missing_and_duplicates(&ids, 12_000), (0, 0));
+    assert_eq!(ids.len(), 12_000);
+    // a full refresh re-reads the topic up to its end and replaces the file
+    edit_config(&cfg, "sync_mode: incremental", "sync_mode: full_refresh");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 12000 records"), "{err}");
+    assert_eq!(file_message_indexes(&s.path("out.json")).len(), 12_000);
+}
