@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -22,6 +22,9 @@
 #            ratio = the same workload over the in-memory queue
 #   kafka    the same through Kafka: BENCH_KAFKA=host:port, else `bizon-kafka-mock` (librdkafka's
 #            in-memory mock cluster, in its own process: its speed, not a real broker's)
+#   kafka-source  the Kafka source: 1M ~200-byte JSON messages on 16 partitions (loaded by
+#            `bizon-kafka-load`) read up to the high-water mark → file (bizon's default batch_size
+#            100, and 5000) and → PostgreSQL; BENCH_KAFKA=host:port, else `bizon-kafka-mock`
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -291,17 +294,21 @@ if [[ $MODE == rabbitmq || $MODE == all ]]; then
         host: 127.0.0.1
         queue_name: bizon_bench_$$_@RUN@"
 fi
-if [[ $MODE == kafka || $MODE == all ]]; then
+# kafka_broker [MOCK_ARGS…]: sets bootstrap to BENCH_KAFKA, else to a mock cluster started here.
+kafka_broker() {
   if [ -n "${BENCH_KAFKA:-}" ]; then
     bootstrap=$BENCH_KAFKA
-  else
-    cargo build --release --quiet --bin bizon-kafka-mock
-    "$(dirname "$BIN")/bizon-kafka-mock" > "$WORK/mock.txt" &
-    mock_pid=$!
-    trap 'kill $mock_pid 2>/dev/null; rm -rf "$WORK"' EXIT
-    for _ in $(seq 50); do grep -q bootstrap "$WORK/mock.txt" 2>/dev/null && break; sleep 0.1; done
-    bootstrap=$(sed -n 's/^bootstrap.servers=//p' "$WORK/mock.txt")
+    return
   fi
+  cargo build --release --quiet --bin bizon-kafka-mock --bin bizon-kafka-load
+  "$(dirname "$BIN")/bizon-kafka-mock" "$@" > "$WORK/mock.txt" &
+  mock_pid=$!
+  trap 'kill $mock_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+  for _ in $(seq 50); do grep -q bootstrap "$WORK/mock.txt" 2>/dev/null && break; sleep 0.1; done
+  bootstrap=$(sed -n 's/^bootstrap.servers=//p' "$WORK/mock.txt")
+}
+if [[ $MODE == kafka || $MODE == all ]]; then
+  kafka_broker
   broker_workloads gen-kafka-file-1M "  queue:
     type: kafka
     config:
@@ -310,6 +317,58 @@ if [[ $MODE == kafka || $MODE == all ]]; then
         topic: bizon_bench_$$_@RUN@
       consumer:
         group_id: bizon_bench_$$_@RUN@"
+fi
+if [[ $MODE == kafka-source || $MODE == all ]]; then
+  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null
+  src_topic=bizon_bench_src_$$
+  kafka_broker --topic "$src_topic:16" # the mock keeps ~5 MB per partition: 16 hold 1M messages
+  cargo build --release --quiet --bin bizon-kafka-load
+  "$(dirname "$BIN")/bizon-kafka-load" "$bootstrap" "$src_topic" --partitions 16 --count 1000000 --size 200
+  # kafka_source_workload NAME BATCH_SIZE DESTINATION_YAML: one bounded read of the whole topic
+  kafka_source_workload() {
+    cat > "$WORK/$1.yml" <<YML
+name: bench-$1
+source:
+  name: kafka
+  stream: topic
+  sync_mode: full_refresh
+  topic: $src_topic
+  bootstrap_servers: $bootstrap
+  group_id: bench_$1_$$
+  message_encoding: utf-8
+  batch_size: $2
+$3
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/$1-state
+YML
+    measure "$1" "$WORK/$1.yml"
+    if [ -f "$WORK/$1.json" ]; then
+      row "$1" 1000000 "$(stat -c %s "$WORK/$1.json")" "$WALL" "$CPU" "$RSS_MB" "batch_size=$2"
+      target "$1 msgs/s (kafka → file)" "$(echo "1000000 / $WALL" | bc -l)" ">=" 500000
+    else
+      row "$1" 1000000 "$(psql -tA -X -h 127.0.0.1 -U postgres -d test -c "SELECT pg_total_relation_size('bizon_bench_k$$.events')")" \
+        "$WALL" "$CPU" "$RSS_MB" "batch_size=$2"
+    fi
+    rm -f "$WORK/$1.json"
+  }
+  file_dest="destination:
+  name: file
+  config:
+    path: $WORK/@NAME@.json"
+  kafka_source_workload kafka-file-1M 100 "${file_dest//@NAME@/kafka-file-1M}"
+  kafka_source_workload kafka-file-1M-batch5000 5000 "${file_dest//@NAME@/kafka-file-1M-batch5000}"
+  kafka_source_workload kafka-postgres-1M-batch5000 5000 "destination:
+  name: postgres
+  config:
+    host: 127.0.0.1
+    database: test
+    username: postgres
+    schema: bizon_bench_k$$
+    destination_id: events"
+  psql -q -X -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS bizon_bench_k$$ CASCADE" 2>/dev/null
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
