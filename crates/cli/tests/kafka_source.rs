@@ -537,3 +537,59 @@ fn bounded_reads_stop_at_the_high_water_mark_and_incremental_reads_only_new_mess
     assert!(err.contains("completed: 12000 records"), "{err}");
     assert_eq!(file_message_indexes(&s.path("out.json")).len(), 12_000);
 }
+
+#[test]
+fn streams_routed_to_files_with_dead_letters_stay_exactly_once_through_kills() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-streams-files");
+    let (a, b) = (topic("route_a"), topic("route_b"));
+    let bad: Vec<Message<'_>> = (0..3).map(|i| (None, Some(format!("not json {i}").into_bytes()))).collect();
+    produce(&broker.bootstrap, &a, &bad); // partition 0, offsets 0..3 of topic a
+    let total = 100_000;
+    load(&broker.bootstrap, &a, 0, total);
+    load(&broker.bootstrap, &b, 0, total);
+    let source = format!(
+        "source:\n  name: kafka\n  stream: topic\n  sync_mode: stream\n  bootstrap_servers: {}\n  group_id: {a}_g\n  \
+         message_encoding: utf-8\n  batch_size: 500\n  on_error: dead_letter\n  dead_letter_path: dead.json\n",
+        broker.bootstrap
+    );
+    let streams = format!(
+        "streams:\n  - name: a\n    source:\n      topic: {a}\n    destination:\n      table_id: proj.ds.table_a\n  \
+         - name: b\n    source:\n      topic: {b}\n    destination:\n      table_id: proj.ds.table_b\n"
+    );
+    let dest = "destination:\n  name: file\n  config:\n    buffer_size: 1\n    buffer_flush_timeout: 1\n";
+    let cfg = pipeline(&s, "kafka_streams_files", &source, dest, &streams);
+    let mut rng = Rng(0x5eed_0011);
+    for kill in 0..3 {
+        let mut child = s.spawn(&["run", &cfg, "--no-progress"]);
+        std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!("kill {kill}: {} records committed", committed(s.dir.path(), &cfg));
+    }
+    let child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let lines =
+        |f: &str| std::fs::read(s.path(f)).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0);
+    wait_until("both files complete", Duration::from_secs(120), || {
+        lines("table_a.json") >= total && lines("table_b.json") >= total
+    });
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    // topic a's partition 0 starts with the 3 bad messages: its good ones sit 3 offsets later
+    let shifted = |id: &str| {
+        let i = message_index(id);
+        if i.is_multiple_of(PARTITIONS) {
+            i - 3 * PARTITIONS
+        } else {
+            i
+        }
+    };
+    let ids_a: Vec<u64> =
+        read_rows(&s.path("table_a.json")).iter().map(|r| shifted(r["source_record_id"].as_str().unwrap())).collect();
+    assert_eq!((ids_a.len() as u64, missing_and_duplicates(&ids_a, total)), (total, (0, 0)), "table_a");
+    let ids_b = file_message_indexes(&s.path("table_b.json"));
+    assert_eq!((ids_b.len() as u64, missing_and_duplicates(&ids_b, total)), (total, (0, 0)), "table_b");
+    let dead: Vec<i64> =
+        read_rows(&s.path("dead.json")).iter().map(|r| data_of(r)["offset"].as_i64().unwrap()).collect();
+    assert_eq!(dead, vec![0, 1, 2]);
+}

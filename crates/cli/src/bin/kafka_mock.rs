@@ -6,7 +6,9 @@
 use std::io::Write;
 
 fn usage() -> ! {
-    eprintln!("usage: bizon-kafka-mock [BROKERS] [--topic NAME:PARTITIONS]...   (BROKERS: a positive number, default 1)");
+    eprintln!(
+        "usage: bizon-kafka-mock [BROKERS] [--topic NAME:PARTITIONS]...   (BROKERS: a positive number, default 1)"
+    );
     std::process::exit(2);
 }
 
