@@ -419,7 +419,9 @@ fn two_topics_routed_by_streams_land_in_two_tables_with_their_own_schemas() {
          table_id: proj.dataset.orders\n      record_schema:\n        - {{name: id, type: INTEGER}}\n        \
          - {{name: user_id, type: INTEGER}}\n        - {{name: amount, type: FLOAT}}\n        - {{name: __operation, type: STRING}}\n"
     );
-    let cfg = pipeline(&s, "kafka_streams", &source, &pg_block(&schema, "unused", ""), &streams);
+    // bizon's streams example runs them on the stream runner (one read → write loop)
+    let rest = format!("  runner:\n    type: stream\n{streams}");
+    let cfg = pipeline(&s, "kafka_streams", &source, &pg_block(&schema, "unused", ""), &rest);
     let child = s.spawn(&["run", &cfg, "--no-progress"]);
     wait_until("both tables filled", Duration::from_secs(60), || {
         schema.try_count("users").unwrap_or(0) == 3 && schema.try_count("orders").unwrap_or(0) == 5

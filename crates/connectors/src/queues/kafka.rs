@@ -192,7 +192,9 @@ impl KafkaBroker {
             .set("queued.max.messages.kbytes", "16384")
             .set("fetch.max.bytes", "16777216")
             // a consumer that caught up asks again soon instead of idling in a long poll
-            .set("fetch.wait.max.ms", "20");
+            .set("fetch.wait.max.ms", "20")
+            // librdkafka pauses fetching for 1 s whenever its prefetch queue is full
+            .set("fetch.queue.backoff.ms", "5");
         cfg.create().map_err(|e| self.error("cannot create a consumer", e))
     }
 
