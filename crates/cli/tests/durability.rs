@@ -10,7 +10,9 @@ use common::*;
 #[test]
 fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     let s = Scratch::new("kill9");
-    let cfg = generator_to_file(&s, "kill9", 1_000_000, "  page_size: 2000\n", "    buffer_size: 1\n");
+    // rate-limited so every seeded kill lands mid-run however fast the machine (1M takes ≥ 2 s)
+    let cfg =
+        generator_to_file(&s, "kill9", 1_000_000, "  page_size: 2000\n  rate_limit: 500000\n", "    buffer_size: 1\n");
     let cfg = cfg.to_str().unwrap();
     let (interrupted, completed) = kill_at_seeded_moments(&s, cfg, 0x5EED_0003, 5, 20, 280);
     assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
