@@ -595,3 +595,65 @@ fn streams_routed_to_files_with_dead_letters_stay_exactly_once_through_kills() {
         read_rows(&s.path("dead.json")).iter().map(|r| data_of(r)["offset"].as_i64().unwrap()).collect();
     assert_eq!(dead, vec![0, 1, 2]);
 }
+
+/// The consumer group's committed offset of each partition of `topic` (-1: none).
+fn group_offsets(bootstrap: &str, group: &str, topic: &str) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let offsets = got.elements().iter().map(|e| e.offset().to_raw().unwrap_or(-1)).collect();
+    std::mem::forget(c); // a consumer that fetched committed offsets may hang in drop (CRATES.md)
+    offsets
+}
+
+/// Move the consumer group's offsets of every partition of `topic` to `offset`.
+fn set_group_offsets(bootstrap: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(offset)).unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+#[test]
+fn group_offsets_follow_the_destination_and_the_destinations_offsets_win_on_restart() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-group");
+    let topic = topic("group");
+    let group = format!("{topic}_group");
+    load(&broker.bootstrap, &topic, 0, 4_000);
+    let cfg = pipeline(&s, "kafka_group", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
+    let lines = || std::fs::read(s.path("out.json")).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0);
+    let stream_until = |n: usize| {
+        let child = s.spawn(&["run", &cfg, "--no-progress"]);
+        wait_until("the messages in the file", Duration::from_secs(60), || lines() >= n);
+        std::thread::sleep(Duration::from_millis(300)); // nothing more arrives
+        sigterm(&child);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    stream_until(4_000);
+    // committed to the group after the destination commit: 1,000 messages per partition
+    assert_eq!(group_offsets(&broker.bootstrap, &group, &topic), vec![1_000; PARTITIONS as usize]);
+    // someone rewinds the group: the destination's offsets still decide where the job resumes
+    set_group_offsets(&broker.bootstrap, &group, &topic, 0);
+    load(&broker.bootstrap, &topic, 4_000, 2_000);
+    stream_until(6_000);
+    let ids = file_message_indexes(&s.path("out.json"));
+    assert_eq!((ids.len(), missing_and_duplicates(&ids, 6_000)), (6_000, (0, 0)));
+    assert_eq!(group_offsets(&broker.bootstrap, &group, &topic), vec![1_500; PARTITIONS as usize]);
+}
