@@ -206,7 +206,8 @@ fn data_of(row: &serde_json::Value) -> serde_json::Value {
 }
 
 /// A schema registry on loopback speaking Confluent's API (`GET /schemas/ids/{id}` →
-/// `{"schema": "…"}`), requiring basic auth; counts the requests it served.
+/// `{"schema": "…"}`) and Apicurio's (`GET /apis/registry/v2/ids/globalIds/{id}` → the schema),
+/// requiring basic auth; counts the requests it served.
 fn registry(
     schemas: Vec<(u32, String)>,
     auth: &'static str,
@@ -232,11 +233,15 @@ fn registry(
             }
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
-            let found = schemas.iter().find(|(id, _)| path == format!("/schemas/ids/{id}"));
-            let (status, body) = match (authorized, found) {
-                (false, _) => ("401 Unauthorized", r#"{"error_code":401}"#.to_owned()),
-                (true, Some((_, schema))) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
-                (true, None) => ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned()),
+            let confluent = schemas.iter().find(|(id, _)| path == format!("/schemas/ids/{id}"));
+            let apicurio = schemas.iter().find(|(id, _)| path == format!("/apis/registry/v2/ids/globalIds/{id}"));
+            let (status, body) = match (authorized, confluent, apicurio) {
+                (false, _, _) => ("401 Unauthorized", r#"{"error_code":401}"#.to_owned()),
+                (true, Some((_, schema)), _) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
+                (true, None, Some((_, schema))) => ("200 OK", schema.clone()),
+                (true, None, None) => {
+                    ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned())
+                }
             };
             let _ = write!(
                 stream,
@@ -656,4 +661,34 @@ fn group_offsets_follow_the_destination_and_the_destinations_offsets_win_on_rest
     let ids = file_message_indexes(&s.path("out.json"));
     assert_eq!((ids.len(), missing_and_duplicates(&ids, 6_000)), (6_000, (0, 0)));
     assert_eq!(group_offsets(&broker.bootstrap, &group, &topic), vec![1_500; PARTITIONS as usize]);
+}
+
+#[test]
+fn apicurio_framed_avro_decodes_with_bizons_default_registry_type() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-apicurio");
+    let topic = topic("apicurio");
+    let schema_text = r#"{"type":"record","name":"Envelope","fields":[{"name":"n","type":"int"},{"name":"tags","type":{"type":"map","values":"string"}}]}"#;
+    let schema = apache_avro::Schema::parse_str(schema_text).unwrap();
+    let mut r = apache_avro::types::Record::new(&schema).unwrap();
+    r.put("n", 5i32);
+    r.put("tags", apache_avro::types::Value::Map([("k".to_owned(), "v".into())].into_iter().collect()));
+    // magic byte, then Apicurio's 8-byte global id (its first 4 bytes are zero)
+    let mut framed = vec![0u8];
+    framed.extend(77u64.to_be_bytes());
+    #[allow(deprecated)]
+    framed.extend(apache_avro::to_avro_datum(&schema, r).unwrap());
+    produce(&broker.bootstrap, &topic, &[(None, Some(framed))]);
+    let (url, served) = registry(vec![(77, schema_text.to_owned())], "dXNlcjpzZWNyZXQ=");
+    let auth = format!(
+        "  authentication:\n    type: basic\n    schema_registry_url: {url}\n    \
+         schema_registry_username: user\n    schema_registry_password: secret\n"
+    );
+    let source = source_block(&broker, &topic, "full_refresh", &auth).replace("  message_encoding: utf-8\n", "");
+    let cfg = pipeline(&s, "kafka_apicurio", &source, &file_block(&s, ""), "");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed: 1 records"), "{err}");
+    let row = data_of(&read_rows(&s.path("out.json"))[0]);
+    assert_eq!(row["value"], serde_json::json!({"n": 5, "tags": {"k": "v"}}));
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
