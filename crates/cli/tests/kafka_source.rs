@@ -692,3 +692,23 @@ fn apicurio_framed_avro_decodes_with_bizons_default_registry_type() {
     assert_eq!(row["value"], serde_json::json!({"n": 5, "tags": {"k": "v"}}));
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn an_unreachable_kafka_source_fails_in_bounded_time_naming_the_address() {
+    let s = Scratch::new("kafka-src-down");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again
+    let source = format!(
+        "source:\n  name: kafka\n  stream: topic\n  sync_mode: stream\n  topic: t\n  bootstrap_servers: 127.0.0.1:{port}\n  \
+         message_encoding: utf-8\n  consumer_timeout: 1\n  authentication:\n    type: basic\n    params:\n      \
+         username: u\n      password: hunter2-secret\n  consumer_config:\n    security.protocol: SASL_PLAINTEXT\n"
+    );
+    let cfg =
+        pipeline(&s, "kafka_down", &source, &file_block(&s, ""), "  runner:\n    config:\n      max_retries: 1\n");
+    let started = std::time::Instant::now();
+    let out = s.run(&["run", &cfg, "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(err.contains(&format!("kafka 127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}

@@ -197,7 +197,11 @@ impl Pipeline<'_> {
         );
         let total = match self.spec.role {
             Role::Consumer => job.total_records, // the producer knows it
-            _ => self.source.total_records(&read_ctx)?,
+            // informational (progress, ETA): a source that cannot tell now still runs
+            _ => self.source.total_records(&read_ctx).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count the records to read; progress shows no total");
+                None
+            }),
         };
         if let Some(total) = total {
             if self.spec.role != Role::Consumer {

@@ -555,8 +555,21 @@ enum Decoded<'m> {
 }
 
 impl Source for KafkaSource {
-    fn total_records(&mut self, _ctx: &ReadContext) -> Result<Option<u64>> {
-        Ok(None)
+    /// A bounded read knows its size: the messages between the start and the end offsets.
+    fn total_records(&mut self, ctx: &ReadContext) -> Result<Option<u64>> {
+        if ctx.sync_mode == SyncMode::Stream {
+            return Ok(None);
+        }
+        let since = match ctx.sync_mode {
+            SyncMode::Incremental => offsets_from(ctx.watermark.as_ref()),
+            _ => Offsets::new(),
+        };
+        let mut total = 0;
+        for (t, p) in self.partitions()? {
+            let (low, high) = self.watermarks(&t, p)?;
+            total += (high - get(&since, &t, p).unwrap_or(low).max(low)).max(0) as u64;
+        }
+        Ok(Some(total))
     }
 
     fn durable_hook(&self) -> Option<DurableHook> {
