@@ -712,3 +712,53 @@ fn an_unreachable_kafka_source_fails_in_bounded_time_naming_the_address() {
     assert!(err.contains(&format!("kafka 127.0.0.1:{port}")), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn messages_deleted_by_retention_before_they_were_read_are_reported_not_skipped_silently() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-expired");
+    let topic = topic("expired");
+    let message = |i: usize| (None, Some(format!(r#"{{"id":{i},"pad":"{}"}}"#, "y".repeat(300)).into_bytes()));
+    produce(&broker.bootstrap, &topic, &(0..10).map(message).collect::<Vec<_>>());
+    let cfg = pipeline(&s, "kafka_expired", &source_block(&broker, &topic, "incremental", ""), &file_block(&s, ""), "");
+    assert!(run_to_completion(&s, &cfg).contains("completed: 10 records"));
+    // 10 MB more on partition 0: the mock broker keeps ~5 MB per partition, so offset 10 is deleted
+    produce(&broker.bootstrap, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("messages expired (retention) before they were read"), "{err}");
+    assert!(err.contains(&format!("topic=\"{topic}\" partition=0 from=10")), "{err}");
+    let lost: u64 = err.split("lost=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    let read = summary_records(&err);
+    assert!(lost > 0 && read > 0, "{err}");
+    assert_eq!(lost + read, 33_000 - 10, "every message is either read or reported lost");
+}
+
+#[test]
+fn a_stream_resuming_below_the_log_start_reports_the_expired_messages_and_goes_on() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-expired-stream");
+    let topic = topic("expired_stream");
+    let message = |i: usize| (None, Some(format!(r#"{{"id":{i},"pad":"{}"}}"#, "y".repeat(300)).into_bytes()));
+    produce(&broker.bootstrap, &topic, &(0..10).map(message).collect::<Vec<_>>());
+    let cfg =
+        pipeline(&s, "kafka_expired_stream", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
+    let lines =
+        || std::fs::read(s.path("out.json")).map(|b| b.iter().filter(|c| **c == b'\n').count() as i64).unwrap_or(0);
+    let child = s.spawn(&["run", &cfg, "--no-progress"]);
+    wait_until("the first messages", Duration::from_secs(30), || lines() == 10);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    produce(&broker.bootstrap, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
+    let probe: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().unwrap();
+    let (low, high) = probe.fetch_watermarks(&topic, 0, Duration::from_secs(10)).unwrap();
+    assert!(low > 10, "the broker deleted the start of partition 0 (log starts at {low})");
+    let child = s.spawn(&["run", &cfg, "--no-progress"]);
+    wait_until("the messages still in the log", Duration::from_secs(60), || lines() == 10 + high - low);
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("partition=0 from=10 to={low} lost={}", low - 10)), "{err}");
+}

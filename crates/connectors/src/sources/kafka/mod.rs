@@ -323,15 +323,17 @@ impl KafkaSource {
                     SyncMode::Incremental => offsets_from(ctx.watermark.as_ref()),
                     _ => Offsets::new(),
                 };
-                self.next.entry(t.clone()).or_default().insert(*p, get(&since, t, *p).unwrap_or(low).max(low));
+                let start = get(&since, t, *p).unwrap_or(low);
+                if start < low {
+                    self.expired(t, *p, start, low);
+                }
+                self.next.entry(t.clone()).or_default().insert(*p, start.max(low));
             }
             let offset = match get(&self.next, t, *p) {
                 Some(o) if o < low => {
-                    return Err(Error::permanent(format!(
-                        "{}: {t}/{p} resumes at offset {o} but the log now starts at {low}: {} messages expired before they were read",
-                        self.describe(),
-                        low - o
-                    )))
+                    self.expired(t, *p, o, low);
+                    self.next.entry(t.clone()).or_default().insert(*p, low);
+                    Offset::Offset(low)
                 }
                 Some(o) => Offset::Offset(o),
                 // a partition this job has not read yet: the group's offset, else auto.offset.reset
@@ -345,6 +347,15 @@ impl KafkaSource {
         self.partitions_checked = Instant::now();
         tracing::info!(source = %self.describe(), partitions = parts.len(), resumed = !fresh, "partitions assigned");
         Ok(())
+    }
+
+    /// Messages the broker deleted (retention) before this pipeline read them: nothing can bring
+    /// them back, so the run goes on from the log start, but never silently.
+    fn expired(&self, t: &str, p: i32, from: i64, low: i64) {
+        tracing::error!(
+            source = %self.describe(), topic = t, partition = p, from, to = low, lost = low - from,
+            "messages expired (retention) before they were read: the pipeline lagged more than the topic keeps; continuing at the log start"
+        );
     }
 
     /// Commit the newest durable offsets to the consumer group (asynchronously).
@@ -608,6 +619,8 @@ impl Source for KafkaSource {
         };
         let started = Instant::now();
         let mut taken = 0usize;
+        // jumps of more than one offset (compaction, or retention deleting unread messages)
+        let mut gaps: Vec<(String, i32, i64)> = Vec::new();
         let consumer = self.consumer.take().expect("assigned above");
         let result = (|| {
             while taken < self.config.batch_size {
@@ -623,8 +636,10 @@ impl Source for KafkaSource {
                         continue; // past the bounded read's end
                     }
                 }
-                if get(&self.next, &t, p).is_some_and(|n| o < n) {
-                    continue; // already returned (a seek re-delivered it)
+                match get(&self.next, &t, p) {
+                    Some(n) if o < n => continue, // already returned (a seek re-delivered it)
+                    Some(n) if o > n + 1 => gaps.push((t.clone(), p, n)),
+                    _ => {}
                 }
                 taken += 1;
                 self.push(&m, &mut batch)?;
@@ -637,6 +652,14 @@ impl Source for KafkaSource {
         })();
         self.consumer = Some(consumer);
         result?;
+        for (t, p, from) in gaps {
+            // a transaction marker takes one offset, compaction leaves holes in the log: only
+            // a log start past the expected offset means unread messages were deleted
+            let (low, _) = self.watermarks(&t, p)?;
+            if low > from {
+                self.expired(&t, p, from, low);
+            }
+        }
         let exhausted = !stream && (self.complete() || taken == 0);
         if exhausted && !self.complete() {
             tracing::info!(source = %self.describe(), "no message within consumer_timeout: the bounded read ends here");
