@@ -224,12 +224,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Source(SourceCmd::List) => {
             println!("Available sources:");
             for k in SourceKind::ALL {
-                let inc = if k.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
                 println!(
-                    "  {:<10} streams: {:<20} modes: {:<26} {}",
+                    "  {:<10} streams: {:<20} modes: {:<34} {}",
                     k.name(),
                     k.streams().join(", "),
-                    inc,
+                    k.modes(),
                     k.description()
                 );
             }
@@ -239,7 +238,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let kind = SourceKind::from_name(&source).ok_or_else(|| {
                 usage(anyhow!("unknown source `{source}`; available: {}", SourceKind::names().join(", ")))
             })?;
-            let modes = if kind.supports_incremental() { "full_refresh, incremental" } else { "full_refresh" };
+            let modes = kind.modes();
             let streams: Vec<String> = if kind.streams().is_empty() {
                 let Some(config) = config else {
                     return Err(usage(anyhow!(

@@ -166,6 +166,8 @@ fn list_verbs_show_connectors_streams_and_guarantees() {
     let s = Scratch::new("lists");
     let out = stdout(&s.run(&["source", "list"]));
     assert!(out.contains("dummy") && out.contains("creatures, plants") && out.contains("generator"), "{out}");
+    let kafka = out.lines().find(|l| l.trim_start().starts_with("kafka")).unwrap_or_default();
+    assert!(kafka.contains("full_refresh, incremental, stream"), "{out}");
     let out = stdout(&s.run(&["stream", "list", "dummy"]));
     assert!(out.contains("creatures") && out.contains("plants"), "{out}");
     let bad = s.run(&["stream", "list", "nope"]);

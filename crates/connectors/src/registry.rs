@@ -57,6 +57,15 @@ impl SourceKind {
         }
     }
 
+    /// The sync modes it supports, for listings.
+    pub fn modes(self) -> &'static str {
+        match (self.supports_incremental(), self.supports_stream()) {
+            (true, true) => "full_refresh, incremental, stream",
+            (true, false) => "full_refresh, incremental",
+            _ => "full_refresh",
+        }
+    }
+
     /// Reads continuously (`sync_mode: stream`).
     pub fn supports_stream(self) -> bool {
         self == SourceKind::Kafka
