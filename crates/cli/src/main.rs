@@ -1,6 +1,8 @@
 //! The `bizon` binary: parses the command line, loads the config, builds the connectors and
 //! hands them to the engine. Exit codes: 0 success, 1 the run failed, 2 usage or config error.
 
+mod telemetry;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +81,10 @@ struct RunArgs {
     /// Log level (overrides `engine.runner.log_level`; RUST_LOG also works).
     #[arg(long, value_enum, ignore_case = true)]
     log_level: Option<LogArg>,
+    /// Log lines as text (default) or as one JSON object each (for log shippers), with the job,
+    /// stream and iteration as fields.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Forget the stream's cursors and watermark: re-read everything and replace the target.
     #[arg(long)]
     reset: bool,
@@ -88,6 +94,12 @@ struct RunArgs {
     /// Seconds between progress log lines when stderr is not a terminal.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     progress_interval: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -381,7 +393,7 @@ fn open_backend(cfg: &BizonConfig) -> bizon_core::Result<Box<dyn Backend>> {
     })
 }
 
-fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>) {
+fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let name = match (level, cfg_level) {
         (Some(l), _) => match l {
@@ -404,17 +416,17 @@ fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>) {
         Ok(v) if level.is_none() && !v.is_empty() => EnvFilter::new(v),
         _ => EnvFilter::new(name),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        // the job's span (job_id, stream) rides on every line of the run
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
 }
 
 fn run(args: RunArgs) -> Result<(), Failure> {
     let cfg = load(&args.config)?;
-    init_logging(args.log_level, cfg.engine.runner.log_level);
+    init_logging(args.log_level, cfg.engine.runner.log_level, args.log_format);
     let runner = match args.runner.map(|r| match r {
         RunnerArg::Thread => RunnerType::Thread,
         RunnerArg::Stream => RunnerType::Stream,
@@ -449,12 +461,6 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             return supervise(&args, broker);
         }
     };
-    if cfg.monitoring.is_some() {
-        tracing::warn!("`monitoring` is accepted but no exporter is built in yet: metrics are not sent");
-    }
-    if cfg.alerting.is_some() {
-        tracing::warn!("`alerting` is accepted but not wired yet: no alert will be sent");
-    }
     let failpoints = Arc::new(Failpoints::from_env().map_err(usage)?);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -504,6 +510,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         },
     };
     let counters = Arc::new(Counters::default());
+    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| usage(anyhow!(e)))?;
     let pipeline = Pipeline {
         spec,
         source: source.as_mut(),
@@ -512,9 +519,21 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         broker: broker.as_deref(),
         stop,
         failpoints,
-        counters,
+        counters: counters.clone(),
     };
-    let summary = pipeline.run().map_err(|e| failed(anyhow!("pipeline `{}` failed: {e}", cfg.name)))?;
+    let summary = match pipeline.run() {
+        Ok(s) => s,
+        Err(e) => {
+            telemetry.finish(telemetry::End::Failed(e.message()), &counters);
+            return Err(failed(anyhow!("pipeline `{}` failed: {e}", cfg.name)));
+        }
+    };
+    let status = match summary.outcome {
+        Outcome::Completed => "completed",
+        Outcome::Stopped => "stopped",
+        Outcome::Published | Outcome::LaneDone => "running",
+    };
+    telemetry.finish(telemetry::End::Ok(status), &counters);
     let secs = summary.elapsed.as_secs_f64();
     let what = match summary.outcome {
         Outcome::Completed => "completed",
@@ -554,6 +573,9 @@ fn supervise(args: &RunArgs, broker: &BrokerSpec) -> Result<(), Failure> {
         }
         if let Some(l) = args.log_level {
             c.arg("--log-level").arg(l.to_possible_value().expect("no skipped variants").get_name());
+        }
+        if args.log_format == LogFormat::Json {
+            c.args(["--log-format", "json"]);
         }
         if args.reset && role == "producer" {
             c.arg("--reset");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bizon_core::config::SyncMode;
-use bizon_core::record::{cursor_cmp, cursor_max};
+use bizon_core::record::{cursor_cmp, cursor_max, DEAD_LETTER};
 use bizon_core::time::now_micros;
 use bizon_core::{
     Backend, BatchMeta, Destination, DestinationContext, DestinationCursor, DurableHook, Error, ErrorKind, Job,
@@ -175,6 +175,11 @@ impl Pipeline<'_> {
             Role::Consumer => self.wait_for_job()?,
             _ => self.find_or_create_job()?,
         };
+        // every log line of the run carries the job and stream (fields of JSON logs)
+        let span = tracing::info_span!("job", job_id = %job.id, stream = %self.spec.key.stream);
+        let _in_job = span.enter();
+        *self.counters.job_id.lock().unwrap_or_else(|p| p.into_inner()) = job.id.clone();
+        self.counters.touch();
         let materialize = if job.reset { SyncMode::FullRefresh } else { job.sync_mode };
         let read_ctx = ReadContext {
             sync_mode: job.sync_mode,
@@ -216,6 +221,8 @@ impl Pipeline<'_> {
             match self.attempt(&job, &dctx, &read_ctx, &mut records_at_start) {
                 Ok(outcome) => break Ok(outcome),
                 Err((e, progressed)) if e.kind() == ErrorKind::Transient => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     if progressed {
                         retries = 0;
                     }
@@ -227,7 +234,10 @@ impl Pipeline<'_> {
                     tracing::warn!(error = %e, retry = retries, backoff_ms = backoff.as_millis() as u64, "transient error: resuming from the last commit");
                     std::thread::sleep(backoff);
                 }
-                Err((e, _)) => break Err(e),
+                Err((e, _)) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    break Err(e);
+                }
             }
         };
         reporter.finish();
@@ -241,7 +251,7 @@ impl Pipeline<'_> {
                     outcome,
                     resumed_after: resumed,
                     records: match outcome {
-                        Outcome::Published => self.counters.records_written.load(Ordering::Relaxed),
+                        Outcome::Published => self.counters.records_extracted.load(Ordering::Relaxed),
                         _ => job_records.saturating_sub(before),
                     },
                     bytes: self.counters.bytes_written.load(Ordering::Relaxed),
@@ -316,17 +326,7 @@ impl Pipeline<'_> {
         let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
         let stop = &self.stop;
         let halt = || stop.load(Ordering::SeqCst);
-        produce(
-            &mut *self.source,
-            broker,
-            &backend,
-            &self.spec,
-            &job.id,
-            read_ctx,
-            &start,
-            &halt,
-            &self.counters.records_written,
-        )?;
+        produce(&mut *self.source, broker, &backend, &self.spec, &job.id, read_ctx, &start, &halt, &self.counters)?;
         Ok(if self.stop.load(Ordering::SeqCst) { Outcome::Stopped } else { Outcome::Published })
     }
 
@@ -429,6 +429,7 @@ impl Pipeline<'_> {
             cursor_id: cursor_id.to_owned(),
             lane: dctx.lane.unwrap_or((0, 1)),
             durable: self.source.durable_hook(),
+            unflushed: Vec::new(),
         };
         if start.done {
             return writer.finish().map_err(|e| (e, false));
@@ -482,6 +483,8 @@ struct Writer<'w> {
     lane: (usize, usize),
     /// The source's hook, told each committed pagination (Kafka group offsets).
     durable: Option<DurableHook>,
+    /// `extracted_at` of each page written since the last commit (latency metrics).
+    unflushed: Vec<i64>,
 }
 
 impl<'w> Writer<'w> {
@@ -507,6 +510,18 @@ impl<'w> Writer<'w> {
         self.failpoints.hit("after_write")?;
         let n = page.records.len() as u64;
         let bytes = page.records.byte_len() as u64;
+        let c = self.counters;
+        c.records_loaded.fetch_add(n, Ordering::Relaxed);
+        c.bytes_loaded.fetch_add(bytes, Ordering::Relaxed);
+        c.iterations_loaded.fetch_add(1, Ordering::Relaxed);
+        if page.records.is_routed() {
+            let dead = (0..page.records.len()).filter(|i| page.records.route(*i) == DEAD_LETTER).count();
+            c.dead_letters.fetch_add(dead as u64, Ordering::Relaxed);
+        }
+        if n > 0 {
+            c.touch(); // progress = records written (idle stream pages are not)
+        }
+        self.unflushed.push(page.extracted_at);
         let watermark = match (&self.spec.cursor_field, self.job.sync_mode) {
             (field, SyncMode::Incremental) => {
                 page.cursor_max.clone().or_else(|| field.as_deref().and_then(|f| extract_max(&page, f)))
@@ -521,6 +536,7 @@ impl<'w> Writer<'w> {
         };
         self.pending = Some(Pending { iteration, pagination: page.next, records, bytes: pbytes, watermark: wm, last });
         self.since_flush += bytes;
+        self.counters.buffer_bytes.store(self.since_flush, Ordering::Relaxed);
         self.counters.records_written.fetch_add(n, Ordering::Relaxed);
         self.counters.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         if self.since_flush >= self.spec.buffer_bytes || last {
@@ -562,6 +578,7 @@ impl<'w> Writer<'w> {
             return Ok(());
         };
         self.failpoints.hit("before_flush")?;
+        let started = Instant::now();
         // A run that was paused while another took over must not publish anything.
         self.backend().check_fence()?;
         let mut c = DestinationCursor {
@@ -577,6 +594,13 @@ impl<'w> Writer<'w> {
         self.commit(c)?;
         self.since_flush = 0;
         self.last_flush = Instant::now();
+        let counters = self.counters;
+        counters.commits.observe(started.elapsed().as_secs_f64());
+        counters.buffer_bytes.store(0, Ordering::Relaxed);
+        let now = now_micros();
+        for extracted in self.unflushed.drain(..) {
+            counters.latency.observe((now - extracted).max(0) as f64 / 1e6);
+        }
         Ok(())
     }
 
@@ -671,6 +695,13 @@ fn extract_max(page: &Page, field: &str) -> Option<Json> {
     best
 }
 
+/// Count a page read from the source (metrics).
+fn extracted(c: &Counters, page: &Page) {
+    c.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
+    c.bytes_extracted.fetch_add(page.records.byte_len() as u64, Ordering::Relaxed);
+    c.iterations_extracted.fetch_add(1, Ordering::Relaxed);
+}
+
 fn reached_max(spec: &PipelineSpec, iteration: i64) -> bool {
     spec.max_iterations.is_some_and(|m| iteration >= m as i64)
 }
@@ -692,6 +723,7 @@ fn stream_loop(
             return w.finish();
         }
         let page = source.get(&pagination, ctx)?;
+        extracted(w.counters, &page);
         let last = page.is_last();
         let next = page.next.clone();
         save_source_cursor(w.backend, w.spec, &w.job.id, iteration, &next)?;
@@ -718,7 +750,12 @@ fn thread_loop(
     start: &DestinationCursor,
 ) -> Result<Outcome> {
     let queue: ByteQueue<Item> = ByteQueue::new(w.spec.queue_max_bytes as usize, w.spec.queue_max_messages as usize);
-    let (spec, backend, job_id) = (w.spec, w.backend, w.job.id.as_str());
+    let (spec, backend, job_id, counters) = (w.spec, w.backend, w.job.id.as_str(), w.counters);
+    let gauge = |q: &ByteQueue<Item>| {
+        let (items, bytes) = q.depth();
+        counters.queue_messages.store(items as u64, Ordering::Relaxed);
+        counters.queue_bytes.store(bytes as u64, Ordering::Relaxed);
+    };
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
@@ -737,6 +774,7 @@ fn thread_loop(
                         Ok(p) => p,
                         Err(e) => break Err(e),
                     };
+                    extracted(counters, &page);
                     let last = page.is_last();
                     let next = page.next.clone();
                     let bytes = page.records.byte_len();
@@ -746,6 +784,7 @@ fn thread_loop(
                     if queue.push(Item::Page(iteration, Box::new(page)), bytes).is_err() {
                         break Ok(()); // the consumer gave up
                     }
+                    gauge(&queue);
                     if last {
                         break Ok(());
                     }
@@ -768,6 +807,7 @@ fn thread_loop(
                 }
                 match queue.pop(w.until_deadline()) {
                     Pop::Item(Item::Page(i, page)) => {
+                        gauge(&queue);
                         let last = page.is_last();
                         w.accept(i, *page)?;
                         if last {
@@ -810,7 +850,7 @@ fn produce(
     ctx: &ReadContext,
     start: &DestinationCursor,
     halt: &dyn Fn() -> bool,
-    published: &std::sync::atomic::AtomicU64,
+    counters: &Counters,
 ) -> Result<()> {
     use bizon_core::wire;
     let mut publisher = broker.publisher()?;
@@ -857,10 +897,10 @@ fn produce(
             return publisher.flush();
         }
         let page = source.get(&pagination, ctx)?;
+        extracted(counters, &page);
         let last = page.is_last();
         save_source_cursor(backend, spec, job_id, iteration, &page.next)?;
         publisher.publish(lane_of(iteration), wire::encode(job_id, iteration, Some(&page)))?;
-        published.fetch_add(page.records.len() as u64, Ordering::Relaxed);
         if last {
             for lane in (0..lanes).filter(|l| *l != lane_of(iteration)) {
                 publisher.publish(lane, wire::encode(job_id, iteration + 1, None))?;
@@ -995,16 +1035,15 @@ fn broker_loop(
     broker: &dyn QueueBroker,
 ) -> Result<Outcome> {
     broker.purge()?;
-    let (spec, backend, job_id) = (w.spec, w.backend, w.job.id.clone());
+    let (spec, backend, job_id, counters) = (w.spec, w.backend, w.job.id.clone(), w.counters);
     let abandon = AtomicBool::new(false);
     let produced: Mutex<Option<Result<()>>> = Mutex::new(None);
-    let published = std::sync::atomic::AtomicU64::new(0);
     let outcome = std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
             .spawn_scoped(s, || {
                 let halt = || stop.load(Ordering::SeqCst) || abandon.load(Ordering::SeqCst);
-                let r = produce(source, broker, backend, spec, &job_id, ctx, start, &halt, &published);
+                let r = produce(source, broker, backend, spec, &job_id, ctx, start, &halt, counters);
                 *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             })
             .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;

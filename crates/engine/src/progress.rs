@@ -15,14 +15,99 @@ pub enum ProgressMode {
     Off,
 }
 
+/// Progress of the current attempt and the run's metrics. The metrics fields only ever grow
+/// (counters) or hold the latest value (gauges) for the life of the process: exporters read them.
 #[derive(Default)]
 pub struct Counters {
+    /// Written in the current attempt (reset when an attempt restarts from the last commit).
     pub records_written: AtomicU64,
     pub bytes_written: AtomicU64,
     /// Records committed before this run started (resume), for the % complete.
     pub records_before: AtomicU64,
     /// 0 = unknown.
     pub total: AtomicU64,
+    /// The job this process works on (set when it starts), a metrics label.
+    pub job_id: std::sync::Mutex<String>,
+    pub records_extracted: AtomicU64,
+    pub bytes_extracted: AtomicU64,
+    pub iterations_extracted: AtomicU64,
+    /// Handed to the destination (counters over the whole run, retries included).
+    pub records_loaded: AtomicU64,
+    pub bytes_loaded: AtomicU64,
+    pub iterations_loaded: AtomicU64,
+    /// Durable commits (destination flush + cursor commit) and their duration.
+    pub commits: Histogram,
+    /// Source extraction → durable commit, per page.
+    pub latency: Histogram,
+    pub retries: AtomicU64,
+    pub errors: AtomicU64,
+    pub dead_letters: AtomicU64,
+    /// Gauges: in-memory queue depth, bytes written since the last commit.
+    pub queue_messages: AtomicU64,
+    pub queue_bytes: AtomicU64,
+    pub buffer_bytes: AtomicU64,
+    /// Microseconds since the epoch of the last record written or commit (stuck-run detection).
+    pub last_progress_micros: AtomicU64,
+}
+
+impl Counters {
+    /// Records committed by the job so far (resumed part included).
+    pub fn done(&self) -> u64 {
+        self.records_before.load(Ordering::Relaxed) + self.records_written.load(Ordering::Relaxed)
+    }
+
+    /// % complete when the total is known.
+    pub fn percent(&self) -> Option<f64> {
+        let total = self.total.load(Ordering::Relaxed);
+        (total > 0).then(|| (self.done() as f64 * 100.0 / total as f64).min(100.0))
+    }
+
+    pub fn job(&self) -> String {
+        self.job_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn touch(&self) {
+        self.last_progress_micros.store(bizon_core::time::now_micros().max(0) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Upper bounds (seconds) of the histogram buckets.
+pub const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0];
+
+/// A fixed-bucket histogram of durations, lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations ≤ `BUCKETS[i]` (not cumulative); the last slot is +Inf.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let i = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket (Prometheus' `le` buckets; the last is +Inf = the count).
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut acc = 0;
+        self.counts
+            .iter()
+            .map(|c| {
+                acc += c.load(Ordering::Relaxed);
+                acc
+            })
+            .collect()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
 }
 
 pub struct Reporter {

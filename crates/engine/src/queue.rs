@@ -108,6 +108,12 @@ impl<T> ByteQueue<T> {
     pub fn bytes(&self) -> usize {
         self.lock().bytes
     }
+
+    /// Items and bytes queued now (metrics).
+    pub fn depth(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.items.len(), s.bytes)
+    }
 }
 
 #[cfg(test)]

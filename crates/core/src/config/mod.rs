@@ -184,13 +184,14 @@ pub struct StreamConfig {
     pub destination: Json,
 }
 
+/// bizon's `monitoring:` (Datadog), plus `prometheus` and `otlp` exporters.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringConfig {
     #[serde(rename = "type")]
     pub kind: MonitorType,
     #[serde(default)]
-    pub config: Option<DatadogConfig>,
+    pub config: Option<MonitorDetails>,
     #[serde(default)]
     pub enable_tracing: bool,
 }
@@ -198,22 +199,47 @@ pub struct MonitoringConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MonitorType {
+    /// DogStatsD over UDP to the agent (bizon's).
     Datadog,
+    /// An HTTP `/metrics` endpoint in the Prometheus text format.
+    Prometheus,
+    /// OTLP over HTTP (protobuf) to a collector: metrics and one span per iteration step.
+    Otlp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The keys of every exporter (each checks that it got its own).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatadogConfig {
+pub struct MonitorDetails {
+    /// Datadog: the agent's host (or the env var holding it, as on Kubernetes) and port (8125).
     #[serde(default)]
     pub datadog_agent_host: Option<String>,
     #[serde(default)]
     pub datadog_host_env_var: Option<String>,
     #[serde(default)]
     pub datadog_agent_port: Option<u16>,
+    /// Extra tags / labels on every metric (Datadog, OTLP resource attributes).
     #[serde(default)]
     pub tags: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
     pub enable_tracing: bool,
+    /// Prometheus: `host:port` to serve `/metrics` on (default 127.0.0.1:9464).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// OTLP: the collector's base URL (default http://127.0.0.1:4318); `/v1/metrics` and
+    /// `/v1/traces` are appended.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// OTLP: extra HTTP headers (e.g. an API key).
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Prometheus: seconds the endpoint keeps serving after the run ends, so a last scrape sees
+    /// the final values (default 0).
+    #[serde(default)]
+    pub linger_seconds: Option<f64>,
+    /// Seconds between pushes (Datadog, OTLP; default 10). A final push happens at the end.
+    #[serde(default)]
+    pub interval_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +247,8 @@ pub struct DatadogConfig {
 pub struct AlertingConfig {
     #[serde(rename = "type")]
     pub kind: AlertMethod,
+    /// Levels that alert (bizon: default ERROR): ERROR/CRITICAL alert on failure, WARNING also
+    /// on a stuck run.
     #[serde(default)]
     pub log_levels: Option<Vec<String>>,
     pub config: SlackConfig,
@@ -236,6 +264,10 @@ pub enum AlertMethod {
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     pub webhook_url: String,
+    /// Alert when a running job makes no progress (no record written, no commit) for this many
+    /// seconds (default 900; 0 = never).
+    #[serde(default)]
+    pub stuck_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,214 @@
+//! Metrics, alerts and logs of real runs, received over the real protocols on loopback: a
+//! Prometheus scrape over HTTP, DogStatsD datagrams on a UDP socket, Slack webhook POSTs on a local
+//! HTTP server, JSON log lines.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET `path` from 127.0.0.1:`port`; `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of `metric` (with any labels) in a Prometheus text body.
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
+    let s = Scratch::new("prometheus");
+    let port = free_port();
+    let monitoring =
+        format!("monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:{port}\n    linger_seconds: 3\n");
+    let cfg =
+        generator_to_file(&s, "prom", 300_000, "  page_size: 1000\n  rate_limit: 150000\n", "    buffer_size: 1\n");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
+    let mut child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let (mut written, mut last_body) = (Vec::new(), String::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(body) = http_get(port, "/metrics") {
+            if let Some(v) = metric(&body, "bizon_written_records_total") {
+                written.push(v);
+            }
+            let done = metric(&body, "bizon_completion_percent") == Some(100.0);
+            last_body = body;
+            if done {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.wait().unwrap().success());
+    let increasing = written.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(increasing >= 3, "the record counter grew across scrapes: {written:?}");
+    assert!(written.windows(2).all(|w| w[1] >= w[0]), "a counter never decreases: {written:?}");
+    assert_eq!(metric(&last_body, "bizon_completion_percent"), Some(100.0), "{last_body}");
+    assert_eq!(metric(&last_body, "bizon_written_records_total"), Some(300_000.0));
+    assert!(metric(&last_body, "bizon_commit_duration_seconds_count").unwrap() >= 1.0, "{last_body}");
+    assert!(metric(&last_body, "bizon_latency_seconds_count").unwrap() >= 300.0, "one observation per page");
+    assert!(last_body.contains("# TYPE bizon_latency_seconds histogram"));
+    assert!(
+        last_body.contains(r#"pipeline="prom",source="generator",stream="records",destination="file",job=""#),
+        "{last_body}"
+    );
+    assert!(http_get(port, "/metrics").is_none(), "the endpoint closes when the run is over");
+}
+
+#[test]
+fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
+    let s = Scratch::new("dogstatsd");
+    let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    agent.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let port = agent.local_addr().unwrap().port();
+    let monitoring = format!(
+        "monitoring:\n  type: datadog\n  config:\n    datadog_agent_host: 127.0.0.1\n    datadog_agent_port: {port}\n    \
+         interval_seconds: 0.2\n    tags:\n      team: data\n"
+    );
+    let cfg = generator_to_file(&s, "dd", 100_000, "  rate_limit: 100000\n", "");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
+    let child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(n) = agent.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let end = line.starts_with("bizon_pipeline.status");
+            lines.push(line);
+            if end {
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written: f64 = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("bizon_written_records_total:"))
+        .map(|rest| {
+            assert!(rest.contains("|c|#pipeline_name:dd,pipeline_source:generator,pipeline_stream:records,pipeline_destination:file,team:data,job:"), "{rest}");
+            rest.split('|').next().unwrap().parse::<f64>().unwrap()
+        })
+        .sum();
+    assert_eq!(written, 100_000.0, "the counter's deltas add up to the records written");
+    let synced: f64 = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("bizon_pipeline.records_synced:"))
+        .map(|r| r.split('|').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(synced, 100_000.0, "bizon's own metric name too");
+    assert!(lines.iter().any(|l| l.starts_with("bizon_completion_percent:") && l.contains("|g|#")), "gauges");
+    assert!(lines.iter().any(|l| l.starts_with("bizon_latency_seconds.count:") && l.contains("|c|#")), "histograms");
+    let status = lines.last().unwrap();
+    assert!(
+        status.starts_with("bizon_pipeline.status:1|c|#") && status.ends_with("pipeline_status:completed"),
+        "{status}"
+    );
+    assert!(lines.iter().filter(|l| l.starts_with("bizon_written_records_total:")).count() >= 3, "periodic pushes");
+}
+
+/// A stand-in for Slack's incoming webhook: records each POST body, answers 200 `ok`.
+fn webhook() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/services/T000/B000/s3cr3t-hook", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let got = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let (mut line, mut len) = (String::new(), 0usize);
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            got.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn a_failed_run_sends_a_slack_alert_with_the_job_and_error_but_no_secret() {
+    let s = Scratch::new("slack-failure");
+    let (url, bodies) = webhook();
+    let text = format!(
+        "name: failing\nsource:\n  name: generator\n  stream: records\n  total: 1000\ndestination:\n  name: null\n  config:\n    \
+         fail_rate: 1.0\nengine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n  runner:\n    config:\n      \
+         max_retries: 0\nalerting:\n  type: slack\n  config:\n    webhook_url: {url}\n",
+        s.path("state.db").display()
+    );
+    let cfg = s.write("pipeline.yml", &text);
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let job = err.split("job=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let alert: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let text = alert["text"].as_str().unwrap();
+    assert!(
+        text.contains("*Sync*: `failing`") && text.contains("`generator` - `records`") && text.contains("`null`"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("*Job*: `{job}`")), "{text}");
+    assert!(text.contains("The run failed") && text.contains("injected write failure"), "{text}");
+    assert!(!text.contains("s3cr3t") && !err.contains("s3cr3t"), "the webhook URL is a secret");
+}
+
+#[test]
+fn a_run_without_progress_sends_a_stuck_alert() {
+    let s = Scratch::new("slack-stuck");
+    let (url, bodies) = webhook();
+    let cfg = generator_to_file(&s, "stuck", 3, "  page_size: 1\n  rate_limit: 0.5\n", "");
+    let alerting = format!("alerting:\n  type: slack\n  config:\n    webhook_url: {url}\n    stuck_after_seconds: 1\n");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &alerting).unwrap();
+    let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let bodies = bodies.lock().unwrap();
+    assert!(!bodies.is_empty(), "{err}");
+    let text: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert!(text["text"].as_str().unwrap().contains("No progress for 1 s"), "{text}");
+    assert!(text["text"].as_str().unwrap().contains("*Level:* `WARNING`"), "{text}");
+}
+
+#[test]
+fn json_logs_carry_the_job_and_stream_on_every_line_of_the_run() {
+    let s = Scratch::new("json-logs");
+    let cfg = generator_to_file(&s, "jsonlogs", 5000, "", "");
+    let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress", "--log-format", "json"]));
+    let lines: Vec<serde_json::Value> =
+        err.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let done = lines.iter().find(|l| l["fields"]["message"] == "job completed").expect("job completed line");
+    assert_eq!(done["level"], "INFO");
+    assert_eq!(done["span"]["stream"], "records");
+    assert_eq!(done["span"]["job_id"], done["fields"]["job"]);
+    assert!(lines.len() >= 2 && lines.iter().all(|l| l["timestamp"].is_string()));
+}
