@@ -17,6 +17,8 @@ use bizon_connectors::config::BizonConfig;
 use bizon_core::config::{AlertingConfig, MonitorDetails, MonitorType};
 use bizon_engine::progress::{Counters, Histogram, BUCKETS};
 
+mod otlp;
+
 /// What a run is: the label values of its metrics.
 #[derive(Clone)]
 pub struct Labels {
@@ -247,7 +249,22 @@ impl Telemetry {
                         statsd.lock().unwrap_or_else(|p| p.into_inner()).push(&c, started, Some(status));
                     }));
                 }
-                MonitorType::Otlp => return Err("monitoring type otlp is not in this build yet".into()),
+                MonitorType::Otlp => {
+                    let exporter = Arc::new(otlp::Exporter::new(&details, &labels, counters.clone())?);
+                    let (s, e) = (stop.clone(), exporter.clone());
+                    let every = details.interval();
+                    t.threads.push(spawn("bizon-otlp", move || {
+                        while !sleep_or_stop(&s, every) {
+                            e.push_spans();
+                            e.push_metrics(started);
+                        }
+                    }));
+                    bizon_engine::spans::install(exporter.clone());
+                    t.finals.push(Box::new(move |_| {
+                        exporter.push_spans();
+                        exporter.push_metrics(started);
+                    }));
+                }
             }
         }
         if let Some(a) = &cfg.alerting {

@@ -212,3 +212,97 @@ fn json_logs_carry_the_job_and_stream_on_every_line_of_the_run() {
     assert_eq!(done["span"]["job_id"], done["fields"]["job"]);
     assert!(lines.len() >= 2 && lines.iter().all(|l| l["timestamp"].is_string()));
 }
+
+/// The (path, body) of each request a test server received.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP receiver: records (path, body) of each POST, answers 200.
+fn otlp_receiver() -> (String, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let store = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let (mut line, mut len, mut protobuf) = (String::new(), 0usize, false);
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                protobuf |= lower.trim() == "content-type: application/x-protobuf";
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).unwrap();
+            assert!(protobuf, "OTLP/HTTP bodies are protobuf");
+            let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            store.lock().unwrap().push((path, body));
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    use prost::Message;
+    let s = Scratch::new("otlp");
+    let (url, got) = otlp_receiver();
+    let monitoring = format!(
+        "monitoring:\n  type: otlp\n  config:\n    endpoint: {url}\n    interval_seconds: 0.3\n    headers:\n      x-api-key: k\n"
+    );
+    let cfg = generator_to_file(&s, "otlp", 50_000, "  page_size: 1000\n  rate_limit: 50000\n", "    buffer_size: 1\n");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let got = got.lock().unwrap();
+    let mut steps: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> = Default::default();
+    let mut pipeline_attr = false;
+    for (_, body) in got.iter().filter(|(p, _)| p == "/v1/traces") {
+        let req = ExportTraceServiceRequest::decode(&body[..]).expect("a trace export");
+        for rs in &req.resource_spans {
+            pipeline_attr |= rs.resource.as_ref().unwrap().attributes.iter().any(|a| a.key == "bizon.pipeline");
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                let it = span.attributes.iter().find(|a| a.key == "bizon.iteration").unwrap();
+                let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i)) =
+                    it.value.as_ref().unwrap().value
+                else {
+                    panic!("iteration attribute")
+                };
+                assert_eq!(span.trace_id.len(), 16);
+                assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+                steps.entry(span.name.clone()).or_default().insert(i);
+            }
+        }
+    }
+    assert!(pipeline_attr, "the resource names the pipeline");
+    for step in ["extract", "enqueue", "write"] {
+        assert_eq!(steps.get(step).map(|s| s.len()), Some(50), "{step}: one span per iteration ({steps:?})");
+    }
+    assert!(!steps.get("commit").is_none_or(|s| s.is_empty()), "commit spans");
+    let metrics: Vec<ExportMetricsServiceRequest> = got
+        .iter()
+        .filter(|(p, _)| p == "/v1/metrics")
+        .map(|(_, b)| ExportMetricsServiceRequest::decode(&b[..]).expect("a metrics export"))
+        .collect();
+    assert!(metrics.len() >= 2, "periodic and final pushes: {}", metrics.len());
+    let last = metrics.last().unwrap();
+    let all: Vec<_> = last.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).collect();
+    let written = all.iter().find(|m| m.name == "bizon_written_records_total").expect("the records counter");
+    let Some(metric::Data::Sum(sum)) = &written.data else { panic!("a sum") };
+    assert!(sum.is_monotonic);
+    assert_eq!(sum.data_points[0].value, Some(number_data_point::Value::AsDouble(50_000.0)));
+    assert!(all
+        .iter()
+        .any(|m| m.name == "bizon_latency_seconds" && matches!(m.data, Some(metric::Data::Histogram(_)))));
+}

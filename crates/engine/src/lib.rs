@@ -5,6 +5,7 @@ pub mod failpoints;
 pub mod pipeline;
 pub mod progress;
 pub mod queue;
+pub mod spans;
 
 pub use failpoints::Failpoints;
 pub use pipeline::{Outcome, Pipeline, PipelineSpec, Role, RunSummary, Runner};

@@ -21,6 +21,7 @@ use bizon_core::{
 use crate::failpoints::Failpoints;
 use crate::progress::{Counters, ProgressMode, Reporter};
 use crate::queue::{ByteQueue, Pop};
+use crate::spans;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
@@ -506,7 +507,9 @@ impl<'w> Writer<'w> {
         let meta =
             BatchMeta { iteration, extracted_at: page.extracted_at, loaded_at: now_micros(), job_hash: self.job_hash };
         self.failpoints.hit("before_write")?;
+        let t = spans::start();
         self.destination.write(&page.records, &meta)?;
+        spans::end("write", iteration, page.records.len() as u64, t);
         self.failpoints.hit("after_write")?;
         let n = page.records.len() as u64;
         let bytes = page.records.byte_len() as u64;
@@ -579,6 +582,7 @@ impl<'w> Writer<'w> {
         };
         self.failpoints.hit("before_flush")?;
         let started = Instant::now();
+        let span = spans::start();
         // A run that was paused while another took over must not publish anything.
         self.backend().check_fence()?;
         let mut c = DestinationCursor {
@@ -594,6 +598,7 @@ impl<'w> Writer<'w> {
         self.commit(c)?;
         self.since_flush = 0;
         self.last_flush = Instant::now();
+        spans::end("commit", self.cursor.iteration, p.records, span);
         let counters = self.counters;
         counters.commits.observe(started.elapsed().as_secs_f64());
         counters.buffer_bytes.store(0, Ordering::Relaxed);
@@ -722,7 +727,9 @@ fn stream_loop(
         if reached_max(w.spec, iteration) {
             return w.finish();
         }
+        let t = spans::start();
         let page = source.get(&pagination, ctx)?;
+        spans::end("extract", iteration, page.records.len() as u64, t);
         extracted(w.counters, &page);
         let last = page.is_last();
         let next = page.next.clone();
@@ -770,10 +777,12 @@ fn thread_loop(
                         let _ = queue.push(Item::Exhausted, 0);
                         break Ok(());
                     }
+                    let t = spans::start();
                     let page = match source.get(&pagination, ctx) {
                         Ok(p) => p,
                         Err(e) => break Err(e),
                     };
+                    spans::end("extract", iteration, page.records.len() as u64, t);
                     extracted(counters, &page);
                     let last = page.is_last();
                     let next = page.next.clone();
@@ -781,9 +790,11 @@ fn thread_loop(
                     if let Err(e) = save_source_cursor(backend, spec, job_id, iteration, &next) {
                         break Err(e);
                     }
+                    let (t, n) = (spans::start(), page.records.len() as u64);
                     if queue.push(Item::Page(iteration, Box::new(page)), bytes).is_err() {
                         break Ok(()); // the consumer gave up
                     }
+                    spans::end("enqueue", iteration, n, t);
                     gauge(&queue);
                     if last {
                         break Ok(());
@@ -896,11 +907,15 @@ fn produce(
             }
             return publisher.flush();
         }
+        let t = spans::start();
         let page = source.get(&pagination, ctx)?;
+        spans::end("extract", iteration, page.records.len() as u64, t);
         extracted(counters, &page);
         let last = page.is_last();
         save_source_cursor(backend, spec, job_id, iteration, &page.next)?;
+        let t = spans::start();
         publisher.publish(lane_of(iteration), wire::encode(job_id, iteration, Some(&page)))?;
+        spans::end("enqueue", iteration, page.records.len() as u64, t);
         if last {
             for lane in (0..lanes).filter(|l| *l != lane_of(iteration)) {
                 publisher.publish(lane, wire::encode(job_id, iteration + 1, None))?;
