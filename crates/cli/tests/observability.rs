@@ -306,3 +306,33 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
         .iter()
         .any(|m| m.name == "bizon_latency_seconds" && matches!(m.data, Some(metric::Data::Histogram(_)))));
 }
+
+#[test]
+fn job_list_and_show_give_a_running_jobs_rate_percent_and_eta_from_the_backend() {
+    let s = Scratch::new("live-progress");
+    let cfg =
+        generator_to_file(&s, "live", 400_000, "  page_size: 1000\n  rate_limit: 100000\n", "    buffer_size: 1\n");
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let child = s.spawn(&["run", &cfg, "--no-progress"]);
+    let mut seen = None;
+    wait_until("a running job with progress", Duration::from_secs(30), || {
+        let out = stdout(&s.run(&["job", "list", &cfg]));
+        let row: Vec<String> = out.lines().nth(1).unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+        let ready = row.get(1).is_some_and(|st| st == "running") && row.get(9).is_some_and(|e| e.ends_with('s'));
+        if ready {
+            seen = Some(row);
+        }
+        ready
+    });
+    let row = seen.unwrap();
+    let (rate, pct): (f64, f64) = (row[7].parse().unwrap(), row[8].parse().unwrap());
+    assert!(rate > 10_000.0 && rate < 1_000_000.0, "records/s of a 100k/s source: {row:?}");
+    assert!(pct > 0.0 && pct < 100.0, "{row:?}");
+    let show: serde_json::Value = serde_json::from_str(&stdout(&s.run(&["job", "show", &cfg, &row[0]]))).unwrap();
+    assert_eq!(show["progress"]["total"], 400_000);
+    assert!(show["progress"]["percent"].as_f64().unwrap() > 0.0, "{show}");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let out = stdout(&s.run(&["job", "list", &cfg]));
+    let done: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((done[1], done[8], done[9]), ("succeeded", "100.0", "-"), "{out}");
+}
