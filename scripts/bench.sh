@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -25,6 +25,9 @@
 #   kafka-source  the Kafka source: 1M ~200-byte JSON messages on 16 partitions (loaded by
 #            `bizon-kafka-load`) read up to the high-water mark → file (bizon's default batch_size
 #            100, and 5000) and → PostgreSQL; BENCH_KAFKA=host:port, else `bizon-kafka-mock`
+#   metrics  cost of the exporters: generator → null, 50M records (CPU-bound, the most sensitive
+#            to per-page work), without monitoring and with prometheus / datadog / otlp (spans
+#            on), 3 interleaved rounds, median; overhead = 1 - rate / rate without
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -163,6 +166,33 @@ if [[ $MODE == checkpoint || $MODE == all ]]; then
   never=$(avg "${RPS[never]}")
   for k in default every; do
     echo "checkpoint cost ($k vs never): $(echo "scale=6; (1 - $(avg "${RPS[$k]}") / $never) * 100" | bc -l | xargs printf "%.1f") % of throughput"
+  done
+fi
+if [[ $MODE == metrics || $MODE == all ]]; then
+  declare -A MRPS=()
+  udp_port=$(( (RANDOM % 20000) + 30000 ))
+  for round in 1 2 3; do
+    for exporter in none prometheus datadog otlp; do
+      cfg=$(config "metrics-$exporter" 50000000 200 null)
+      case $exporter in
+        prometheus) printf 'monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:0\n' >> "$cfg" ;;
+        datadog) printf 'monitoring:\n  type: datadog\n  config:\n    datadog_agent_host: 127.0.0.1\n    datadog_agent_port: %s\n    interval_seconds: 1\n' "$udp_port" >> "$cfg" ;;
+        # nothing listens there: the cost measured is recording spans and encoding the exports
+        otlp) printf 'monitoring:\n  type: otlp\n  config:\n    endpoint: http://127.0.0.1:%s\n    interval_seconds: 1\n' "$udp_port" >> "$cfg" ;;
+      esac
+      measure "metrics-$exporter" "$cfg"
+      MRPS[$exporter]+=" $(echo "50000000 / $WALL" | bc -l | xargs printf '%.0f')"
+      [ "$round" = 3 ] && row "gen-null-50M-$exporter" 50000000 0 "$WALL" "$CPU" "$RSS_MB" "round 3"
+    done
+  done
+  median() { echo "$1" | tr ' ' '\n' | grep -v '^$' | sort -g | sed -n 2p; }
+  base=$(median "${MRPS[none]}")
+  echo "metrics: generator → null records/s (median of 3): none $(printf '%.0f' "$base")"
+  for exporter in prometheus datadog otlp; do
+    m=$(median "${MRPS[$exporter]}")
+    overhead=$(echo "(1 - $m / $base) * 100" | bc -l)
+    echo "metrics: $exporter $(printf '%.0f' "$m") records/s, overhead $(printf '%.1f' "$overhead") % (rounds:${MRPS[$exporter]// / })"
+    target "metrics overhead % ($exporter)" "$overhead" "<" 3
   done
 fi
 if [[ $MODE == rss || $MODE == all ]]; then

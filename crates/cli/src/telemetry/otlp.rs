@@ -22,8 +22,11 @@ use prost::Message;
 
 use super::{samples, Labels, Value};
 
-/// Spans kept between pushes at most; beyond, new ones are counted as dropped.
-const MAX_SPANS: usize = 100_000;
+/// Spans kept between pushes at most (memory stays bounded); beyond, new ones are counted as
+/// dropped and reported.
+const MAX_SPANS: usize = 20_000;
+/// Spans per export request.
+const SPANS_PER_REQUEST: usize = 2_000;
 
 pub struct Exporter {
     endpoint: String,
@@ -193,8 +196,14 @@ impl Exporter {
             return;
         }
         let job = self.counters.job();
+        for chunk in batch.chunks(SPANS_PER_REQUEST) {
+            self.export_spans(&job, chunk);
+        }
+    }
+
+    fn export_spans(&self, job: &str, batch: &[SpanRecord]) {
         let spans = batch
-            .into_iter()
+            .iter()
             .map(|s| {
                 let it = s.iteration.to_le_bytes();
                 let trace =
@@ -207,7 +216,7 @@ impl Exporter {
                     start_time_unix_nano: (s.start_micros.max(0) as u64) * 1000,
                     end_time_unix_nano: (s.end_micros.max(0) as u64) * 1000,
                     attributes: vec![
-                        kv("bizon.job_id", &job),
+                        kv("bizon.job_id", job),
                         kv_int("bizon.iteration", s.iteration),
                         kv_int("bizon.records", s.records as i64),
                     ],
