@@ -345,9 +345,23 @@ pub struct RunnerDetails {
 pub fn masked_json(node: &yaml::Node) -> Json {
     fn secret_key(k: &str) -> bool {
         let k = k.to_ascii_lowercase();
-        ["password", "secret", "token", "api_key", "apikey", "credential", "private_key", "dsn", "webhook"]
-            .iter()
-            .any(|s| k.contains(s))
+        // `headers` (OTLP) carry API keys and bearer tokens: every value under it is masked
+        [
+            "password",
+            "secret",
+            "token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "credential",
+            "private_key",
+            "dsn",
+            "webhook",
+            "authorization",
+            "headers",
+        ]
+        .iter()
+        .any(|s| k.contains(s))
     }
     fn walk(n: &yaml::Node, secret: bool) -> Json {
         use yaml::Value;
