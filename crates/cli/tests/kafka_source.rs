@@ -762,3 +762,52 @@ fn a_stream_resuming_below_the_log_start_reports_the_expired_messages_and_goes_o
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("partition=0 from=10 to={low} lost={}", low - 10)), "{err}");
 }
+
+#[test]
+fn a_poisoned_input_loads_every_good_record_and_dead_letters_every_bad_one_with_its_error() {
+    let broker = Broker::start();
+    let s = Scratch::new("kafka-poison");
+    let schema = Schema::new("kafka_poison");
+    let topic = topic("poison");
+    let event = |id: serde_json::Value| {
+        let e = serde_json::json!({"op": "c", "before": null, "after": {"id": id, "email": "x@y.z"}, "source": {"ts_ms": 1}});
+        (None, Some(e.to_string().into_bytes()))
+    };
+    let mut messages: Vec<Message<'_>> = (0..5).map(|i| event(serde_json::json!(i))).collect();
+    messages.push((None, Some(b"{\"op\": \"c\", \"after\": {".to_vec()))); // offset 5: invalid JSON
+    messages.extend((6..8).map(|i| event(serde_json::json!(i))));
+    messages.push(event(serde_json::json!("seven"))); // offset 8: not an INTEGER
+    messages.extend((9..12).map(|i| event(serde_json::json!(i))));
+    produce(&broker.bootstrap, &topic, &messages);
+    let dlq = s.path("dead.json");
+    let source = source_block(
+        &broker,
+        &topic,
+        "full_refresh",
+        &format!("  debezium: true\n  on_error: dead_letter\n  dead_letter_path: {}\n", dlq.display()),
+    );
+    let dest = pg_block(
+        &schema,
+        "users",
+        "    on_error: dead_letter\n    unnest: true\n    record_schemas:\n      - destination_id: users\n        record_schema:\n          \
+         - {name: id, type: INTEGER}\n          - {name: email, type: STRING}\n",
+    );
+    let cfg = pipeline(&s, "kafka_poison", &source, &dest, "");
+    let err = run_to_completion(&s, &cfg);
+    assert!(err.contains("completed"), "{err}");
+    let ids: Vec<i64> = client()
+        .query(&format!("SELECT id FROM \"{}\".users ORDER BY id", schema.0), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 6, 7, 9, 10, 11], "every good record loaded");
+    let dead: Vec<serde_json::Value> = read_rows(&dlq).iter().map(data_of).collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    // refused while decoding (the source) and while loading (the typed column), in one file
+    let undecodable = dead.iter().find(|d| d["offset"].as_i64() == Some(5)).expect("the invalid JSON message");
+    assert!(undecodable["error"].as_str().unwrap().contains("the value is not JSON"), "{undecodable}");
+    let unloadable = dead.iter().find(|d| d["source_record_id"] == "partition_0_offset_8").expect("the bad id");
+    assert!(unloadable["error"].as_str().unwrap().contains("column `id`: expected an integer"), "{unloadable}");
+    assert_eq!(unloadable["record"]["id"], "seven", "the refused record as it arrived");
+}

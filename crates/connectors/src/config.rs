@@ -50,7 +50,12 @@ impl BizonConfig {
         let spec = &self.destination;
         let id = spec.destination_id(&self.source.stream);
         let typed = spec.typed_columns(&self.source.stream).transpose()?;
-        let dead_letter = self.source_config.dead_letter_path(&id);
+        let dead_letter = self.source_config.dead_letter_path(&id).or_else(|| match &spec.config {
+            DestinationConfig::Postgres(c) if c.on_error == bizon_core::config::OnError::DeadLetter => {
+                Some(c.dead_letter_path.clone().unwrap_or_else(|| format!("{id}_dead_letter.json")))
+            }
+            _ => None,
+        });
         if self.streams.is_empty() && dead_letter.is_none() {
             return Ok(spec.config.build(&id, typed));
         }

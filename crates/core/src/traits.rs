@@ -70,12 +70,28 @@ pub trait Destination: Send {
     /// Publish the completed job (e.g. atomic swap of a full-refresh staging target). Must be
     /// idempotent: after a crash it may be called again on an already published result.
     fn finalize(&mut self) -> Result<()>;
+    /// Records the last `write` refused one by one (a value its typed column cannot hold) under a
+    /// dead-letter policy, with their errors: the engine's router writes them to the dead-letter
+    /// target in the same commit. Destinations without per-record refusal return none.
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
     /// A destination that commits cursors with its data returns its newest one for the job, so a
     /// crash between its commit and the backend's resumes after the data it holds. Called
     /// before `open`; the engine uses it when it is ahead of the backend's cursor.
     fn recover_cursor(&mut self, _ctx: &DestinationContext) -> Result<Option<DestinationCursor>> {
         Ok(None)
     }
+}
+
+/// A record a destination refused, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub id: String,
+    pub timestamp: i64,
+    /// The record's JSON payload as it arrived.
+    pub data: Vec<u8>,
+    pub error: String,
 }
 
 /// Delivery guarantee a destination documents in `bizon destination list`.

@@ -57,6 +57,24 @@ impl Router {
         }
     }
 
+    /// Records a part refused, with their errors, to the dead-letter part (same commit).
+    fn dead_letters(&mut self, from: &str, rejected: Vec<bizon_core::Rejected>, meta: &BatchMeta) -> Result<()> {
+        let mut batch = RecordBatch::with_capacity(rejected.len(), 0);
+        for r in &rejected {
+            tracing::warn!(record = %r.id, destination = from, error = %r.error, "record sent to the dead-letter file");
+            let record: Json = serde_json::from_slice(&r.data)
+                .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&r.data).into_owned()));
+            let row = json!({"source_record_id": r.id, "destination": from, "error": r.error, "record": record});
+            batch.push_routed(DEAD_LETTER, &r.id, r.timestamp, |out| {
+                let _ = serde_json::to_writer(&mut *out, &row);
+            });
+        }
+        let dlq = self.part_for(DEAD_LETTER).map_err(|_| {
+            Error::internal(format!("`{from}` refused {} records but no dead-letter target is set", rejected.len()))
+        })?;
+        dlq.destination.write(&batch, meta)
+    }
+
     fn token_of(token: Option<&Json>, i: usize) -> Option<&Json> {
         token.and_then(|t| t.get("parts")).and_then(|p| p.get(i)).filter(|t| !t.is_null())
     }
@@ -88,11 +106,18 @@ impl Destination for Router {
     }
 
     fn write(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
-        if let Some(route) = batch.single_route() {
-            return self.part_for(route)?.destination.write(batch, meta);
-        }
-        for (route, part) in batch.split_routes() {
-            self.part_for(route)?.destination.write(&part, meta)?;
+        let parts = match batch.single_route() {
+            Some(route) => vec![(route, None)],
+            None => batch.split_routes().into_iter().map(|(r, b)| (r, Some(b))).collect(),
+        };
+        for (route, part_batch) in parts {
+            let part = self.part_for(route)?;
+            part.destination.write(part_batch.as_ref().unwrap_or(batch), meta)?;
+            let rejected = part.destination.take_rejected();
+            if !rejected.is_empty() {
+                let name = part.name.clone();
+                self.dead_letters(&name, rejected, meta)?;
+            }
         }
         Ok(())
     }

@@ -39,6 +39,17 @@ impl SyncMode {
     }
 }
 
+/// What a record that cannot be decoded or loaded does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail the run, naming the record and the error (default).
+    #[default]
+    Fail,
+    /// Write the record with its error to the dead-letter file and go on.
+    DeadLetter,
+}
+
 fn yes() -> bool {
     true
 }

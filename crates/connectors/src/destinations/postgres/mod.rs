@@ -13,7 +13,9 @@
 use std::io::Write;
 
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use bizon_core::{
+    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Rejected, Result,
+};
 use postgres::Client;
 use serde::Deserialize;
 use serde_json::json;
@@ -45,6 +47,13 @@ pub struct PostgresConfig {
     /// row per key wins. Typed columns with `unnest`, else bizon's (e.g. `source_record_id`).
     #[serde(default)]
     pub primary_key: Option<String>,
+    /// A record whose value its typed column cannot hold (`unnest`): fail the run (default) or
+    /// write it with its error to the dead-letter file (`dead_letter_path`, default
+    /// `<destination_id>_dead_letter.json`) and load the rest.
+    #[serde(default)]
+    pub on_error: bizon_core::config::OnError,
+    #[serde(default)]
+    pub dead_letter_path: Option<String>,
 }
 
 impl PostgresConfig {
@@ -111,6 +120,8 @@ pub struct PostgresDestination {
     published: bool,
     /// The COPY of the current flush interval, when rows were written since the last flush.
     session: Option<CopySession>,
+    /// `on_error: dead_letter`: records refused by the last write.
+    rejected: Option<Vec<Rejected>>,
 }
 
 /// A table and, with `unnest: true`, its typed (name, PostgreSQL type) columns.
@@ -285,30 +296,43 @@ fn push_binary_value(out: &mut Vec<u8>, kind: BinKind, raw: &str) -> std::result
 }
 
 /// Rows in binary COPY format for typed columns (all of a [`BinKind`]), then bizon's metadata.
+/// `rejected`: under a dead-letter policy, records a typed column cannot hold are left out and
+/// collected there with their error instead of failing the batch.
 fn encode_typed_binary_rows(
     out: &mut Vec<u8>,
     batch: &RecordBatch,
     range: std::ops::Range<usize>,
     meta: &BatchMeta,
     cols: &[(String, BinKind)],
+    mut rejected: Option<&mut Vec<Rejected>>,
 ) -> Result<()> {
     let mut id = BizonId::new(meta);
     let nfields = (cols.len() + 5) as i16;
     let mut spans = Vec::new();
     for i in range {
         let r = batch.get(i);
-        let fields = Fields::parse_into(r.data, std::mem::take(&mut spans))
-            .map_err(|e| Error::permanent(format!("record {}: not a JSON object, cannot unnest it: {e}", r.id)))?;
-        out.extend_from_slice(&nfields.to_be_bytes());
-        for (name, kind) in cols {
-            match fields.get(name) {
-                None | Some("null") => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(raw) => push_binary_value(out, *kind, raw)
-                    .map_err(|m| Error::permanent(format!("record {}: column `{name}`: {m}", r.id)))?,
+        let row_start = out.len();
+        let encoded = (|| -> std::result::Result<(), String> {
+            let fields = Fields::parse_into(r.data, std::mem::take(&mut spans))
+                .map_err(|e| format!("not a JSON object, cannot unnest it: {e}"))?;
+            out.extend_from_slice(&nfields.to_be_bytes());
+            for (name, kind) in cols {
+                match fields.get(name) {
+                    None | Some("null") => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(raw) => push_binary_value(out, *kind, raw).map_err(|m| format!("column `{name}`: {m}"))?,
+                }
             }
+            spans = fields.into_spans();
+            Ok(())
+        })();
+        match (encoded, rejected.as_deref_mut()) {
+            (Ok(()), _) => push_binary_meta(out, &mut id, i, &r, meta),
+            (Err(e), Some(rej)) => {
+                out.truncate(row_start);
+                rej.push(Rejected { id: r.id.to_owned(), timestamp: r.timestamp, data: r.data.to_vec(), error: e });
+            }
+            (Err(e), None) => return Err(Error::permanent(format!("record {}: {e}", r.id))),
         }
-        spans = fields.into_spans();
-        push_binary_meta(out, &mut id, i, &r, meta);
     }
     Ok(())
 }
@@ -499,6 +523,7 @@ impl PostgresDestination {
             in_tx: false,
             published: false,
             session: None,
+            rejected: (config.on_error == bizon_core::config::OnError::DeadLetter).then(Vec::new),
         }
     }
 
@@ -772,7 +797,9 @@ impl Destination for PostgresDestination {
                     encode_rows(&mut buf, batch, from..to, meta);
                     Ok(())
                 }
-                Enc::TypedBinary(cols) => encode_typed_binary_rows(&mut buf, batch, from..to, meta, cols),
+                Enc::TypedBinary(cols) => {
+                    encode_typed_binary_rows(&mut buf, batch, from..to, meta, cols, self.rejected.as_mut())
+                }
                 Enc::TypedText(cols) => encode_text_rows(&mut buf, batch, from..to, meta, cols),
             };
             if let Err(e) = encoded {
@@ -820,6 +847,10 @@ impl Destination for PostgresDestination {
         self.in_tx = false;
         self.seq = seq;
         Ok(cursor.token)
+    }
+
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        self.rejected.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn finalize(&mut self) -> Result<()> {

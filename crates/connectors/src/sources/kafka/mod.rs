@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use bizon_core::config::OnError;
 use bizon_core::config::{AuthConfig, AuthType, SyncMode};
 use bizon_core::record::{json_escape_into, DEAD_LETTER};
 use bizon_core::time::now_micros;
@@ -71,17 +72,6 @@ pub enum Encoding {
     #[default]
     #[serde(rename = "avro")]
     Avro,
-}
-
-/// What a message that cannot be decoded does to the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Fail the run, naming the topic, partition, offset and error (default).
-    #[default]
-    Fail,
-    /// Write the message with its error to the dead-letter file and go on.
-    DeadLetter,
 }
 
 #[derive(Debug, Clone, Deserialize)]
