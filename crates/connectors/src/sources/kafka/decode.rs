@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use apache_avro::Schema as AvroSchema;
 use bizon_core::Json;
 use serde_json::json;
 

@@ -18,7 +18,7 @@
 //! A run owns every partition of its topics: the pipeline lock keeps one reader per pipeline,
 //! and positions live in the destination, so there is no group rebalancing to lose data in.
 
-mod decode;
+pub mod decode;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
