@@ -76,6 +76,10 @@ pub trait Destination: Send {
     fn take_rejected(&mut self) -> Vec<Rejected> {
         Vec::new()
     }
+    /// Records sent to a dead-letter target since the last call (metrics).
+    fn take_dead_lettered(&mut self) -> u64 {
+        0
+    }
     /// A destination that commits cursors with its data returns its newest one for the job, so a
     /// crash between its commit and the backend's resumes after the data it holds. Called
     /// before `open`; the engine uses it when it is ahead of the backend's cursor.

@@ -510,6 +510,8 @@ impl<'w> Writer<'w> {
         let t = spans::start();
         self.destination.write(&page.records, &meta)?;
         spans::end("write", iteration, page.records.len() as u64, t);
+        let refused = self.destination.take_dead_lettered(); // refused at load time
+        self.counters.dead_letters.fetch_add(refused, Ordering::Relaxed);
         self.failpoints.hit("after_write")?;
         let n = page.records.len() as u64;
         let bytes = page.records.byte_len() as u64;

@@ -32,6 +32,8 @@ pub struct Part {
 
 pub struct Router {
     parts: Vec<Part>,
+    /// Records a part refused and this router dead-lettered since the last `take_dead_lettered`.
+    diverted: u64,
 }
 
 impl Router {
@@ -40,7 +42,7 @@ impl Router {
             return Err(Error::config("at most one transactional destination can be routed to"));
         }
         parts.sort_by_key(|p| p.transactional); // stable: the transactional one goes last
-        Ok(Router { parts })
+        Ok(Router { parts, diverted: 0 })
     }
 
     fn part_for(&mut self, route: u16) -> Result<&mut Part> {
@@ -69,6 +71,7 @@ impl Router {
                 let _ = serde_json::to_writer(&mut *out, &row);
             });
         }
+        self.diverted += rejected.len() as u64;
         let dlq = self.part_for(DEAD_LETTER).map_err(|_| {
             Error::internal(format!("`{from}` refused {} records but no dead-letter target is set", rejected.len()))
         })?;
@@ -120,6 +123,10 @@ impl Destination for Router {
             }
         }
         Ok(())
+    }
+
+    fn take_dead_lettered(&mut self) -> u64 {
+        std::mem::take(&mut self.diverted)
     }
 
     fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
