@@ -604,7 +604,7 @@ impl Source for KafkaSource {
         // wait for the first message (a bounded read ends after `consumer_timeout` of silence,
         // a stream returns an empty page after a second), then take what keeps arriving
         let idle = match stream {
-            true => Duration::from_secs(self.config.consumer_timeout.clamp(1, 1)),
+            true => Duration::from_secs(1),
             false => Duration::from_secs(self.config.consumer_timeout.max(1)),
         };
         let started = Instant::now();
