@@ -702,11 +702,21 @@ fn extract_max(page: &Page, field: &str) -> Option<Json> {
     best
 }
 
-/// Count a page read from the source (metrics).
-fn extracted(c: &Counters, page: &Page) {
+/// Read iteration `iteration`'s page from the source, with its `extract` span and metrics.
+fn extract(
+    source: &mut dyn Source,
+    pagination: &Json,
+    ctx: &ReadContext,
+    iteration: i64,
+    c: &Counters,
+) -> Result<Page> {
+    let t = spans::start();
+    let page = source.get(pagination, ctx)?;
+    spans::end("extract", iteration, page.records.len() as u64, t);
     c.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
     c.bytes_extracted.fetch_add(page.records.byte_len() as u64, Ordering::Relaxed);
     c.iterations_extracted.fetch_add(1, Ordering::Relaxed);
+    Ok(page)
 }
 
 fn reached_max(spec: &PipelineSpec, iteration: i64) -> bool {
@@ -729,10 +739,7 @@ fn stream_loop(
         if reached_max(w.spec, iteration) {
             return w.finish();
         }
-        let t = spans::start();
-        let page = source.get(&pagination, ctx)?;
-        spans::end("extract", iteration, page.records.len() as u64, t);
-        extracted(w.counters, &page);
+        let page = extract(source, &pagination, ctx, iteration, w.counters)?;
         let last = page.is_last();
         let next = page.next.clone();
         save_source_cursor(w.backend, w.spec, &w.job.id, iteration, &next)?;
@@ -779,13 +786,10 @@ fn thread_loop(
                         let _ = queue.push(Item::Exhausted, 0);
                         break Ok(());
                     }
-                    let t = spans::start();
-                    let page = match source.get(&pagination, ctx) {
+                    let page = match extract(source, &pagination, ctx, iteration, counters) {
                         Ok(p) => p,
                         Err(e) => break Err(e),
                     };
-                    spans::end("extract", iteration, page.records.len() as u64, t);
-                    extracted(counters, &page);
                     let last = page.is_last();
                     let next = page.next.clone();
                     let bytes = page.records.byte_len();
@@ -909,10 +913,7 @@ fn produce(
             }
             return publisher.flush();
         }
-        let t = spans::start();
-        let page = source.get(&pagination, ctx)?;
-        spans::end("extract", iteration, page.records.len() as u64, t);
-        extracted(counters, &page);
+        let page = extract(source, &pagination, ctx, iteration, counters)?;
         let last = page.is_last();
         save_source_cursor(backend, spec, job_id, iteration, &page.next)?;
         let t = spans::start();
