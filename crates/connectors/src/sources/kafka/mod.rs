@@ -348,21 +348,19 @@ impl KafkaSource {
         );
     }
 
-    /// Commit the newest durable offsets to the consumer group (asynchronously).
-    fn commit_durable(&mut self) {
+    /// Commit the newest durable offsets to the consumer group (the destination's offsets stay
+    /// authoritative, so a failure is only logged).
+    fn commit_durable(&mut self, mode: CommitMode) {
         let Some(p) = self.durable.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
-        let offsets = offsets_from(p.get("offsets"));
         let mut tpl = TopicPartitionList::new();
-        for (t, ps) in &offsets {
+        for (t, ps) in &offsets_from(p.get("offsets")) {
             for (part, o) in ps {
                 let _ = tpl.add_partition_offset(t, *part, Offset::Offset(*o));
             }
         }
-        if tpl.count() > 0 {
-            if let Some(c) = &self.consumer {
-                if let Err(e) = c.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!(error = %e, "committing the group offsets failed (the destination's offsets stay authoritative)");
-                }
+        if let (Some(c), true) = (&self.consumer, tpl.count() > 0) {
+            if let Err(e) = c.commit(&tpl, mode) {
+                tracing::warn!(error = %e, "committing the group offsets failed (the destination's offsets stay authoritative)");
             }
         }
     }
@@ -595,7 +593,7 @@ impl Source for KafkaSource {
             }
             self.partitions_checked = Instant::now();
         }
-        self.commit_durable();
+        self.commit_durable(CommitMode::Async);
         let extracted_at = now_micros();
         let mut batch = RecordBatch::with_capacity(self.config.batch_size.min(10_000), 0);
         if self.complete() {
@@ -664,17 +662,7 @@ impl Source for KafkaSource {
 impl Drop for KafkaSource {
     fn drop(&mut self) {
         // the last destination commit may have come after the last poll
-        if let (Some(c), Some(p)) = (&self.consumer, self.durable.lock().unwrap_or_else(|e| e.into_inner()).take()) {
-            let mut tpl = TopicPartitionList::new();
-            for (t, ps) in &offsets_from(p.get("offsets")) {
-                for (part, o) in ps {
-                    let _ = tpl.add_partition_offset(t, *part, Offset::Offset(*o));
-                }
-            }
-            if tpl.count() > 0 {
-                let _ = c.commit(&tpl, CommitMode::Sync);
-            }
-        }
+        self.commit_durable(CommitMode::Sync);
         if self.skipped > 0 {
             tracing::info!(skipped = self.skipped, "messages skipped by the skip_message_* keys");
         }
