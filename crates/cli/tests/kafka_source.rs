@@ -135,8 +135,7 @@ fn a_million_json_messages_stream_to_a_file_exactly_once_through_five_kills() {
     let cfg = pipeline(&s, "kafka_src_file", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
     let total = 1_000_000;
     let out = s.path("out.json");
-    let lines = || std::fs::read(&out).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0);
-    stream_with_kills(&s, &broker, &topic, &cfg, total, 5, || lines() >= total);
+    stream_with_kills(&s, &broker, &topic, &cfg, total, 5, || line_count(&out) >= total);
     let ids = file_message_indexes(&out);
     let (missing, dups) = missing_and_duplicates(&ids, total);
     assert_eq!((ids.len() as u64, missing, dups), (total, 0, 0), "rows, missing, duplicates");
@@ -207,50 +206,33 @@ fn data_of(row: &serde_json::Value) -> serde_json::Value {
 
 /// A schema registry on loopback speaking Confluent's API (`GET /schemas/ids/{id}` →
 /// `{"schema": "…"}`) and Apicurio's (`GET /apis/registry/v2/ids/globalIds/{id}` → the schema),
-/// requiring basic auth; counts the requests it served.
-fn registry(
-    schemas: Vec<(u32, String)>,
-    auth: &'static str,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = served.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            let (mut request, mut authorized) = (String::new(), false);
-            reader.read_line(&mut request).unwrap();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
-                    break;
-                }
-                let expected = format!("authorization: basic {auth}");
-                authorized |= h.trim().eq_ignore_ascii_case(&expected);
+/// requiring basic auth (user `user`, password `secret`).
+fn registry(schemas: Vec<(u32, String)>) -> (String, Requests) {
+    serve_http(move |r| {
+        let confluent = schemas.iter().find(|(id, _)| r.path == format!("/schemas/ids/{id}"));
+        let apicurio = schemas.iter().find(|(id, _)| r.path == format!("/apis/registry/v2/ids/globalIds/{id}"));
+        let kind = "application/vnd.schemaregistry.v1+json";
+        match (r.header("authorization") == Some("Basic dXNlcjpzZWNyZXQ="), confluent, apicurio) {
+            (false, _, _) => ("401 Unauthorized", kind, r#"{"error_code":401}"#.to_owned()),
+            (true, Some((_, schema)), _) => ("200 OK", kind, serde_json::json!({ "schema": schema }).to_string()),
+            (true, None, Some((_, schema))) => ("200 OK", kind, schema.clone()),
+            (true, None, None) => {
+                ("404 Not Found", kind, r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned())
             }
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
-            let confluent = schemas.iter().find(|(id, _)| path == format!("/schemas/ids/{id}"));
-            let apicurio = schemas.iter().find(|(id, _)| path == format!("/apis/registry/v2/ids/globalIds/{id}"));
-            let (status, body) = match (authorized, confluent, apicurio) {
-                (false, _, _) => ("401 Unauthorized", r#"{"error_code":401}"#.to_owned()),
-                (true, Some((_, schema)), _) => ("200 OK", serde_json::json!({ "schema": schema }).to_string()),
-                (true, None, Some((_, schema))) => ("200 OK", schema.clone()),
-                (true, None, None) => {
-                    ("404 Not Found", r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned())
-                }
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
         }
-    });
-    (url, served)
+    })
+}
+
+/// A source reading Avro through the registry at `url` as user `user` / `secret`; `registry_type`
+/// `None` leaves the encoding and the registry type to bizon's defaults (avro, apicurio).
+fn avro_source(broker: &Broker, topic: &str, url: &str, registry_type: Option<&str>) -> String {
+    let kind = registry_type.map(|t| format!("    schema_registry_type: {t}\n")).unwrap_or_default();
+    let auth = format!(
+        "  authentication:\n    type: basic\n{kind}    schema_registry_url: {url}\n    \
+         schema_registry_username: user\n    schema_registry_password: secret\n"
+    );
+    let encoding = if registry_type.is_some() { "  message_encoding: avro\n" } else { "" };
+    source_block(broker, topic, "full_refresh", &auth).replace("  message_encoding: utf-8\n", encoding)
 }
 
 #[test]
@@ -282,14 +264,8 @@ fn avro_messages_decode_through_a_local_schema_registry() {
             (Some(key), Some(framed(3, Some("c@x.io"), "FREE"))),
         ],
     );
-    // user:secret
-    let (url, served) = registry(vec![(42, schema_text.to_owned())], "dXNlcjpzZWNyZXQ=");
-    let auth = format!(
-        "  authentication:\n    type: basic\n    schema_registry_type: confluent\n    schema_registry_url: {url}\n    \
-         schema_registry_username: user\n    schema_registry_password: secret\n"
-    );
-    let source = source_block(&broker, &topic, "full_refresh", &auth)
-        .replace("message_encoding: utf-8", "message_encoding: avro");
+    let (url, served) = registry(vec![(42, schema_text.to_owned())]);
+    let source = avro_source(&broker, &topic, &url, Some("confluent"));
     let cfg = pipeline(&s, "kafka_avro", &source, &file_block(&s, ""), "");
     let err = run_to_completion(&s, &cfg);
     assert!(err.contains("completed: 3 records"), "{err}");
@@ -307,7 +283,7 @@ fn avro_messages_decode_through_a_local_schema_registry() {
     assert_eq!(rows[1]["keys"], serde_json::json!({}));
     assert_eq!(rows[0]["schema"]["name"], "User", "the record keeps its Avro schema, as bizon's does");
     assert_eq!((rows[2]["partition"].as_i64(), rows[2]["offset"].as_i64()), (Some(0), Some(2)));
-    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "one registry request per schema id");
+    assert_eq!(served.lock().unwrap().len(), 1, "one registry request per schema id");
     assert!(!err.contains("secret"), "{err}");
 }
 
@@ -317,13 +293,8 @@ fn an_unknown_schema_id_fails_the_run_naming_the_message_and_the_id() {
     let s = Scratch::new("kafka-avro-404");
     let topic = topic("avro404");
     produce(&broker.bootstrap, &topic, &[(None, Some(vec![0, 0, 0, 0, 9, 2]))]);
-    let (url, _) = registry(vec![], "dXNlcjpzZWNyZXQ=");
-    let auth = format!(
-        "  authentication:\n    type: basic\n    schema_registry_type: confluent\n    schema_registry_url: {url}\n    \
-         schema_registry_username: user\n    schema_registry_password: secret\n"
-    );
-    let source = source_block(&broker, &topic, "full_refresh", &auth)
-        .replace("message_encoding: utf-8", "message_encoding: avro");
+    let (url, _) = registry(vec![]);
+    let source = avro_source(&broker, &topic, &url, Some("confluent"));
     let cfg = pipeline(&s, "kafka_avro_404", &source, &file_block(&s, ""), "");
     let out = s.run(&["run", &cfg, "--no-progress"]);
     let err = stderr(&out);
@@ -575,8 +546,7 @@ fn streams_routed_to_files_with_dead_letters_stay_exactly_once_through_kills() {
         eprintln!("kill {kill}: {} records committed", committed(s.dir.path(), &cfg));
     }
     let child = s.spawn(&["run", &cfg, "--no-progress"]);
-    let lines =
-        |f: &str| std::fs::read(s.path(f)).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0);
+    let lines = |f: &str| line_count(&s.path(f));
     wait_until("both files complete", Duration::from_secs(120), || {
         lines("table_a.json") >= total && lines("table_b.json") >= total
     });
@@ -642,8 +612,8 @@ fn group_offsets_follow_the_destination_and_the_destinations_offsets_win_on_rest
     let group = format!("{topic}_group");
     load(&broker.bootstrap, &topic, 0, 4_000);
     let cfg = pipeline(&s, "kafka_group", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
-    let lines = || std::fs::read(s.path("out.json")).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0);
-    let stream_until = |n: usize| {
+    let lines = || line_count(&s.path("out.json"));
+    let stream_until = |n: u64| {
         let child = s.spawn(&["run", &cfg, "--no-progress"]);
         wait_until("the messages in the file", Duration::from_secs(60), || lines() >= n);
         std::thread::sleep(Duration::from_millis(300)); // nothing more arrives
@@ -679,18 +649,14 @@ fn apicurio_framed_avro_decodes_with_bizons_default_registry_type() {
     #[allow(deprecated)]
     framed.extend(apache_avro::to_avro_datum(&schema, r).unwrap());
     produce(&broker.bootstrap, &topic, &[(None, Some(framed))]);
-    let (url, served) = registry(vec![(77, schema_text.to_owned())], "dXNlcjpzZWNyZXQ=");
-    let auth = format!(
-        "  authentication:\n    type: basic\n    schema_registry_url: {url}\n    \
-         schema_registry_username: user\n    schema_registry_password: secret\n"
-    );
-    let source = source_block(&broker, &topic, "full_refresh", &auth).replace("  message_encoding: utf-8\n", "");
+    let (url, served) = registry(vec![(77, schema_text.to_owned())]);
+    let source = avro_source(&broker, &topic, &url, None);
     let cfg = pipeline(&s, "kafka_apicurio", &source, &file_block(&s, ""), "");
     let err = run_to_completion(&s, &cfg);
     assert!(err.contains("completed: 1 records"), "{err}");
     let row = data_of(&read_rows(&s.path("out.json"))[0]);
     assert_eq!(row["value"], serde_json::json!({"n": 5, "tags": {"k": "v"}}));
-    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(served.lock().unwrap().len(), 1);
 }
 
 #[test]
@@ -743,8 +709,7 @@ fn a_stream_resuming_below_the_log_start_reports_the_expired_messages_and_goes_o
     produce(&broker.bootstrap, &topic, &(0..10).map(message).collect::<Vec<_>>());
     let cfg =
         pipeline(&s, "kafka_expired_stream", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
-    let lines =
-        || std::fs::read(s.path("out.json")).map(|b| b.iter().filter(|c| **c == b'\n').count() as i64).unwrap_or(0);
+    let lines = || line_count(&s.path("out.json")) as i64;
     let child = s.spawn(&["run", &cfg, "--no-progress"]);
     wait_until("the first messages", Duration::from_secs(30), || lines() == 10);
     sigterm(&child);

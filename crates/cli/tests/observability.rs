@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// GET `path` from 127.0.0.1:`port`; `None` while nothing listens.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// The value of `metric` (with any labels) in a Prometheus text body.
@@ -126,40 +115,20 @@ fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
     assert!(lines.iter().filter(|l| l.starts_with("bizon_written_records_total:")).count() >= 3, "periodic pushes");
 }
 
-/// A stand-in for Slack's incoming webhook: records each POST body, answers 200 `ok`.
-fn webhook() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/services/T000/B000/s3cr3t-hook", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let got = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            let (mut line, mut len) = (String::new(), 0usize);
-            reader.read_line(&mut line).unwrap();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap();
-            got.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-        }
-    });
-    (url, bodies)
+/// A stand-in for Slack's incoming webhook (a secret path), answering 200 `ok`.
+fn webhook() -> (String, Requests) {
+    let (url, requests) = serve_http(|_| ("200 OK", "text/plain", "ok".into()));
+    (format!("{url}/services/T000/B000/s3cr3t-hook"), requests)
+}
+
+fn bodies(requests: &Requests) -> Vec<String> {
+    requests.lock().unwrap().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect()
 }
 
 #[test]
 fn a_failed_run_sends_a_slack_alert_with_the_job_and_error_but_no_secret() {
     let s = Scratch::new("slack-failure");
-    let (url, bodies) = webhook();
+    let (url, requests) = webhook();
     let text = format!(
         "name: failing\nsource:\n  name: generator\n  stream: records\n  total: 1000\ndestination:\n  name: null\n  config:\n    \
          fail_rate: 1.0\nengine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n  runner:\n    config:\n      \
@@ -171,7 +140,7 @@ fn a_failed_run_sends_a_slack_alert_with_the_job_and_error_but_no_secret() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let job = err.split("job=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
-    let bodies = bodies.lock().unwrap();
+    let bodies = bodies(&requests);
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let alert: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
     let text = alert["text"].as_str().unwrap();
@@ -187,12 +156,12 @@ fn a_failed_run_sends_a_slack_alert_with_the_job_and_error_but_no_secret() {
 #[test]
 fn a_run_without_progress_sends_a_stuck_alert() {
     let s = Scratch::new("slack-stuck");
-    let (url, bodies) = webhook();
+    let (url, requests) = webhook();
     let cfg = generator_to_file(&s, "stuck", 3, "  page_size: 1\n  rate_limit: 0.5\n", "");
     let alerting = format!("alerting:\n  type: slack\n  config:\n    webhook_url: {url}\n    stuck_after_seconds: 1\n");
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &alerting).unwrap();
     let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
-    let bodies = bodies.lock().unwrap();
+    let bodies = bodies(&requests);
     assert!(!bodies.is_empty(), "{err}");
     let text: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
     assert!(text["text"].as_str().unwrap().contains("No progress for 1 s"), "{text}");
@@ -213,44 +182,6 @@ fn json_logs_carry_the_job_and_stream_on_every_line_of_the_run() {
     assert!(lines.len() >= 2 && lines.iter().all(|l| l["timestamp"].is_string()));
 }
 
-/// The (path, body) of each request a test server received.
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// An OTLP/HTTP receiver: records (path, body) of each POST, answers 200.
-fn otlp_receiver() -> (String, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            let (mut line, mut len, mut protobuf) = (String::new(), 0usize, false);
-            reader.read_line(&mut line).unwrap();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                protobuf |= lower.trim() == "content-type: application/x-protobuf";
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap();
-            assert!(protobuf, "OTLP/HTTP bodies are protobuf");
-            let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-            store.lock().unwrap().push((path, body));
-            let _ =
-                write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
-        }
-    });
-    (url, got)
-}
-
 #[test]
 fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -258,7 +189,7 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
     use prost::Message;
     let s = Scratch::new("otlp");
-    let (url, got) = otlp_receiver();
+    let (url, got) = serve_http(|_| ("200 OK", "application/x-protobuf", String::new()));
     let monitoring = format!(
         "monitoring:\n  type: otlp\n  config:\n    endpoint: {url}\n    interval_seconds: 0.3\n    headers:\n      x-api-key: k\n"
     );
@@ -266,10 +197,14 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
     ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
     let got = got.lock().unwrap();
+    assert!(
+        got.iter().all(|r| r.header("content-type") == Some("application/x-protobuf")),
+        "OTLP/HTTP bodies are protobuf"
+    );
     let mut steps: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> = Default::default();
     let mut pipeline_attr = false;
-    for (_, body) in got.iter().filter(|(p, _)| p == "/v1/traces") {
-        let req = ExportTraceServiceRequest::decode(&body[..]).expect("a trace export");
+    for r in got.iter().filter(|r| r.path == "/v1/traces") {
+        let req = ExportTraceServiceRequest::decode(&r.body[..]).expect("a trace export");
         for rs in &req.resource_spans {
             pipeline_attr |= rs.resource.as_ref().unwrap().attributes.iter().any(|a| a.key == "bizon.pipeline");
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
@@ -292,8 +227,8 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     assert!(!steps.get("commit").is_none_or(|s| s.is_empty()), "commit spans");
     let metrics: Vec<ExportMetricsServiceRequest> = got
         .iter()
-        .filter(|(p, _)| p == "/v1/metrics")
-        .map(|(_, b)| ExportMetricsServiceRequest::decode(&b[..]).expect("a metrics export"))
+        .filter(|r| r.path == "/v1/metrics")
+        .map(|r| ExportMetricsServiceRequest::decode(&r.body[..]).expect("a metrics export"))
         .collect();
     assert!(metrics.len() >= 2, "periodic and final pushes: {}", metrics.len());
     let last = metrics.last().unwrap();

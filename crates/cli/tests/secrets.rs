@@ -120,11 +120,8 @@ fn kafka_sasl_registry_and_otlp_credentials_never_appear_in_output_or_metrics() 
         .unwrap();
     let mut scraped = String::new();
     wait_until("a scrape", std::time::Duration::from_secs(20), || {
-        use std::io::{Read, Write};
-        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", metrics)) else { return false };
-        let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        scraped.clear();
-        c.read_to_string(&mut scraped).is_ok() && scraped.contains("bizon_errors_total")
+        scraped = http_get(metrics, "/metrics").unwrap_or_default();
+        scraped.contains("bizon_errors_total")
     });
     let out = child.wait_with_output().unwrap();
     assert_clean("the metrics", &scraped);

@@ -363,3 +363,88 @@ pub fn topic(label: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("bizon_test_{label}_{}_{}", std::process::id(), nanos % 1_000_000_000)
 }
+
+// HTTP on loopback.
+
+/// One request a test HTTP server received.
+pub struct HttpRequest {
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The requests a [`serve_http`] server received, in order.
+pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<HttpRequest>>>;
+
+/// An HTTP/1.1 server on loopback standing in for a service bizon talks to (schema registry,
+/// Slack webhook, OTLP collector): every request is parsed, answered by `respond` (status line,
+/// content type, body) and recorded. Returns the server's base URL and its requests.
+pub fn serve_http(
+    respond: impl Fn(&HttpRequest) -> (&'static str, &'static str, String) + Send + 'static,
+) -> (String, Requests) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests: Requests = Default::default();
+    let store = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = h.split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+                }
+            }
+            let mut request = HttpRequest {
+                path: line.split_whitespace().nth(1).unwrap_or_default().to_owned(),
+                headers,
+                body: Vec::new(),
+            };
+            let len = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            request.body.resize(len, 0);
+            if reader.read_exact(&mut request.body).is_err() {
+                continue;
+            }
+            let (status, kind, body) = respond(&request);
+            store.lock().unwrap().push(request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, requests)
+}
+
+/// GET `path` from 127.0.0.1:`port` (the whole response); `None` while nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Lines in a file (0 while it does not exist).
+pub fn line_count(path: &Path) -> u64 {
+    std::fs::read(path).map(|b| b.iter().filter(|c| **c == b'\n').count() as u64).unwrap_or(0)
+}
