@@ -137,10 +137,7 @@ pub fn samples(c: &Counters, started: Instant) -> Vec<Sample<'_>> {
             help: "Records of the job written, in % of the total to read",
             value: Value::Gauge(pct),
         });
-        let total = c.total.load(Ordering::Relaxed) as f64;
-        let rate = n(&c.records_written) / started.elapsed().as_secs_f64().max(1e-3);
-        if rate > 0.0 {
-            let eta = ((total - c.done() as f64) / rate).max(0.0);
+        if let Some(eta) = c.eta_seconds(started.elapsed()) {
             out.push(Sample {
                 name: "bizon_eta_seconds",
                 help: "Estimated seconds to completion",

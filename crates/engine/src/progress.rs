@@ -62,6 +62,18 @@ impl Counters {
         (total > 0).then(|| (self.done() as f64 * 100.0 / total as f64).min(100.0))
     }
 
+    /// Records written per second over `elapsed` (this run).
+    pub fn rate(&self, elapsed: Duration) -> f64 {
+        self.records_written.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64().max(1e-3)
+    }
+
+    /// Seconds to completion at that rate, when the total is known and records flow.
+    pub fn eta_seconds(&self, elapsed: Duration) -> Option<f64> {
+        let total = self.total.load(Ordering::Relaxed);
+        let rate = self.rate(elapsed);
+        (total > 0 && rate > 0.0).then(|| total.saturating_sub(self.done()) as f64 / rate)
+    }
+
     pub fn job(&self) -> String {
         self.job_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -160,7 +172,7 @@ fn bar(stop: &AtomicBool, c: &Counters) {
             }
             styled_total = Some(total);
         }
-        pb.set_position(c.records_before.load(Ordering::Relaxed) + c.records_written.load(Ordering::Relaxed));
+        pb.set_position(c.done());
         std::thread::park_timeout(Duration::from_millis(100));
     }
     pb.finish_and_clear();
@@ -175,16 +187,13 @@ fn lines(stop: &AtomicBool, c: &Counters, interval: Duration) {
             continue;
         }
         next += interval;
-        let written = c.records_written.load(Ordering::Relaxed);
-        let done = c.records_before.load(Ordering::Relaxed) + written;
-        let rate = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        let total = c.total.load(Ordering::Relaxed);
-        if total > 0 {
-            let pct = (done as f64 * 100.0 / total as f64).min(100.0);
-            let eta = if rate > 0.0 { total.saturating_sub(done) as f64 / rate } else { f64::NAN };
+        let (done, elapsed) = (c.done(), start.elapsed());
+        let rate = c.rate(elapsed);
+        if let Some(pct) = c.percent() {
+            let eta = c.eta_seconds(elapsed).unwrap_or(f64::NAN);
             tracing::info!(
                 records = done,
-                total,
+                total = c.total.load(Ordering::Relaxed),
                 rate = rate.round(),
                 percent = format!("{pct:.1}"),
                 eta_s = eta.round(),
