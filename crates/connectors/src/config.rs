@@ -51,9 +51,7 @@ impl BizonConfig {
         let id = spec.destination_id(&self.source.stream);
         let typed = spec.typed_columns(&self.source.stream).transpose()?;
         let dead_letter = self.source_config.dead_letter_path(&id).or_else(|| match &spec.config {
-            DestinationConfig::Postgres(c) if c.on_error == bizon_core::config::OnError::DeadLetter => {
-                Some(c.dead_letter_path.clone().unwrap_or_else(|| format!("{id}_dead_letter.json")))
-            }
+            DestinationConfig::Postgres(c) => crate::registry::dead_letter_file(c.on_error, &c.dead_letter_path, &id),
             _ => None,
         });
         if self.streams.is_empty() && dead_letter.is_none() {

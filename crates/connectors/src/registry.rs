@@ -3,7 +3,7 @@
 //! Adding a connector = one folder, one variant, one arm in each match.
 
 use bizon_core::config::yaml::{self, from_node, struct_fields, Node};
-use bizon_core::config::{DestinationCommon, SourceCommon};
+use bizon_core::config::{DestinationCommon, OnError, SourceCommon};
 use bizon_core::{Destination, Guarantee, Source};
 
 use crate::destinations::{file, logger, null, postgres};
@@ -131,9 +131,7 @@ impl SourceConfig {
     /// The dead-letter file of a source with `on_error: dead_letter`.
     pub fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
         match self {
-            SourceConfig::Kafka(c) if c.on_error == kafka::OnError::DeadLetter => {
-                Some(c.dead_letter_path.clone().unwrap_or_else(|| format!("{destination_id}_dead_letter.json")))
-            }
+            SourceConfig::Kafka(c) => dead_letter_file(c.on_error, &c.dead_letter_path, destination_id),
             _ => None,
         }
     }
@@ -249,6 +247,12 @@ impl DestinationConfig {
             DestinationConfig::Postgres(c) => Box::new(postgres::PostgresDestination::new(c, destination_id, typed)),
         }
     }
+}
+
+/// Where `on_error: dead_letter` writes: the configured path, else `<destination_id>_dead_letter.json`.
+pub fn dead_letter_file(on_error: OnError, path: &Option<String>, destination_id: &str) -> Option<String> {
+    (on_error == OnError::DeadLetter)
+        .then(|| path.clone().unwrap_or_else(|| format!("{destination_id}_dead_letter.json")))
 }
 
 /// Deserialize a connector's own struct from a mapping shared with common keys; an unknown key
