@@ -330,7 +330,7 @@ kafka_broker() {
     bootstrap=$BENCH_KAFKA
     return
   fi
-  cargo build --release --quiet --bin bizon-kafka-mock --bin bizon-kafka-load
+  cargo build --release --quiet -p bizon-e2e --bin bizon-kafka-mock --bin bizon-kafka-load
   "$(dirname "$BIN")/bizon-kafka-mock" "$@" > "$WORK/mock.txt" &
   mock_pid=$!
   trap 'kill $mock_pid 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -352,7 +352,7 @@ if [[ $MODE == kafka-source || $MODE == all ]]; then
   [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null
   src_topic=bizon_bench_src_$$
   kafka_broker --topic "$src_topic:16" # the mock keeps ~5 MB per partition: 16 hold 1M messages
-  cargo build --release --quiet --bin bizon-kafka-load
+  cargo build --release --quiet -p bizon-e2e --bin bizon-kafka-load
   "$(dirname "$BIN")/bizon-kafka-load" "$bootstrap" "$src_topic" --partitions 16 --count 1000000 --size 200
   # kafka_source_workload NAME BATCH_SIZE DESTINATION_YAML: one bounded read of the whole topic
   kafka_source_workload() {

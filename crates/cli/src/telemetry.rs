@@ -32,9 +32,9 @@ impl Labels {
     pub fn of(cfg: &BizonConfig) -> Self {
         Labels {
             pipeline: cfg.name.clone(),
-            source: cfg.source_kind.name().to_owned(),
+            source: cfg.source_kind.name.to_owned(),
             stream: cfg.source.stream.clone(),
-            destination: cfg.destination.kind.name().to_owned(),
+            destination: cfg.destination.kind.name.to_owned(),
         }
     }
 }

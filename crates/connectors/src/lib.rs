@@ -3,10 +3,13 @@
 
 pub mod backends;
 pub mod config;
+pub mod descriptor;
 pub mod destinations;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod queues;
 pub mod registry;
 pub mod sources;
+pub mod sslmode;
 
 pub use config::{load, BizonConfig};

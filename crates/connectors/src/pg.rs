@@ -4,22 +4,7 @@
 use bizon_core::{Error, ErrorKind};
 use serde::Deserialize;
 
-/// libpq's `sslmode` values, with libpq's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS when the server offers it, certificate not verified.
-    #[default]
-    Prefer,
-    /// TLS or fail, certificate not verified.
-    Require,
-    /// TLS, certificate chain verified against `sslrootcert` (or the system roots).
-    VerifyCa,
-    /// As `verify-ca`, and the certificate must name the host.
-    VerifyFull,
-}
+pub use crate::sslmode::SslMode;
 
 pub(crate) fn default_host() -> String {
     "localhost".into()
@@ -57,18 +42,6 @@ pub struct PgConnection {
     /// system's roots in /etc/ssl/certs).
     #[serde(default)]
     pub sslrootcert: Option<String>,
-}
-
-impl SslMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
 }
 
 impl PgConnection {

@@ -1,282 +1,158 @@
-//! One closed enum per connector kind and one exhaustive match each (STYLE): `bizon source
-//! list`, `destination list`, config parsing and construction are all driven from here.
-//! Adding a connector = one folder, one variant, one arm in each match.
+//! The registry: one list of descriptors per kind (sources, destinations, backends, queues).
+//! `bizon source list`, `destination list`, `stream list`, config validation and the README's
+//! connector table read these lists and the descriptors' capabilities, never a list of names.
+//!
+//! Adding a connector = its folder (exporting `DESCRIPTOR`), one line here, one cargo feature
+//! line when it pulls heavy dependencies. A connector of a feature this build left out stays
+//! known by name, so a config naming it fails with the feature to enable.
 
-use bizon_core::config::yaml::{self, from_node, struct_fields, Node};
-use bizon_core::config::{DestinationCommon, OnError, SourceCommon};
-use bizon_core::{Destination, Guarantee, Source};
+use crate::descriptor::{BackendDescriptor, DestinationDescriptor, QueueDescriptor, SourceDescriptor};
+#[allow(unused_imports)] // `queues` has only feature-gated connectors
+use crate::{backends, destinations, queues, sources};
 
-use crate::destinations::{file, logger, null, postgres};
-use crate::sources::{dummy, generator, kafka, postgres as pg_source};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Dummy,
-    Generator,
-    Postgres,
-    Kafka,
+/// A registry line: a connector's name, the cargo feature that provides it (`None`: always
+/// built) and its descriptor when this build has it.
+pub struct Entry<D: 'static> {
+    pub name: &'static str,
+    pub feature: Option<&'static str>,
+    pub descriptor: Option<&'static D>,
 }
 
-impl SourceKind {
-    pub const ALL: &'static [SourceKind] =
-        &[SourceKind::Dummy, SourceKind::Generator, SourceKind::Postgres, SourceKind::Kafka];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceKind::Dummy => "dummy",
-            SourceKind::Generator => "generator",
-            SourceKind::Postgres => "postgres",
-            SourceKind::Kafka => "kafka",
+/// `entry!(descriptor)` for a connector always built; `entry!("name", "feature", descriptor)`
+/// for one behind a cargo feature (the descriptor's path is only resolved when it is on).
+macro_rules! entry {
+    ($d:expr) => {
+        Entry { name: $d.name, feature: None, descriptor: Some(&$d) }
+    };
+    ($name:literal, $feature:literal, $($d:tt)+) => {
+        Entry {
+            name: $name,
+            feature: Some($feature),
+            descriptor: {
+                #[cfg(feature = $feature)]
+                let d = Some(&$($d)+);
+                #[cfg(not(feature = $feature))]
+                let d = None;
+                d
+            },
         }
-    }
+    };
+}
 
-    pub fn description(self) -> &'static str {
-        match self {
-            SourceKind::Dummy => "bizon's fake API: 3 pages, 5 records per stream",
-            SourceKind::Generator => "deterministic synthetic records (tests, benchmarks)",
-            SourceKind::Postgres => "a table or query, keyset-paged; streams are tables",
-            SourceKind::Kafka => "topics (JSON, Avro + schema registry, Debezium); offsets committed with the data",
-        }
-    }
+pub static SOURCES: &[Entry<SourceDescriptor>] = &[
+    entry!(sources::dummy::DESCRIPTOR),
+    entry!(sources::generator::DESCRIPTOR),
+    entry!("postgres", "postgres", sources::postgres::DESCRIPTOR),
+    entry!("kafka", "kafka", sources::kafka::DESCRIPTOR),
+];
 
-    /// Fixed streams; empty when streams come from the connection (tables).
-    pub fn streams(self) -> &'static [&'static str] {
-        match self {
-            SourceKind::Dummy => dummy::STREAMS,
-            SourceKind::Generator => generator::STREAMS,
-            SourceKind::Postgres => &[],
-            SourceKind::Kafka => kafka::STREAMS,
-        }
-    }
+pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
+    entry!(destinations::logger::DESCRIPTOR),
+    entry!(destinations::file::DESCRIPTOR),
+    entry!(destinations::null::DESCRIPTOR),
+    entry!("postgres", "postgres", destinations::postgres::DESCRIPTOR),
+];
 
-    /// Can read only the records after a watermark (`sync_mode: incremental`).
-    pub fn supports_incremental(self) -> bool {
-        match self {
-            SourceKind::Dummy => false,
-            SourceKind::Generator | SourceKind::Postgres | SourceKind::Kafka => true,
-        }
-    }
+pub static BACKENDS: &[Entry<BackendDescriptor>] = &[
+    entry!(backends::sqlite::DESCRIPTOR),
+    entry!(backends::sqlite::IN_MEMORY),
+    entry!("postgres", "postgres", backends::postgres::DESCRIPTOR),
+];
 
-    /// The sync modes it supports, for listings.
-    pub fn modes(self) -> &'static str {
-        match (self.supports_incremental(), self.supports_stream()) {
-            (true, true) => "full_refresh, incremental, stream",
-            (true, false) => "full_refresh, incremental",
-            _ => "full_refresh",
-        }
-    }
+pub static QUEUES: &[Entry<QueueDescriptor>] = &[
+    entry!("rabbitmq", "rabbitmq", queues::rabbitmq::DESCRIPTOR),
+    entry!("kafka", "kafka", queues::kafka::DESCRIPTOR),
+];
 
-    /// Reads continuously (`sync_mode: stream`).
-    pub fn supports_stream(self) -> bool {
-        self == SourceKind::Kafka
-    }
+/// bizon's connectors that bizon-rs does not have yet (a config naming one is told so).
+pub const PLANNED_SOURCES: &[&str] =
+    &["pokeapi", "gbif", "hubspot", "cycle", "sana_ai", "periscope", "notion", "gsheets"];
+pub const PLANNED_DESTINATIONS: &[&str] = &["bigquery", "bigquery_streaming", "bigquery_streaming_v2"];
+pub const PLANNED_BACKENDS: &[&str] = &["bigquery"];
 
-    /// Keeps its own incremental position (Kafka offsets): no `cursor_field` needed.
-    pub fn needs_cursor_field(self) -> bool {
-        self != SourceKind::Kafka
-    }
+/// Why a name is not available: unknown, planned, or left out of this build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    Unknown {
+        closest: Option<&'static str>,
+    },
+    Planned,
+    /// Known, but this build was made without its cargo feature.
+    LeftOut {
+        feature: &'static str,
+    },
+}
 
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|k| k.name()).collect()
-    }
-
-    /// The connector's own keys (beside [`SourceCommon`]'s).
-    pub fn own_fields(self) -> &'static [&'static str] {
-        match self {
-            SourceKind::Dummy => struct_fields::<dummy::DummyConfig>(),
-            SourceKind::Generator => struct_fields::<generator::GeneratorConfig>(),
-            SourceKind::Postgres => struct_fields::<pg_source::PostgresSourceConfig>(),
-            SourceKind::Kafka => struct_fields::<kafka::KafkaSourceConfig>(),
-        }
+/// Look `name` up in a registry list.
+pub fn find<D>(list: &'static [Entry<D>], planned: &[&str], name: &str) -> Result<&'static D, Missing> {
+    match list.iter().find(|e| e.name == name) {
+        Some(Entry { descriptor: Some(d), .. }) => Ok(d),
+        Some(Entry { feature, .. }) => Err(Missing::LeftOut { feature: feature.unwrap_or("default") }),
+        None if planned.contains(&name) => Err(Missing::Planned),
+        None => Err(Missing::Unknown { closest: bizon_core::suggest::closest(name, names(list)) }),
     }
 }
 
-/// A source's own keys, beside [`SourceCommon`].
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Dummy(dummy::DummyConfig),
-    Generator(generator::GeneratorConfig),
-    Postgres(pg_source::PostgresSourceConfig),
-    Kafka(kafka::KafkaSourceConfig),
+/// The names this build has, in registry order.
+pub fn names<D>(list: &'static [Entry<D>]) -> impl Iterator<Item = &'static str> + Clone {
+    list.iter().filter(|e| e.descriptor.is_some()).map(|e| e.name)
 }
 
-impl SourceConfig {
-    /// Parse the connector's keys from the `source:` mapping (the common keys are skipped).
-    pub fn parse(kind: SourceKind, node: &Node) -> Result<Self, yaml::Error> {
-        let (common, own) = (struct_fields::<SourceCommon>(), kind.own_fields());
-        Ok(match kind {
-            SourceKind::Dummy => SourceConfig::Dummy(own_keys(node, "source", common, own)?),
-            SourceKind::Generator => {
-                let c: generator::GeneratorConfig = own_keys(node, "source", common, own)?;
-                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
-                SourceConfig::Generator(c)
-            }
-            SourceKind::Postgres => {
-                let c: pg_source::PostgresSourceConfig = own_keys(node, "source", common, own)?;
-                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
-                SourceConfig::Postgres(c)
-            }
-            SourceKind::Kafka => {
-                let c: kafka::KafkaSourceConfig = own_keys(node, "source", common, own)?;
-                c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
-                SourceConfig::Kafka(c)
-            }
-        })
-    }
+/// The descriptors this build has, in registry order.
+pub fn available<D>(list: &'static [Entry<D>]) -> impl Iterator<Item = &'static D> {
+    list.iter().filter_map(|e| e.descriptor)
+}
 
-    /// The dead-letter file of a source with `on_error: dead_letter`.
-    pub fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
-        match self {
-            SourceConfig::Kafka(c) => dead_letter_file(c.on_error, &c.dead_letter_path, destination_id),
-            _ => None,
-        }
-    }
-
-    /// `streams`: the topics (or other source names) of the `streams:` entries, in order.
-    pub fn build(&self, common: &SourceCommon, streams: &[String]) -> Box<dyn Source> {
-        match self {
-            SourceConfig::Dummy(c) => Box::new(dummy::DummySource::new(&common.stream, c.clone())),
-            SourceConfig::Generator(c) => Box::new(generator::GeneratorSource::new(c.clone())),
-            SourceConfig::Postgres(c) => Box::new(pg_source::PostgresSource::new(c.clone(), &common.stream)),
-            SourceConfig::Kafka(c) => {
-                Box::new(kafka::KafkaSource::new(c.clone(), common.authentication.clone(), streams))
-            }
+/// The message for a name not found: what `what` (source, destination, backend type, queue
+/// type) the user asked for and what the build offers.
+pub fn missing_message<D>(what: &str, name: &str, list: &'static [Entry<D>], missing: &Missing) -> String {
+    let available = names(list).collect::<Vec<_>>().join(", ");
+    match missing {
+        Missing::LeftOut { feature } => format!(
+            "{what} `{name}` is not in this build: it was compiled without the `{feature}` cargo feature \
+             (rebuild with `--features {feature}`, or the default features); available: {available}"
+        ),
+        Missing::Planned => format!("{what} `{name}` is not available in this build yet; available: {available}"),
+        Missing::Unknown { closest } => {
+            let hint = closest.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+            format!("unknown {what} `{name}`{hint} Available: {available}")
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DestinationKind {
-    Logger,
-    File,
-    Null,
-    Postgres,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl DestinationKind {
-    pub const ALL: &'static [DestinationKind] =
-        &[DestinationKind::Logger, DestinationKind::File, DestinationKind::Null, DestinationKind::Postgres];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DestinationKind::Logger => "logger",
-            DestinationKind::File => "file",
-            DestinationKind::Null => "null",
-            DestinationKind::Postgres => "postgres",
+    #[test]
+    fn every_registry_line_names_its_descriptor() {
+        for e in SOURCES {
+            assert!(e.descriptor.is_none_or(|d| d.name == e.name), "source line `{}`", e.name);
+        }
+        for e in DESTINATIONS {
+            assert!(e.descriptor.is_none_or(|d| d.name == e.name), "destination line `{}`", e.name);
+        }
+        for e in BACKENDS {
+            assert!(e.descriptor.is_none_or(|d| d.name == e.name), "backend line `{}`", e.name);
+        }
+        for e in QUEUES {
+            assert!(e.descriptor.is_none_or(|d| d.name == e.name), "queue line `{}`", e.name);
         }
     }
 
-    pub fn description(self) -> &'static str {
-        match self {
-            DestinationKind::Logger => "logs each record (stores nothing)",
-            DestinationKind::File => "NDJSON file in bizon's row layout; byte offset in the cursor, truncate on resume",
-            DestinationKind::Null => "discards records; fault injection with fail_rate / latency_ms",
-            DestinationKind::Postgres => "binary COPY in bizon's row layout; cursor committed with the rows",
+    #[test]
+    fn lookups_tell_unknown_planned_and_left_out_apart() {
+        assert!(find(SOURCES, PLANNED_SOURCES, "generator").is_ok());
+        assert_eq!(
+            find(SOURCES, PLANNED_SOURCES, "generatr").err(),
+            Some(Missing::Unknown { closest: Some("generator") })
+        );
+        assert_eq!(find(SOURCES, PLANNED_SOURCES, "hubspot").err(), Some(Missing::Planned));
+        let kafka = find(SOURCES, PLANNED_SOURCES, "kafka");
+        if cfg!(feature = "kafka") {
+            assert!(kafka.is_ok());
+        } else {
+            assert_eq!(kafka.err(), Some(Missing::LeftOut { feature: "kafka" }));
         }
     }
-
-    pub fn guarantee(self) -> Guarantee {
-        match self {
-            DestinationKind::Logger | DestinationKind::Null => Guarantee::None,
-            DestinationKind::File | DestinationKind::Postgres => Guarantee::ExactlyOnce,
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|k| k.name()).collect()
-    }
-
-    /// The connector's own keys under `config:` (beside [`DestinationCommon`]'s).
-    pub fn own_fields(self) -> &'static [&'static str] {
-        match self {
-            DestinationKind::Logger => struct_fields::<logger::LoggerConfig>(),
-            DestinationKind::File => struct_fields::<file::FileConfig>(),
-            DestinationKind::Null => struct_fields::<null::NullConfig>(),
-            DestinationKind::Postgres => struct_fields::<postgres::PostgresConfig>(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum DestinationConfig {
-    Logger(logger::LoggerConfig),
-    File(file::FileConfig),
-    Null(null::NullConfig),
-    Postgres(postgres::PostgresConfig),
-}
-
-impl DestinationConfig {
-    /// Parse the connector's keys from `destination.config` (the common keys are skipped).
-    pub fn parse(kind: DestinationKind, node: &Node) -> Result<Self, yaml::Error> {
-        let (common, own) = (struct_fields::<DestinationCommon>(), kind.own_fields());
-        let path = "destination.config";
-        Ok(match kind {
-            DestinationKind::Logger => DestinationConfig::Logger(own_keys(node, path, common, own)?),
-            DestinationKind::File => DestinationConfig::File(own_keys(node, path, common, own)?),
-            DestinationKind::Null => {
-                let c: null::NullConfig = own_keys(node, path, common, own)?;
-                if !(0.0..=1.0).contains(&c.fail_rate) {
-                    return Err(yaml::Error::new("`fail_rate` must be between 0 and 1", node.mark, path));
-                }
-                DestinationConfig::Null(c)
-            }
-            DestinationKind::Postgres => {
-                let c: postgres::PostgresConfig = own_keys(node, path, common, own)?;
-                c.connection()
-                    .validate()
-                    .map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, path))?;
-                DestinationConfig::Postgres(c)
-            }
-        })
-    }
-
-    /// `typed`: the record columns (name, type) when `unnest: true`.
-    pub fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
-        match self {
-            DestinationConfig::Logger(_) => Box::<logger::LoggerDestination>::default(),
-            DestinationConfig::File(c) => Box::new(file::FileDestination::new(c, destination_id)),
-            DestinationConfig::Null(c) => Box::new(null::NullDestination::new(c.clone())),
-            DestinationConfig::Postgres(c) => Box::new(postgres::PostgresDestination::new(c, destination_id, typed)),
-        }
-    }
-}
-
-/// Where `on_error: dead_letter` writes: the configured path, else `<destination_id>_dead_letter.json`.
-pub fn dead_letter_file(on_error: OnError, path: &Option<String>, destination_id: &str) -> Option<String> {
-    (on_error == OnError::DeadLetter)
-        .then(|| path.clone().unwrap_or_else(|| format!("{destination_id}_dead_letter.json")))
-}
-
-/// Deserialize a connector's own struct from a mapping shared with common keys; an unknown key
-/// is reported against the union of both key sets, so the suggestion covers either.
-fn own_keys<T: serde::de::DeserializeOwned>(
-    node: &Node,
-    path: &str,
-    common: &'static [&'static str],
-    own: &'static [&'static str],
-) -> Result<T, yaml::Error> {
-    for (k, _) in node.entries() {
-        let key = k.as_str().unwrap_or_default();
-        if !common.contains(&key) && !own.contains(&key) {
-            let all: Vec<&str> = common.iter().chain(own.iter()).copied().collect();
-            let hint = bizon_core::suggest::closest(key, all.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            let list = all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
-            return Err(yaml::Error::new(
-                format!("unknown key `{key}`{hint} Valid keys: {list}"),
-                k.mark,
-                &format!("{path}.{key}"),
-            ));
-        }
-    }
-    from_node(node, path, common)
 }

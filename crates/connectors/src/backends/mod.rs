@@ -1,5 +1,6 @@
 //! Backends: where jobs, cursors and watermarks live.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 

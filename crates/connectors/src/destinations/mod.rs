@@ -3,6 +3,7 @@
 pub mod file;
 pub mod logger;
 pub mod null;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod router;
 

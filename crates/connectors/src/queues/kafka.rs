@@ -18,6 +18,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+use crate::descriptor::{BrokerSpec, QueueDescriptor};
+
 /// `engine.queue.config.queue` (bizon's keys: bootstrap_server, topic; ours: the rest).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,3 +365,30 @@ impl QueueSubscriber for KafkaSubscriber {
             .map_err(|e| Error::transient(format!("{}: committing the offset failed: {e}", self.describe)))
     }
 }
+
+/// `engine.queue.type: kafka`, parsed.
+#[derive(Debug)]
+pub struct KafkaSpec {
+    pub queue: KafkaQueueConfig,
+    pub consumer: KafkaConsumerConfig,
+    pub lanes: usize,
+}
+
+impl BrokerSpec for KafkaSpec {
+    fn lanes(&self) -> usize {
+        self.lanes
+    }
+    fn build(&self) -> Result<Box<dyn QueueBroker>> {
+        Ok(Box::new(KafkaBroker::new(self.queue.clone(), self.consumer.clone(), self.lanes)))
+    }
+}
+
+/// The `kafka` queue in the registry.
+pub const DESCRIPTOR: QueueDescriptor = QueueDescriptor {
+    name: "kafka",
+    description: "a Kafka topic (one partition per lane), idempotent producer, offsets after the destination commit",
+    parse: |node| {
+        let (queue, consumer, lanes) = super::broker_keys(node)?;
+        Ok(std::sync::Arc::new(KafkaSpec { queue, consumer, lanes }))
+    },
+};

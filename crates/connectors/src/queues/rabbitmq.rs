@@ -19,6 +19,8 @@ use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, PublisherConfirm};
 use serde::Deserialize;
+
+use crate::descriptor::{BrokerSpec, QueueDescriptor};
 use tokio::runtime::{Handle, Runtime};
 
 /// `engine.queue.config.queue` (bizon's keys: host, port, queue_name, exchange; ours: the rest).
@@ -332,3 +334,30 @@ impl Drop for RabbitSubscriber {
         self.handle.block_on(close(&self.conn));
     }
 }
+
+/// `engine.queue.type: rabbitmq`, parsed.
+#[derive(Debug)]
+pub struct RabbitSpec {
+    pub queue: RabbitQueueConfig,
+    pub consumer: RabbitConsumerConfig,
+    pub lanes: usize,
+}
+
+impl BrokerSpec for RabbitSpec {
+    fn lanes(&self) -> usize {
+        self.lanes
+    }
+    fn build(&self) -> Result<Box<dyn QueueBroker>> {
+        Ok(Box::new(RabbitBroker::new(self.queue.clone(), &self.consumer, self.lanes)?))
+    }
+}
+
+/// The `rabbitmq` queue in the registry.
+pub const DESCRIPTOR: QueueDescriptor = QueueDescriptor {
+    name: "rabbitmq",
+    description: "RabbitMQ queues (one per lane), publisher confirms, acks after the destination commit",
+    parse: |node| {
+        let (queue, consumer, lanes) = super::broker_keys(node)?;
+        Ok(std::sync::Arc::new(RabbitSpec { queue, consumer, lanes }))
+    },
+};

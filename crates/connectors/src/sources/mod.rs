@@ -2,7 +2,9 @@
 
 pub mod dummy;
 pub mod generator;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 
 #[cfg(test)]

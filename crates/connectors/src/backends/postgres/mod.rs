@@ -17,7 +17,9 @@ use bizon_core::time::now_micros;
 use bizon_core::{Backend, DestinationCursor, Error, Job, JobStatus, Json, Result, StreamKey};
 use postgres::{Client, Row};
 
+use crate::descriptor::{BackendDescriptor, BackendSpec};
 use crate::pg::{ident, pg_error, run_tag, PgConnection};
+use bizon_core::config::yaml;
 
 const SCHEMA_VERSION: i32 = 1;
 
@@ -500,3 +502,49 @@ impl Backend for PostgresBackend {
         Ok(rows.iter().map(|r| (Self::job_from_row(r), Self::cursor_from_row(r, 13))).collect())
     }
 }
+
+/// `engine.backend.type: postgres`, parsed.
+#[derive(Debug, Clone)]
+pub struct PostgresBackendSpec {
+    pub conn: PgConnection,
+    /// How long a silent lock holder keeps the pipeline.
+    pub lease: Duration,
+}
+
+impl BackendSpec for PostgresBackendSpec {
+    fn open(&self) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(PostgresBackend::open(self.conn.clone(), self.lease)?))
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        self.conn.describe()
+    }
+}
+
+/// Seconds without a heartbeat after which another run may take a pipeline over (`lease_seconds`).
+pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+
+/// The `postgres` backend in the registry (bizon's keys; `lease_seconds` is ours).
+pub const DESCRIPTOR: BackendDescriptor = BackendDescriptor {
+    name: "postgres",
+    description: "PostgreSQL: shared by processes on many hosts; advisory lock, lease and fencing token",
+    parse: |fields, node| {
+        let conn = PgConnection {
+            host: fields.host.clone().unwrap_or_else(crate::pg::default_host),
+            port: fields.port.unwrap_or_else(crate::pg::default_port),
+            database: fields.database.clone().ok_or_else(|| {
+                yaml::Error::new("missing required key `database`", node.mark, "engine.backend.config")
+            })?,
+            username: fields.username.clone().unwrap_or_else(crate::pg::default_user),
+            password: fields.password.clone(),
+            schema: fields.schema.clone().unwrap_or_else(crate::pg::default_schema),
+            sslmode: fields.sslmode.unwrap_or_default(),
+            sslrootcert: fields.sslrootcert.clone(),
+        };
+        conn.validate().map_err(|m| yaml::Error::new(m, node.mark, "engine.backend.config.sslmode"))?;
+        let lease = Duration::from_secs(fields.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS).max(1));
+        Ok(std::sync::Arc::new(PostgresBackendSpec { conn, lease }))
+    },
+};

@@ -19,10 +19,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use bizon_core::config::yaml::struct_fields;
+use bizon_core::config::{StreamConfig, SyncMode};
+use bizon_core::{
+    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Guarantee, Json, RecordBatch, Result,
+};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,6 +46,34 @@ pub struct FileConfig {
     /// stream name).
     #[serde(default)]
     pub path: Option<String>,
+}
+
+/// The `file` destination in the registry.
+pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
+    name: "file",
+    description: "NDJSON file in bizon's row layout; byte offset in the cursor, truncate on resume",
+    capabilities: DestinationCapabilities {
+        guarantee: Guarantee::ExactlyOnce,
+        transactional: false,
+        typed_columns: false,
+        lanes: true,
+        dead_letters: false,
+        network: false,
+    },
+    keys: struct_fields::<FileConfig>,
+    parse: parse_destination::<FileConfig>,
+};
+
+impl DestinationSpec for FileConfig {
+    fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
+        Box::new(FileDestination::new(self, destination_id))
+    }
+
+    /// A `streams:` entry writes its own file: its `destination.path`, else `<name>.json`.
+    fn build_stream(&self, name: &str, stream: &StreamConfig) -> Box<dyn Destination> {
+        let path = stream.destination.get("path").and_then(Json::as_str).map(str::to_owned);
+        Box::new(FileDestination::new(&FileConfig { path, ..self.clone() }, name))
+    }
 }
 
 /// Bytes serialized before they are handed to the OS in one write: small enough that the

@@ -1,9 +1,12 @@
 //! `logger` destination: logs each record's data, like bizon's. Stores nothing.
 
+use bizon_core::config::yaml::struct_fields;
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Json, RecordBatch, Result};
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Guarantee, Json, RecordBatch, Result};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +14,28 @@ pub struct LoggerConfig {
     /// Accepted for compatibility with bizon's examples (`dummy: dummy`); unused.
     #[serde(default)]
     pub dummy: Option<String>,
+}
+
+/// The `logger` destination in the registry.
+pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
+    name: "logger",
+    description: "logs each record (stores nothing)",
+    capabilities: DestinationCapabilities {
+        guarantee: Guarantee::None,
+        transactional: false,
+        typed_columns: true,
+        lanes: true,
+        dead_letters: false,
+        network: false,
+    },
+    keys: struct_fields::<LoggerConfig>,
+    parse: parse_destination::<LoggerConfig>,
+};
+
+impl DestinationSpec for LoggerConfig {
+    fn build(&self, _destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
+        Box::<LoggerDestination>::default()
+    }
 }
 
 #[derive(Default)]

@@ -3,9 +3,14 @@
 
 use std::time::Duration;
 
-use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use bizon_core::config::yaml::{self, struct_fields, Node};
+use bizon_core::{
+    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Guarantee, Json, RecordBatch, Result,
+};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +24,40 @@ pub struct NullConfig {
     /// Seed of the failure draws (same seed, same failures).
     #[serde(default)]
     pub seed: u64,
+}
+
+/// The `null` destination in the registry.
+pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
+    name: "null",
+    description: "discards records; fault injection with fail_rate / latency_ms",
+    capabilities: DestinationCapabilities {
+        guarantee: Guarantee::None,
+        transactional: false,
+        typed_columns: false,
+        lanes: true,
+        dead_letters: false,
+        network: false,
+    },
+    keys: struct_fields::<NullConfig>,
+    parse: parse_destination::<NullConfig>,
+};
+
+impl DestinationSpec for NullConfig {
+    fn validate(&self, node: &Node) -> std::result::Result<(), yaml::Error> {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            let at = node.get("fail_rate").unwrap_or(node);
+            return Err(yaml::Error::new(
+                "`fail_rate` must be between 0 and 1",
+                at.mark,
+                "destination.config.fail_rate",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
+        Box::new(NullDestination::new(self.clone()))
+    }
 }
 
 pub struct NullDestination {

@@ -12,14 +12,19 @@
 
 use std::io::Write;
 
+use bizon_core::config::yaml::{self, struct_fields, Node};
 use bizon_core::config::SyncMode;
 use bizon_core::{
-    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Rejected, Result,
+    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Guarantee, Json, RecordBatch, Rejected,
+    Result,
 };
 use postgres::Client;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::descriptor::{
+    parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec, TableSpec,
+};
 use crate::pg::{pg_error, qualified, PgConnection};
 
 /// The destination's own keys; the table is `destination_id` (default: the stream name).
@@ -54,6 +59,46 @@ pub struct PostgresConfig {
     pub on_error: bizon_core::config::OnError,
     #[serde(default)]
     pub dead_letter_path: Option<String>,
+}
+
+/// The `postgres` destination in the registry.
+pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
+    name: "postgres",
+    description: "binary COPY in bizon's row layout; cursor committed with the rows",
+    capabilities: DestinationCapabilities {
+        guarantee: Guarantee::ExactlyOnce,
+        transactional: true,
+        typed_columns: true,
+        lanes: false,
+        dead_letters: true,
+        network: true,
+    },
+    keys: struct_fields::<PostgresConfig>,
+    parse: parse_destination::<PostgresConfig>,
+};
+
+impl DestinationSpec for PostgresConfig {
+    fn validate(&self, node: &Node) -> std::result::Result<(), yaml::Error> {
+        self.connection()
+            .validate()
+            .map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, "destination.config"))
+    }
+
+    fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
+        Box::new(PostgresDestination::new(self, destination_id, typed))
+    }
+
+    fn build_routed(&self, tables: Vec<TableSpec>) -> Option<Box<dyn Destination>> {
+        Some(Box::new(PostgresDestination::routed(self, tables)))
+    }
+
+    fn column_type(&self, kind: &str) -> std::result::Result<String, String> {
+        pg_type(kind)
+    }
+
+    fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
+        crate::config::dead_letter_file(self.on_error, &self.dead_letter_path, destination_id)
+    }
 }
 
 impl PostgresConfig {
@@ -123,9 +168,6 @@ pub struct PostgresDestination {
     /// `on_error: dead_letter`: records refused by the last write.
     rejected: Option<Vec<Rejected>>,
 }
-
-/// A table and, with `unnest: true`, its typed (name, PostgreSQL type) columns.
-pub type TableSpec = (String, Option<Vec<(String, String)>>);
 
 /// One table rows are routed to.
 struct Target {

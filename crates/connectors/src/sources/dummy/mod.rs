@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
+use bizon_core::config::yaml::struct_fields;
+use bizon_core::config::{SourceCommon, SyncMode};
 use bizon_core::time::now_micros;
 use bizon_core::{Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 
 pub const STREAMS: &[&str] = &["creatures", "plants"];
 
@@ -61,6 +65,23 @@ impl Source for DummySource {
         }
         let next = if next.is_empty() { json!({}) } else { json!({"cursor": next}) };
         Ok(Page { records, next, cursor_max: None, extracted_at: now })
+    }
+}
+
+/// The `dummy` source in the registry.
+pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
+    name: "dummy",
+    description: "bizon's fake API: 3 pages, 5 records per stream",
+    streams: STREAMS,
+    modes: &[SyncMode::FullRefresh],
+    capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: false },
+    keys: struct_fields::<DummyConfig>,
+    parse: parse_source::<DummyConfig>,
+};
+
+impl SourceSpec for DummyConfig {
+    fn build(&self, common: &SourceCommon, _routes: &[String]) -> Box<dyn Source> {
+        Box::new(DummySource::new(&common.stream, self.clone()))
     }
 }
 

@@ -4,10 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use bizon_core::config::yaml::struct_fields;
+use bizon_core::config::{SourceCommon, SyncMode};
 use bizon_core::time::{now_micros, parse_rfc3339, Rfc3339Writer};
 use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 
 pub const STREAMS: &[&str] = &["records"];
 
@@ -50,8 +54,23 @@ pub struct GeneratorConfig {
     pub rate_limit: Option<f64>,
 }
 
-impl GeneratorConfig {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+/// The `generator` source in the registry.
+pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
+    name: "generator",
+    description: "deterministic synthetic records (tests, benchmarks)",
+    streams: STREAMS,
+    modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
+    capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: false },
+    keys: struct_fields::<GeneratorConfig>,
+    parse: parse_source::<GeneratorConfig>,
+};
+
+impl SourceSpec for GeneratorConfig {
+    fn build(&self, _common: &SourceCommon, _routes: &[String]) -> Box<dyn Source> {
+        Box::new(GeneratorSource::new(self.clone()))
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
         if self.page_size == 0 {
             return Err("`page_size` must be at least 1".into());
         }

@@ -24,8 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bizon_core::config::yaml::struct_fields;
 pub use bizon_core::config::OnError;
-use bizon_core::config::{AuthConfig, AuthType, SyncMode};
+use bizon_core::config::{AuthConfig, AuthType, SourceCommon, SyncMode};
 use bizon_core::record::{json_escape_into, DEAD_LETTER};
 use bizon_core::time::now_micros;
 use bizon_core::{DurableHook, Error, Json, Page, ReadContext, RecordBatch, Result, Source};
@@ -38,6 +39,8 @@ use serde_json::json;
 
 pub use decode::RegistryKind;
 use decode::{CachedSchema, Origin, Registry};
+
+use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 
 pub const STREAMS: &[&str] = &["topic"];
 
@@ -123,8 +126,27 @@ pub struct KafkaSourceConfig {
     pub dead_letter_path: Option<String>,
 }
 
-impl KafkaSourceConfig {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+/// The `kafka` source in the registry.
+pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
+    name: "kafka",
+    description: "topics (JSON, Avro + schema registry, Debezium); offsets committed with the data",
+    streams: STREAMS,
+    modes: &[SyncMode::FullRefresh, SyncMode::Incremental, SyncMode::Stream],
+    capabilities: SourceCapabilities { own_position: true, dead_letters: true, network: true },
+    keys: struct_fields::<KafkaSourceConfig>,
+    parse: parse_source::<KafkaSourceConfig>,
+};
+
+impl SourceSpec for KafkaSourceConfig {
+    fn build(&self, common: &SourceCommon, routes: &[String]) -> Box<dyn Source> {
+        Box::new(KafkaSource::new(self.clone(), common.authentication.clone(), routes))
+    }
+
+    fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
+        crate::config::dead_letter_file(self.on_error, &self.dead_letter_path, destination_id)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
         if self.batch_size == 0 {
             return Err("`batch_size` must be at least 1".into());
         }
@@ -133,7 +155,9 @@ impl KafkaSourceConfig {
         }
         Ok(())
     }
+}
 
+impl KafkaSourceConfig {
     /// The topics to read: `topics`, `topic`, then the `streams:` topics.
     pub fn topic_names(&self, streams: &[String]) -> Vec<String> {
         let mut names: Vec<String> = self.topics.iter().map(|t| t.name.clone()).collect();

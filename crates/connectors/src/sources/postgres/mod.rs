@@ -3,7 +3,8 @@
 //! turned into JSON by the server (`to_jsonb`). `incremental` filters on `cursor_field`; memory
 //! holds one page.
 
-use bizon_core::config::SyncMode;
+use bizon_core::config::yaml::struct_fields;
+use bizon_core::config::{SourceCommon, SyncMode};
 use bizon_core::record::cursor_max;
 use bizon_core::time::now_micros;
 use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
@@ -11,6 +12,7 @@ use postgres::Client;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::pg::{ident, pg_error, PgConnection};
 
 fn default_batch() -> u64 {
@@ -61,8 +63,29 @@ impl PostgresSourceConfig {
             sslrootcert: self.sslrootcert.clone(),
         }
     }
+}
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+/// The `postgres` source in the registry.
+pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
+    name: "postgres",
+    description: "a table or query, keyset-paged; streams are tables",
+    streams: &[],
+    modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
+    capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
+    keys: struct_fields::<PostgresSourceConfig>,
+    parse: parse_source::<PostgresSourceConfig>,
+};
+
+impl SourceSpec for PostgresSourceConfig {
+    fn build(&self, common: &SourceCommon, _routes: &[String]) -> Box<dyn Source> {
+        Box::new(PostgresSource::new(self.clone(), &common.stream))
+    }
+
+    fn list_streams(&self) -> Result<Vec<String>> {
+        list_tables(self)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
         self.connection().validate()?;
         if self.query.is_some() && self.primary_key.is_none() {
             return Err("a custom `query` needs `primary_key` (the column its rows are paged by)".into());

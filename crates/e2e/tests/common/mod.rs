@@ -9,8 +9,15 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use bizon_testkit::fixtures::{missing_and_duplicates, read_ids, read_rows, TempDir};
 
+/// The `bizon` binary of this build: beside this package's own binaries in the target directory
+/// (`cargo test --workspace` builds it; `scripts/test.sh` runs that).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bizon")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let path = Path::new(env!("CARGO_BIN_EXE_bizon-chaos")).with_file_name("bizon");
+        assert!(path.exists(), "{} is missing: build it first (`cargo build -p bizon`)", path.display());
+        path.to_string_lossy().into_owned()
+    })
 }
 
 /// A scratch directory holding one pipeline's config, state and output. Processes it spawned

@@ -1,0 +1,174 @@
+//! The command line: verbs, their arguments and `--help` texts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "bizon",
+    version,
+    about = "Extract and load data streams; resumes after any crash without losing a record.",
+    long_about = "Extract and load data streams; resumes after any crash without losing a record.\n\n\
+        Runs bizon YAML configs unchanged. Exit codes: 0 success, 1 the run failed, 2 usage or config error.",
+    after_help = "Start with: bizon run examples/dummy_to_logger.yml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a pipeline from a YAML config (resumes its unfinished job, if any).
+    Run(RunArgs),
+    /// Check or print a config.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Available sources.
+    #[command(subcommand)]
+    Source(SourceCmd),
+    /// Streams of a source; reset a stream's state.
+    #[command(subcommand)]
+    Stream(StreamCmd),
+    /// Available destinations and their delivery guarantees.
+    #[command(subcommand)]
+    Destination(DestinationCmd),
+    /// Jobs of a pipeline, with status, cursor and records.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Check that every environment placeholder of a config resolves.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    /// Path to the pipeline's YAML config.
+    pub config: PathBuf,
+    /// Load environment variables from this .env file (default: ./.env if present; variables
+    /// already set in the environment win).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Override `engine.runner.type`: thread (producer and consumer threads), stream (one loop)
+    /// or process (producer and consumer as two child processes; needs a broker queue).
+    #[arg(long, value_enum)]
+    pub runner: Option<RunnerArg>,
+    /// Run one end of a broker queue (engine.queue rabbitmq): `producer` reads the source and
+    /// publishes pages, `consumer` writes the producer's pages and completes the job. Start them
+    /// on any hosts that reach the same broker and backend; one of each per pipeline.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Log level (overrides `engine.runner.log_level`; RUST_LOG also works).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub log_level: Option<LogArg>,
+    /// Log lines as text (default) or as one JSON object each (for log shippers), with the job,
+    /// stream and iteration as fields.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Forget the stream's cursors and watermark: re-read everything and replace the target.
+    #[arg(long)]
+    pub reset: bool,
+    /// No progress bar or progress lines (the final summary is still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub progress_interval: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RunnerArg {
+    Thread,
+    Stream,
+    Process,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Producer,
+    Consumer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogArg {
+    Trace,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Parse and validate a config without running anything.
+    Validate(ConfigArgs),
+    /// Print the resolved config as JSON, secrets masked.
+    Show(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SourceCmd {
+    /// List the sources and their streams.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum StreamCmd {
+    /// List the streams of a source (for `postgres`: the tables of the connection in --config).
+    List {
+        /// Source name (see `bizon source list`).
+        source: String,
+        /// A pipeline config whose `source` holds the connection (sources whose streams are tables).
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+    },
+    /// Forget the stream's watermark and unfinished jobs: the next run re-reads everything.
+    Reset(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+pub enum DestinationCmd {
+    /// List the destinations with their delivery guarantee.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// The pipeline's jobs, newest first: status, iteration, records, cursor.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Show at most this many jobs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One job in full, as JSON.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Job id (see `bizon job list`).
+        job_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCmd {
+    /// Resolve every `${VAR}`, `env://VAR` and `BIZON_ENV_*` placeholder and report which fail.
+    Check(ConfigArgs),
+}

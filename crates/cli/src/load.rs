@@ -1,0 +1,48 @@
+//! Reading a config for any verb: the file, the `.env` file, placeholders, the loader's located
+//! errors (exit 2), and the backend it names.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use bizon_connectors::config::BizonConfig;
+use bizon_core::Backend;
+
+use crate::args::ConfigArgs;
+use crate::{failed, usage, Failure};
+
+/// Variables: the process environment first, then the .env file.
+pub fn env_lookup(args: &ConfigArgs) -> Result<impl Fn(&str) -> Option<String>, Failure> {
+    let dotenv = match &args.env_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read env file `{}`", p.display()))
+                .map_err(usage)?,
+        ),
+        None => std::fs::read_to_string(".env").ok(),
+    };
+    let vars = match dotenv {
+        Some(text) => bizon_core::config::interp::parse_dotenv(&text)
+            .map_err(|m| usage(anyhow!("{}: {m}", args.env_file.as_deref().unwrap_or(Path::new(".env")).display())))?,
+        None => Vec::new(),
+    };
+    Ok(move |name: &str| {
+        std::env::var(name).ok().or_else(|| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    })
+}
+
+pub fn read_config(args: &ConfigArgs) -> Result<String, Failure> {
+    std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read config file `{}`", args.config.display()))
+        .map_err(usage)
+}
+
+pub fn load(args: &ConfigArgs) -> Result<BizonConfig, Failure> {
+    let text = read_config(args)?;
+    let env = env_lookup(args)?;
+    bizon_connectors::load(&text, &env).map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))
+}
+
+/// Open the config's backend (a connect error is a failed run: exit 1).
+pub fn open_backend(cfg: &BizonConfig) -> Result<Box<dyn Backend>, Failure> {
+    cfg.engine.backend.spec.open().map_err(failed)
+}

@@ -1,0 +1,176 @@
+//! `bizon run`: logging, the runner and role, signals, the pipeline and its summary line.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use bizon_core::config::{LogLevel, RunnerType};
+use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, Runner};
+
+use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
+use crate::load::{load, open_backend};
+use crate::telemetry;
+use crate::{failed, usage, Failure};
+
+fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let name = match (level, cfg_level) {
+        (Some(l), _) => match l {
+            LogArg::Trace => "trace",
+            LogArg::Debug => "debug",
+            LogArg::Info => "info",
+            LogArg::Warning => "warn",
+            LogArg::Error | LogArg::Critical => "error",
+        },
+        (None, Some(l)) => match l {
+            LogLevel::TRACE => "trace",
+            LogLevel::DEBUG => "debug",
+            LogLevel::INFO => "info",
+            LogLevel::WARNING => "warn",
+            LogLevel::ERROR | LogLevel::CRITICAL => "error",
+        },
+        (None, None) => "info",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if level.is_none() && !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(name),
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        // the job's span (job_id, stream) rides on every line of the run
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
+}
+
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let cfg = load(&args.config)?;
+    init_logging(args.log_level, cfg.engine.runner.log_level, args.log_format);
+    let runner = match args.runner.map(|r| match r {
+        RunnerArg::Thread => RunnerType::Thread,
+        RunnerArg::Stream => RunnerType::Stream,
+        RunnerArg::Process => RunnerType::Process,
+    }) {
+        Some(r) => r,
+        None => cfg.engine.runner.kind,
+    };
+    if args.role.is_some() && cfg.engine.queue.broker.is_none() {
+        return Err(usage(anyhow!(
+            "--role needs a broker queue between the processes: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)"
+        )));
+    }
+    let runner = match runner {
+        RunnerType::Thread => Runner::Thread,
+        RunnerType::Stream if args.role.is_some() => {
+            return Err(usage(anyhow!("--role needs the thread or process runner, not `stream`")))
+        }
+        RunnerType::Stream => Runner::Stream,
+        RunnerType::Process if args.role.is_some() => Runner::Thread,
+        RunnerType::Process => {
+            let Some(broker) = &cfg.engine.queue.broker else {
+                return Err(usage(anyhow!(
+                    "runner `process` runs the producer and the consumer as separate processes, which talk through a broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)"
+                )));
+            };
+            if !cfg.engine.backend.spec.shared() {
+                return Err(usage(anyhow!(
+                    "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not {}",
+                    cfg.engine.backend.spec.describe()
+                )));
+            }
+            return crate::supervise::supervise(&args, broker.as_ref());
+        }
+    };
+    let failpoints = Arc::new(Failpoints::from_env().map_err(usage)?);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once (130); the first asks for a clean stop.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+
+    let broker = match (&cfg.engine.queue.broker, runner) {
+        (Some(b), Runner::Thread) => Some(b.build().map_err(failed)?),
+        (Some(_), Runner::Stream) => {
+            tracing::warn!("runner `stream` reads and writes in one loop: the configured queue is not used");
+            None
+        }
+        (None, _) => None,
+    };
+    let mut backend = open_backend(&cfg)?;
+    let mut source = cfg.build_source();
+    let mut destination = cfg.build_destination().map_err(|e| usage(anyhow!(e)))?;
+    let common = &cfg.destination.common;
+    let runner_details = cfg.engine.runner.config.as_ref();
+    let spec = PipelineSpec {
+        key: cfg.stream_key(),
+        sync_mode: cfg.source.sync_mode,
+        cursor_field: cfg.source.cursor_field.clone(),
+        max_iterations: cfg.source.max_iterations,
+        force_ignore_checkpoint: cfg.source.force_ignore_checkpoint,
+        reset: args.reset || cfg.source.reset,
+        buffer_bytes: common.buffer_size << 20,
+        flush_timeout: (common.buffer_flush_timeout > 0).then(|| Duration::from_secs(common.buffer_flush_timeout)),
+        source_cursor_every: cfg.engine.backend.sync_cursor_in_db_every,
+        runner,
+        queue_max_bytes: cfg.engine.queue.max_bytes,
+        queue_max_messages: cfg.engine.queue.max_messages,
+        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(10),
+        retry_backoff: Duration::from_millis(runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(100)),
+        progress: if args.no_progress {
+            ProgressMode::Off
+        } else {
+            ProgressMode::Auto { interval: Duration::from_secs_f64(args.progress_interval.max(0.05)) }
+        },
+        role: match args.role {
+            None => Role::Both,
+            Some(RoleArg::Producer) => Role::Producer,
+            Some(RoleArg::Consumer) => Role::Consumer,
+        },
+    };
+    let counters = Arc::new(Counters::default());
+    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| usage(anyhow!(e)))?;
+    let pipeline = Pipeline {
+        spec,
+        source: source.as_mut(),
+        destination: destination.as_mut(),
+        backend: backend.as_mut(),
+        broker: broker.as_deref(),
+        stop,
+        failpoints,
+        counters: counters.clone(),
+    };
+    let summary = match pipeline.run() {
+        Ok(s) => s,
+        Err(e) => {
+            telemetry.finish(telemetry::End::Failed(e.message()), &counters);
+            return Err(failed(anyhow!("pipeline `{}` failed: {e}", cfg.name)));
+        }
+    };
+    let status = match summary.outcome {
+        Outcome::Completed => "completed",
+        Outcome::Stopped => "stopped",
+        Outcome::Published | Outcome::LaneDone => "running",
+    };
+    telemetry.finish(telemetry::End::Ok(status), &counters);
+    let secs = summary.elapsed.as_secs_f64();
+    let what = match summary.outcome {
+        Outcome::Completed => "completed",
+        Outcome::Stopped => "stopped (resumable: run the same command again)",
+        Outcome::Published => "published (the consumer completes the job)",
+        Outcome::LaneDone => "finished its lane (the last lane to finish completes the job)",
+    };
+    eprintln!(
+        "bizon: job {} {what}: {} records, {:.1} MB in {:.2} s ({:.0} records/s){}{}",
+        summary.job_id,
+        summary.records,
+        summary.bytes as f64 / 1e6,
+        secs,
+        summary.records as f64 / secs.max(1e-9),
+        summary.resumed_after.map(|i| format!(", resumed after iteration {i}")).unwrap_or_default(),
+        if summary.retries > 0 { format!(", {} retries", summary.retries) } else { String::new() },
+    );
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The shipped binary in whatever feature set this build has (CI also builds and runs this file
+//! with `--no-default-features`): dummy / generator → file / logger / null pipelines run, the
+//! listings come from the registry, and a config naming a connector the build left out fails
+//! with exit 2 naming the cargo feature that provides it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn scratch(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bizon-build-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bizon(dir: &PathBuf, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bizon")).args(args).current_dir(dir).output().expect("spawn bizon")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn generator_to_file_logger_and_null_run_in_this_build() {
+    let dir = scratch("run");
+    let file = "name: gen-file\nsource:\n  name: generator\n  stream: records\n  total: 2500\n  page_size: 100\n\
+                destination:\n  name: file\n  config:\n    path: out.json\n";
+    std::fs::write(dir.join("file.yml"), file).unwrap();
+    let o = bizon(&dir, &["run", "file.yml", "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.json")).unwrap();
+    let ids: std::collections::HashSet<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["source_record_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!((out.lines().count(), ids.len()), (2500, 2500));
+
+    let null = file.replace("gen-file", "gen-null").replace("name: file\n  config:\n    path: out.json", "name: null");
+    std::fs::write(dir.join("null.yml"), null).unwrap();
+    let o = bizon(&dir, &["run", "null.yml", "--no-progress"]);
+    assert!(o.status.success() && text(&o).contains("2500 records"), "{}", text(&o));
+
+    let logger = "name: demo\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: logger\n  config:\n    dummy: dummy\n";
+    std::fs::write(dir.join("logger.yml"), logger).unwrap();
+    let o = bizon(&dir, &["run", "logger.yml", "--no-progress"]);
+    assert!(o.status.success() && text(&o).contains("5 records"), "{}", text(&o));
+    assert!(text(&o).contains("froggy"), "the logger logs each record: {}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn listings_come_from_the_registry() {
+    let dir = scratch("list");
+    let o = bizon(&dir, &["source", "list"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("generator") && t.contains("dummy"), "{t}");
+    assert_eq!(t.contains("  kafka "), cfg!(feature = "kafka"), "{t}");
+    assert_eq!(t.contains("kafka (feature `kafka`)"), !cfg!(feature = "kafka"), "{t}");
+    let o = bizon(&dir, &["destination", "list"]);
+    let t = text(&o);
+    assert!(t.contains("file") && t.contains("exactly-once") && t.contains("lanes"), "{t}");
+    assert_eq!(t.contains("postgres (feature `postgres`)"), !cfg!(feature = "postgres"), "{t}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_connector_left_out_of_the_build_fails_with_exit_2_naming_its_feature() {
+    let dir = scratch("left-out");
+    let cases = [
+        ("kafka", "source:\n  name: kafka\n  stream: topic\n  bootstrap_servers: k:9092\n  topic: t\ndestination:\n  name: logger\n"),
+        ("postgres", "source:\n  name: dummy\n  stream: creatures\ndestination:\n  name: postgres\n  config:\n    database: test\n"),
+        ("rabbitmq", "source:\n  name: dummy\n  stream: creatures\ndestination:\n  name: logger\nengine:\n  queue:\n    type: rabbitmq\n    config:\n      queue:\n        host: localhost\n        queue_name: q\n"),
+    ];
+    for (feature, body) in cases {
+        std::fs::write(dir.join("c.yml"), format!("name: p\n{body}")).unwrap();
+        let o = bizon(&dir, &["config", "validate", "c.yml"]);
+        let enabled = match feature {
+            "kafka" => cfg!(feature = "kafka"),
+            "postgres" => cfg!(feature = "postgres"),
+            _ => cfg!(feature = "rabbitmq"),
+        };
+        if enabled {
+            assert!(o.status.success(), "{feature}: {}", text(&o));
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{feature}: {}", text(&o));
+            assert!(text(&o).contains(&format!("without the `{feature}` cargo feature")), "{}", text(&o));
+            assert!(text(&o).contains("c.yml:"), "located: {}", text(&o));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,309 @@
+//! The top-level config loader: bizon's YAML → [`BizonConfig`], in two pure steps (STYLE rule 2):
+//! parse (YAML, placeholders, typed sections; errors with file:line:column) then validate
+//! (cross-field rules, in `validate`). Connectors are picked from the registry by name; their
+//! own keys are parsed by their descriptors. Nothing here opens a file other than the config or
+//! touches the network.
+
+mod engine;
+mod validate;
+
+use std::sync::Arc;
+
+use bizon_core::config::interp::{self, Env};
+use bizon_core::config::yaml::{self, from_node, Mark, Node};
+use bizon_core::config::{
+    AlertingConfig, DestinationCommon, MonitoringConfig, OnError, SecretsConfig, SourceCommon, StreamConfig,
+    TransformConfig,
+};
+use bizon_core::Json;
+
+pub use engine::{BackendSection, EngineSpec, QueueSpec, DEFAULT_QUEUE_MB, DEFAULT_SYNC_CURSOR_EVERY};
+
+use crate::descriptor::{DestinationDescriptor, DestinationSpec, SourceDescriptor, SourceSpec, TableSpec};
+use crate::registry;
+
+pub const TOP_LEVEL_KEYS: &[&str] =
+    &["name", "source", "destination", "engine", "transforms", "streams", "monitoring", "alerting", "secrets"];
+
+/// The keys of `destination:` itself (connector options go under `config`).
+const DESTINATION_KEYS: &[&str] = &["name", "alias", "config"];
+
+#[derive(Debug, Clone)]
+pub struct BizonConfig {
+    pub name: String,
+    pub source_kind: &'static SourceDescriptor,
+    pub source: SourceCommon,
+    pub source_config: Arc<dyn SourceSpec>,
+    pub destination: DestinationSection,
+    pub engine: EngineSpec,
+    pub transforms: Vec<TransformConfig>,
+    pub streams: Vec<StreamConfig>,
+    pub monitoring: Option<MonitoringConfig>,
+    pub alerting: Option<AlertingConfig>,
+    pub secrets: Option<SecretsConfig>,
+    /// The resolved tree, for `config show` (masked there).
+    pub root: Node,
+}
+
+impl BizonConfig {
+    /// The topics of the `streams:` entries, in order (entry `i` is route `i`).
+    pub fn stream_topics(&self) -> Vec<String> {
+        self.streams.iter().filter_map(|s| s.source.get("topic").and_then(Json::as_str).map(str::to_owned)).collect()
+    }
+
+    /// The identity jobs and watermarks are keyed by.
+    pub fn stream_key(&self) -> bizon_core::StreamKey {
+        bizon_core::StreamKey {
+            pipeline: self.name.clone(),
+            source: self.source_kind.name.into(),
+            stream: self.source.stream.clone(),
+        }
+    }
+
+    /// The source of the run.
+    pub fn build_source(&self) -> Box<dyn bizon_core::Source> {
+        self.source_config.build(&self.source, &self.stream_topics())
+    }
+
+    /// The destination of the run: the configured one, or a router over one target per
+    /// `streams:` entry and the dead-letter file.
+    pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, String> {
+        use crate::destinations::router::{Part, Router, Takes};
+        let spec = &self.destination;
+        let id = spec.destination_id(&self.source.stream);
+        let typed = spec.typed_columns(&self.source.stream).transpose()?;
+        let dead_letter = self.source_config.dead_letter_path(&id).or_else(|| spec.config.dead_letter_path(&id));
+        if self.streams.is_empty() && dead_letter.is_none() {
+            return Ok(spec.config.build(&id, typed));
+        }
+        let transactional = spec.kind.capabilities.transactional;
+        let mut parts = Vec::new();
+        if self.streams.is_empty() {
+            parts.push(Part {
+                name: id.clone(),
+                takes: Takes::Route(0),
+                destination: spec.config.build(&id, typed),
+                transactional,
+            });
+        } else {
+            let targets =
+                self.streams.iter().map(|s| stream_target(s, spec.config.as_ref())).collect::<Result<Vec<_>, _>>()?;
+            let names: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+            match spec.config.build_routed(targets) {
+                Some(destination) => parts.push(Part {
+                    name: "tables".into(),
+                    takes: Takes::AllButDeadLetters,
+                    destination,
+                    transactional,
+                }),
+                None => {
+                    for (i, name) in names.into_iter().enumerate() {
+                        let destination = spec.config.build_stream(&name, &self.streams[i]);
+                        parts.push(Part { name, takes: Takes::Route(i as u16), destination, transactional: false });
+                    }
+                }
+            }
+        }
+        if let Some(path) = dead_letter {
+            let c = crate::destinations::file::FileConfig { path: Some(path.clone()), ..Default::default() };
+            parts.push(Part {
+                name: format!("dead letters ({path})"),
+                takes: Takes::Route(bizon_core::record::DEAD_LETTER),
+                destination: Box::new(crate::destinations::file::FileDestination::new(&c, &path)),
+                transactional: false,
+            });
+        }
+        Ok(Box::new(Router::new(parts).map_err(|e| e.to_string())?))
+    }
+}
+
+/// Where `on_error: dead_letter` writes: the configured path, else `<destination_id>_dead_letter.json`.
+pub fn dead_letter_file(on_error: OnError, path: &Option<String>, destination_id: &str) -> Option<String> {
+    (on_error == OnError::DeadLetter)
+        .then(|| path.clone().unwrap_or_else(|| format!("{destination_id}_dead_letter.json")))
+}
+
+/// A `streams:` entry's target: the last part of `table_id` (bizon writes `project.dataset.table`)
+/// and, with a `record_schema`, its typed columns in the destination's types.
+fn stream_target(s: &StreamConfig, dst: &dyn DestinationSpec) -> Result<TableSpec, String> {
+    let table_id = s.destination.get("table_id").and_then(Json::as_str).unwrap_or(&s.name);
+    let table = table_id.rsplit('.').next().unwrap_or(table_id).to_owned();
+    let typed = match s.destination.get("record_schema").and_then(Json::as_array) {
+        None => None,
+        Some(cols) => Some(
+            cols.iter()
+                .map(|c| {
+                    let name = c.get("name").and_then(Json::as_str);
+                    let kind = c.get("type").and_then(Json::as_str);
+                    match (name, kind) {
+                        (Some(n), Some(k)) => dst.column_type(k).map(|t| (n.to_owned(), t)),
+                        _ => Err(format!("stream `{}`: each record_schema column needs `name` and `type`", s.name)),
+                    }
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
+    };
+    Ok((table, typed))
+}
+
+/// `destination:` parsed: the connector, its alias, bizon's common keys and its own.
+#[derive(Debug, Clone)]
+pub struct DestinationSection {
+    pub kind: &'static DestinationDescriptor,
+    pub alias: Option<String>,
+    pub common: DestinationCommon,
+    pub config: Arc<dyn DestinationSpec>,
+}
+
+impl DestinationSection {
+    /// What names the output: `destination_id`, else the stream name.
+    pub fn destination_id(&self, stream: &str) -> String {
+        self.common.destination_id.clone().unwrap_or_else(|| stream.to_owned())
+    }
+
+    /// With `unnest: true`: the (name, destination type) columns of this destination's
+    /// `record_schemas` entry; `None` when there is no entry for it.
+    pub fn typed_columns(&self, stream: &str) -> Option<Result<Vec<(String, String)>, String>> {
+        if !self.common.unnest {
+            return None;
+        }
+        let id = self.destination_id(stream);
+        let schema = self.common.record_schemas.as_ref()?.iter().find(|s| s.destination_id == id)?;
+        Some(
+            schema
+                .record_schema
+                .iter()
+                .map(|c| self.config.column_type(&c.kind).map(|t| (c.name.clone(), t)))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|m| format!("record_schemas `{id}`: {m}")),
+        )
+    }
+}
+
+fn err(msg: impl Into<String>, node: &Node, path: &str) -> yaml::Error {
+    yaml::Error::new(msg, node.mark, path)
+}
+
+/// A connector name looked up in a registry list, or the located error saying why not.
+fn lookup<D>(
+    what: &str,
+    list: &'static [registry::Entry<D>],
+    planned: &[&str],
+    name: &str,
+    node: &Node,
+    path: &str,
+) -> Result<&'static D, yaml::Error> {
+    registry::find(list, planned, name).map_err(|m| err(registry::missing_message(what, name, list, &m), node, path))
+}
+
+/// Report the first key of `node` that is not in `allowed`, with the closest one.
+fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result<(), yaml::Error> {
+    for (k, _) in node.entries() {
+        let key = k.as_str().unwrap_or_default();
+        if !allowed.contains(&key) {
+            let hint = bizon_core::suggest::closest(key, allowed.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            let at = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+            return Err(err(format!("unknown key `{key}`{hint} Valid keys: {}{advice}", allowed.join(", ")), k, &at));
+        }
+    }
+    Ok(())
+}
+
+/// Parse and validate a config text. `env` resolves placeholders.
+pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
+    let mut root = yaml::parse(text)?;
+    let top = Mark { line: 1, col: 1 };
+    match &root.value {
+        yaml::Value::Map(_) => {}
+        yaml::Value::Null => {
+            return Err(yaml::Error::new(
+                "the config is empty: expected a mapping with `name`, `source` and `destination`",
+                top,
+                "",
+            ))
+        }
+        _ => return Err(err(format!("expected a mapping at the top level, found {}", root.kind_name()), &root, "")),
+    }
+    interp::resolve(&mut root, env, "")?;
+    known_keys(&root, TOP_LEVEL_KEYS, "", "")?;
+    let required = |key: &str| {
+        root.get(key)
+            .filter(|n| n.value != yaml::Value::Null)
+            .ok_or_else(|| yaml::Error::new(format!("missing required key `{key}`"), root.mark, ""))
+    };
+    let name: String = from_node(required("name")?, "name", &[])?;
+    if name.trim().is_empty() {
+        return Err(err("`name` must not be empty", required("name")?, "name"));
+    }
+
+    // source: common keys + the connector's own, picked by `name`.
+    let src = required("source")?;
+    if !matches!(src.value, yaml::Value::Map(_)) {
+        return Err(err(format!("expected a mapping, found {}", src.kind_name()), src, "source"));
+    }
+    let src_name_node = src.get("name").ok_or_else(|| err("missing required key `name`", src, "source"))?;
+    let src_name: String = from_node(src_name_node, "source.name", &[])?;
+    let source_kind =
+        lookup("source", registry::SOURCES, registry::PLANNED_SOURCES, &src_name, src_name_node, "source.name")?;
+    let source_config = (source_kind.parse)(src)?;
+    let source: SourceCommon = from_node(src, "source", (source_kind.keys)())?;
+
+    // destination: { name, alias?, config }.
+    let dst = required("destination")?;
+    known_keys(dst, DESTINATION_KEYS, "destination", " (connector options go under `config`)")?;
+    let dst_name_node = dst.get("name").ok_or_else(|| err("missing required key `name`", dst, "destination"))?;
+    // `name: null` parses as YAML's null: read it as the `null` destination it names.
+    let dst_name: String = match dst_name_node.value {
+        yaml::Value::Null => "null".into(),
+        _ => from_node(dst_name_node, "destination.name", &[])?,
+    };
+    let kind = lookup(
+        "destination",
+        registry::DESTINATIONS,
+        registry::PLANNED_DESTINATIONS,
+        &dst_name,
+        dst_name_node,
+        "destination.name",
+    )?;
+    let alias: Option<String> = match dst.get("alias") {
+        Some(n) => from_node(n, "destination.alias", &[])?,
+        None => None,
+    };
+    let empty = Node::new(yaml::Value::Null, dst.mark);
+    let dst_cfg = dst.get("config").unwrap_or(&empty);
+    let config = (kind.parse)(dst_cfg)?;
+    let common: DestinationCommon = from_node(dst_cfg, "destination.config", (kind.keys)())?;
+    let destination = DestinationSection { kind, alias, common, config };
+
+    let engine = engine::parse(root.get("engine"))?;
+    let opt = |key: &str| root.get(key).filter(|n| n.value != yaml::Value::Null);
+    let transforms: Vec<TransformConfig> =
+        opt("transforms").map(|n| from_node(n, "transforms", &[])).transpose()?.unwrap_or_default();
+    let streams: Vec<StreamConfig> =
+        opt("streams").map(|n| from_node(n, "streams", &[])).transpose()?.unwrap_or_default();
+    let monitoring = opt("monitoring").map(|n| from_node(n, "monitoring", &[])).transpose()?;
+    let alerting = opt("alerting").map(|n| from_node(n, "alerting", &[])).transpose()?;
+    let secrets = opt("secrets").map(|n| from_node(n, "secrets", &[])).transpose()?;
+
+    let cfg = BizonConfig {
+        name,
+        source_kind,
+        source,
+        source_config,
+        destination,
+        engine,
+        transforms,
+        streams,
+        monitoring,
+        alerting,
+        secrets,
+        root,
+    };
+    validate::validate(&cfg)?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! Config loading: bizon's examples, locations of errors, connector lookups, cross-field rules.
+
+use bizon_core::config::RunnerType;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+const README: &str = "name: demo-creatures-pipeline\n\nsource:\n  name: dummy\n  stream: creatures\n  authentication:\n    type: api_key\n    params:\n      token: dummy_key\n\ndestination:\n  name: logger\n  config:\n    dummy: dummy\n";
+
+#[test]
+fn bizon_readme_example_loads_with_defaults() {
+    let c = load(README, &no_env).unwrap();
+    assert_eq!(c.name, "demo-creatures-pipeline");
+    assert_eq!(c.source_kind.name, "dummy");
+    assert_eq!(c.destination.kind.name, "logger");
+    assert_eq!(c.destination.common.buffer_size, 50);
+    assert_eq!(c.destination.common.buffer_flush_timeout, 600);
+    assert_eq!(c.engine.backend.spec.describe(), "sqlite bizon.db");
+    assert_eq!(c.engine.runner.kind, RunnerType::Thread);
+}
+
+#[test]
+fn typo_reports_location_and_closest_key() {
+    let text = README.replace("  stream: creatures", "  stream: creatures\n  sync_mod: incremental");
+    let e = load(&text, &no_env).unwrap_err();
+    assert_eq!(e.mark, Some(Mark { line: 6, col: 3 }));
+    assert!(e.message.contains("unknown key `sync_mod`; did you mean `sync_mode`?"), "{}", e.message);
+}
+
+#[test]
+fn unknown_connectors_list_the_available_ones() {
+    let e = load(&README.replace("name: logger", "name: loger"), &no_env).unwrap_err();
+    assert!(e.message.contains("did you mean `logger`"), "{}", e.message);
+    assert!(e.message.contains("file"), "{}", e.message);
+    let e = load(&README.replace("name: dummy", "name: salesforce"), &no_env).unwrap_err();
+    assert!(e.message.contains("unknown source `salesforce`") && e.message.contains("generator"), "{}", e.message);
+    let e = load(&README.replace("name: dummy", "name: hubspot"), &no_env).unwrap_err();
+    assert!(e.message.contains("source `hubspot` is not available in this build yet"), "{}", e.message);
+}
+
+#[test]
+fn a_connector_left_out_of_the_build_names_its_feature() {
+    let text = README.replace("name: dummy\n  stream: creatures", "name: kafka\n  stream: topic\n  bootstrap_servers: k:9092\n  topic: t\n  message_encoding: utf-8");
+    match load(&text, &no_env) {
+        Ok(c) => assert!(cfg!(feature = "kafka") && c.source_kind.name == "kafka"),
+        Err(e) => {
+            assert!(!cfg!(feature = "kafka"), "{}", e.message);
+            assert!(e.message.contains("compiled without the `kafka` cargo feature"), "{}", e.message);
+            assert_eq!(e.mark, Some(Mark { line: 4, col: 9 }));
+        }
+    }
+}
+
+#[test]
+fn bizon_backend_forms_are_both_accepted() {
+    let a = format!("{README}engine:\n  backend:\n    type: sqlite_in_memory\n    config:\n      database: not_used\n      schema: not_used\n");
+    assert_eq!(load(&a, &no_env).unwrap().engine.backend.spec.describe(), "sqlite_in_memory");
+    let b = format!("{README}engine:\n  backend:\n    type: sqlite\n    database: state/x\n    schema: s\n    syncCursorInDBEvery: 2\n");
+    let c = load(&b, &no_env).unwrap();
+    assert_eq!(c.engine.backend.spec.describe(), "sqlite state/x.db");
+    assert_eq!(c.engine.backend.sync_cursor_in_db_every, 2);
+    let p = format!("{README}engine:\n  backend:\n    type: bigquery\n");
+    assert!(load(&p, &no_env).unwrap_err().message.contains("not available in this build yet"));
+}
+
+#[test]
+fn cross_field_rules() {
+    let e =
+        load(&README.replace("stream: creatures", "stream: creatures\n  sync_mode: incremental"), &no_env).unwrap_err();
+    assert!(e.message.contains("cursor_field"), "{}", e.message);
+    let e = load(&README.replace("stream: creatures", "stream: animals"), &no_env).unwrap_err();
+    assert!(e.message.contains("creatures, plants"), "{}", e.message);
+    let e = load(&format!("{README}transforms:\n  - label: t\n    python: data['x'] = 1\n"), &no_env).unwrap_err();
+    assert!(e.message.contains("Python transforms are not supported"), "{}", e.message);
+}

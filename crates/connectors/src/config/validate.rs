@@ -1,0 +1,194 @@
+//! Cross-field rules of a parsed config, each reported at the key that breaks it. What a
+//! connector can do comes from its descriptor's capabilities.
+
+use bizon_core::config::yaml::{self, Node};
+use bizon_core::config::{RunnerType, SyncMode};
+use bizon_core::Json;
+
+use super::{err, BizonConfig};
+use crate::registry;
+
+pub(super) fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    source_rules(cfg)?;
+    streams_rules(cfg)?;
+    if let Some(t) = cfg.transforms.first() {
+        let n = cfg.root.get("transforms").unwrap_or(&cfg.root);
+        return Err(err(
+            format!(
+                "transform `{}`: inline Python transforms are not supported by bizon-rs; remove `transforms` \
+                 (declarative transforms are planned) or reshape records in the source",
+                t.label
+            ),
+            n,
+            "transforms",
+        ));
+    }
+    destination_rules(cfg)?;
+    engine_rules(cfg)
+}
+
+fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    let src = root.get("source").unwrap_or(root);
+    let at = |key: &str| src.get(key).unwrap_or(src);
+    let kind = cfg.source_kind;
+    if !kind.streams.is_empty() && !kind.streams.contains(&cfg.source.stream.as_str()) {
+        let hint = bizon_core::suggest::closest(&cfg.source.stream, kind.streams.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(err(
+            format!(
+                "source `{}` has no stream `{}`{hint} Available streams: {}",
+                kind.name,
+                cfg.source.stream,
+                kind.streams.join(", ")
+            ),
+            at("stream"),
+            "source.stream",
+        ));
+    }
+    if let Some(path) = &cfg.source.source_file_path {
+        return Err(err(
+            format!(
+                "custom Python sources (`source_file_path: {path}`) are not supported by bizon-rs; \
+                 a source is a Rust module in crates/connectors/src/sources/<name> plus one registry entry"
+            ),
+            at("source_file_path"),
+            "source.source_file_path",
+        ));
+    }
+    let mode = cfg.source.sync_mode;
+    if mode == SyncMode::Incremental && cfg.source.cursor_field.is_none() && !kind.capabilities.own_position {
+        return Err(err(
+            "`sync_mode: incremental` needs `cursor_field` (the field whose max value is the watermark, e.g. updated_at)",
+            at("sync_mode"),
+            "source.sync_mode",
+        ));
+    }
+    if !kind.supports(mode) {
+        let able: Vec<_> =
+            registry::available(registry::SOURCES).filter(|d| d.supports(mode)).map(|d| d.name).collect();
+        return Err(err(
+            format!(
+                "source `{}` cannot read with `sync_mode: {}`: it supports {} (sources with {}: {})",
+                kind.name,
+                mode.as_str(),
+                kind.modes_text(),
+                mode.as_str(),
+                able.join(", ")
+            ),
+            at("sync_mode"),
+            "source.sync_mode",
+        ));
+    }
+    Ok(())
+}
+
+fn streams_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    if !cfg.streams.is_empty() && cfg.source.sync_mode != SyncMode::Stream {
+        let n = root.get("streams").unwrap_or(root);
+        return Err(err("`streams` routing requires `source.sync_mode: stream`", n, "streams"));
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let n = match root.get("streams").map(|l| &l.value) {
+            Some(yaml::Value::Seq(items)) => items.get(i).unwrap_or(root),
+            _ => root,
+        };
+        let path = format!("streams[{i}]");
+        if s.source.get("topic").and_then(Json::as_str).is_none() {
+            return Err(err(format!("stream `{}` needs `source.topic` (the Kafka topic it routes)", s.name), n, &path));
+        }
+        if s.destination.get("table_id").and_then(Json::as_str).is_none() {
+            return Err(err(format!("stream `{}` needs `destination.table_id` (its table or file)", s.name), n, &path));
+        }
+    }
+    Ok(())
+}
+
+fn destination_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    let dst = root.get("destination").and_then(|d| d.get("config")).unwrap_or(root);
+    let common = &cfg.destination.common;
+    if !common.unnest {
+        return Ok(());
+    }
+    let caps = cfg.destination.kind.capabilities;
+    if !caps.typed_columns {
+        let able: Vec<_> = registry::available(registry::DESTINATIONS)
+            .filter(|d| d.capabilities.typed_columns)
+            .map(|d| d.name)
+            .collect();
+        return Err(err(
+            format!(
+                "`unnest` is not supported by the `{}` destination yet (destinations with typed columns: {})",
+                cfg.destination.kind.name,
+                able.join(", ")
+            ),
+            dst.get("unnest").unwrap_or(dst),
+            "destination.config.unnest",
+        ));
+    }
+    if common.record_schemas.as_ref().is_none_or(Vec::is_empty) {
+        return Err(err(
+            "`unnest: true` needs at least one entry in `record_schemas`",
+            dst.get("unnest").unwrap_or(dst),
+            "destination.config.unnest",
+        ));
+    }
+    let id = cfg.destination.destination_id(&cfg.source.stream);
+    let schemas = dst.get("record_schemas").unwrap_or(dst);
+    match cfg.destination.typed_columns(&cfg.source.stream) {
+        None => Err(err(
+            format!("`unnest: true` needs a `record_schemas` entry with `destination_id: {id}`"),
+            schemas,
+            "destination.config.record_schemas",
+        )),
+        Some(Err(m)) => Err(err(m, schemas, "destination.config.record_schemas")),
+        Some(Ok(_)) => Ok(()),
+    }
+}
+
+fn engine_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    let engine = root.get("engine").unwrap_or(root);
+    let lanes = cfg.engine.queue.broker.as_ref().map_or(1, |b| b.lanes());
+    if lanes > 1 && !cfg.destination.kind.capabilities.lanes {
+        let q = engine.get("queue").unwrap_or(root);
+        let at = q.get("config").and_then(|c| c.get("lanes")).unwrap_or(q);
+        let able: Vec<_> =
+            registry::available(registry::DESTINATIONS).filter(|d| d.capabilities.lanes).map(|d| d.name).collect();
+        return Err(err(
+            format!(
+                "`lanes: {lanes}` splits the job over several consumers, which the `{}` destination does not support yet \
+                 ({} do)",
+                cfg.destination.kind.name,
+                able.join(", ")
+            ),
+            at,
+            "engine.queue.config.lanes",
+        ));
+    }
+    if cfg.engine.runner.kind == RunnerType::Process {
+        let n: &Node = engine.get("runner").and_then(|r| r.get("type")).unwrap_or(engine);
+        if cfg.engine.queue.broker.is_none() {
+            return Err(err(
+                "runner `process` runs the producer and the consumer as separate processes, which talk through a \
+                 broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)",
+                n,
+                "engine.runner.type",
+            ));
+        }
+        if !cfg.engine.backend.spec.shared() {
+            return Err(err(
+                format!(
+                    "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not {}",
+                    cfg.engine.backend.spec.describe()
+                ),
+                n,
+                "engine.runner.type",
+            ));
+        }
+    }
+    Ok(())
+}
