@@ -3,6 +3,8 @@
 
 pub mod backends;
 pub mod config;
+#[cfg(test)]
+mod conformance;
 pub mod descriptor;
 pub mod destinations;
 #[cfg(feature = "postgres")]

@@ -57,9 +57,6 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range
 }
 
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
 mod row_tests {
     use super::*;
 

@@ -6,6 +6,3 @@ pub mod generator;
 pub mod kafka;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-
-#[cfg(test)]
-mod tests;
