@@ -137,3 +137,88 @@ pub fn stream_reset(a: &ConfigArgs) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// The README's connector table, from the registry: every connector of this build with its
+/// modes or guarantee, capabilities and cargo feature. `BIZON_BLESS=1 cargo test -p bizon
+/// readme` rewrites the README's copy; the test fails when they differ.
+pub fn markdown_table() -> String {
+    let feature = |f: Option<&str>| f.map_or("(always)".to_owned(), |f| format!("`{f}`"));
+    let mut out = String::from("| kind | name | modes / guarantee | capabilities | feature | description |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
+    for e in registry::SOURCES {
+        let Some(d) = e.descriptor else { continue };
+        let c = d.capabilities;
+        let caps: Vec<&str> = [
+            (c.own_position, "keeps its own position"),
+            (c.dead_letters, "dead letters"),
+            (c.network, "network"),
+            (d.streams.is_empty(), "streams listed from the connection"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        out.push_str(&format!(
+            "| source | `{}` | {} | {} | {} | {} |\n",
+            d.name,
+            d.modes_text(),
+            or_dash(caps),
+            feature(e.feature),
+            d.description
+        ));
+    }
+    for e in registry::DESTINATIONS {
+        let Some(d) = e.descriptor else { continue };
+        let c = d.capabilities;
+        let caps: Vec<&str> = [
+            (c.transactional, "transactional"),
+            (c.typed_columns, "typed columns"),
+            (c.lanes, "lanes"),
+            (c.dead_letters, "dead letters"),
+            (c.network, "network"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        out.push_str(&format!(
+            "| destination | `{}` | {} | {} | {} | {} |\n",
+            d.name,
+            c.guarantee.as_str(),
+            or_dash(caps),
+            feature(e.feature),
+            d.description
+        ));
+    }
+    for e in registry::BACKENDS {
+        let Some(d) = e.descriptor else { continue };
+        out.push_str(&format!("| backend | `{}` | - | - | {} | {} |\n", d.name, feature(e.feature), d.description));
+    }
+    for e in registry::QUEUES {
+        let Some(d) = e.descriptor else { continue };
+        out.push_str(&format!("| queue | `{}` | - | lanes | {} | {} |\n", d.name, feature(e.feature), d.description));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's table between its markers is the registry's (with every feature on).
+    #[test]
+    fn readme_connector_table_is_the_registrys() {
+        if !cfg!(all(feature = "kafka", feature = "rabbitmq", feature = "postgres")) {
+            return; // the README describes the default build
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let (begin, end) = ("<!-- connectors:begin (generated from the registry) -->\n", "<!-- connectors:end -->");
+        let i = readme.find(begin).expect("README has the begin marker") + begin.len();
+        let j = readme[i..].find(end).expect("README has the end marker") + i;
+        let table = super::markdown_table();
+        if readme[i..j] != table {
+            if std::env::var_os("BIZON_BLESS").is_some() {
+                std::fs::write(path, format!("{}{table}{}", &readme[..i], &readme[j..])).expect("write README");
+                return;
+            }
+            panic!("README's connector table differs from the registry; rerun with BIZON_BLESS=1:\n{table}");
+        }
+    }
+}
