@@ -289,3 +289,54 @@ fn a_dropped_scratch_kills_the_runs_it_left_running() {
     let status = child.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status:?}");
 }
+
+/// A "billion laughs" config: nine levels of aliases, each repeating the one before nine times.
+fn alias_bomb() -> String {
+    let mut text =
+        String::from("name: bomb\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut prev = 'a';
+    for level in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        text.push_str(&format!("{level}: &{level} [{refs}]\n"));
+        prev = level;
+    }
+    text.push_str("source:\n  name: dummy\n  stream: creatures\ndestination:\n  name: logger\n");
+    text
+}
+
+#[test]
+fn an_alias_bomb_config_fails_fast_with_exit_2_at_the_alias_in_bounded_memory() {
+    let s = Scratch::new("alias-bomb");
+    let cfg = s.write("bomb.yml", &alias_bomb());
+    for verb in [&["config", "validate"][..], &["run"][..], &["config", "show"][..]] {
+        let started = std::time::Instant::now();
+        let child = std::process::Command::new(bin())
+            .args(verb)
+            .arg(&cfg)
+            .current_dir(s.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn bizon");
+        let pid = child.id() as i32;
+        let mut stderr_pipe = child.stderr.expect("stderr");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut stderr_pipe, &mut err).expect("read stderr");
+        let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+        // SAFETY: waits for our own child; `status` and `usage` are valid out-pointers.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid, "wait4");
+        let code = libc::WEXITSTATUS(status);
+        let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+        // Safety bounds, not a benchmark: an unbounded expansion takes gigabytes and minutes.
+        assert_eq!(code, 2, "{verb:?}: exit code; stderr:\n{err}");
+        assert!(
+            err.contains("bomb.yml:") && err.contains("alias"),
+            "{verb:?}: a located error naming the alias:\n{err}"
+        );
+        assert!(peak_mb < 64.0, "{verb:?}: peak RSS {peak_mb:.1} MB");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{verb:?}: took {:?}", started.elapsed());
+        eprintln!("{verb:?}: exit 2 in {:?}, peak RSS {peak_mb:.1} MB", started.elapsed());
+    }
+    assert_eq!(s.files(), ["bomb.yml"], "nothing may be written");
+}

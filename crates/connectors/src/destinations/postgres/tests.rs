@@ -1,0 +1,60 @@
+//! Encoders and the field scanner of the PostgreSQL destination.
+
+use super::*;
+
+#[test]
+fn fields_scanner_finds_raw_tokens() {
+    let data = br#" { "a" : "x\"}y" , "b":[1,{"c":"]"}], "d": -1.5e3 ,"e":null,"f":{"g":{}} } "#;
+    let f = Fields::parse_into(data, Vec::new()).unwrap();
+    assert_eq!(f.get("a"), Some(r#""x\"}y""#));
+    assert_eq!(f.get("b"), Some(r#"[1,{"c":"]"}]"#));
+    assert_eq!(f.get("d"), Some("-1.5e3"));
+    assert_eq!(f.get("e"), Some("null"));
+    assert_eq!(f.get("f"), Some(r#"{"g":{}}"#));
+    assert_eq!(f.get("zz"), None);
+    assert!(Fields::parse_into(b"{}", Vec::new()).unwrap().get("a").is_none());
+    for bad in [&b"[1]"[..], b"{\"a\" 1}", b"{\"a\":}", b"{\"a\":\"x", b"{\"a\":1"] {
+        assert!(Fields::parse_into(bad, Vec::new()).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn binary_values_encode_each_kind() {
+    let enc = |k, raw| {
+        let mut out = Vec::new();
+        push_binary_value(&mut out, k, raw).map(|_| out)
+    };
+    assert_eq!(enc(BinKind::Int8, "42").unwrap(), [&8i32.to_be_bytes()[..], &42i64.to_be_bytes()[..]].concat());
+    assert_eq!(enc(BinKind::Int8, "\"7\"").unwrap()[4..], 7i64.to_be_bytes());
+    assert_eq!(enc(BinKind::Float8, "1.5").unwrap()[4..], 1.5f64.to_be_bytes());
+    assert_eq!(enc(BinKind::Bool, "true").unwrap(), [0, 0, 0, 1, 1]);
+    assert_eq!(enc(BinKind::Text, r#""a\"b""#).unwrap(), [&3i32.to_be_bytes()[..], b"a\"b"].concat());
+    assert_eq!(enc(BinKind::Jsonb, r#"{"k":1}"#).unwrap(), [&8i32.to_be_bytes()[..], b"\x01{\"k\":1}"].concat());
+    assert_eq!(enc(BinKind::Timestamptz, r#""2000-01-01T00:00:01Z""#).unwrap()[4..], 1_000_000i64.to_be_bytes());
+    assert_eq!(enc(BinKind::Date, r#""2000-01-03""#).unwrap()[4..], 2i32.to_be_bytes());
+    assert!(enc(BinKind::Int8, "\"x\"").unwrap_err().contains("expected an integer"));
+    assert!(enc(BinKind::Timestamptz, "\"soon\"").unwrap_err().contains("RFC 3339"));
+}
+
+#[test]
+fn typed_text_rows_escape_and_convert_every_kind_of_value() {
+    let mut b = RecordBatch::default();
+    b.push("r\t1", 0, br#"{"a":"x\ty\\z\"q\nw","b":null,"c":{"k":[1,"\t"]},"d":1.5,"e":true}"#);
+    let meta = BatchMeta { iteration: 2, extracted_at: 0, loaded_at: 0, job_hash: 0xab };
+    let cols: Vec<(String, String)> =
+        ["a", "b", "c", "d", "e", "missing"].iter().map(|c| (c.to_string(), "text".to_string())).collect();
+    let mut out = Vec::new();
+    encode_text_rows(&mut out, &b, 0..1, &meta, &cols).unwrap();
+    let line = String::from_utf8(out).unwrap();
+    let fields: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    assert_eq!(fields[0], "x\\ty\\\\z\"q\\nw");
+    assert_eq!(fields[1], "\\N");
+    assert_eq!(fields[2], r#"{"k":[1,"\\t"]}"#);
+    assert_eq!(&fields[3..6], ["1.5", "true", "\\N"]);
+    assert_eq!(fields[6], "00000000000000ab0000000200000000");
+    assert_eq!(fields[9], "r\\t1");
+    let mut bad = RecordBatch::default();
+    bad.push("x", 0, b"[1,2]");
+    let e = encode_text_rows(&mut Vec::new(), &bad, 0..1, &meta, &cols).unwrap_err();
+    assert!(e.message().contains("not a JSON object"), "{}", e.message());
+}
