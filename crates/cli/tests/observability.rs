@@ -56,9 +56,12 @@ fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
     assert!(metric(&last_body, "bizon_latency_seconds_count").unwrap() >= 300.0, "one observation per page");
     assert!(last_body.contains("# TYPE bizon_latency_seconds histogram"));
     assert!(
-        last_body.contains(r#"pipeline="prom",source="generator",stream="records",destination="file",job=""#),
+        last_body.contains(
+            r#"bizon_written_records_total{pipeline="prom",source="generator",stream="records",destination="file"} "#
+        ),
         "{last_body}"
     );
+    assert!(!last_body.contains("job="), "no job label: series stay bounded across jobs: {last_body}");
     assert!(http_get(port, "/metrics").is_none(), "the endpoint closes when the run is over");
 }
 

@@ -55,7 +55,7 @@ impl DogStatsd {
         for s in samples(c, started) {
             match s.value {
                 Value::Counter(v) => {
-                    let d = self.delta(s.name, v);
+                    let d = self.delta(s.name, v as f64);
                     lines.push(format!("{}:{d}|c|#{tags}", s.name));
                     if s.name == "bizon_written_records_total" {
                         lines.push(format!("bizon_pipeline.records_synced:{d}|c|#{tags}"));

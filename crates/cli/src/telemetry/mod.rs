@@ -2,11 +2,11 @@
 //! [`Counters`] (lock-free atomics the pipeline updates) on their own threads, so the hot path
 //! pays a few relaxed atomic adds per page, nothing per record.
 //!
-//! Metric names are `bizon_<noun>_<unit>`; labels `pipeline`, `source`, `stream`, `destination`,
-//! `job` (Datadog: bizon's `pipeline_name`, `pipeline_source`, `pipeline_stream`,
-//! `pipeline_destination` tags, plus `job` and the configured `tags`).
+//! Metric names are `bizon_<noun>_<unit>`; labels `pipeline`, `source`, `stream`, `destination`
+//! (Datadog: bizon's `pipeline_name`, `pipeline_source`, `pipeline_stream`, `pipeline_destination`
+//! tags, plus the configured `tags`). Labels are bounded: the job id goes to logs and spans, never
+//! to a metric label, so a series outlives its job.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +44,8 @@ impl Labels {
 }
 
 pub enum Value<'a> {
-    Counter(f64),
+    /// A monotonic count since the process started.
+    Counter(u64),
     Gauge(f64),
     Histogram(&'a Histogram),
 }
@@ -57,7 +58,7 @@ pub struct Sample<'a> {
 
 /// Every metric of the run now. `started`: when the run started (rate, ETA).
 pub fn samples(c: &Counters, started: Instant) -> Vec<Sample<'_>> {
-    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut out = vec![
         Sample {
             name: "bizon_extracted_records_total",
@@ -97,17 +98,17 @@ pub fn samples(c: &Counters, started: Instant) -> Vec<Sample<'_>> {
         Sample {
             name: "bizon_queue_messages",
             help: "Pages in the in-memory queue",
-            value: Value::Gauge(n(&c.queue_messages)),
+            value: Value::Gauge(n(&c.queue_messages) as f64),
         },
         Sample {
             name: "bizon_queue_bytes",
             help: "Bytes in the in-memory queue",
-            value: Value::Gauge(n(&c.queue_bytes)),
+            value: Value::Gauge(n(&c.queue_bytes) as f64),
         },
         Sample {
             name: "bizon_buffer_bytes",
             help: "Bytes written since the last durable commit",
-            value: Value::Gauge(n(&c.buffer_bytes)),
+            value: Value::Gauge(n(&c.buffer_bytes) as f64),
         },
         Sample {
             name: "bizon_retries_total",
@@ -187,16 +188,10 @@ impl Telemetry {
             let details = m.config.clone().unwrap_or_default();
             match m.kind {
                 MonitorType::Prometheus => {
-                    let address = details.address.clone().unwrap_or_else(|| "127.0.0.1:9464".into());
-                    let listener = TcpListener::bind(&address)
-                        .map_err(|e| format!("monitoring.config.address `{address}`: cannot listen: {e}"))?;
-                    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-                    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(address), "serving metrics on /metrics");
+                    let endpoint = prometheus::Endpoint::bind(&details, &labels, counters.clone(), started)?;
                     t.linger = Duration::from_secs_f64(details.linger_seconds().max(0.0));
-                    let (c, l, s) = (counters.clone(), labels.clone(), stop.clone());
-                    t.threads.push(spawn("bizon-prometheus", move || {
-                        prometheus::serve_prometheus(listener, &c, &l, started, &s)
-                    }));
+                    let s = stop.clone();
+                    t.threads.push(spawn("bizon-prometheus", move || endpoint.serve(&s)));
                 }
                 MonitorType::Datadog => {
                     let statsd = DogStatsd::new(&details, &labels)?;
@@ -292,6 +287,6 @@ impl DetailsExt for MonitorDetails {
         Duration::from_secs_f64(self.interval_seconds.unwrap_or(10.0).max(0.05))
     }
     fn linger_seconds(&self) -> f64 {
-        self.linger_seconds.unwrap_or(0.0)
+        self.linger_seconds.unwrap_or(prometheus::DEFAULT_LINGER_SECONDS)
     }
 }

@@ -132,7 +132,7 @@ impl Exporter {
             .map(|s| {
                 let data = match s.value {
                     Value::Counter(v) => metric::Data::Sum(Sum {
-                        data_points: vec![point(v)],
+                        data_points: vec![point(v as f64)],
                         aggregation_temporality: cumulative,
                         is_monotonic: true,
                     }),
