@@ -266,6 +266,7 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     let written = all.iter().find(|m| m.name == "bizon_written_records_total").expect("the records counter");
     let Some(metric::Data::Sum(sum)) = &written.data else { panic!("a sum") };
     assert!(sum.is_monotonic);
+    assert!(sum.data_points[0].attributes.is_empty(), "no job attribute on a metric point");
     assert_eq!(sum.data_points[0].value, Some(number_data_point::Value::AsDouble(50_000.0)));
     assert!(all
         .iter()

@@ -114,13 +114,12 @@ impl Exporter {
         }
     }
 
-    /// Every metric now, cumulative since the run started.
+    /// Every metric now, cumulative since the run started. The points carry no attributes: the
+    /// resource names the pipeline, and the job id (unbounded) stays on the spans.
     pub fn push_metrics(&self, started: Instant) {
         let c = &self.counters;
-        let attributes = vec![kv("job", c.job())];
         let (start, now) = (self.started_nanos, now_nanos());
         let point = |v: f64| NumberDataPoint {
-            attributes: attributes.clone(),
             start_time_unix_nano: start,
             time_unix_nano: now,
             value: Some(number_data_point::Value::AsDouble(v)),
@@ -150,7 +149,6 @@ impl Exporter {
                             .collect();
                         metric::Data::Histogram(Histogram {
                             data_points: vec![HistogramDataPoint {
-                                attributes: attributes.clone(),
                                 start_time_unix_nano: start,
                                 time_unix_nano: now,
                                 count: h.count(),
