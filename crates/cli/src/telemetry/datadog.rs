@@ -13,7 +13,7 @@ use cadence::{Counted, Gauged, MetricResult, StatsdClient, UdpMetricSink};
 use super::{samples, Labels, Value};
 
 /// The agent's DogStatsD port when `datadog_agent_port` is not set (the agent's default).
-pub const DEFAULT_AGENT_PORT: u16 = cadence::DEFAULT_PORT;
+const DEFAULT_AGENT_PORT: u16 = cadence::DEFAULT_PORT;
 /// bizon's own counter of records written, kept so bizon's Datadog dashboards keep working.
 const RECORDS_SYNCED: &str = "bizon_pipeline.records_synced";
 /// bizon's own end-of-run counter, tagged `pipeline_status`.

@@ -23,6 +23,15 @@ mod slack;
 use datadog::DogStatsd;
 use slack::{watch_stuck, Alerter};
 
+/// Seconds between two pushes (Datadog, OTLP) when `interval_seconds` is not set.
+const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
+/// The shortest push interval accepted: a smaller `interval_seconds` is raised to it, so a typo
+/// cannot turn an exporter into a busy loop.
+const MIN_INTERVAL_SECONDS: f64 = 0.05;
+/// How often a sleeping exporter or watcher looks at the stop flag: bounds how long `finish`
+/// waits for it.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// What a run is: the label values of its metrics.
 #[derive(Clone)]
 pub struct Labels {
@@ -272,7 +281,7 @@ fn sleep_or_stop(stop: &AtomicBool, d: Duration) -> bool {
         if stop.load(Ordering::SeqCst) {
             return true;
         }
-        std::thread::park_timeout(Duration::from_millis(50).min(until - Instant::now()));
+        std::thread::park_timeout(STOP_CHECK.min(until - Instant::now()));
     }
     stop.load(Ordering::SeqCst)
 }
@@ -284,7 +293,7 @@ trait DetailsExt {
 
 impl DetailsExt for MonitorDetails {
     fn interval(&self) -> Duration {
-        Duration::from_secs_f64(self.interval_seconds.unwrap_or(10.0).max(0.05))
+        Duration::from_secs_f64(self.interval_seconds.unwrap_or(DEFAULT_INTERVAL_SECONDS).max(MIN_INTERVAL_SECONDS))
     }
     fn linger_seconds(&self) -> f64 {
         self.linger_seconds.unwrap_or(prometheus::DEFAULT_LINGER_SECONDS)

@@ -23,7 +23,7 @@ use super::{samples, Labels, Value};
 
 /// Where `/metrics` is served when `monitoring.config.address` is not set: loopback only, on the
 /// port the OpenTelemetry Prometheus exporter uses.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9464";
+const DEFAULT_ADDRESS: &str = "127.0.0.1:9464";
 /// Seconds the endpoint keeps serving after the run when `linger_seconds` is not set: none.
 pub const DEFAULT_LINGER_SECONDS: f64 = 0.0;
 /// How often the serving thread looks at the stop flag while no request comes.
@@ -102,7 +102,7 @@ fn registry(labels: &Labels, counters: Arc<Counters>, started: Instant) -> Regis
 
 /// The text exposition of every metric now.
 pub fn text(registry: &Registry) -> Result<String, std::fmt::Error> {
-    let mut out = String::with_capacity(4096);
+    let mut out = String::new();
     prometheus_text::encode(&mut out, registry)?;
     Ok(out)
 }

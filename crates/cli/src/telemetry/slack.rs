@@ -8,6 +8,16 @@ use bizon_engine::progress::Counters;
 
 use super::{sleep_or_stop, Labels};
 
+/// The log levels that alert when `alerting.log_levels` is not set (bizon's default).
+const DEFAULT_LOG_LEVELS: [&str; 1] = ["ERROR"];
+/// Seconds without a record written or a commit before the stuck-run alert, when
+/// `stuck_after_seconds` is not set (0 turns the watch off).
+const DEFAULT_STUCK_AFTER_SECONDS: u64 = 900;
+/// How often the stuck-run watcher looks at the last progress time.
+const STUCK_CHECK: Duration = Duration::from_millis(200);
+/// How long one webhook POST may take, connection included, before the alert is given up.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Slack incoming-webhook alerts: the run failed, or a running job stopped making progress.
 #[derive(Clone)]
 pub struct Alerter {
@@ -19,11 +29,11 @@ pub struct Alerter {
 
 impl Alerter {
     pub fn new(a: &AlertingConfig, labels: &Labels) -> Self {
-        let levels: Vec<String> = a.log_levels.clone().unwrap_or_else(|| vec!["ERROR".into()]);
+        let levels: Vec<String> = a.log_levels.clone().unwrap_or_else(|| DEFAULT_LOG_LEVELS.map(String::from).to_vec());
         let on_failure = levels
             .iter()
             .any(|l| matches!(l.to_ascii_uppercase().as_str(), "ERROR" | "CRITICAL" | "WARNING" | "INFO" | "DEBUG"));
-        let stuck = a.config.stuck_after_seconds.unwrap_or(900);
+        let stuck = a.config.stuck_after_seconds.unwrap_or(DEFAULT_STUCK_AFTER_SECONDS);
         Alerter {
             url: a.config.webhook_url.clone(),
             labels: labels.clone(),
@@ -39,8 +49,7 @@ impl Alerter {
             l.pipeline, l.source, l.stream, l.destination
         );
         let body = serde_json::json!({ "text": text }).to_string();
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(WEBHOOK_TIMEOUT)).build().into();
         match agent.post(&self.url).header("Content-Type", "application/json").send(body.as_bytes()) {
             Ok(r) if r.status().is_success() => tracing::info!(level, "alert sent to Slack"),
             // the webhook URL is a secret: never in a message
@@ -62,7 +71,7 @@ fn redact(s: &str, secret: &str) -> String {
 
 pub fn watch_stuck(c: &Counters, stop: &AtomicBool, a: &Alerter, after: Duration) {
     let mut alerted = false;
-    while !sleep_or_stop(stop, Duration::from_millis(200)) {
+    while !sleep_or_stop(stop, STUCK_CHECK) {
         let last = c.last_progress_micros.load(Ordering::Relaxed) as i64;
         if last == 0 {
             continue;
