@@ -141,6 +141,7 @@ pub fn stream_reset(a: &ConfigArgs) -> Result<(), Failure> {
 /// The README's connector table, from the registry: every connector of this build with its
 /// modes or guarantee, capabilities and cargo feature. `BIZON_BLESS=1 cargo test -p bizon
 /// readme` rewrites the README's copy; the test fails when they differ.
+#[cfg(test)]
 pub fn markdown_table() -> String {
     let feature = |f: Option<&str>| f.map_or("(always)".to_owned(), |f| format!("`{f}`"));
     let mut out = String::from("| kind | name | modes / guarantee | capabilities | feature | description |\n");

@@ -56,23 +56,26 @@ fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
     assert!(metric(&last_body, "bizon_latency_seconds_count").unwrap() >= 300.0, "one observation per page");
     assert!(last_body.contains("# TYPE bizon_latency_seconds histogram"));
     assert!(
-        last_body.contains(r#"pipeline="prom",source="generator",stream="records",destination="file",job=""#),
+        last_body.contains(
+            r#"bizon_written_records_total{pipeline="prom",source="generator",stream="records",destination="file"} "#
+        ),
         "{last_body}"
     );
+    assert!(!last_body.contains("job="), "no job label: series stay bounded across jobs: {last_body}");
     assert!(http_get(port, "/metrics").is_none(), "the endpoint closes when the run is over");
 }
 
-#[test]
-fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
-    let s = Scratch::new("dogstatsd");
+/// Runs a generator → file pipeline named `name` with the Datadog exporter (and `tags`, YAML lines
+/// under `tags:`) pointed at a UDP socket; the datagrams received, up to bizon's status counter.
+fn dogstatsd_run(s: &Scratch, name: &str, total: u64, tags: &str) -> Vec<String> {
     let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
     agent.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let port = agent.local_addr().unwrap().port();
     let monitoring = format!(
         "monitoring:\n  type: datadog\n  config:\n    datadog_agent_host: 127.0.0.1\n    datadog_agent_port: {port}\n    \
-         interval_seconds: 0.2\n    tags:\n      team: data\n"
+         interval_seconds: 0.2\n    tags:\n{tags}"
     );
-    let cfg = generator_to_file(&s, "dd", 100_000, "  rate_limit: 100000\n", "");
+    let cfg = generator_to_file(s, name, total, "  rate_limit: 100000\n", "");
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
     let child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     let mut lines = Vec::new();
@@ -90,11 +93,21 @@ fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lines
+}
+
+#[test]
+fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
+    let s = Scratch::new("dogstatsd");
+    let lines = dogstatsd_run(&s, "dd", 100_000, "      team: data\n");
     let written: f64 = lines
         .iter()
         .filter_map(|l| l.strip_prefix("bizon_written_records_total:"))
         .map(|rest| {
-            assert!(rest.contains("|c|#pipeline_name:dd,pipeline_source:generator,pipeline_stream:records,pipeline_destination:file,team:data,job:"), "{rest}");
+            assert!(
+                rest.ends_with("|c|#pipeline_name:dd,pipeline_source:generator,pipeline_stream:records,pipeline_destination:file,team:data"),
+                "bizon's tags then the configured ones, no job id: {rest}"
+            );
             rest.split('|').next().unwrap().parse::<f64>().unwrap()
         })
         .sum();
@@ -107,12 +120,29 @@ fn dogstatsd_lines_reach_a_udp_listener_with_names_types_and_tags() {
     assert_eq!(synced, 100_000.0, "bizon's own metric name too");
     assert!(lines.iter().any(|l| l.starts_with("bizon_completion_percent:") && l.contains("|g|#")), "gauges");
     assert!(lines.iter().any(|l| l.starts_with("bizon_latency_seconds.count:") && l.contains("|c|#")), "histograms");
+    assert!(lines.iter().any(|l| l.starts_with("bizon_latency_seconds.sum:") && l.contains("|c|#")), "histogram sums");
     let status = lines.last().unwrap();
     assert!(
         status.starts_with("bizon_pipeline.status:1|c|#") && status.ends_with("pipeline_status:completed"),
         "{status}"
     );
     assert!(lines.iter().filter(|l| l.starts_with("bizon_written_records_total:")).count() >= 3, "periodic pushes");
+}
+
+#[test]
+fn dogstatsd_tags_with_separator_characters_cannot_break_a_line() {
+    let s = Scratch::new("dogstatsd-escape");
+    let lines = dogstatsd_run(&s, "'dd,x|y#z:w'", 1000, "      'te|am': 'a,b#c'\n");
+    assert!(lines.len() > 10, "{lines:?}");
+    for line in &lines {
+        // name:value|type|#tags — exactly three sections, tags split on `,`
+        let sections: Vec<&str> = line.split('|').collect();
+        assert_eq!(sections.len(), 3, "{line}");
+        assert!(sections[0].split_once(':').is_some_and(|(_, v)| v.parse::<f64>().is_ok()), "{line}");
+        let tags: Vec<&str> = sections[2].strip_prefix('#').expect("tags").split(',').collect();
+        assert!(tags.starts_with(&["pipeline_name:dd_x_y_z:w", "pipeline_source:generator"]), "{line}");
+        assert!(tags.contains(&"te_am:a_b_c"), "{line}");
+    }
 }
 
 /// A stand-in for Slack's incoming webhook (a secret path), answering 200 `ok`.
@@ -236,6 +266,7 @@ fn an_otlp_receiver_gets_a_span_per_iteration_step_and_the_metrics() {
     let written = all.iter().find(|m| m.name == "bizon_written_records_total").expect("the records counter");
     let Some(metric::Data::Sum(sum)) = &written.data else { panic!("a sum") };
     assert!(sum.is_monotonic);
+    assert!(sum.data_points[0].attributes.is_empty(), "no job attribute on a metric point");
     assert_eq!(sum.data_points[0].value, Some(number_data_point::Value::AsDouble(50_000.0)));
     assert!(all
         .iter()

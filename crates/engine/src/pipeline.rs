@@ -139,14 +139,25 @@ fn fnv64(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// A job id: time-ordered and unique across processes (time, pid, a process-local counter).
+/// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
+/// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
+/// sort by creation time and two processes starting jobs at the same moment still differ.
 pub fn new_job_id() -> String {
-    use std::sync::atomic::AtomicU64;
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let t = now_micros() as u64;
-    let mix = fnv64(&format!("{t}-{}-{seq}", std::process::id()));
-    format!("{t:013x}{:08x}", (mix as u32) ^ std::process::id())
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+#[cfg(test)]
+mod job_id_tests {
+    #[test]
+    fn job_ids_are_uuid_v7_and_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_job_id()).collect();
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(id.len(), 36, "hyphenated: {id}");
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing within a process");
+    }
 }
 
 impl Pipeline<'_> {

@@ -22,6 +22,12 @@ use prost::Message;
 
 use super::{samples, Labels, Value};
 
+/// The collector's base URL when `monitoring.config.endpoint` is not set: a local collector's
+/// OTLP/HTTP receiver on its default port.
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318";
+/// How long one export request may take, connection included, before it is given up (the next
+/// push sends the cumulative values again; spans of a failed request are lost).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spans kept between pushes at most (memory stays bounded); beyond, new ones are counted as
 /// dropped and reported.
 const MAX_SPANS: usize = 20_000;
@@ -72,7 +78,7 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 
 impl Exporter {
     pub fn new(d: &MonitorDetails, labels: &Labels, counters: Arc<Counters>) -> Result<Self, String> {
-        let endpoint = d.endpoint.clone().unwrap_or_else(|| "http://127.0.0.1:4318".into());
+        let endpoint = d.endpoint.clone().unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
             return Err(format!("monitoring.config.endpoint `{endpoint}` must be an http:// or https:// URL"));
         }
@@ -85,7 +91,7 @@ impl Exporter {
         ];
         attributes.extend(d.tags.iter().flatten().map(|(k, v)| kv(k, v)));
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(Some(EXPORT_TIMEOUT))
             .http_status_as_error(false)
             .build()
             .into();
@@ -114,13 +120,12 @@ impl Exporter {
         }
     }
 
-    /// Every metric now, cumulative since the run started.
+    /// Every metric now, cumulative since the run started. The points carry no attributes: the
+    /// resource names the pipeline, and the job id (unbounded) stays on the spans.
     pub fn push_metrics(&self, started: Instant) {
         let c = &self.counters;
-        let attributes = vec![kv("job", c.job())];
         let (start, now) = (self.started_nanos, now_nanos());
         let point = |v: f64| NumberDataPoint {
-            attributes: attributes.clone(),
             start_time_unix_nano: start,
             time_unix_nano: now,
             value: Some(number_data_point::Value::AsDouble(v)),
@@ -132,7 +137,7 @@ impl Exporter {
             .map(|s| {
                 let data = match s.value {
                     Value::Counter(v) => metric::Data::Sum(Sum {
-                        data_points: vec![point(v)],
+                        data_points: vec![point(v as f64)],
                         aggregation_temporality: cumulative,
                         is_monotonic: true,
                     }),
@@ -150,7 +155,6 @@ impl Exporter {
                             .collect();
                         metric::Data::Histogram(Histogram {
                             data_points: vec![HistogramDataPoint {
-                                attributes: attributes.clone(),
                                 start_time_unix_nano: start,
                                 time_unix_nano: now,
                                 count: h.count(),
