@@ -305,6 +305,7 @@ fn alias_bomb() -> String {
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its peak memory
 fn an_alias_bomb_config_fails_fast_with_exit_2_at_the_alias_in_bounded_memory() {
     let s = Scratch::new("alias-bomb");
     let cfg = s.write("bomb.yml", &alias_bomb());

@@ -146,20 +146,6 @@ pub fn new_job_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
 
-#[cfg(test)]
-mod job_id_tests {
-    #[test]
-    fn job_ids_are_uuid_v7_and_sort_in_creation_order() {
-        let ids: Vec<String> = (0..1000).map(|_| super::new_job_id()).collect();
-        for id in &ids {
-            let u = uuid::Uuid::parse_str(id).expect("a UUID");
-            assert_eq!(u.get_version_num(), 7, "{id}");
-            assert_eq!(id.len(), 36, "hyphenated: {id}");
-        }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing within a process");
-    }
-}
-
 impl Pipeline<'_> {
     pub fn run(mut self) -> Result<RunSummary> {
         let started = Instant::now();
@@ -1107,5 +1093,19 @@ fn broker_loop(
 fn remove_queue(broker: &dyn QueueBroker) {
     if let Err(e) = broker.delete() {
         tracing::warn!(error = %e, "the job is complete but its queue could not be deleted");
+    }
+}
+
+#[cfg(test)]
+mod job_id_tests {
+    #[test]
+    fn job_ids_are_uuid_v7_and_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_job_id()).collect();
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(id.len(), 36, "hyphenated: {id}");
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing within a process");
     }
 }
