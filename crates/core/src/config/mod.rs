@@ -5,6 +5,8 @@
 pub mod interp;
 pub mod yaml;
 
+pub use yaml::MAX_CONFIG_BYTES;
+
 use serde::Deserialize;
 
 use crate::Json;
