@@ -126,15 +126,11 @@ impl de::Error for Error {
         Error { message: msg.to_string(), mark: None, path: String::new() }
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let hint = crate::suggest::closest(field, expected.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = crate::suggest::did_you_mean(field, expected.iter().copied());
         de::Error::custom(format!("unknown key `{field}`{hint} Valid keys: {}", list(expected)))
     }
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let hint = crate::suggest::closest(variant, expected.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = crate::suggest::did_you_mean(variant, expected.iter().copied());
         de::Error::custom(format!("unknown value `{variant}`{hint} Allowed values: {}", list(expected)))
     }
     fn missing_field(field: &'static str) -> Self {
