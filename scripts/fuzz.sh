@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Fuzz the config loader and the record decoders (cargo-fuzz, libFuzzer) for SECONDS each
-# (default 20). Works on the stable toolchain: no sanitizer (`-s none`), optimized build.
+# Fuzz the config loader, the .env and RFC 3339 parsers and the record decoders (cargo-fuzz,
+# libFuzzer) for SECONDS each (default 20). Works on the stable toolchain: no sanitizer
+# (`-s none`), optimized build.
 # Installs cargo-fuzz when missing. Crashes land in fuzz/artifacts/<target>/ and fail the script.
 # fuzz/seeds/<target>/ (committed: hostile inputs such as alias bombs) seed the run beside the
 # local, untracked fuzz/corpus/<target>/ where new inputs are kept.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: config_loader queue_message kafka_value)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+#   (targets: config_loader dotenv rfc3339 queue_message kafka_value)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 SECONDS_EACH=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config_loader queue_message kafka_value)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config_loader dotenv rfc3339 queue_message kafka_value)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 # fuzz builds use their own flags: keep them apart from the main build cache
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/fuzz-target}"
