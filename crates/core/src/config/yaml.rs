@@ -150,7 +150,7 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Most nodes that aliases may add to the tree, all aliases together: each alias costs the size
 /// of the value it copies. Nine levels of nine aliases ("billion laughs") would copy 9⁹ nodes and
-/// gigabytes; 100 000 nodes (a few MB of tree) is far above what a hand-written config reuses. The
+/// gigabytes; 100 000 nodes (some 10 MB of tree) is far above what a hand-written config reuses. The
 /// alias that would cross it is refused before anything is copied. A fixed number rather than a
 /// multiple of the document's size, so that padding a file does not raise it. Anchors cost
 /// nothing: an alias copies its value from where it stands in the tree.
