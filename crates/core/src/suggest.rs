@@ -1,30 +1,23 @@
-//! "Did you mean …?" for config keys, connector names and enum values.
+//! "Did you mean …?" for config keys, connector names and enum values: every config error that
+//! names an unknown word offers the closest valid one.
 
-/// Edit distance between two short strings (Levenshtein, two rows).
-pub fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-/// The candidate closest to `word`, if it is close enough to be a plausible typo.
+/// The candidate closest to `word` (Levenshtein distance, ignoring ASCII case), if it is close
+/// enough to be a plausible typo: at most a third of the longer word's length, or 2 edits for
+/// short words.
 pub fn closest<'a, I: IntoIterator<Item = &'a str>>(word: &str, candidates: I) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (distance(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&lower, &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// The hint after "unknown key `…`" and its kin: ``"; did you mean `x`?"`` naming the
+/// [`closest`] candidate, or an empty string when none is close.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, candidates).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -32,17 +25,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn distance_counts_edits() {
-        assert_eq!(distance("sync_mod", "sync_mode"), 1);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
     fn closest_finds_typos_only() {
         let keys = ["name", "stream", "sync_mode", "cursor_field"];
         assert_eq!(closest("sync_mod", keys), Some("sync_mode"));
         assert_eq!(closest("strem", keys), Some("stream"));
+        assert_eq!(closest("STREAM", keys), Some("stream"));
         assert_eq!(closest("completely_else", keys), None);
+        assert_eq!(closest("x", []), None);
+    }
+
+    #[test]
+    fn closest_prefers_the_first_of_equal_distances() {
+        assert_eq!(closest("bat", ["cat", "hat"]), Some("cat"));
+    }
+
+    #[test]
+    fn did_you_mean_is_a_hint_or_nothing() {
+        let keys = ["buffer_size", "buffer_flush_timeout"];
+        assert_eq!(did_you_mean("buffer_sise", keys), "; did you mean `buffer_size`?");
+        assert_eq!(did_you_mean("zzz", keys), "");
     }
 }

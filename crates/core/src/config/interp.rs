@@ -6,6 +6,9 @@
 //! Resolved nodes are flagged `from_env`, so `config show` masks them. A missing variable is an
 //! error naming it and where it is used; the value itself never appears in a message.
 
+use std::cell::Cell;
+use std::io::{self, Read};
+
 use super::yaml::{Error, Node, Value};
 
 /// Where variables come from: the process environment first, then a `.env` file.
@@ -95,27 +98,72 @@ pub fn resolve_str(s: &str, env: &dyn Env) -> Result<Option<String>, String> {
     Ok(Some(out))
 }
 
-/// Parse a `.env` file: `KEY=VALUE` lines, optional `export `, `#` comments, quoted values.
+/// Parse a `.env` file (with dotenvy; the process environment is read for `$VAR`, never
+/// written): `KEY=VALUE` lines, optional `export `, `#` comments (after a space when they follow
+/// a value), values in single quotes (literal) or double quotes (escapes `\n`, `\\`, `\"`, `\'`,
+/// `\$`; may span lines), and `${VAR}` in unquoted and double-quoted values, taken from the
+/// process environment or an earlier line (an unset one is empty; unbraced `$VAR` ends at the
+/// first character that is not a letter or digit, so `$MY_VAR` reads `$MY`). Pairs come in file
+/// order. An error names the line where the entry starts, never its text: `.env` files hold
+/// secrets.
 pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let handed = Cell::new(0);
     let mut vars = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    for item in dotenvy::from_read_iter(LineByLine { rest: text.as_bytes(), handed: &handed }) {
+        match item {
+            Ok(pair) => vars.push(pair),
+            Err(e) => {
+                // dotenvy has read exactly the bytes handed to it: its last line is the entry's.
+                let read = &text.as_bytes()[..handed.get()];
+                let last = read.iter().filter(|&&b| b == b'\n').count() + usize::from(!read.ends_with(b"\n"));
+                let spanned = match &e {
+                    dotenvy::Error::LineParse(entry, _) => entry.trim_end_matches(['\r', '\n']).matches('\n').count(),
+                    _ => 0,
+                };
+                let first = last.saturating_sub(spanned).max(1);
+                let entry: Vec<&str> = text.lines().skip(first - 1).take(spanned + 1).collect();
+                return Err(format!("line {first}: {}", dotenv_problem(&entry.join("\n"))));
+            }
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=VALUE", n + 1))?;
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            v[1..v.len() - 1].to_owned()
-        } else {
-            v.split(" #").next().unwrap_or("").trim().to_owned()
-        };
-        vars.push((k.trim().to_owned(), v));
     }
     Ok(vars)
+}
+
+/// What is wrong with a `.env` entry dotenvy refused (it does not say).
+fn dotenv_problem(entry: &str) -> &'static str {
+    let entry = entry.trim_start();
+    let entry = match entry.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
+        _ => entry,
+    };
+    let key_end = entry.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(entry.len());
+    if !entry.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        || !entry[key_end..].trim_start().starts_with('=')
+    {
+        return "expected KEY=VALUE (or `export KEY=VALUE`); a key is letters, digits, `_` and `.`, not starting with \
+                a digit";
+    }
+    "cannot read the value: quote a value that holds spaces, close every quote, and use only the \
+     escapes `\\n`, `\\\\`, `\\\"`, `\\'` and `\\$`"
+}
+
+/// Hands text to dotenvy one line per read at most, so that the bytes handed out end where its
+/// parser stands: its `BufReader` only asks for more when it needs the next line.
+struct LineByLine<'a> {
+    rest: &'a [u8],
+    handed: &'a Cell<usize>,
+}
+
+impl Read for LineByLine<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let line = self.rest.iter().position(|&b| b == b'\n').map_or(self.rest.len(), |i| i + 1);
+        let n = line.min(buf.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        self.rest = &self.rest[n..];
+        self.handed.set(self.handed.get() + n);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -162,5 +210,85 @@ mod tests {
         let v = parse_dotenv("# c\nexport A=1\nB=\"two words\"\nC=x # note\n").unwrap();
         assert_eq!(v, vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x".into())]);
         assert!(parse_dotenv("nonsense").is_err());
+    }
+
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        parse_dotenv(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_owned(), v.to_owned())
+    }
+
+    #[test]
+    fn dotenv_quotes_escapes_comments_and_export() {
+        let text = "\u{feff}# leading comment\n\
+                    \n\
+                    export  EXPORTED=yes\n\
+                    export='not a prefix'\n\
+                    SINGLE='lit $BIZON_DOTENV_NOPE \\n # kept'\n\
+                    DOUBLE=\"a \\\"q\\\" \\\\ \\$ b\\nc\"\n\
+                    HASH=x#y\n\
+                    SPACED = v   # trailing comment\n\
+                    EMPTY=\n\
+                    MULTI=\"line 1\n\
+                    line 2\"\n\
+                    dotted.key_2=ok\r\n";
+        assert_eq!(
+            pairs(text),
+            vec![
+                pair("EXPORTED", "yes"),
+                pair("export", "not a prefix"),
+                pair("SINGLE", "lit $BIZON_DOTENV_NOPE \\n # kept"),
+                pair("DOUBLE", "a \"q\" \\ $ b\nc"),
+                pair("HASH", "x#y"),
+                pair("SPACED", "v"),
+                pair("EMPTY", ""),
+                pair("MULTI", "line 1\nline 2"),
+                pair("dotted.key_2", "ok"),
+            ]
+        );
+    }
+
+    #[test]
+    fn dotenv_substitutes_earlier_lines_outside_single_quotes() {
+        let text = "BIZON_DOTENV_A=1\nB=${BIZON_DOTENV_A}2\nC=\"${BIZON_DOTENV_A}-3\"\nD='${BIZON_DOTENV_A}'\n\
+                    BIZONDOTENVB=4\nE=$BIZONDOTENVB.5\nF=${BIZON_DOTENV_UNSET}6\n";
+        assert_eq!(
+            pairs(text),
+            vec![
+                pair("BIZON_DOTENV_A", "1"),
+                pair("B", "12"),
+                pair("C", "1-3"),
+                pair("D", "${BIZON_DOTENV_A}"),
+                pair("BIZONDOTENVB", "4"),
+                pair("E", "4.5"),
+                pair("F", "6"),
+            ]
+        );
+        // dotenvy 0.15 ends an unbraced name at the first `_`: `$BIZONDOTENVQ_A` reads
+        // `$BIZONDOTENVQ` (unset).
+        assert_eq!(pairs("BIZONDOTENVQ_A=1\nG=$BIZONDOTENVQ_A\n")[1], pair("G", "_A"));
+    }
+
+    #[test]
+    fn dotenv_errors_name_the_line_not_the_secret() {
+        let err = |text: &str| parse_dotenv(text).unwrap_err();
+        let e = err("A=1\n# c\n\nnonsense\nB=2\n");
+        assert!(e.starts_with("line 4: expected KEY=VALUE"), "{e}");
+        assert!(err("1A=x").starts_with("line 1: expected KEY=VALUE"));
+        assert!(err("A-B=x\n").starts_with("line 1: expected KEY=VALUE"));
+        let e = err("A=1\nPASSWORD=hunter2 hunter3\n");
+        assert!(e.starts_with("line 2: cannot read the value"), "{e}");
+        assert!(!e.contains("hunter"), "{e}");
+        assert!(err("A=1\nB=\"\\d\"\n").starts_with("line 2: cannot read the value"));
+        // An unclosed quote runs to the end of the file: the error names where it opened.
+        let e = err("A=1\nB=\"open\nC=2\nD=3\n");
+        assert!(e.starts_with("line 2: cannot read the value"), "{e}");
+        let e = err("A=1\nB='open");
+        assert!(e.starts_with("line 2: cannot read the value"), "{e}");
+        // A bad entry after a quoted value over several lines.
+        let e = err("A=\"x\ny\"\nB=1\n!\n");
+        assert!(e.starts_with("line 4: expected"), "{e}");
     }
 }

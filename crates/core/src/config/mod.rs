@@ -5,6 +5,8 @@
 pub mod interp;
 pub mod yaml;
 
+pub use yaml::MAX_CONFIG_BYTES;
+
 use serde::Deserialize;
 
 use crate::Json;
@@ -50,7 +52,8 @@ pub enum OnError {
     DeadLetter,
 }
 
-fn yes() -> bool {
+/// `init_pipeline` when not set: on.
+fn default_init_pipeline() -> bool {
     true
 }
 
@@ -81,7 +84,7 @@ pub struct SourceCommon {
     #[serde(default)]
     pub api_config: Option<ApiConfig>,
     /// bizon test knob; accepted for compatibility.
-    #[serde(default = "yes")]
+    #[serde(default = "default_init_pipeline")]
     pub init_pipeline: bool,
     /// bizon's custom Python source file: not supported here (rejected with a clear error).
     #[serde(default)]
@@ -95,7 +98,8 @@ pub struct AuthConfig {
     pub kind: AuthType,
     #[serde(default)]
     pub params: Option<Json>,
-    /// Kafka source (bizon's `KafkaAuthConfig`): `apicurio` (default) or `confluent`.
+    /// Kafka source (bizon's `KafkaAuthConfig`): `apicurio` or `confluent` (default
+    /// [`DEFAULT_SCHEMA_REGISTRY_TYPE`]).
     #[serde(default)]
     pub schema_registry_type: Option<String>,
     #[serde(default)]
@@ -105,6 +109,9 @@ pub struct AuthConfig {
     #[serde(default)]
     pub schema_registry_password: Option<String>,
 }
+
+/// The schema registry's API when `schema_registry_type` is not set.
+pub const DEFAULT_SCHEMA_REGISTRY_TYPE: &str = "apicurio";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,12 +130,15 @@ pub struct ApiConfig {
     pub retry_limit: Option<u32>,
 }
 
+/// `buffer_size` when not set: flush after 50 MB.
 fn default_buffer_size() -> u64 {
     50
 }
+/// `buffer_flush_timeout` when not set: flush at least every 10 minutes.
 fn default_flush_timeout() -> u64 {
     600
 }
+/// `max_concurrent_threads` when not set.
 fn default_threads() -> u32 {
     10
 }
@@ -222,7 +232,8 @@ pub enum MonitorType {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorDetails {
-    /// Datadog: the agent's host (or the env var holding it, as on Kubernetes) and port (8125).
+    /// Datadog: the agent's host (or the env var holding it, as on Kubernetes) and port (default
+    /// [`DEFAULT_DATADOG_AGENT_PORT`]).
     #[serde(default)]
     pub datadog_agent_host: Option<String>,
     #[serde(default)]
@@ -234,10 +245,10 @@ pub struct MonitorDetails {
     pub tags: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
     pub enable_tracing: bool,
-    /// Prometheus: `host:port` to serve `/metrics` on (default 127.0.0.1:9464).
+    /// Prometheus: `host:port` to serve `/metrics` on (default [`DEFAULT_PROMETHEUS_ADDRESS`]).
     #[serde(default)]
     pub address: Option<String>,
-    /// OTLP: the collector's base URL (default http://127.0.0.1:4318); `/v1/metrics` and
+    /// OTLP: the collector's base URL (default [`DEFAULT_OTLP_ENDPOINT`]); `/v1/metrics` and
     /// `/v1/traces` are appended.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -245,25 +256,41 @@ pub struct MonitorDetails {
     #[serde(default)]
     pub headers: Option<std::collections::BTreeMap<String, String>>,
     /// Prometheus: seconds the endpoint keeps serving after the run ends, so a last scrape sees
-    /// the final values (default 0).
+    /// the final values (default [`DEFAULT_LINGER_SECONDS`]).
     #[serde(default)]
     pub linger_seconds: Option<f64>,
-    /// Seconds between pushes (Datadog, OTLP; default 10). A final push happens at the end.
+    /// Seconds between pushes (Datadog, OTLP; default [`DEFAULT_INTERVAL_SECONDS`]). A final push
+    /// happens at the end.
     #[serde(default)]
     pub interval_seconds: Option<f64>,
 }
+
+/// The DogStatsD agent's port when `datadog_agent_port` is not set (the agent's default).
+pub const DEFAULT_DATADOG_AGENT_PORT: u16 = 8125;
+/// Where the Prometheus `/metrics` endpoint listens when `address` is not set: loopback only, on
+/// the OpenTelemetry Prometheus exporter's usual port.
+pub const DEFAULT_PROMETHEUS_ADDRESS: &str = "127.0.0.1:9464";
+/// The OTLP collector when `endpoint` is not set: a local collector's default OTLP/HTTP receiver.
+pub const DEFAULT_OTLP_ENDPOINT: &str = "http://127.0.0.1:4318";
+/// Seconds the Prometheus endpoint lingers after the run when `linger_seconds` is not set: none.
+pub const DEFAULT_LINGER_SECONDS: f64 = 0.0;
+/// Seconds between metric pushes when `interval_seconds` is not set.
+pub const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertingConfig {
     #[serde(rename = "type")]
     pub kind: AlertMethod,
-    /// Levels that alert (bizon: default ERROR): ERROR/CRITICAL alert on failure, WARNING also
-    /// on a stuck run.
+    /// Levels that alert (default [`DEFAULT_ALERT_LOG_LEVELS`], as in bizon): ERROR/CRITICAL
+    /// alert on failure, WARNING also on a stuck run.
     #[serde(default)]
     pub log_levels: Option<Vec<String>>,
     pub config: SlackConfig,
 }
+
+/// Levels that alert when `log_levels` is not set: failures only (bizon's default).
+pub const DEFAULT_ALERT_LOG_LEVELS: &[&str] = &["ERROR"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -276,10 +303,14 @@ pub enum AlertMethod {
 pub struct SlackConfig {
     pub webhook_url: String,
     /// Alert when a running job makes no progress (no record written, no commit) for this many
-    /// seconds (default 900; 0 = never).
+    /// seconds (default [`DEFAULT_STUCK_AFTER_SECONDS`]; 0 = never).
     #[serde(default)]
     pub stuck_after_seconds: Option<u64>,
 }
+
+/// Seconds without progress before a stuck-run alert when `stuck_after_seconds` is not set (15
+/// minutes).
+pub const DEFAULT_STUCK_AFTER_SECONDS: u64 = 900;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -343,13 +374,22 @@ pub struct RunnerDetails {
     pub consumer_start_delay: Option<u64>,
     #[serde(default)]
     pub is_alive_check_interval: Option<u64>,
-    /// Transient failures in a row (no commit in between) before the run fails. Default 10.
+    /// Transient failures in a row (no commit in between) before the run fails (default
+    /// [`DEFAULT_MAX_RETRIES`]).
     #[serde(default)]
     pub max_retries: Option<u32>,
-    /// First retry delay in milliseconds, doubled per retry up to 5 s. Default 100.
+    /// First retry delay in milliseconds, doubled per retry up to [`MAX_RETRY_BACKOFF_MS`]
+    /// (default [`DEFAULT_RETRY_BACKOFF_MS`]).
     #[serde(default)]
     pub retry_backoff_ms: Option<u64>,
 }
+
+/// Transient failures in a row before a run fails when `max_retries` is not set.
+pub const DEFAULT_MAX_RETRIES: u32 = 10;
+/// First retry delay in milliseconds when `retry_backoff_ms` is not set.
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
+/// The longest retry delay, in milliseconds: doubling stops here (5 s).
+pub const MAX_RETRY_BACKOFF_MS: u64 = 5_000;
 
 /// Mask everything that may be a secret: values that came from the environment and values of
 /// keys that name credentials.
