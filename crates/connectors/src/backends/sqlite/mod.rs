@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use bizon_core::config::SyncMode;
 use bizon_core::time::now_micros;
-use bizon_core::{Backend, DestinationCursor, Error, Job, JobStatus, Json, Result, StreamKey};
+use bizon_core::{check_chain, Backend, DestinationCursor, Error, Job, JobStatus, Json, Link, Result, StreamKey};
 use rusqlite::{params, Connection, OptionalExtension};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -147,6 +147,44 @@ impl SqliteBackend {
         let mut name = path.file_name()?.to_os_string();
         name.push(format!(".{slug}-{:08x}.lock", digest as u32));
         Some(path.with_file_name(name))
+    }
+
+    /// Store `cursor` if it chains onto the stored one as `link` says ([`check_chain`]).
+    fn store_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("committing a cursor"))?;
+        let stored: Option<(i64, bool)> = tx
+            .query_row(
+                "SELECT iteration, done FROM bizon_destination_cursors WHERE job_id = ?1",
+                params![job_id],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+            )
+            .optional()
+            .map_err(db_err("reading the destination cursor"))?;
+        check_chain(job_id, link, stored, cursor)?;
+        tx.execute(
+            "INSERT INTO bizon_destination_cursors (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (job_id) DO UPDATE SET iteration = ?2, pagination = ?3, token = ?4, records_written = ?5, \
+             bytes_written = ?6, watermark = ?7, done = ?8, updated_at = ?9",
+            params![
+                job_id,
+                cursor.iteration,
+                cursor.pagination.to_string(),
+                cursor.token.to_string(),
+                cursor.records_written as i64,
+                cursor.bytes_written as i64,
+                cursor.watermark.as_ref().map(Json::to_string),
+                cursor.done as i64,
+                now_micros(),
+            ],
+        )
+        .map_err(db_err("committing a cursor"))?;
+        tx.execute("UPDATE bizon_jobs SET updated_at = ?2 WHERE id = ?1", params![job_id, now_micros()])
+            .map_err(db_err("committing a cursor"))?;
+        tx.commit().map_err(db_err("committing a cursor"))
     }
 
     fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
@@ -295,44 +333,22 @@ impl Backend for SqliteBackend {
             .flatten())
     }
 
-    fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err("committing a cursor"))?;
-        let stored: Option<i64> = tx
-            .query_row("SELECT iteration FROM bizon_destination_cursors WHERE job_id = ?1", params![job_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db_err("reading the destination cursor"))?;
-        if let Some(prev) = stored.filter(|prev| cursor.iteration < *prev) {
-            return Err(Error::internal(format!(
-                "destination cursor for job {job_id} does not chain: iteration {} after stored {prev}",
-                cursor.iteration
-            )));
-        }
-        tx.execute(
-            "INSERT INTO bizon_destination_cursors (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (job_id) DO UPDATE SET iteration = ?2, pagination = ?3, token = ?4, records_written = ?5, \
-             bytes_written = ?6, watermark = ?7, done = ?8, updated_at = ?9",
-            params![
-                job_id,
-                cursor.iteration,
-                cursor.pagination.to_string(),
-                cursor.token.to_string(),
-                cursor.records_written as i64,
-                cursor.bytes_written as i64,
-                cursor.watermark.as_ref().map(Json::to_string),
-                cursor.done as i64,
-                now_micros(),
-            ],
-        )
-        .map_err(db_err("committing a cursor"))?;
-        tx.execute("UPDATE bizon_jobs SET updated_at = ?2 WHERE id = ?1", params![job_id, now_micros()])
-            .map_err(db_err("committing a cursor"))?;
-        tx.commit().map_err(db_err("committing a cursor"))
+    fn commit_destination_cursor(
+        &mut self,
+        job_id: &str,
+        follows: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Next { follows }, cursor)
+    }
+
+    fn recover_destination_cursor(
+        &mut self,
+        job_id: &str,
+        from: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Recovery { from }, cursor)
     }
 
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {

@@ -44,9 +44,9 @@ fn cursors_chain_forward_only_and_survive_reopen() {
     {
         let mut b = SqliteBackend::open(path.clone()).unwrap();
         b.create_job(&job("j1")).unwrap();
-        b.commit_destination_cursor("j1", &cursor(-1)).unwrap();
-        b.commit_destination_cursor("j1", &cursor(3)).unwrap();
-        let e = b.commit_destination_cursor("j1", &cursor(2)).unwrap_err();
+        b.commit_destination_cursor("j1", None, &cursor(-1)).unwrap();
+        b.commit_destination_cursor("j1", Some(-1), &cursor(3)).unwrap();
+        let e = b.commit_destination_cursor("j1", Some(3), &cursor(2)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
         assert!(e.message().contains("does not chain"), "{}", e.message());
     }
