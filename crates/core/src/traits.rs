@@ -297,7 +297,9 @@ pub fn fenced_error(lock: &str, ours: i64, current: Option<i64>) -> crate::Error
 /// builds on and is refused unless it chains onto it ([`check_chain`], STYLE rule 4).
 pub trait Backend: Send {
     /// Take the exclusive right to run this pipeline; fails with a message naming the running
-    /// job and its pid. The lock is released on drop and when the process dies.
+    /// job and its pid. The lock is released on drop and when the process dies. Taking it bumps
+    /// the pipeline's fencing token: once another handle takes the lock after this one, this
+    /// handle's commits and job updates are refused (it is a stale writer).
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>>;
     /// The newest unfinished job of this stream (`running` left by a crash, `stopped` by a
     /// signal, `failed` by an error): the one a new run resumes.
@@ -333,8 +335,8 @@ pub trait Backend: Send {
     /// Forget the stream's watermark and cancel its unfinished jobs; returns jobs canceled.
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64>;
     /// Fail if another run took the pipeline over since `lock_pipeline` (fencing token moved on).
-    /// The engine checks it before every destination flush; backends that fence also check it
-    /// inside every cursor commit.
+    /// The engine checks it before every destination flush; backends also check it inside
+    /// every cursor commit and job update.
     fn check_fence(&mut self) -> Result<()> {
         Ok(())
     }
