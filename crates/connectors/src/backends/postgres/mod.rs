@@ -521,3 +521,6 @@ impl Backend for PostgresBackend {
         Ok(rows.iter().map(|r| (Self::job_from_row(r), Self::cursor_from_row(r, 13))).collect())
     }
 }
+
+#[cfg(test)]
+mod tests;
