@@ -206,11 +206,100 @@ impl DestinationCursor {
     }
 }
 
-/// Keeps jobs, cursors and watermarks. Implementations check that each destination cursor
-/// chains onto the stored one (STYLE rule 4).
+/// How a destination cursor joins a job's chain: what [`check_chain`] checks it against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// [`Backend::commit_destination_cursor`]: the next cursor after the stored one at
+    /// `follows`; `None` = the chain's first cursor (the start state at iteration -1).
+    Next { follows: Option<i64> },
+    /// [`Backend::recover_destination_cursor`]: a jump from the stored cursor at `from` (`None`:
+    /// nothing stored) to a newer one a transactional destination committed with its data.
+    Recovery { from: Option<i64> },
+}
+
+fn iteration_name(i: Option<i64>) -> String {
+    i.map_or_else(|| "none (nothing stored)".to_owned(), |i| format!("iteration {i}"))
+}
+
+/// The chain rule (STYLE rule 4) every backend applies inside its commit transaction, after the
+/// fencing check: `stored` is the job's stored cursor read in that transaction (iteration,
+/// done). A cursor is accepted only if the stored one is the one it builds on (compare-and-swap)
+/// and it moves the chain forward:
+/// - a **gap** (the caller follows an iteration ahead of the stored one: commits are missing)
+///   and a cursor that does not advance (a lower iteration, or the same one again without
+///   marking it done) are broken invariants of the caller: [`crate::ErrorKind::Internal`];
+/// - a **fork** (the stored cursor moved past the one the caller follows: another writer
+///   committed) is [`crate::ErrorKind::Permanent`]: retrying from the caller's view cannot help.
+///
+/// The same iteration is accepted once more when it marks the chain done (the engine's final
+/// commit after `max_iterations`, which adds no page). A chain starts at iteration -1: only a
+/// recovery may put a later cursor first, since only a destination can vouch for its data.
+pub fn check_chain(job_id: &str, link: Link, stored: Option<(i64, bool)>, cursor: &DestinationCursor) -> Result<()> {
+    let (follows, what) = match link {
+        Link::Next { follows } => (follows, "commit"),
+        Link::Recovery { from } => (from, "recovery"),
+    };
+    let at = stored.map(|(i, _)| i);
+    let it = cursor.iteration;
+    if at != follows {
+        let gap = match (at, follows) {
+            (None, Some(_)) => true,
+            (Some(s), Some(f)) => f > s,
+            _ => false,
+        };
+        return Err(if gap {
+            crate::Error::internal(format!(
+                "destination cursor {what} for job {job_id} does not chain (a gap): iteration {it} follows {}, but the \
+                 stored cursor is at {}: the commits in between are missing",
+                iteration_name(follows),
+                iteration_name(at)
+            ))
+        } else {
+            crate::Error::permanent(format!(
+                "destination cursor {what} for job {job_id} does not chain (a fork): iteration {it} follows {}, but the \
+                 stored cursor moved on to {}: another writer committed",
+                iteration_name(follows),
+                iteration_name(at)
+            ))
+        });
+    }
+    let advances = match (link, stored) {
+        (_, Some((s, done))) => it > s || (it == s && cursor.done && !done),
+        (Link::Next { .. }, None) => it == -1,
+        (Link::Recovery { .. }, None) => it >= -1,
+    };
+    if advances {
+        return Ok(());
+    }
+    Err(crate::Error::internal(match (link, at) {
+        (Link::Next { .. }, None) => format!(
+            "destination cursor commit for job {job_id} does not chain: iteration {it} starts the chain, which starts \
+             at iteration -1 (a destination's newer commit is adopted by a recovery)"
+        ),
+        _ => format!(
+            "destination cursor {what} for job {job_id} does not chain: iteration {it} does not advance past {} it follows",
+            iteration_name(at)
+        ),
+    }))
+}
+
+/// The error of a write refused because another run took the lock `lock` over since this handle
+/// took it (fencing token `current` > `ours`; `None` when the token row is gone). Permanent: the
+/// stale run stops without committing.
+pub fn fenced_error(lock: &str, ours: i64, current: Option<i64>) -> crate::Error {
+    crate::Error::permanent(format!(
+        "fenced: another run took pipeline `{lock}` over (fencing token {} > ours {ours}); this run stops without committing",
+        current.map_or_else(|| "gone".to_owned(), |c| c.to_string())
+    ))
+}
+
+/// Keeps jobs, cursors and watermarks. Each destination cursor names the stored cursor it
+/// builds on and is refused unless it chains onto it ([`check_chain`], STYLE rule 4).
 pub trait Backend: Send {
     /// Take the exclusive right to run this pipeline; fails with a message naming the running
-    /// job and its pid. The lock is released on drop and when the process dies.
+    /// job and its pid. The lock is released on drop and when the process dies. Taking it bumps
+    /// the pipeline's fencing token: once another handle takes the lock after this one, this
+    /// handle's commits and job updates are refused (it is a stale writer).
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>>;
     /// The newest unfinished job of this stream (`running` left by a crash, `stopped` by a
     /// signal, `failed` by an error): the one a new run resumes.
@@ -220,8 +309,24 @@ pub trait Backend: Send {
     fn set_job_status(&mut self, job_id: &str, status: JobStatus, error: Option<&str>) -> Result<()>;
     fn set_job_total(&mut self, job_id: &str, total: Option<u64>) -> Result<()>;
     fn destination_cursor(&mut self, job_id: &str) -> Result<Option<DestinationCursor>>;
-    /// Store `cursor` if it chains onto the stored one (its iteration is larger), else error.
-    fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()>;
+    /// Store `cursor` as the next link of the job's chain: `follows` is the iteration of the
+    /// stored cursor it builds on (`None`: the first cursor, the start state at iteration -1).
+    /// One transaction checks the fencing token (where the backend has one), compares the
+    /// stored iteration with `follows` and swaps in `cursor`; a gap, a fork or a cursor that
+    /// does not advance is refused with nothing stored ([`check_chain`]).
+    fn commit_destination_cursor(
+        &mut self,
+        job_id: &str,
+        follows: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()>;
+    /// Move the job's chain forward to `cursor`, which a transactional destination committed
+    /// with its data (`Destination::recover_cursor`) while the backend missed those commits: a
+    /// named, legitimate jump. `from` is the stored iteration the caller read (`None`: nothing
+    /// stored); the swap is fenced and compared with it like a commit, and the cursor must be
+    /// ahead of it.
+    fn recover_destination_cursor(&mut self, job_id: &str, from: Option<i64>, cursor: &DestinationCursor)
+        -> Result<()>;
     /// Producer progress (bizon's source cursor), written every `syncCursorInDBEvery` iterations.
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()>;
     /// Mark the job succeeded and make its watermark the stream's, in one step.
@@ -230,8 +335,8 @@ pub trait Backend: Send {
     /// Forget the stream's watermark and cancel its unfinished jobs; returns jobs canceled.
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64>;
     /// Fail if another run took the pipeline over since `lock_pipeline` (fencing token moved on).
-    /// The engine checks it before every destination flush; backends that fence also check it
-    /// inside every cursor commit.
+    /// The engine checks it before every destination flush; backends also check it inside
+    /// every cursor commit and job update.
     fn check_fence(&mut self) -> Result<()> {
         Ok(())
     }
@@ -281,4 +386,51 @@ pub trait QueueSubscriber: Send {
     fn ack(&mut self, tag: u64) -> Result<()>;
     /// Acknowledge every delivery up to and including `tag`: the destination committed them.
     fn ack_through(&mut self, tag: u64) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_chain, DestinationCursor, Link};
+    use crate::{ErrorKind, Json};
+
+    fn at(iteration: i64, done: bool) -> DestinationCursor {
+        DestinationCursor { iteration, done, ..DestinationCursor::start(Json::Null) }
+    }
+
+    fn refused(link: Link, stored: Option<(i64, bool)>, c: &DestinationCursor) -> (ErrorKind, String) {
+        let e = check_chain("j", link, stored, c).expect_err("must be refused");
+        (e.kind(), e.message().to_owned())
+    }
+
+    #[test]
+    fn a_chain_starts_at_minus_one_and_each_link_follows_the_stored_one() {
+        let next = |follows| Link::Next { follows };
+        assert!(check_chain("j", next(None), None, &at(-1, false)).is_ok());
+        assert!(check_chain("j", next(Some(-1)), Some((-1, false)), &at(4, false)).is_ok(), "a flush covers pages");
+        assert!(check_chain("j", next(Some(4)), Some((4, false)), &at(4, true)).is_ok(), "marking done");
+        let (kind, m) = refused(next(None), None, &at(3, false));
+        assert!(kind == ErrorKind::Internal && m.contains("starts at iteration -1"), "{m}");
+        let (kind, m) = refused(next(Some(6)), Some((4, false)), &at(9, false));
+        assert!(kind == ErrorKind::Internal && m.contains("a gap") && m.contains("follows iteration 6"), "{m}");
+        assert!(m.contains("at iteration 4") && m.contains("job j"), "{m}");
+        let (kind, m) = refused(next(Some(2)), Some((4, false)), &at(5, false));
+        assert!(kind == ErrorKind::Permanent && m.contains("a fork") && m.contains("moved on to iteration 4"), "{m}");
+        let (kind, m) = refused(next(None), Some((0, false)), &at(-1, false));
+        assert!(kind == ErrorKind::Permanent && m.contains("a fork"), "{m}");
+        let (kind, m) = refused(next(Some(4)), Some((4, false)), &at(3, false));
+        assert!(kind == ErrorKind::Internal && m.contains("does not advance past iteration 4"), "{m}");
+        let (kind, _) = refused(next(Some(4)), Some((4, true)), &at(4, true));
+        assert_eq!(kind, ErrorKind::Internal, "done once only");
+    }
+
+    #[test]
+    fn a_recovery_may_jump_but_not_back() {
+        let from = |from| Link::Recovery { from };
+        assert!(check_chain("j", from(None), None, &at(7, false)).is_ok());
+        assert!(check_chain("j", from(Some(2)), Some((2, false)), &at(7, true)).is_ok());
+        let (kind, m) = refused(from(Some(2)), Some((5, false)), &at(7, false));
+        assert!(kind == ErrorKind::Permanent && m.contains("recovery") && m.contains("a fork"), "{m}");
+        let (kind, _) = refused(from(Some(5)), Some((5, false)), &at(3, false));
+        assert_eq!(kind, ErrorKind::Internal);
+    }
 }

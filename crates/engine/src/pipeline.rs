@@ -394,7 +394,8 @@ impl Pipeline<'_> {
         if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
             if stored.as_ref().is_none_or(|s| ahead.iteration > s.iteration || (ahead.done && !s.done)) {
                 tracing::info!(job = %job.id, iteration = ahead.iteration, "the destination holds a newer commit: resuming after it");
-                self.backend.commit_destination_cursor(cursor_id, &ahead).map_err(|e| (e, false))?;
+                let from = stored.as_ref().map(|s| s.iteration);
+                self.backend.recover_destination_cursor(cursor_id, from, &ahead).map_err(|e| (e, false))?;
                 stored = Some(ahead);
             }
         }
@@ -403,7 +404,7 @@ impl Pipeline<'_> {
             Some(c) => c,
             None => {
                 let c = DestinationCursor::start(token);
-                self.backend.commit_destination_cursor(cursor_id, &c).map_err(|e| (e, false))?;
+                self.backend.commit_destination_cursor(cursor_id, None, &c).map_err(|e| (e, false))?;
                 c
             }
         };
@@ -608,10 +609,11 @@ impl<'w> Writer<'w> {
         Ok(())
     }
 
+    /// Commit `c` as the link after the last committed cursor (`self.cursor`).
     fn commit(&mut self, c: DestinationCursor) -> Result<()> {
         self.failpoints.hit("before_commit")?;
         let job_id = self.cursor_id.clone();
-        self.backend().commit_destination_cursor(&job_id, &c)?;
+        self.backend().commit_destination_cursor(&job_id, Some(self.cursor.iteration), &c)?;
         self.failpoints.hit("after_commit")?;
         tracing::debug!(job = %job_id, iteration = c.iteration, records = c.records_written, "cursor committed");
         if let Some(hook) = &self.durable {

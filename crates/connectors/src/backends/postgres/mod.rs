@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use bizon_core::config::SyncMode;
 use bizon_core::time::now_micros;
-use bizon_core::{Backend, DestinationCursor, Error, Job, JobStatus, Json, Result, StreamKey};
+use bizon_core::{
+    check_chain, fenced_error, Backend, DestinationCursor, Error, Job, JobStatus, Json, Link, Result, StreamKey,
+};
 use postgres::{Client, Row};
 
 use crate::descriptor::{BackendDescriptor, BackendSpec};
@@ -139,7 +141,7 @@ impl PostgresBackend {
                     .query_opt(&format!("SELECT fence FROM {locks} WHERE pipeline = $1 FOR SHARE"), &[pipeline])?
                     .map(|r| r.get(0));
                 if current != Some(*ours) {
-                    return Ok(Err(fenced(pipeline, *ours, current)));
+                    return Ok(Err(fenced_error(pipeline, *ours, current)));
                 }
             }
             f(&mut tx)?;
@@ -150,6 +152,59 @@ impl PostgresBackend {
             Ok(r) => r,
             Err(e) => Err(self.err("writing state", &e)),
         }
+    }
+
+    /// Store `cursor` if it chains onto the stored one as `link` says ([`check_chain`]), in the
+    /// fenced transaction: the stored row is locked while it is compared and replaced.
+    fn store_cursor(&mut self, job_id: &str, link: Link, c: &DestinationCursor) -> Result<()> {
+        let dc = self.t("bizon_destination_cursors");
+        let jobs = self.t("bizon_jobs");
+        let mut refused = None;
+        let slot = &mut refused;
+        self.fenced_tx(|tx| {
+            let read = format!("SELECT iteration, done FROM {dc} WHERE job_id = $1");
+            let stored: Option<(i64, bool)> =
+                tx.query_opt(&format!("{read} FOR UPDATE"), &[&job_id])?.map(|r| (r.get(0), r.get(1)));
+            if let Err(e) = check_chain(job_id, link, stored, c) {
+                *slot = Some(e);
+                return Ok(());
+            }
+            // no row to lock yet: of two first commits racing, the second inserts nothing
+            let on_conflict = match stored {
+                None => "DO NOTHING",
+                Some(_) => {
+                    "DO UPDATE SET iteration = $2, pagination = $3, token = $4, records_written = $5, \
+                     bytes_written = $6, watermark = $7, done = $8, updated_at = $9"
+                }
+            };
+            let stored_rows = tx.execute(
+                &format!(
+                    "INSERT INTO {dc} (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) {on_conflict}"
+                ),
+                &[
+                    &job_id,
+                    &c.iteration,
+                    &c.pagination.to_string(),
+                    &c.token.to_string(),
+                    &(c.records_written as i64),
+                    &(c.bytes_written as i64),
+                    &c.watermark.as_ref().map(Json::to_string),
+                    &c.done,
+                    &now_micros(),
+                ],
+            )?;
+            if stored_rows == 0 {
+                let now: Option<(i64, bool)> = tx.query_opt(&read, &[&job_id])?.map(|r| (r.get(0), r.get(1)));
+                *slot = Some(check_chain(job_id, link, now, c).err().unwrap_or_else(|| {
+                    Error::permanent(format!("destination cursor for job {job_id}: another writer committed meanwhile"))
+                }));
+                return Ok(());
+            }
+            tx.execute(&format!("UPDATE {jobs} SET updated_at = $2 WHERE id = $1"), &[&job_id, &now_micros()])?;
+            Ok(())
+        })?;
+        refused.map_or(Ok(()), Err)
     }
 
     fn job_from_row(r: &Row) -> Job {
@@ -184,13 +239,6 @@ impl PostgresBackend {
 
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-fn fenced(pipeline: &str, ours: i64, current: Option<i64>) -> Error {
-    Error::permanent(format!(
-        "fenced: another run took pipeline `{pipeline}` over (fencing token {} > ours {ours}); this run stops without committing",
-        current.map(|c| c.to_string()).unwrap_or_else(|| "gone".into())
-    ))
 }
 
 const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, \
@@ -311,7 +359,7 @@ impl Backend for PostgresBackend {
         if current == Some(ours) {
             Ok(())
         } else {
-            Err(fenced(&pipeline, ours, current))
+            Err(fenced_error(&pipeline, ours, current))
         }
     }
 
@@ -380,49 +428,22 @@ impl Backend for PostgresBackend {
         Ok(r.map_err(|e| self.err("reading the destination cursor", &e))?.and_then(|r| Self::cursor_from_row(&r, 0)))
     }
 
-    fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()> {
-        let dc = self.t("bizon_destination_cursors");
-        let jobs = self.t("bizon_jobs");
-        let (job_id, c) = (job_id.to_owned(), cursor.clone());
-        let mut chain_error = None;
-        let chain = &mut chain_error;
-        let r = self.fenced_tx(|tx| {
-            let stored: Option<i64> = tx
-                .query_opt(&format!("SELECT iteration FROM {dc} WHERE job_id = $1 FOR UPDATE"), &[&job_id])?
-                .map(|r| r.get(0));
-            if let Some(prev) = stored.filter(|prev| c.iteration < *prev) {
-                *chain = Some(Error::internal(format!(
-                    "destination cursor for job {job_id} does not chain: iteration {} after stored {prev}",
-                    c.iteration
-                )));
-                return Ok(());
-            }
-            tx.execute(
-                &format!(
-                    "INSERT INTO {dc} (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) DO UPDATE SET iteration = $2, pagination = $3, \
-                     token = $4, records_written = $5, bytes_written = $6, watermark = $7, done = $8, updated_at = $9"
-                ),
-                &[
-                    &job_id,
-                    &c.iteration,
-                    &c.pagination.to_string(),
-                    &c.token.to_string(),
-                    &(c.records_written as i64),
-                    &(c.bytes_written as i64),
-                    &c.watermark.as_ref().map(Json::to_string),
-                    &c.done,
-                    &now_micros(),
-                ],
-            )?;
-            tx.execute(&format!("UPDATE {jobs} SET updated_at = $2 WHERE id = $1"), &[&job_id, &now_micros()])?;
-            Ok(())
-        });
-        r?;
-        match chain_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+    fn commit_destination_cursor(
+        &mut self,
+        job_id: &str,
+        follows: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Next { follows }, cursor)
+    }
+
+    fn recover_destination_cursor(
+        &mut self,
+        job_id: &str,
+        from: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Recovery { from }, cursor)
     }
 
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {
@@ -548,3 +569,6 @@ pub const DESCRIPTOR: BackendDescriptor = BackendDescriptor {
         Ok(std::sync::Arc::new(PostgresBackendSpec { conn, lease }))
     },
 };
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,12 @@
 //! chains onto the stored one), one watermark per stream. A per-pipeline lock file next to the
 //! database, held with an OS file lock, keeps one run per pipeline; the OS drops the lock when
 //! the process dies, so a run killed with -9 is taken over by the next one.
+//!
+//! Fencing, as on PostgreSQL: taking the lock bumps the pipeline's epoch in `bizon_fences`, and
+//! every cursor commit and job update checks it in its (IMMEDIATE, so serialized) transaction.
+//! The OS lock already keeps a live holder exclusive; the epoch refuses a writer that lost its
+//! lock anyway (a lock file removed by hand, a database shared over a network file system, a
+//! handle kept after its lock guard was dropped).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -11,12 +17,14 @@ use std::path::PathBuf;
 
 use bizon_core::config::SyncMode;
 use bizon_core::time::now_micros;
-use bizon_core::{Backend, DestinationCursor, Error, Job, JobStatus, Json, Result, StreamKey};
-use rusqlite::{params, Connection, OptionalExtension};
+use bizon_core::{
+    check_chain, fenced_error, Backend, DestinationCursor, Error, Job, JobStatus, Json, Link, Result, StreamKey,
+};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::descriptor::{BackendDescriptor, BackendSpec};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS bizon_jobs (
@@ -63,10 +71,22 @@ CREATE TABLE IF NOT EXISTS bizon_streams (
 );
 ";
 
+/// Version 2: a fencing epoch per lock name (a pipeline, or `<pipeline>#<role>`).
+const MIGRATION_2: &str = "
+CREATE TABLE IF NOT EXISTS bizon_fences (
+    pipeline TEXT PRIMARY KEY,
+    fence INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
 pub struct SqliteBackend {
     conn: Connection,
     /// Directory-qualified database path; `None` in memory (no cross-process lock then).
     path: Option<PathBuf>,
+    /// (lock name, fencing epoch) while this handle holds a pipeline lock.
+    fence: Option<(String, i64)>,
 }
 
 fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -89,14 +109,14 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
         let conn = Connection::open(&path).map_err(db_err("opening the database"))?;
-        let mut b = SqliteBackend { conn, path: Some(path) };
+        let mut b = SqliteBackend { conn, path: Some(path), fence: None };
         b.init()?;
         Ok(b)
     }
 
     pub fn in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(db_err("opening the database"))?;
-        let mut b = SqliteBackend { conn, path: None };
+        let mut b = SqliteBackend { conn, path: None, fence: None };
         b.init()?;
         Ok(b)
     }
@@ -127,17 +147,75 @@ impl SqliteBackend {
                 "sqlite backend: database schema version {version} is newer than this bizon ({SCHEMA_VERSION}); upgrade bizon"
             )));
         }
-        if version < 1 {
-            // IMMEDIATE: concurrent openers queue on the write lock instead of failing busy
+        if version < SCHEMA_VERSION {
+            // IMMEDIATE: concurrent openers queue on the write lock instead of failing busy; the
+            // version is read again inside, since another opener may have migrated meanwhile
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db_err("migrating"))?;
-            tx.execute_batch(MIGRATION_1).map_err(db_err("migrating to version 1"))?;
-            tx.execute_batch("PRAGMA user_version = 1").map_err(db_err("migrating"))?;
+            let version: i64 =
+                tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading schema version"))?;
+            for (to, sql) in [(1, MIGRATION_1), (2, MIGRATION_2)] {
+                if version < to {
+                    tx.execute_batch(sql).map_err(db_err(&format!("migrating to version {to}")))?;
+                }
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(db_err("migrating"))?;
             tx.commit().map_err(db_err("migrating"))?;
         }
         Ok(())
+    }
+
+    /// Run `f` in an IMMEDIATE transaction that first checks this handle's fencing epoch (when
+    /// it holds a lock), and commit it: a stale writer changes nothing.
+    fn fenced_tx<T>(&mut self, what: &str, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(what))?;
+        if let Some((lock, ours)) = &self.fence {
+            let current = read_fence(&tx, lock)?;
+            if current != Some(*ours) {
+                return Err(fenced_error(lock, *ours, current));
+            }
+        }
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err(what))?;
+        Ok(out)
+    }
+
+    /// Store `cursor` if it chains onto the stored one as `link` says ([`check_chain`]).
+    fn store_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
+        self.fenced_tx("committing a cursor", |tx| {
+            let stored: Option<(i64, bool)> = tx
+                .query_row(
+                    "SELECT iteration, done FROM bizon_destination_cursors WHERE job_id = ?1",
+                    params![job_id],
+                    |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+                )
+                .optional()
+                .map_err(db_err("reading the destination cursor"))?;
+            check_chain(job_id, link, stored, cursor)?;
+            tx.execute(
+                "INSERT INTO bizon_destination_cursors (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (job_id) DO UPDATE SET iteration = ?2, pagination = ?3, token = ?4, records_written = ?5, \
+                 bytes_written = ?6, watermark = ?7, done = ?8, updated_at = ?9",
+                params![
+                    job_id,
+                    cursor.iteration,
+                    cursor.pagination.to_string(),
+                    cursor.token.to_string(),
+                    cursor.records_written as i64,
+                    cursor.bytes_written as i64,
+                    cursor.watermark.as_ref().map(Json::to_string),
+                    cursor.done as i64,
+                    now_micros(),
+                ],
+            )
+            .map_err(db_err("committing a cursor"))?;
+            tx.execute("UPDATE bizon_jobs SET updated_at = ?2 WHERE id = ?1", params![job_id, now_micros()])
+                .map_err(db_err("committing a cursor"))?;
+            Ok(())
+        })
     }
 
     fn lock_path(&self, pipeline: &str) -> Option<PathBuf> {
@@ -151,45 +229,9 @@ impl SqliteBackend {
         Some(path.with_file_name(name))
     }
 
-    fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
-        Ok(Job {
-            id: r.get(0)?,
-            key: StreamKey { pipeline: r.get(1)?, source: r.get(2)?, stream: r.get(3)? },
-            sync_mode: SyncMode::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
-            reset: r.get::<_, i64>(5)? != 0,
-            status: JobStatus::parse(&r.get::<_, String>(6)?).unwrap_or(JobStatus::Failed),
-            since: to_json(r.get(7)?),
-            created_at: r.get(8)?,
-            updated_at: r.get(9)?,
-            pid: r.get::<_, i64>(10)? as u32,
-            total_records: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-            error: r.get(12)?,
-        })
-    }
-
-    fn cursor_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<DestinationCursor>> {
-        let Some(iteration) = r.get::<_, Option<i64>>(at)? else { return Ok(None) };
-        Ok(Some(DestinationCursor {
-            iteration,
-            pagination: to_json(r.get(at + 1)?).unwrap_or(Json::Null),
-            token: to_json(r.get(at + 2)?).unwrap_or(Json::Null),
-            records_written: r.get::<_, i64>(at + 3)? as u64,
-            bytes_written: r.get::<_, i64>(at + 4)? as u64,
-            watermark: to_json(r.get(at + 5)?),
-            done: r.get::<_, i64>(at + 6)? != 0,
-        }))
-    }
-}
-
-const JOB_COLS: &str =
-    "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, j.updated_at, j.pid, j.total_records, j.error";
-const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
-
-/// Holds the pipeline's lock file open (and locked) for the run.
-struct PipelineLock(#[allow(dead_code)] File);
-
-impl Backend for SqliteBackend {
-    fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
+    /// Take the pipeline's OS file lock (nothing in memory: a single handle), naming the holder
+    /// when it is taken.
+    fn lock_file(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let Some(path) = self.lock_path(&key.pipeline) else { return Ok(Box::new(())) };
         let mut file = OpenOptions::new()
             .create(true)
@@ -230,6 +272,80 @@ impl Backend for SqliteBackend {
         Ok(Box::new(PipelineLock(file)))
     }
 
+    fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+        Ok(Job {
+            id: r.get(0)?,
+            key: StreamKey { pipeline: r.get(1)?, source: r.get(2)?, stream: r.get(3)? },
+            sync_mode: SyncMode::parse(&r.get::<_, String>(4)?).unwrap_or_default(),
+            reset: r.get::<_, i64>(5)? != 0,
+            status: JobStatus::parse(&r.get::<_, String>(6)?).unwrap_or(JobStatus::Failed),
+            since: to_json(r.get(7)?),
+            created_at: r.get(8)?,
+            updated_at: r.get(9)?,
+            pid: r.get::<_, i64>(10)? as u32,
+            total_records: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+            error: r.get(12)?,
+        })
+    }
+
+    fn cursor_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<DestinationCursor>> {
+        let Some(iteration) = r.get::<_, Option<i64>>(at)? else { return Ok(None) };
+        Ok(Some(DestinationCursor {
+            iteration,
+            pagination: to_json(r.get(at + 1)?).unwrap_or(Json::Null),
+            token: to_json(r.get(at + 2)?).unwrap_or(Json::Null),
+            records_written: r.get::<_, i64>(at + 3)? as u64,
+            bytes_written: r.get::<_, i64>(at + 4)? as u64,
+            watermark: to_json(r.get(at + 5)?),
+            done: r.get::<_, i64>(at + 6)? != 0,
+        }))
+    }
+}
+
+const JOB_COLS: &str =
+    "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, j.updated_at, j.pid, j.total_records, j.error";
+const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
+
+/// Holds the pipeline's lock file open (and locked) for the run.
+struct PipelineLock(#[allow(dead_code)] File);
+
+fn read_fence(conn: &Connection, lock: &str) -> Result<Option<i64>> {
+    conn.query_row("SELECT fence FROM bizon_fences WHERE pipeline = ?1", params![lock], |r| r.get(0))
+        .optional()
+        .map_err(db_err("reading the fencing token"))
+}
+
+impl Backend for SqliteBackend {
+    fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
+        let guard = self.lock_file(key)?;
+        // the new holder's epoch: every earlier holder's fenced writes are refused from now on
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err("taking the fencing token"))?;
+        let fence: i64 = tx
+            .query_row(
+                "INSERT INTO bizon_fences (pipeline, fence, pid, updated_at) VALUES (?1, 1, ?2, ?3) \
+                 ON CONFLICT (pipeline) DO UPDATE SET fence = fence + 1, pid = ?2, updated_at = ?3 RETURNING fence",
+                params![key.pipeline, std::process::id() as i64, now_micros()],
+                |r| r.get(0),
+            )
+            .map_err(db_err("taking the fencing token"))?;
+        tx.commit().map_err(db_err("taking the fencing token"))?;
+        self.fence = Some((key.pipeline.clone(), fence));
+        Ok(guard)
+    }
+
+    fn check_fence(&mut self) -> Result<()> {
+        let Some((lock, ours)) = self.fence.clone() else { return Ok(()) };
+        let current = read_fence(&self.conn, &lock)?;
+        if current == Some(ours) {
+            Ok(())
+        } else {
+            Err(fenced_error(&lock, ours, current))
+        }
+    }
+
     fn resumable_job(&mut self, key: &StreamKey) -> Result<Option<Job>> {
         self.conn
             .query_row(
@@ -245,8 +361,8 @@ impl Backend for SqliteBackend {
     }
 
     fn create_job(&mut self, job: &Job) -> Result<()> {
-        self.conn
-            .execute(
+        self.fenced_tx("creating a job", |tx| {
+            tx.execute(
                 "INSERT INTO bizon_jobs (id, pipeline, source, stream, sync_mode, reset, status, since, created_at, updated_at, pid, total_records) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
                 params![
@@ -264,27 +380,30 @@ impl Backend for SqliteBackend {
                 ],
             )
             .map_err(db_err("creating a job"))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn set_job_status(&mut self, job_id: &str, status: JobStatus, error: Option<&str>) -> Result<()> {
-        self.conn
-            .execute(
+        self.fenced_tx("updating a job", |tx| {
+            tx.execute(
                 "UPDATE bizon_jobs SET status = ?2, error = ?3, updated_at = ?4, pid = ?5 WHERE id = ?1",
                 params![job_id, status.as_str(), error, now_micros(), std::process::id() as i64],
             )
             .map_err(db_err("updating a job"))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn set_job_total(&mut self, job_id: &str, total: Option<u64>) -> Result<()> {
-        self.conn
-            .execute(
+        self.fenced_tx("updating a job", |tx| {
+            tx.execute(
                 "UPDATE bizon_jobs SET total_records = ?2, pid = ?3, updated_at = ?4 WHERE id = ?1",
                 params![job_id, total.map(|v| v as i64), std::process::id() as i64, now_micros()],
             )
             .map_err(db_err("updating a job"))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn destination_cursor(&mut self, job_id: &str) -> Result<Option<DestinationCursor>> {
@@ -297,44 +416,22 @@ impl Backend for SqliteBackend {
             .flatten())
     }
 
-    fn commit_destination_cursor(&mut self, job_id: &str, cursor: &DestinationCursor) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err("committing a cursor"))?;
-        let stored: Option<i64> = tx
-            .query_row("SELECT iteration FROM bizon_destination_cursors WHERE job_id = ?1", params![job_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db_err("reading the destination cursor"))?;
-        if let Some(prev) = stored.filter(|prev| cursor.iteration < *prev) {
-            return Err(Error::internal(format!(
-                "destination cursor for job {job_id} does not chain: iteration {} after stored {prev}",
-                cursor.iteration
-            )));
-        }
-        tx.execute(
-            "INSERT INTO bizon_destination_cursors (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (job_id) DO UPDATE SET iteration = ?2, pagination = ?3, token = ?4, records_written = ?5, \
-             bytes_written = ?6, watermark = ?7, done = ?8, updated_at = ?9",
-            params![
-                job_id,
-                cursor.iteration,
-                cursor.pagination.to_string(),
-                cursor.token.to_string(),
-                cursor.records_written as i64,
-                cursor.bytes_written as i64,
-                cursor.watermark.as_ref().map(Json::to_string),
-                cursor.done as i64,
-                now_micros(),
-            ],
-        )
-        .map_err(db_err("committing a cursor"))?;
-        tx.execute("UPDATE bizon_jobs SET updated_at = ?2 WHERE id = ?1", params![job_id, now_micros()])
-            .map_err(db_err("committing a cursor"))?;
-        tx.commit().map_err(db_err("committing a cursor"))
+    fn commit_destination_cursor(
+        &mut self,
+        job_id: &str,
+        follows: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Next { follows }, cursor)
+    }
+
+    fn recover_destination_cursor(
+        &mut self,
+        job_id: &str,
+        from: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.store_cursor(job_id, Link::Recovery { from }, cursor)
     }
 
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {
@@ -349,10 +446,7 @@ impl Backend for SqliteBackend {
     }
 
     fn complete_job(&mut self, job_id: &str, watermark: Option<&Json>) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err("completing a job"))?;
+        self.fenced_tx("completing a job", |tx| {
         let (pipeline, source, stream): (String, String, String) = tx
             .query_row("SELECT pipeline, source, stream FROM bizon_jobs WHERE id = ?1", params![job_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -371,7 +465,8 @@ impl Backend for SqliteBackend {
             )
             .map_err(db_err("storing the watermark"))?;
         }
-        tx.commit().map_err(db_err("completing a job"))
+        Ok(())
+        })
     }
 
     fn stream_watermark(&mut self, key: &StreamKey) -> Result<Option<Json>> {
@@ -388,24 +483,21 @@ impl Backend for SqliteBackend {
     }
 
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err("resetting a stream"))?;
-        tx.execute(
-            "DELETE FROM bizon_streams WHERE pipeline = ?1 AND source = ?2 AND stream = ?3",
-            params![key.pipeline, key.source, key.stream],
-        )
-        .map_err(db_err("resetting a stream"))?;
-        let n = tx
-            .execute(
-                "UPDATE bizon_jobs SET status = 'canceled', error = 'stream reset', updated_at = ?4 \
-                 WHERE pipeline = ?1 AND source = ?2 AND stream = ?3 AND status IN ('running', 'stopped', 'failed')",
-                params![key.pipeline, key.source, key.stream, now_micros()],
+        self.fenced_tx("resetting a stream", |tx| {
+            tx.execute(
+                "DELETE FROM bizon_streams WHERE pipeline = ?1 AND source = ?2 AND stream = ?3",
+                params![key.pipeline, key.source, key.stream],
             )
             .map_err(db_err("resetting a stream"))?;
-        tx.commit().map_err(db_err("resetting a stream"))?;
-        Ok(n as u64)
+            let n = tx
+                .execute(
+                    "UPDATE bizon_jobs SET status = 'canceled', error = 'stream reset', updated_at = ?4 \
+                 WHERE pipeline = ?1 AND source = ?2 AND stream = ?3 AND status IN ('running', 'stopped', 'failed')",
+                    params![key.pipeline, key.source, key.stream, now_micros()],
+                )
+                .map_err(db_err("resetting a stream"))?;
+            Ok(n as u64)
+        })
     }
 
     fn list_jobs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<(Job, Option<DestinationCursor>)>> {
@@ -420,9 +512,6 @@ impl Backend for SqliteBackend {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err("listing jobs"))
     }
 }
-
-#[cfg(test)]
-mod tests;
 
 /// `engine.backend.type: sqlite` (a file) or `sqlite_in_memory`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -471,3 +560,6 @@ pub const IN_MEMORY: BackendDescriptor = BackendDescriptor {
     description: "SQLite in memory: nothing survives the process (tests, one-off runs)",
     parse: |_fields, _node| Ok(std::sync::Arc::new(SqliteSpec { path: None })),
 };
+
+#[cfg(test)]
+mod tests;
