@@ -17,7 +17,7 @@ pub fn list(config: &ConfigArgs, limit: usize) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<22} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26} {:>10} {:>6} {:>8}",
+        "{:<36} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26} {:>10} {:>6} {:>8}",
         "JOB", "STATUS", "MODE", "STREAM", "ITERATION", "RECORDS", "UPDATED", "RATE/S", "%", "ETA"
     );
     for (job, cursor) in jobs {
@@ -26,7 +26,7 @@ pub fn list(config: &ConfigArgs, limit: usize) -> Result<(), Failure> {
         let p = progress(&job, recs);
         let dash = || "-".to_owned();
         println!(
-            "{:<22} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26} {:>10} {:>6} {:>8}",
+            "{:<36} {:<10} {:<13} {:<10} {:>10} {:>12} {:<26} {:>10} {:>6} {:>8}",
             job.id,
             job.status.as_str(),
             format!("{}{}", job.sync_mode.as_str(), if job.reset { "*" } else { "" }),

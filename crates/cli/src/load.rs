@@ -31,6 +31,17 @@ pub fn env_lookup(args: &ConfigArgs) -> Result<impl Fn(&str) -> Option<String>, 
 }
 
 pub fn read_config(args: &ConfigArgs) -> Result<String, Failure> {
+    // Refuse a huge file before reading it (the YAML loader bounds what it parses, too).
+    let limit = bizon_core::config::MAX_CONFIG_BYTES as u64;
+    if let Ok(meta) = std::fs::metadata(&args.config) {
+        if meta.is_file() && meta.len() > limit {
+            return Err(usage(anyhow!(
+                "{}: the config is {} bytes, over the limit of {limit} bytes",
+                args.config.display(),
+                meta.len()
+            )));
+        }
+    }
     std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read config file `{}`", args.config.display()))
         .map_err(usage)

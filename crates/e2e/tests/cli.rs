@@ -172,7 +172,11 @@ fn list_verbs_show_connectors_streams_and_guarantees() {
     assert!(out.contains("creatures") && out.contains("plants"), "{out}");
     let bad = s.run(&["stream", "list", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("available: dummy, generator"));
+    assert!(
+        stderr(&bad).contains("unknown source `nope`") && stderr(&bad).contains("Available: dummy, generator"),
+        "{}",
+        stderr(&bad)
+    );
     let out = stdout(&s.run(&["destination", "list"]));
     let file_line = out.lines().find(|l| l.trim_start().starts_with("file")).unwrap();
     assert!(file_line.contains("exactly-once"), "{out}");

@@ -26,7 +26,7 @@ pub struct Counters {
     pub records_before: AtomicU64,
     /// 0 = unknown.
     pub total: AtomicU64,
-    /// The job this process works on (set when it starts), a metrics label.
+    /// The job this process works on (set when it starts): for logs and spans, never a metrics label.
     pub job_id: std::sync::Mutex<String>,
     pub records_extracted: AtomicU64,
     pub bytes_extracted: AtomicU64,
