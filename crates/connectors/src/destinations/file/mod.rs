@@ -26,12 +26,14 @@
 //! way fails instead of committing rows that are not in it.
 //!
 //! The remaining window: the engine checks the fencing token just before `open` and before
-//! `finalize`, and both act by path (open truncates the path's file, finalize renames the staging
-//! file). A run paused exactly between that check and the call, then woken after a takeover,
-//! still acts on the new run's file (truncating it to its older commit, or moving it to a copy
-//! of that). The new run's next flush then fails (its file was replaced) and nothing it commits
-//! is lost silently, but the target may need `--reset`. Closing it would need the destination to
-//! check the token itself (the Destination API does not pass it).
+//! `finalize`, and both act by path (open truncates the file to the run's last commit, finalize
+//! renames the staging file over the target). A run paused exactly between that check and the
+//! call, and woken after a takeover, still acts on the new run's file: while the new run writes
+//! it, the stale open finds it locked and moves it to a copy cut at the stale commit (the new
+//! run's next flush fails, nothing false is committed, but the target may need `--reset`); after
+//! the new run finished, an incremental target is truncated to the stale commit and loses the
+//! new run's rows. That window is a few system calls wide; closing it would need the destination
+//! to check the token itself (the Destination API does not pass it).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -293,6 +295,9 @@ fn claim(path: &Path, file: File, keep: u64) -> Result<File> {
         .open(&fresh_path)
         .map_err(io("creating"))?;
     fresh.try_lock().map_err(|e| Error::permanent(format!("locking {}: {e}", fresh_path.display())))?;
+    if let Ok(m) = file.metadata() {
+        let _ = fs::set_permissions(&fresh_path, m.permissions()); // best effort: keep the user's mode
+    }
     let copied = std::io::copy(&mut (&file).take(keep), &mut fresh).map_err(io("copying the committed part into"))?;
     if copied != keep {
         return Err(Error::permanent(format!(
