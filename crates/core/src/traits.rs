@@ -335,8 +335,8 @@ pub trait Backend: Send {
     /// Forget the stream's watermark and cancel its unfinished jobs; returns jobs canceled.
     fn reset_stream(&mut self, key: &StreamKey) -> Result<u64>;
     /// Fail if another run took the pipeline over since `lock_pipeline` (fencing token moved on).
-    /// The engine checks it before every destination flush; backends also check it inside
-    /// every cursor commit and job update.
+    /// The engine checks it before opening the destination, before every destination flush and
+    /// before finalizing; backends also check it inside every cursor commit and job update.
     fn check_fence(&mut self) -> Result<()> {
         Ok(())
     }

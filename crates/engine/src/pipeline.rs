@@ -380,7 +380,6 @@ impl Pipeline<'_> {
         if self.spec.role == Role::Producer {
             return self.produce_only(job, read_ctx).map_err(|e| (e, false));
         }
-        self.backend.check_fence().map_err(|e| (e, false))?;
         let cursor_id = dctx.job_id.as_str();
         if let Some((lane, _)) = dctx.lane {
             // a lane's cursor chain hangs off a job row of its own (`<stream>#lane-<k>`)
@@ -399,6 +398,8 @@ impl Pipeline<'_> {
                 stored = Some(ahead);
             }
         }
+        // the last check before the destination touches its target (a stale run must not truncate it)
+        self.backend.check_fence().map_err(|e| (e, false))?;
         let token = self.destination.open(dctx, stored.as_ref().map(|c| &c.token)).map_err(|e| (e, false))?;
         let start = match stored {
             Some(c) => c,
@@ -628,6 +629,8 @@ impl<'w> Writer<'w> {
     fn finish(&mut self) -> Result<Outcome> {
         self.flush(true)?;
         self.failpoints.hit("before_finalize")?;
+        // publishing (a rename, a table swap) is a write too: not after a takeover
+        self.backend().check_fence()?;
         self.destination.finalize()?;
         self.failpoints.hit("after_finalize")?;
         let mut written = self.cursor.watermark.clone();

@@ -13,9 +13,31 @@
 //!   first commit, so a crash before any flush rolls back to it.
 //! - Broker lanes (several consumers): lane `k` writes `<stem>.lane-<k>.json` the same way; the
 //!   job's rows are the union of the lane files.
+//!
+//! **Fencing.** A run paused past its backend lease (SIGSTOP, a frozen VM) is taken over by a
+//! new run, and its backend commits are refused from then on; its file writes must be too, but a
+//! file has no fencing token and the paused run's writer thread may hold chunks it writes the
+//! moment it wakes up. So the file being written is locked (an OS lock on its inode, held while
+//! it is open); a new run that finds it locked knows the holder is a live writer it took over,
+//! and moves the path to a **new inode** holding a copy of the committed bytes (the part the
+//! stale run could not change: it writes past its last commit only). Whatever the stale run
+//! writes later lands in the old, unlinked inode: not one byte reaches the file. Each flush also
+//! checks that the path still names the inode written, so a run whose file was moved away this
+//! way fails instead of committing rows that are not in it.
+//!
+//! The remaining window: the engine checks the fencing token just before `open` and before
+//! `finalize`, and both act by path (open truncates the file to the run's last commit, finalize
+//! renames the staging file over the target). A run paused exactly between that check and the
+//! call, and woken after a takeover, still acts on the new run's file: while the new run writes
+//! it, the stale open finds it locked and moves it to a copy cut at the stale commit (the new
+//! run's next flush fails, nothing false is committed, but the target may need `--reset`); after
+//! the new run finished, an incremental target is truncated to the stale commit and loses the
+//! new run's rows. That window is a few system calls wide; closing it would need the destination
+//! to check the token itself (the Destination API does not pass it).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -97,6 +119,8 @@ pub struct FileDestination {
     offset: u64,
     /// Resumed after the staging file was already renamed into place.
     published: bool,
+    /// (device, inode) of the file being written: a flush checks the path still names it.
+    written: Option<(u64, u64)>,
 }
 
 impl FileDestination {
@@ -113,6 +137,7 @@ impl FileDestination {
             buf: Vec::new(),
             offset: 0,
             published: false,
+            written: None,
         }
     }
 
@@ -160,8 +185,27 @@ impl FileDestination {
                     return Err(Error::permanent(format!("writing {}: {e}", self.target.display())));
                 }
             }
+            self.check_still_ours()?;
         }
         Ok(json!({"offset": self.offset}))
+    }
+
+    /// Fail if the path no longer names the file this destination writes: a run that took the
+    /// pipeline over moved it to a copy of its committed part ([`claim`]), so nothing written
+    /// since the last commit is in it and committing it would be a lie.
+    fn check_still_ours(&mut self) -> Result<()> {
+        let Some(ours) = self.written else { return Ok(()) };
+        let path = self.write_path();
+        let now = fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+        if now == Some(ours) {
+            return Ok(());
+        }
+        self.io = None;
+        Err(Error::permanent(format!(
+            "{} was replaced since this run opened it (another run took the pipeline over, or another pipeline \
+             writes the same file): what this run wrote since its last commit is not in it",
+            path.display()
+        )))
     }
 
     /// The writer thread stopped: take its error.
@@ -256,6 +300,54 @@ impl Drop for IoThread {
     }
 }
 
+/// Take the OS lock on `file`, just opened at `path`, for as long as it stays open. When a live
+/// writer holds it — a run this one took over, paused or partitioned — its descriptor cannot be
+/// revoked, so `path` moves to a new, locked inode holding the first `keep` bytes of the file
+/// (the committed part, which that writer never changes) and its later writes go to the old,
+/// unlinked inode. A file system without these locks only gets a warning.
+fn claim(path: &Path, file: File, keep: u64) -> Result<File> {
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the file: a paused run taken over could still write to it");
+            return Ok(file);
+        }
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fresh_path = path.with_file_name(format!(".{name}.bizon-takeover"));
+    let io = |what: &str| {
+        let what = format!("{what} {}", fresh_path.display());
+        move |e| Error::io(what, e)
+    };
+    let mut fresh = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&fresh_path)
+        .map_err(io("creating"))?;
+    fresh.try_lock().map_err(|e| Error::permanent(format!("locking {}: {e}", fresh_path.display())))?;
+    if let Ok(m) = file.metadata() {
+        let _ = fs::set_permissions(&fresh_path, m.permissions()); // best effort: keep the user's mode
+    }
+    let copied = std::io::copy(&mut (&file).take(keep), &mut fresh).map_err(io("copying the committed part into"))?;
+    if copied != keep {
+        return Err(Error::permanent(format!(
+            "{}: {keep} bytes are committed but only {copied} could be read",
+            path.display()
+        )));
+    }
+    fresh.sync_data().map_err(io("syncing"))?;
+    fs::rename(&fresh_path, path).map_err(io("renaming into place"))?;
+    sync_dir(path);
+    tracing::warn!(
+        path = %path.display(), committed_bytes = keep,
+        "the file is still open in another writer (a run this one took over): writing on in a copy of its committed part, out of that writer's reach"
+    );
+    Ok(fresh)
+}
+
 /// Start writeback of `[started, written)`, then wait for `[inflight, started)` (started one
 /// window ago) and drop it from the page cache. Advisory: errors surface at the next fsync.
 #[cfg(target_os = "linux")]
@@ -295,6 +387,7 @@ impl Destination for FileDestination {
         self.io = None;
         self.mode = ctx.sync_mode;
         self.published = false;
+        self.written = None;
         self.target = match ctx.lane {
             Some((lane, lanes)) if lanes > 1 => {
                 let name = self.base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -356,6 +449,10 @@ impl Destination for FileDestination {
             (None, SyncMode::FullRefresh) => 0,
             (None, _) => len,
         };
+        let file = claim(&path, file, start)?;
+        let meta = file.metadata().map_err(|e| Error::io(path.display(), e))?;
+        let len = meta.len();
+        self.written = Some((meta.dev(), meta.ino()));
         if len != start {
             // Drop the uncommitted tail of a crashed run (or the old staging content).
             file.set_len(start).map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
