@@ -15,11 +15,17 @@ fn default_name_is_destination_id_dot_json_and_staging_is_bizons() {
 /// next flush fails; the new run goes on from the committed part.
 #[test]
 fn a_writer_taken_over_cannot_write_into_the_file() {
-    use bizon_core::{BatchMeta, DestinationContext};
+    use bizon_core::config::SyncMode;
+    use bizon_core::{BatchMeta, Destination, DestinationContext};
     use bizon_testkit::destination::next_cursor;
-    use bizon_testkit::fixtures::batch;
+    use bizon_testkit::fixtures::{batch, read_ids, TempDir};
 
-    let h = FileHarness { dir: TempDir::new("file-takeover") };
+    let dir = TempDir::new("file-takeover");
+    let target = dir.join("out/records.json");
+    let make = || {
+        let cfg = FileConfig { path: Some(target.display().to_string()), ..Default::default() };
+        Box::new(FileDestination::new(&cfg, "ignored")) as Box<dyn Destination>
+    };
     let ctx = DestinationContext {
         pipeline: "p".into(),
         job_id: "j".into(),
@@ -28,30 +34,27 @@ fn a_writer_taken_over_cannot_write_into_the_file() {
         lane: None,
     };
     let meta = |iteration| BatchMeta { iteration, extracted_at: 1, loaded_at: 2, job_hash: 42 };
-    let mut stale = h.make();
+    let mut stale = make();
     stale.open(&ctx, None).expect("open");
     stale.write(&batch(0, 10), &meta(0)).expect("write");
     let committed = stale.flush(&next_cursor(0, 10)).expect("flush");
     stale.write(&batch(10, 5), &meta(1)).expect("uncommitted write");
-    let before = std::fs::read(h.target()).expect("read");
+    let before = std::fs::read(&target).expect("read");
 
-    let mut fresh = h.make();
+    let mut fresh = make();
     fresh.open(&ctx, Some(&committed)).expect("a new run opens the file the stale writer holds");
     // well past the write chunk: the stale writer's thread writes it out
     stale.write(&batch(15, 5000), &meta(2)).expect("the stale writer does not know yet");
     let e = stale.flush(&next_cursor(2, 5015)).expect_err("the stale writer's flush must fail");
     assert!(e.message().contains("was replaced since this run opened it"), "{}", e.message());
-    assert_eq!(
-        &std::fs::read(h.target()).expect("read")[..],
-        &before[..committed["offset"].as_u64().unwrap() as usize]
-    );
+    assert_eq!(&std::fs::read(&target).expect("read")[..], &before[..committed["offset"].as_u64().unwrap() as usize]);
 
     fresh.write(&batch(10, 20), &meta(1)).expect("write");
     fresh.flush(&next_cursor(1, 30)).expect("flush");
     fresh.finalize().expect("finalize");
     drop(stale);
-    assert_eq!(h.published_ids(), (0..30).collect::<Vec<_>>(), "the committed part, then the new run's rows");
+    assert_eq!(read_ids(&target), (0..30).collect::<Vec<_>>(), "the committed part, then the new run's rows");
     let names: Vec<_> =
-        std::fs::read_dir(h.dir.join("out")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        std::fs::read_dir(dir.join("out")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(names, ["records.json"], "no takeover copy left behind");
 }
