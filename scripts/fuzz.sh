@@ -6,14 +6,14 @@
 # fuzz/seeds/<target>/ (committed: hostile inputs such as alias bombs) seed the run beside the
 # local, untracked fuzz/corpus/<target>/ where new inputs are kept.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
-#   (targets: config_loader dotenv rfc3339 queue_message kafka_value)
+#   (targets: config_loader dotenv rfc3339 queue_message kafka_value pg_fields)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 SECONDS_EACH=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config_loader dotenv rfc3339 queue_message kafka_value)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config_loader dotenv rfc3339 queue_message kafka_value pg_fields)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 # fuzz builds use their own flags: keep them apart from the main build cache
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/fuzz-target}"
