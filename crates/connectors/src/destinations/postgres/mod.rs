@@ -455,11 +455,14 @@ impl Destination for PostgresDestination {
     }
 }
 
+/// A top-level field: raw key bytes (without quotes) and raw value token.
+pub type RawField<'a> = (&'a [u8], &'a [u8]);
+
 /// The top-level fields of a record as the encoders see them: (raw key bytes without quotes, raw
 /// value token) — the single-pass scanner the typed-column encoders use. Exposed for the fuzz
 /// target that compares it with serde_json; not an API.
 #[doc(hidden)]
-pub fn scan_fields(data: &[u8]) -> std::result::Result<Vec<(&[u8], &[u8])>, String> {
+pub fn scan_fields(data: &[u8]) -> std::result::Result<Vec<RawField<'_>>, String> {
     let spans = Fields::parse_into(data, Vec::new())?.into_spans();
     Ok(spans.into_iter().map(|(ks, ke, vs, ve)| (&data[ks..ke], &data[vs..ve])).collect())
 }
