@@ -101,7 +101,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let mut backend = open_backend(&cfg)?;
     let mut source = cfg.build_source();
-    let mut destination = cfg.build_destination().map_err(|e| usage(anyhow!(e)))?;
+    let mut destination = cfg.build_destination().map_err(usage)?;
     let common = &cfg.destination.common;
     let runner_details = cfg.engine.runner.config.as_ref();
     let spec = PipelineSpec {

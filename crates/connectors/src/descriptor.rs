@@ -11,6 +11,8 @@ use bizon_core::config::{DestinationCommon, SourceCommon, StreamConfig, SyncMode
 use bizon_core::{Destination, Guarantee, QueueBroker, Source};
 use serde::de::DeserializeOwned;
 
+use crate::error::ConfigError;
+
 /// What a source can do, for listings and validation.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceCapabilities {
@@ -52,7 +54,7 @@ impl SourceDescriptor {
 pub trait SourceSpec: Debug + Send + Sync {
     /// Cross-field rules of the connector's own keys (no I/O); the message is reported at the
     /// `source:` mapping.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
     /// `routes`: the source names of the `streams:` entries, in order (entry `i` is route `i`).
@@ -73,7 +75,7 @@ pub fn parse_source<T: SourceSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Arc<dyn SourceSpec>, yaml::Error> {
     let c: T = own_keys(node, "source", struct_fields::<SourceCommon>(), struct_fields::<T>())?;
-    c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
+    c.validate().map_err(|e| yaml::Error::new(e.to_string(), node.mark, "source"))?;
     Ok(Arc::new(c))
 }
 
@@ -126,7 +128,7 @@ pub trait DestinationSpec: Debug + Send + Sync {
         None
     }
     /// The connector's column type for a `record_schemas` type (`STRING`, `INTEGER`, …).
-    fn column_type(&self, kind: &str) -> Result<String, String> {
+    fn column_type(&self, kind: &str) -> Result<String, ConfigError> {
         Ok(kind.to_owned())
     }
     /// The dead-letter file of a destination with `on_error: dead_letter`.

@@ -4,6 +4,8 @@
 use bizon_core::{Error, ErrorKind};
 use serde::Deserialize;
 
+use crate::error::ConfigError;
+
 pub use crate::sslmode::SslMode;
 
 pub(crate) fn default_host() -> String {
@@ -46,9 +48,9 @@ pub struct PgConnection {
 
 impl PgConnection {
     /// Pure checks (no I/O): the root certificate file is read when connecting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.sslrootcert.is_some() && !matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
-            return Err("`sslrootcert` is only used with `sslmode: verify-ca` or `verify-full`".into());
+            return Err(ConfigError::SslRootCertUnused);
         }
         Ok(())
     }

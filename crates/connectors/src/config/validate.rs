@@ -144,7 +144,7 @@ fn destination_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             schemas,
             "destination.config.record_schemas",
         )),
-        Some(Err(m)) => Err(err(m, schemas, "destination.config.record_schemas")),
+        Some(Err(e)) => Err(err(e.to_string(), schemas, "destination.config.record_schemas")),
         Some(Ok(_)) => Ok(()),
     }
 }

@@ -49,7 +49,7 @@ pub const DESCRIPTOR: BackendDescriptor = BackendDescriptor {
             sslmode: fields.sslmode.unwrap_or_default(),
             sslrootcert: fields.sslrootcert.clone(),
         };
-        conn.validate().map_err(|m| yaml::Error::new(m, node.mark, "engine.backend.config.sslmode"))?;
+        conn.validate().map_err(|e| yaml::Error::new(e.to_string(), node.mark, "engine.backend.config.sslmode"))?;
         let lease = Duration::from_secs(fields.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS).max(1));
         Ok(std::sync::Arc::new(PostgresBackendSpec { conn, lease }))
     },

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::error::ConfigError;
 
 pub const STREAMS: &[&str] = &["records"];
 
@@ -70,17 +71,17 @@ impl SourceSpec for GeneratorConfig {
         Box::new(GeneratorSource::new(self.clone()))
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
         if self.page_size == 0 {
-            return Err("`page_size` must be at least 1".into());
+            return Err(ConfigError::AtLeastOne { key: "page_size" });
         }
         if let Some(ts) = &self.start_timestamp {
             if parse_rfc3339(ts).is_none() {
-                return Err(format!("`start_timestamp` `{ts}` is not an RFC 3339 timestamp"));
+                return Err(ConfigError::NotATimestamp { key: "start_timestamp", value: ts.clone() });
             }
         }
         if matches!(self.rate_limit, Some(r) if r <= 0.0 || r.is_nan()) {
-            return Err("`rate_limit` must be a positive number of records per second".into());
+            return Err(ConfigError::RateLimit);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::KafkaSource;
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::error::ConfigError;
 
 pub const STREAMS: &[&str] = &["topic"];
 
@@ -114,12 +115,12 @@ impl SourceSpec for KafkaSourceConfig {
         crate::config::dead_letter_file(self.on_error, &self.dead_letter_path, destination_id)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
         if self.batch_size == 0 {
-            return Err("`batch_size` must be at least 1".into());
+            return Err(ConfigError::AtLeastOne { key: "batch_size" });
         }
         if self.bootstrap_servers.trim().is_empty() {
-            return Err("`bootstrap_servers` is empty".into());
+            return Err(ConfigError::Empty { key: "bootstrap_servers" });
         }
         Ok(())
     }

@@ -290,7 +290,7 @@ impl Source for KafkaSource {
         // jumps of more than one offset (compaction, or retention deleting unread messages)
         let mut gaps: Vec<(String, i32, i64)> = Vec::new();
         let consumer = self.consumer.take().expect("assigned above");
-        let result = (|| {
+        let result = (|| -> Result<()> {
             while taken < self.config.batch_size {
                 let wait = if taken == 0 { idle.saturating_sub(started.elapsed()) } else { Duration::from_millis(50) };
                 if wait.is_zero() {

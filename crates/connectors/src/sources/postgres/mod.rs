@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::error::ConfigError;
 use crate::pg::{ident, pg_error, PgConnection};
 
 fn default_batch() -> u64 {
@@ -85,13 +86,13 @@ impl SourceSpec for PostgresSourceConfig {
         list_tables(self)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
         self.connection().validate()?;
         if self.query.is_some() && self.primary_key.is_none() {
-            return Err("a custom `query` needs `primary_key` (the column its rows are paged by)".into());
+            return Err(ConfigError::QueryWithoutPrimaryKey);
         }
         if self.batch_size == 0 {
-            return Err("`batch_size` must be at least 1".into());
+            return Err(ConfigError::AtLeastOne { key: "batch_size" });
         }
         Ok(())
     }
