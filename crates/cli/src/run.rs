@@ -11,7 +11,7 @@ use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, Progre
 use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
 use crate::load::{load, open_backend};
 use crate::telemetry;
-use crate::{failed, usage, Failure};
+use crate::{by_kind, failed, usage, Failure};
 
 fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
@@ -101,7 +101,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let mut backend = open_backend(&cfg)?;
     let mut source = cfg.build_source();
-    let mut destination = cfg.build_destination().map_err(usage)?;
+    let mut destination = cfg.build_destination().map_err(|e| by_kind(e.kind(), e))?;
     let common = &cfg.destination.common;
     let runner_details = cfg.engine.runner.config.as_ref();
     let spec = PipelineSpec {
@@ -131,7 +131,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         },
     };
     let counters = Arc::new(Counters::default());
-    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| usage(anyhow!(e)))?;
+    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| by_kind(e.kind(), e))?;
     let pipeline = Pipeline {
         spec,
         source: source.as_mut(),
