@@ -226,9 +226,7 @@ pub fn own_keys<T: DeserializeOwned>(
         let key = k.as_str().unwrap_or_default();
         if !common.contains(&key) && !own.contains(&key) {
             let all: Vec<&str> = common.iter().chain(own.iter()).copied().collect();
-            let hint = bizon_core::suggest::closest(key, all.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = bizon_core::suggest::did_you_mean(key, all.iter().copied());
             let list = all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
             return Err(yaml::Error::new(
                 format!("unknown key `{key}`{hint} Valid keys: {list}"),

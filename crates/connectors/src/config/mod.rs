@@ -202,9 +202,7 @@ fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result
     for (k, _) in node.entries() {
         let key = k.as_str().unwrap_or_default();
         if !allowed.contains(&key) {
-            let hint = bizon_core::suggest::closest(key, allowed.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = bizon_core::suggest::did_you_mean(key, allowed.iter().copied());
             let at = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
             return Err(err(format!("unknown key `{key}`{hint} Valid keys: {}{advice}", allowed.join(", ")), k, &at));
         }
