@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use bizon_core::config::{LogLevel, RunnerType};
+use bizon_core::config::{LogLevel, RunnerType, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MS};
 use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, Runner};
 
 use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
@@ -117,8 +117,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         runner,
         queue_max_bytes: cfg.engine.queue.max_bytes,
         queue_max_messages: cfg.engine.queue.max_messages,
-        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(10),
-        retry_backoff: Duration::from_millis(runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(100)),
+        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(DEFAULT_MAX_RETRIES),
+        retry_backoff: Duration::from_millis(
+            runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(DEFAULT_RETRY_BACKOFF_MS),
+        ),
         progress: if args.no_progress {
             ProgressMode::Off
         } else {

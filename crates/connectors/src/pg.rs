@@ -8,15 +8,19 @@ use crate::error::ConfigError;
 
 pub use crate::sslmode::SslMode;
 
+/// The server when `host` is not set: this machine.
 pub(crate) fn default_host() -> String {
     "localhost".into()
 }
+/// PostgreSQL's standard port.
 pub(crate) fn default_port() -> u16 {
     5432
 }
+/// PostgreSQL's stock superuser, when `username` is not set.
 pub(crate) fn default_user() -> String {
     "postgres".into()
 }
+/// PostgreSQL's default schema, when `schema` is not set.
 pub(crate) fn default_schema() -> String {
     "public".into()
 }

@@ -16,18 +16,26 @@ use crate::error::ConfigError;
 
 pub const STREAMS: &[&str] = &["records"];
 
+/// Records a run generates when `total` is not set.
 fn default_total() -> u64 {
     1000
 }
+/// Records per page (iteration) when `page_size` is not set.
 fn default_page_size() -> u64 {
     1000
 }
+/// Approximate payload bytes per record when `record_size` is not set.
 fn default_record_size() -> usize {
     200
 }
+/// Milliseconds between consecutive records' `updated_at` when `step_ms` is not set.
 fn default_step_ms() -> u64 {
     1
 }
+
+/// Record 0's `updated_at` when `start_timestamp` is not set: 2024-01-01T00:00:00Z, in
+/// microseconds since the epoch (fixed, so runs are reproducible).
+pub const DEFAULT_START_MICROS: i64 = 1_704_067_200_000_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,7 +133,7 @@ pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 
 impl GeneratorSource {
     pub fn new(config: GeneratorConfig) -> Self {
-        let start = config.start_timestamp.as_deref().and_then(parse_rfc3339).unwrap_or(1_704_067_200_000_000);
+        let start = config.start_timestamp.as_deref().and_then(parse_rfc3339).unwrap_or(DEFAULT_START_MICROS);
         let step = config.step_ms as i64 * 1000;
         let mut pool = Vec::with_capacity(POOL + config.record_size);
         let mut state = splitmix64(config.seed);

@@ -13,15 +13,19 @@ use crate::error::ConfigError;
 
 pub const STREAMS: &[&str] = &["topic"];
 
+/// Tombstones are skipped unless `skip_message_empty_value: false` (bizon's default).
 fn yes() -> bool {
     true
 }
+/// The consumer group when `group_id` is not set (bizon's).
 fn default_group() -> String {
     "bizon".into()
 }
+/// Messages per page when `batch_size` is not set (bizon's).
 fn default_batch() -> usize {
     100
 }
+/// Seconds a bounded read waits for a message when `consumer_timeout` is not set (bizon's).
 fn default_timeout() -> u64 {
     10
 }

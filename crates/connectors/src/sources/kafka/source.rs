@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bizon_core::config::{AuthConfig, AuthType, OnError, SyncMode};
+use bizon_core::config::{AuthConfig, AuthType, OnError, SyncMode, DEFAULT_SCHEMA_REGISTRY_TYPE};
 use bizon_core::record::{json_escape_into, DEAD_LETTER};
 use bizon_core::time::now_micros;
 use bizon_core::{DurableHook, Error, Json, Page, ReadContext, RecordBatch, Result, Source};
@@ -177,7 +177,7 @@ impl KafkaSource {
             let url = auth.and_then(|a| a.schema_registry_url.clone()).filter(|u| !u.is_empty()).ok_or(
                 "`message_encoding: avro` needs `authentication.schema_registry_url` (or use `message_encoding: utf-8`)",
             )?;
-            let kind = auth.and_then(|a| a.schema_registry_type.as_deref()).unwrap_or("apicurio");
+            let kind = auth.and_then(|a| a.schema_registry_type.as_deref()).unwrap_or(DEFAULT_SCHEMA_REGISTRY_TYPE);
             let kind = RegistryKind::parse(kind)
                 .ok_or_else(|| format!("unknown `schema_registry_type` `{kind}` (apicurio or confluent)"))?;
             let (user, pass) = (

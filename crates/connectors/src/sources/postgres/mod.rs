@@ -16,6 +16,8 @@ use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, Sour
 use crate::error::ConfigError;
 use crate::pg::{ident, pg_error, PgConnection};
 
+/// Rows per page when `batch_size` is not set: large enough that a page's round trip is small
+/// next to its rows, small enough to keep a page's memory in the megabytes.
 fn default_batch() -> u64 {
     10_000
 }
@@ -54,12 +56,12 @@ pub struct PostgresSourceConfig {
 impl PostgresSourceConfig {
     pub fn connection(&self) -> PgConnection {
         PgConnection {
-            host: self.host.clone().unwrap_or_else(|| "localhost".into()),
-            port: self.port.unwrap_or(5432),
+            host: self.host.clone().unwrap_or_else(crate::pg::default_host),
+            port: self.port.unwrap_or_else(crate::pg::default_port),
             database: self.database.clone(),
-            username: self.username.clone().unwrap_or_else(|| "postgres".into()),
+            username: self.username.clone().unwrap_or_else(crate::pg::default_user),
             password: self.password.clone(),
-            schema: self.schema.clone().unwrap_or_else(|| "public".into()),
+            schema: self.schema.clone().unwrap_or_else(crate::pg::default_schema),
             sslmode: self.sslmode.unwrap_or_default(),
             sslrootcert: self.sslrootcert.clone(),
         }
