@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use bizon_core::config::{AuthConfig, AuthType, OnError, SyncMode, DEFAULT_SCHEMA_REGISTRY_TYPE};
 use bizon_core::record::{json_escape_into, DEAD_LETTER};
 use bizon_core::time::now_micros;
-use bizon_core::{DurableHook, Error, Json, Page, ReadContext, RecordBatch, Result, Source};
+use bizon_core::{DurableHook, Error, ErrorKind, Json, Page, ReadContext, RecordBatch, Result, Source};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use serde_json::json;
 
-use super::decode::{self, CachedSchema, Origin, Registry, RegistryKind};
+use super::decode::{self, CachedSchema, DecodeError, Origin, Registry, RegistryKind};
 use super::offsets::{get, offsets_from, offsets_json, Offsets};
 use super::{Encoding, KafkaSource};
 
@@ -84,9 +84,15 @@ impl KafkaSource {
         };
         let decoded = match self.decode(value, topic, partition, offset) {
             Ok(v) => v,
-            Err(e) => {
+            // the message itself is bad: skipped or dead-lettered by policy
+            Err(e) if e.kind() == ErrorKind::Permanent => {
                 let skip = self.config.skip_message_on_decode_error;
-                return self.bad(m, batch, e, skip);
+                return self.bad(m, batch, e.to_string(), skip);
+            }
+            // the registry is down or misconfigured: never the message's fault, never diverted
+            Err(e) => {
+                let at = format!("message {topic}/{partition} at offset {offset}");
+                return Err(Error::new(e.kind(), format!("{}: {at}: {e}", self.describe())));
             }
         };
         let ts = ts_ms.map_or_else(now_micros, |ms| ms * 1000);
@@ -140,17 +146,13 @@ impl KafkaSource {
         topic: &str,
         partition: i32,
         offset: i64,
-    ) -> std::result::Result<Decoded<'m>, String> {
+    ) -> std::result::Result<Decoded<'m>, DecodeError> {
         let (v, schema) = match self.config.message_encoding {
             Encoding::Json => {
                 if self.config.debezium {
-                    (
-                        Value::Json(serde_json::from_slice(value).map_err(|e| format!("the value is not JSON: {e}"))?),
-                        None,
-                    )
+                    (Value::Json(serde_json::from_slice(value).map_err(DecodeError::ValueNotJson)?), None)
                 } else {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(value)
-                        .map_err(|e| format!("the value is not JSON: {e}"))?;
+                    serde_json::from_slice::<serde::de::IgnoredAny>(value).map_err(DecodeError::ValueNotJson)?;
                     (Value::Raw(value), None)
                 }
             }
@@ -166,20 +168,20 @@ impl KafkaSource {
         }
         let event = match v {
             Value::Json(j) => j,
-            Value::Raw(r) => serde_json::from_slice(r).map_err(|e| e.to_string())?,
+            Value::Raw(r) => serde_json::from_slice(r).map_err(DecodeError::EventNotJson)?,
         };
         decode::debezium_flatten(event, &Origin { topic, partition, offset }).map(Decoded::Row)
     }
 
-    fn registry(&mut self) -> std::result::Result<&mut Registry, String> {
+    fn registry(&mut self) -> std::result::Result<&mut Registry, DecodeError> {
         if self.registry.is_none() {
             let auth = self.auth.as_ref();
-            let url = auth.and_then(|a| a.schema_registry_url.clone()).filter(|u| !u.is_empty()).ok_or(
-                "`message_encoding: avro` needs `authentication.schema_registry_url` (or use `message_encoding: utf-8`)",
-            )?;
+            let url = auth
+                .and_then(|a| a.schema_registry_url.clone())
+                .filter(|u| !u.is_empty())
+                .ok_or(DecodeError::NoRegistryUrl)?;
             let kind = auth.and_then(|a| a.schema_registry_type.as_deref()).unwrap_or(DEFAULT_SCHEMA_REGISTRY_TYPE);
-            let kind = RegistryKind::parse(kind)
-                .ok_or_else(|| format!("unknown `schema_registry_type` `{kind}` (apicurio or confluent)"))?;
+            let kind = RegistryKind::parse(kind).ok_or_else(|| DecodeError::UnknownRegistryType(kind.to_owned()))?;
             let (user, pass) = (
                 auth.and_then(|a| a.schema_registry_username.as_deref()),
                 auth.and_then(|a| a.schema_registry_password.as_deref()),
