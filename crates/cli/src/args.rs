@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Seconds between progress log lines when `--progress-interval` is not given.
+pub const DEFAULT_PROGRESS_INTERVAL_SECS: f64 = 10.0;
+/// Jobs `bizon job list` shows when `--limit` is not given.
+pub const DEFAULT_JOB_LIST_LIMIT: usize = 20;
+
 #[derive(Parser)]
 #[command(
     name = "bizon",
@@ -79,7 +84,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_progress: bool,
     /// Seconds between progress log lines when stderr is not a terminal.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_PROGRESS_INTERVAL_SECS)]
     pub progress_interval: f64,
 }
 
@@ -155,7 +160,7 @@ pub enum JobCmd {
         #[command(flatten)]
         config: ConfigArgs,
         /// Show at most this many jobs.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = DEFAULT_JOB_LIST_LIMIT)]
         limit: usize,
     },
     /// One job in full, as JSON.

@@ -13,6 +13,7 @@ mod telemetry;
 
 use std::process::ExitCode;
 
+use bizon_core::ErrorKind;
 use clap::Parser;
 
 use args::{Cli, Command, ConfigCmd, DestinationCmd, JobCmd, SecretsCmd, SourceCmd, StreamCmd};
@@ -31,6 +32,14 @@ pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
 /// The run (or the command's work) failed: exit code 1.
 pub fn failed(e: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 1, error: e.into() }
+}
+
+/// A typed error's exit code read from its kind: 2 for [`ErrorKind::Config`], else 1.
+pub fn by_kind(kind: ErrorKind, e: impl Into<anyhow::Error>) -> Failure {
+    match kind {
+        ErrorKind::Config => usage(e),
+        _ => failed(e),
+    }
 }
 
 fn main() -> ExitCode {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use bizon_core::config::{LogLevel, RunnerType};
+use bizon_core::config::{LogLevel, RunnerType, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MS};
 use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, Runner};
 
 use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
 use crate::load::{load, open_backend};
 use crate::telemetry;
-use crate::{failed, usage, Failure};
+use crate::{by_kind, failed, usage, Failure};
 
 fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
@@ -101,7 +101,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let mut backend = open_backend(&cfg)?;
     let mut source = cfg.build_source();
-    let mut destination = cfg.build_destination().map_err(|e| usage(anyhow!(e)))?;
+    let mut destination = cfg.build_destination().map_err(|e| by_kind(e.kind(), e))?;
     let common = &cfg.destination.common;
     let runner_details = cfg.engine.runner.config.as_ref();
     let spec = PipelineSpec {
@@ -117,8 +117,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         runner,
         queue_max_bytes: cfg.engine.queue.max_bytes,
         queue_max_messages: cfg.engine.queue.max_messages,
-        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(10),
-        retry_backoff: Duration::from_millis(runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(100)),
+        max_retries: runner_details.and_then(|d| d.max_retries).unwrap_or(DEFAULT_MAX_RETRIES),
+        retry_backoff: Duration::from_millis(
+            runner_details.and_then(|d| d.retry_backoff_ms).unwrap_or(DEFAULT_RETRY_BACKOFF_MS),
+        ),
         progress: if args.no_progress {
             ProgressMode::Off
         } else {
@@ -131,7 +133,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         },
     };
     let counters = Arc::new(Counters::default());
-    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| usage(anyhow!(e)))?;
+    let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| by_kind(e.kind(), e))?;
     let pipeline = Pipeline {
         spec,
         source: source.as_mut(),

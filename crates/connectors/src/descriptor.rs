@@ -11,6 +11,8 @@ use bizon_core::config::{DestinationCommon, SourceCommon, StreamConfig, SyncMode
 use bizon_core::{Destination, Guarantee, QueueBroker, Source};
 use serde::de::DeserializeOwned;
 
+use crate::error::ConfigError;
+
 /// What a source can do, for listings and validation.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceCapabilities {
@@ -52,7 +54,7 @@ impl SourceDescriptor {
 pub trait SourceSpec: Debug + Send + Sync {
     /// Cross-field rules of the connector's own keys (no I/O); the message is reported at the
     /// `source:` mapping.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
     /// `routes`: the source names of the `streams:` entries, in order (entry `i` is route `i`).
@@ -73,7 +75,7 @@ pub fn parse_source<T: SourceSpec + DeserializeOwned + 'static>(
     node: &Node,
 ) -> Result<Arc<dyn SourceSpec>, yaml::Error> {
     let c: T = own_keys(node, "source", struct_fields::<SourceCommon>(), struct_fields::<T>())?;
-    c.validate().map_err(|m| yaml::Error::new(m, node.mark, "source"))?;
+    c.validate().map_err(|e| yaml::Error::new(e.to_string(), node.mark, "source"))?;
     Ok(Arc::new(c))
 }
 
@@ -126,7 +128,7 @@ pub trait DestinationSpec: Debug + Send + Sync {
         None
     }
     /// The connector's column type for a `record_schemas` type (`STRING`, `INTEGER`, …).
-    fn column_type(&self, kind: &str) -> Result<String, String> {
+    fn column_type(&self, kind: &str) -> Result<String, ConfigError> {
         Ok(kind.to_owned())
     }
     /// The dead-letter file of a destination with `on_error: dead_letter`.
@@ -224,9 +226,7 @@ pub fn own_keys<T: DeserializeOwned>(
         let key = k.as_str().unwrap_or_default();
         if !common.contains(&key) && !own.contains(&key) {
             let all: Vec<&str> = common.iter().chain(own.iter()).copied().collect();
-            let hint = bizon_core::suggest::closest(key, all.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = bizon_core::suggest::did_you_mean(key, all.iter().copied());
             let list = all.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
             return Err(yaml::Error::new(
                 format!("unknown key `{key}`{hint} Valid keys: {list}"),

@@ -7,6 +7,7 @@ pub mod config;
 mod conformance;
 pub mod descriptor;
 pub mod destinations;
+pub mod error;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod queues;
@@ -15,3 +16,4 @@ pub mod sources;
 pub mod sslmode;
 
 pub use config::{load, BizonConfig};
+pub use error::ConfigError;

@@ -4,17 +4,23 @@
 use bizon_core::{Error, ErrorKind};
 use serde::Deserialize;
 
+use crate::error::ConfigError;
+
 pub use crate::sslmode::SslMode;
 
+/// The server when `host` is not set: this machine.
 pub(crate) fn default_host() -> String {
     "localhost".into()
 }
+/// PostgreSQL's standard port.
 pub(crate) fn default_port() -> u16 {
     5432
 }
+/// PostgreSQL's stock superuser, when `username` is not set.
 pub(crate) fn default_user() -> String {
     "postgres".into()
 }
+/// PostgreSQL's default schema, when `schema` is not set.
 pub(crate) fn default_schema() -> String {
     "public".into()
 }
@@ -46,9 +52,9 @@ pub struct PgConnection {
 
 impl PgConnection {
     /// Pure checks (no I/O): the root certificate file is read when connecting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.sslrootcert.is_some() && !matches!(self.sslmode, SslMode::VerifyCa | SslMode::VerifyFull) {
-            return Err("`sslrootcert` is only used with `sslmode: verify-ca` or `verify-full`".into());
+            return Err(ConfigError::SslRootCertUnused);
         }
         Ok(())
     }
@@ -75,7 +81,7 @@ impl PgConnection {
             return c.connect(postgres::NoTls).map_err(|e| pg_error(&what(), &e));
         }
         let tls = tls::connector(self.sslmode, self.sslrootcert.as_deref())
-            .map_err(|m| Error::config(format!("{}: {m}", what())))?;
+            .map_err(|e| Error::new(e.kind(), format!("{}: {e}", what())))?;
         c.connect(tls).map_err(|e| pg_error(&what(), &e))
     }
 }
@@ -92,6 +98,30 @@ mod tls {
     use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
     use super::SslMode;
+    use bizon_core::ErrorKind;
+
+    /// Why no TLS connector could be set up for `sslmode`: a CA file that cannot be used (or no
+    /// system roots), found before connecting. [`TlsError::kind`] is [`ErrorKind::Config`].
+    #[derive(Debug, thiserror::Error)]
+    pub enum TlsError {
+        #[error("no usable certificate in {0}")]
+        NoCertificate(String),
+        #[error("cannot read sslrootcert {path}: {source}")]
+        ReadRootCert { path: String, source: rustls_pki_types::pem::Error },
+        #[error("cannot parse sslrootcert {path}: {source}")]
+        ParseRootCert { path: String, source: rustls_pki_types::pem::Error },
+        #[error("TLS verifier: {0}")]
+        Verifier(#[source] rustls::client::VerifierBuilderError),
+        #[error("TLS setup: {0}")]
+        Setup(#[source] rustls::Error),
+    }
+
+    impl TlsError {
+        /// Always [`ErrorKind::Config`]: the user points `sslrootcert` at a usable CA file.
+        pub fn kind(&self) -> ErrorKind {
+            ErrorKind::Config
+        }
+    }
 
     /// Verifies signatures, and the chain unless `chain` is `None`; ignores the host name when
     /// `check_name` is false (verify-ca, and the unverified modes).
@@ -143,7 +173,7 @@ mod tls {
         }
     }
 
-    fn roots(rootcert: Option<&str>) -> Result<RootCertStore, String> {
+    fn roots(rootcert: Option<&str>) -> Result<RootCertStore, TlsError> {
         let mut store = RootCertStore::empty();
         let (path, certs): (String, Vec<_>) = match rootcert {
             Some(p) => (p.to_owned(), read_pem(p)?),
@@ -154,35 +184,35 @@ mod tls {
         };
         let (added, _) = store.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(format!("no usable certificate in {path}"));
+            return Err(TlsError::NoCertificate(path));
         }
         Ok(store)
     }
 
-    fn read_pem(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    fn read_pem(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read sslrootcert {path}: {e}"))?
+            .map_err(|source| TlsError::ReadRootCert { path: path.to_owned(), source })?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot parse sslrootcert {path}: {e}"))
+            .map_err(|source| TlsError::ParseRootCert { path: path.to_owned(), source })
     }
 
     pub fn connector(
         mode: SslMode,
         rootcert: Option<&str>,
-    ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TlsError> {
         let provider = Arc::new(ring::default_provider());
         let chain = match mode {
             SslMode::VerifyCa | SslMode::VerifyFull => Some(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots(rootcert)?), provider.clone())
                     .build()
-                    .map_err(|e| format!("TLS verifier: {e}"))?,
+                    .map_err(TlsError::Verifier)?,
             ),
             _ => None,
         };
         let verifier = Verifier { provider: provider.clone(), chain, check_name: mode == SslMode::VerifyFull };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(TlsError::Setup)?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();

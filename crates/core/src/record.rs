@@ -2,6 +2,7 @@
 //! id in another, so a page of N records costs a handful of allocations, not N objects. Batches
 //! (one per source page) are what crosses threads and queues.
 
+use crate::wire::WireError;
 use crate::Json;
 
 /// One page of records, columnar: ids, source timestamps and JSON payloads.
@@ -163,24 +164,24 @@ impl RecordBatch {
         id_ends: Vec<u32>,
         timestamps: Vec<i64>,
         routes: Vec<u16>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WireError> {
         let n = timestamps.len();
         if !routes.is_empty() && routes.len() != n {
-            return Err(format!("{n} records but {} routes", routes.len()));
+            return Err(WireError::RouteColumn { records: n, routes: routes.len() });
         }
         if data_ends.len() != n || id_ends.len() != n {
-            return Err(format!("{n} timestamps but {} payloads and {} ids", data_ends.len(), id_ends.len()));
+            return Err(WireError::ColumnLengths { records: n, payloads: data_ends.len(), ids: id_ends.len() });
         }
-        let check_ends = |what: &str, ends: &[u32], len: usize| {
+        let check_ends = |what: &'static str, ends: &[u32], len: usize| {
             let mut prev = 0u32;
             for &e in ends {
                 if e < prev || e as usize > len {
-                    return Err(format!("{what} offsets out of order or past the {len} bytes"));
+                    return Err(WireError::OffsetsOutOfOrder { what, len });
                 }
                 prev = e;
             }
             if prev as usize != len {
-                return Err(format!("{what} offsets end at {prev}, not at the {len} bytes"));
+                return Err(WireError::OffsetsShort { what, end: prev, len });
             }
             Ok(())
         };
@@ -188,7 +189,7 @@ impl RecordBatch {
         check_ends("id", &id_ends, ids.len())?;
         let mut start = 0;
         for &end in &id_ends {
-            std::str::from_utf8(&ids[start..end as usize]).map_err(|e| format!("a record id is not UTF-8: {e}"))?;
+            std::str::from_utf8(&ids[start..end as usize]).map_err(WireError::IdNotUtf8)?;
             start = end as usize;
         }
         Ok(RecordBatch { data, data_ends, ids, id_ends, timestamps, routes })

@@ -8,9 +8,55 @@
 //! (u32), n timestamps (i64), ids (u32 length + bytes), payloads (u32 length + bytes), routes
 //! (u32 count, 0 or n, + that many u16).
 
-use crate::{Json, Page, RecordBatch};
+use crate::{ErrorKind, Json, Page, RecordBatch};
 
 const MAGIC: &[u8; 4] = b"BZQ1";
+
+/// Why a queue message (or the batch columns it carries) could not be decoded. The bytes come
+/// from outside the process, so every variant is a corrupt or foreign message: retrying the same
+/// message cannot help ([`WireError::kind`] is always [`ErrorKind::Permanent`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("not a bizon queue message (bad magic)")]
+    BadMagic,
+    #[error("truncated: {expected} bytes expected, {left} left")]
+    Truncated { expected: usize, left: usize },
+    #[error("job id is not UTF-8")]
+    JobIdNotUtf8,
+    #[error("bad JSON: {0}")]
+    BadJson(#[source] serde_json::Error),
+    #[error("record count overflows")]
+    RecordCountOverflows,
+    #[error("route count overflows")]
+    RouteCountOverflows,
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+    /// A batch column whose length does not match the record count.
+    #[error("{records} records but {routes} routes")]
+    RouteColumn { records: usize, routes: usize },
+    #[error("{records} timestamps but {payloads} payloads and {ids} ids")]
+    ColumnLengths { records: usize, payloads: usize, ids: usize },
+    /// End offsets (`what`: `payload` or `id`) that go backwards or past the column's bytes.
+    #[error("{what} offsets out of order or past the {len} bytes")]
+    OffsetsOutOfOrder { what: &'static str, len: usize },
+    #[error("{what} offsets end at {end}, not at the {len} bytes")]
+    OffsetsShort { what: &'static str, end: u32, len: usize },
+    #[error("a record id is not UTF-8: {0}")]
+    IdNotUtf8(#[source] std::str::Utf8Error),
+}
+
+impl WireError {
+    /// Always [`ErrorKind::Permanent`]: a corrupt message stays corrupt on redelivery.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Permanent
+    }
+}
+
+impl From<WireError> for crate::Error {
+    fn from(e: WireError) -> Self {
+        crate::Error::new(e.kind(), e.to_string())
+    }
+}
 
 /// One message on an external queue.
 #[derive(Debug)]
@@ -62,49 +108,49 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
-            return Err(format!("truncated: {n} bytes expected, {} left", self.buf.len()));
+            return Err(WireError::Truncated { expected: n, left: self.buf.len() });
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, WireError> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn json(&mut self) -> Result<Option<Json>, String> {
+    fn json(&mut self) -> Result<Option<Json>, WireError> {
         let b = self.bytes()?;
         if b.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(b).map(Some).map_err(|e| format!("bad JSON: {e}"))
+        serde_json::from_slice(b).map(Some).map_err(WireError::BadJson)
     }
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
-        let b = self.take(n.checked_mul(4).ok_or("record count overflows")?)?;
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, WireError> {
+        let b = self.take(n.checked_mul(4).ok_or(WireError::RecordCountOverflows)?)?;
         Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
     }
 }
 
 /// Decode a message; every length and offset is checked (the bytes come from outside).
-pub fn decode(buf: &[u8]) -> Result<QueueMessage, String> {
+pub fn decode(buf: &[u8]) -> Result<QueueMessage, WireError> {
     let mut r = Reader { buf };
     if r.take(4)? != MAGIC {
-        return Err("not a bizon queue message (bad magic)".into());
+        return Err(WireError::BadMagic);
     }
     let end = r.take(1)?[0];
     let n = r.u16()? as usize;
-    let job_id = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| "job id is not UTF-8")?;
+    let job_id = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| WireError::JobIdNotUtf8)?;
     let iteration = r.i64()?;
     if end == 1 {
         return Ok(QueueMessage { job_id, iteration, page: None });
@@ -115,15 +161,15 @@ pub fn decode(buf: &[u8]) -> Result<QueueMessage, String> {
     let n = r.u32()? as usize;
     let data_ends = r.u32s(n)?;
     let id_ends = r.u32s(n)?;
-    let ts = r.take(n.checked_mul(8).ok_or("record count overflows")?)?;
+    let ts = r.take(n.checked_mul(8).ok_or(WireError::RecordCountOverflows)?)?;
     let timestamps = ts.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
     let ids = r.bytes()?.to_vec();
     let data = r.bytes()?.to_vec();
     let nroutes = r.u32()? as usize;
-    let routes = r.take(nroutes.checked_mul(2).ok_or("route count overflows")?)?;
+    let routes = r.take(nroutes.checked_mul(2).ok_or(WireError::RouteCountOverflows)?)?;
     let routes = routes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
     if !r.buf.is_empty() {
-        return Err(format!("{} trailing bytes", r.buf.len()));
+        return Err(WireError::TrailingBytes(r.buf.len()));
     }
     let records = RecordBatch::from_columns(data, data_ends, ids, id_ends, timestamps, routes)?;
     Ok(QueueMessage { job_id, iteration, page: Some(Page { records, next, cursor_max, extracted_at }) })
@@ -166,7 +212,9 @@ mod tests {
         }
         let mut bad = good.clone();
         bad[0] = b'X';
-        assert!(decode(&bad).unwrap_err().contains("magic"));
+        let e = decode(&bad).unwrap_err();
+        assert!(matches!(e, WireError::BadMagic) && e.to_string().contains("magic"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Permanent);
         // flip every byte in turn: decode may succeed (a changed timestamp) but must not panic
         for i in 0..good.len() {
             let mut m = good.clone();
@@ -175,6 +223,7 @@ mod tests {
         }
         let mut extra = good;
         extra.push(0);
-        assert!(decode(&extra).unwrap_err().contains("trailing"));
+        let e = decode(&extra).unwrap_err();
+        assert!(matches!(e, WireError::TrailingBytes(1)) && e.to_string().contains("trailing"), "{e}");
     }
 }

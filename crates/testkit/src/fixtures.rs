@@ -2,37 +2,24 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bizon_core::RecordBatch;
 
-/// A directory unique to this test (pid, time, counter), removed on drop.
-pub struct TempDir(PathBuf);
+/// A directory unique to this test (`bizon-test-<label>-` and a random suffix, in the system's
+/// temp dir), removed on drop: `tempfile` picks the name and creates it atomically, so parallel
+/// tests and processes never share one.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(label: &str) -> Self {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bizon-test-{label}-{}-{nanos}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let dir = tempfile::Builder::new().prefix(&format!("bizon-test-{label}-")).tempdir().expect("create temp dir");
         TempDir(dir)
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
     pub fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(p)
     }
 }
 
@@ -85,4 +72,22 @@ pub fn missing_and_duplicates(ids: &[u64], expected: u64) -> (u64, u64) {
     }
     let missing = (0..expected).filter(|i| !seen.contains(i)).count() as u64;
     (missing, dups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TempDir;
+
+    #[test]
+    fn temp_dirs_are_unique_and_removed_on_drop() {
+        let (a, b) = (TempDir::new("same"), TempDir::new("same"));
+        assert_ne!(a.path(), b.path());
+        assert!(a.path().is_dir());
+        let name = a.path().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        assert!(name.starts_with("bizon-test-same-"), "{name}");
+        std::fs::write(a.join("f.json"), b"{}").unwrap();
+        let path = a.path().to_owned();
+        drop(a);
+        assert!(!path.exists());
+    }
 }

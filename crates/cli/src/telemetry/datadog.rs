@@ -10,7 +10,7 @@ use bizon_engine::progress::Counters;
 use cadence::ext::{MetricValue, ToCounterValue};
 use cadence::{Counted, Gauged, MetricResult, StatsdClient, UdpMetricSink};
 
-use super::{samples, Labels, Value};
+use super::{samples, Labels, TelemetryError, Value};
 
 /// The agent's DogStatsD port when `datadog_agent_port` is not set (the agent's default).
 const DEFAULT_AGENT_PORT: u16 = cadence::DEFAULT_PORT;
@@ -59,30 +59,28 @@ fn tag_part(s: &str, is_key: bool) -> String {
 
 /// The agent's address: the host from `datadog_host_env_var` (when that variable is set) or
 /// `datadog_agent_host`, and the port.
-fn agent_address(d: &MonitorDetails) -> Result<SocketAddr, String> {
+fn agent_address(d: &MonitorDetails) -> Result<SocketAddr, TelemetryError> {
     let host = match (&d.datadog_host_env_var, &d.datadog_agent_host) {
         (Some(var), _) if std::env::var(var).is_ok_and(|v| !v.is_empty()) => std::env::var(var).unwrap_or_default(),
         (_, Some(h)) => h.clone(),
-        (Some(var), None) => return Err(format!("monitoring: `datadog_host_env_var` names `{var}`, which is not set")),
-        (None, None) => {
-            return Err("monitoring type datadog needs `datadog_agent_host` or `datadog_host_env_var`".into())
-        }
+        (Some(var), None) => return Err(TelemetryError::AgentHostVarUnset { var: var.clone() }),
+        (None, None) => return Err(TelemetryError::NoAgentHost),
     };
     let port = d.datadog_agent_port.unwrap_or(DEFAULT_AGENT_PORT);
     (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| format!("datadog agent {host}:{port}: {e}"))?
+        .map_err(|source| TelemetryError::AgentUnresolved { host: host.clone(), port, source })?
         .next()
-        .ok_or_else(|| format!("datadog agent {host}:{port}: the host has no address"))
+        .ok_or(TelemetryError::AgentNoAddress { host, port })
 }
 
 impl DogStatsd {
-    pub fn new(d: &MonitorDetails, labels: &Labels) -> Result<Self, String> {
+    pub fn new(d: &MonitorDetails, labels: &Labels) -> Result<Self, TelemetryError> {
         let agent = agent_address(d)?;
         // an ephemeral port of the agent address's family
         let local: SocketAddr = if agent.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        let socket = UdpSocket::bind(local).map_err(|e| format!("datadog: cannot open a UDP socket: {e}"))?;
-        let sink = UdpMetricSink::from(agent, socket).map_err(|e| format!("datadog agent {agent}: {e}"))?;
+        let socket = UdpSocket::bind(local).map_err(TelemetryError::UdpSocket)?;
+        let sink = UdpMetricSink::from(agent, socket).map_err(|source| TelemetryError::AgentSink { agent, source })?;
         let tags = [
             ("pipeline_name", &labels.pipeline),
             ("pipeline_source", &labels.source),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bizon_connectors::config::BizonConfig;
 use bizon_core::config::{MonitorDetails, MonitorType};
+use bizon_core::ErrorKind;
 use bizon_engine::progress::{Counters, Histogram};
 
 mod datadog;
@@ -22,6 +23,39 @@ mod slack;
 
 use datadog::DogStatsd;
 use slack::{watch_stuck, Alerter};
+
+/// Why an exporter could not start: the run fails before it reads anything. Every one is the
+/// user's to fix (an address, a variable, a URL): [`TelemetryError::kind`] is [`ErrorKind::Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("monitoring: `datadog_host_env_var` names `{var}`, which is not set")]
+    AgentHostVarUnset { var: String },
+    #[error("monitoring type datadog needs `datadog_agent_host` or `datadog_host_env_var`")]
+    NoAgentHost,
+    /// The agent's host name did not resolve.
+    #[error("datadog agent {host}:{port}: {source}")]
+    AgentUnresolved { host: String, port: u16, source: std::io::Error },
+    #[error("datadog agent {host}:{port}: the host has no address")]
+    AgentNoAddress { host: String, port: u16 },
+    #[error("datadog: cannot open a UDP socket: {0}")]
+    UdpSocket(#[source] std::io::Error),
+    #[error("datadog agent {agent}: {source}")]
+    AgentSink { agent: std::net::SocketAddr, source: cadence::MetricError },
+    #[error("monitoring.config.endpoint `{endpoint}` must be an http:// or https:// URL")]
+    OtlpEndpoint { endpoint: String },
+    /// The Prometheus address is taken or not ours to bind.
+    #[error("monitoring.config.address `{address}`: cannot listen: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("serving metrics on {local}: {source}")]
+    Serve { local: String, source: Box<dyn std::error::Error + Send + Sync> },
+}
+
+impl TelemetryError {
+    /// Always [`ErrorKind::Config`]: the monitoring section names something that is not there.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+}
 
 /// Seconds between two pushes (Datadog, OTLP) when `interval_seconds` is not set.
 const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
@@ -182,7 +216,7 @@ pub enum End<'a> {
 }
 
 impl Telemetry {
-    pub fn start(cfg: &BizonConfig, counters: Arc<Counters>) -> Result<Telemetry, String> {
+    pub fn start(cfg: &BizonConfig, counters: Arc<Counters>) -> Result<Telemetry, TelemetryError> {
         let labels = Labels::of(cfg);
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));

@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::{samples, Labels, Value};
+use super::{samples, Labels, TelemetryError, Value};
 
 /// The collector's base URL when `monitoring.config.endpoint` is not set: a local collector's
 /// OTLP/HTTP receiver on its default port.
@@ -77,10 +77,10 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 }
 
 impl Exporter {
-    pub fn new(d: &MonitorDetails, labels: &Labels, counters: Arc<Counters>) -> Result<Self, String> {
+    pub fn new(d: &MonitorDetails, labels: &Labels, counters: Arc<Counters>) -> Result<Self, TelemetryError> {
         let endpoint = d.endpoint.clone().unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
-            return Err(format!("monitoring.config.endpoint `{endpoint}` must be an http:// or https:// URL"));
+            return Err(TelemetryError::OtlpEndpoint { endpoint });
         }
         let mut attributes = vec![
             kv("service.name", "bizon"),

@@ -19,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tiny_http::{Header, Response, Server};
 
-use super::{samples, Labels, Value};
+use super::{samples, Labels, TelemetryError, Value};
 
 /// Where `/metrics` is served when `monitoring.config.address` is not set: loopback only, on the
 /// port the OpenTelemetry Prometheus exporter uses.
@@ -120,12 +120,13 @@ impl Endpoint {
         labels: &Labels,
         counters: Arc<Counters>,
         started: Instant,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TelemetryError> {
         let address = d.address.as_deref().unwrap_or(DEFAULT_ADDRESS);
         let listener = TcpListener::bind(address)
-            .map_err(|e| format!("monitoring.config.address `{address}`: cannot listen: {e}"))?;
+            .map_err(|source| TelemetryError::Listen { address: address.to_owned(), source })?;
         let local = listener.local_addr().map_or_else(|_| address.to_owned(), |a| a.to_string());
-        let server = Server::from_listener(listener, None).map_err(|e| format!("serving metrics on {local}: {e}"))?;
+        let server = Server::from_listener(listener, None)
+            .map_err(|source| TelemetryError::Serve { local: local.clone(), source })?;
         tracing::info!(address = %local, "serving metrics on /metrics");
         Ok(Endpoint { server, registry: registry(labels, counters, started) })
     }

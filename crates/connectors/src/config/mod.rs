@@ -20,6 +20,7 @@ use bizon_core::Json;
 pub use engine::{BackendSection, EngineSpec, QueueSpec, DEFAULT_QUEUE_MB, DEFAULT_SYNC_CURSOR_EVERY};
 
 use crate::descriptor::{DestinationDescriptor, DestinationSpec, SourceDescriptor, SourceSpec, TableSpec};
+use crate::error::ConfigError;
 use crate::registry;
 
 pub const TOP_LEVEL_KEYS: &[&str] =
@@ -67,7 +68,7 @@ impl BizonConfig {
 
     /// The destination of the run: the configured one, or a router over one target per
     /// `streams:` entry and the dead-letter file.
-    pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, String> {
+    pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
         use crate::destinations::router::{Part, Router, Takes};
         let spec = &self.destination;
         let id = spec.destination_id(&self.source.stream);
@@ -113,7 +114,7 @@ impl BizonConfig {
                 transactional: false,
             });
         }
-        Ok(Box::new(Router::new(parts).map_err(|e| e.to_string())?))
+        Ok(Box::new(Router::new(parts)?))
     }
 }
 
@@ -125,7 +126,7 @@ pub fn dead_letter_file(on_error: OnError, path: &Option<String>, destination_id
 
 /// A `streams:` entry's target: the last part of `table_id` (bizon writes `project.dataset.table`)
 /// and, with a `record_schema`, its typed columns in the destination's types.
-fn stream_target(s: &StreamConfig, dst: &dyn DestinationSpec) -> Result<TableSpec, String> {
+fn stream_target(s: &StreamConfig, dst: &dyn DestinationSpec) -> Result<TableSpec, ConfigError> {
     let table_id = s.destination.get("table_id").and_then(Json::as_str).unwrap_or(&s.name);
     let table = table_id.rsplit('.').next().unwrap_or(table_id).to_owned();
     let typed = match s.destination.get("record_schema").and_then(Json::as_array) {
@@ -137,10 +138,10 @@ fn stream_target(s: &StreamConfig, dst: &dyn DestinationSpec) -> Result<TableSpe
                     let kind = c.get("type").and_then(Json::as_str);
                     match (name, kind) {
                         (Some(n), Some(k)) => dst.column_type(k).map(|t| (n.to_owned(), t)),
-                        _ => Err(format!("stream `{}`: each record_schema column needs `name` and `type`", s.name)),
+                        _ => Err(ConfigError::IncompleteColumn { stream: s.name.clone() }),
                     }
                 })
-                .collect::<Result<Vec<_>, String>>()?,
+                .collect::<Result<Vec<_>, ConfigError>>()?,
         ),
     };
     Ok((table, typed))
@@ -163,7 +164,7 @@ impl DestinationSection {
 
     /// With `unnest: true`: the (name, destination type) columns of this destination's
     /// `record_schemas` entry; `None` when there is no entry for it.
-    pub fn typed_columns(&self, stream: &str) -> Option<Result<Vec<(String, String)>, String>> {
+    pub fn typed_columns(&self, stream: &str) -> Option<Result<Vec<(String, String)>, ConfigError>> {
         if !self.common.unnest {
             return None;
         }
@@ -174,8 +175,8 @@ impl DestinationSection {
                 .record_schema
                 .iter()
                 .map(|c| self.config.column_type(&c.kind).map(|t| (c.name.clone(), t)))
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(|m| format!("record_schemas `{id}`: {m}")),
+                .collect::<Result<Vec<_>, ConfigError>>()
+                .map_err(|e| ConfigError::RecordSchemas { destination_id: id, source: Box::new(e) }),
         )
     }
 }
@@ -201,9 +202,7 @@ fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result
     for (k, _) in node.entries() {
         let key = k.as_str().unwrap_or_default();
         if !allowed.contains(&key) {
-            let hint = bizon_core::suggest::closest(key, allowed.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = bizon_core::suggest::did_you_mean(key, allowed.iter().copied());
             let at = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
             return Err(err(format!("unknown key `{key}`{hint} Valid keys: {}{advice}", allowed.join(", ")), k, &at));
         }

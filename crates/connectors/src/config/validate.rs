@@ -33,9 +33,7 @@ fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     let at = |key: &str| src.get(key).unwrap_or(src);
     let kind = cfg.source_kind;
     if !kind.streams.is_empty() && !kind.streams.contains(&cfg.source.stream.as_str()) {
-        let hint = bizon_core::suggest::closest(&cfg.source.stream, kind.streams.iter().copied())
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = bizon_core::suggest::did_you_mean(&cfg.source.stream, kind.streams.iter().copied());
         return Err(err(
             format!(
                 "source `{}` has no stream `{}`{hint} Available streams: {}",
@@ -144,7 +142,7 @@ fn destination_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             schemas,
             "destination.config.record_schemas",
         )),
-        Some(Err(m)) => Err(err(m, schemas, "destination.config.record_schemas")),
+        Some(Err(e)) => Err(err(e.to_string(), schemas, "destination.config.record_schemas")),
         Some(Ok(_)) => Ok(()),
     }
 }

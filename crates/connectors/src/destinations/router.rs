@@ -13,6 +13,8 @@ use bizon_core::record::DEAD_LETTER;
 use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
 use serde_json::json;
 
+use crate::error::ConfigError;
+
 /// Which records a part takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Takes {
@@ -37,9 +39,9 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(mut parts: Vec<Part>) -> Result<Self> {
+    pub fn new(mut parts: Vec<Part>) -> std::result::Result<Self, ConfigError> {
         if parts.iter().filter(|p| p.transactional).count() > 1 {
-            return Err(Error::config("at most one transactional destination can be routed to"));
+            return Err(ConfigError::SeveralTransactional);
         }
         parts.sort_by_key(|p| p.transactional); // stable: the transactional one goes last
         Ok(Router { parts, diverted: 0 })

@@ -60,8 +60,9 @@ pub struct KafkaConsumerConfig {
     /// bizon's poll timeout; the engine polls with its own deadline, so it is accepted and unused.
     #[serde(default)]
     pub consumer_timeout_ms: Option<u64>,
-    /// Pages consumed between commits of the destination and the group offset (default 16); the
-    /// producer runs at most twice this ahead of the last commit.
+    /// Pages consumed between commits of the destination and the group offset (default
+    /// [`DEFAULT_MAX_PAGES_PER_COMMIT`]); the producer runs at most twice this ahead of the last
+    /// commit.
     #[serde(default)]
     pub max_pages_per_commit: Option<u16>,
 }
@@ -78,12 +79,18 @@ impl Default for KafkaConsumerConfig {
     }
 }
 
+/// Pages consumed between commits when `max_pages_per_commit` is not set.
+pub const DEFAULT_MAX_PAGES_PER_COMMIT: u16 = 16;
+
+/// The queue's topic when `topic` is not set (bizon's).
 fn default_topic() -> String {
     "bizon".into()
 }
+/// The consumer group when `group_id` is not set (bizon's).
 fn default_group() -> String {
     "bizon".into()
 }
+/// A group without a committed offset reads the topic from its start.
 fn default_reset() -> String {
     "earliest".into()
 }
@@ -270,7 +277,7 @@ impl QueueBroker for KafkaBroker {
     /// Pages between offset commits (the consumer also commits on `buffer_size` and
     /// `buffer_flush_timeout`); with `max_in_flight` it bounds how far the producer runs ahead.
     fn max_unacked(&self) -> usize {
-        usize::from(self.consumer.max_pages_per_commit.unwrap_or(16).max(1))
+        usize::from(self.consumer.max_pages_per_commit.unwrap_or(DEFAULT_MAX_PAGES_PER_COMMIT).max(1))
     }
 }
 

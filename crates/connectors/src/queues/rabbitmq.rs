@@ -54,17 +54,23 @@ pub struct RabbitConsumerConfig {
     #[serde(default)]
     pub poll_interval: Option<f64>,
     /// Pages a consumer holds unacknowledged (AMQP prefetch); the consumer commits before
-    /// reaching it. Default 64.
+    /// reaching it. Default [`DEFAULT_PREFETCH`].
     #[serde(default)]
     pub prefetch: Option<u16>,
 }
 
+/// Pages a consumer holds unacknowledged when `prefetch` is not set.
+pub const DEFAULT_PREFETCH: u16 = 64;
+
+/// AMQP's standard port.
 fn default_port() -> u16 {
     5672
 }
+/// RabbitMQ's stock user and password (`guest`, which only connects from localhost).
 fn default_guest() -> String {
     "guest".into()
 }
+/// RabbitMQ's default virtual host.
 fn default_vhost() -> String {
     "/".into()
 }
@@ -93,7 +99,7 @@ impl RabbitBroker {
             .map_err(|e| Error::internal(format!("cannot start the AMQP runtime: {e}")))?;
         Ok(RabbitBroker {
             config,
-            prefetch: consumer.prefetch.unwrap_or(64).max(1),
+            prefetch: consumer.prefetch.unwrap_or(DEFAULT_PREFETCH).max(1),
             lanes: lanes.max(1),
             runtime: Arc::new(runtime),
         })

@@ -8,6 +8,9 @@
 //! lock and bumps the token; every cursor commit checks the token in its transaction, so the
 //! stale run can never commit again.
 
+mod config;
+mod schema;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +22,9 @@ use bizon_core::{
 };
 use postgres::{Client, Row};
 
-use crate::descriptor::{BackendDescriptor, BackendSpec};
-use crate::pg::{ident, pg_error, run_tag, PgConnection};
-use bizon_core::config::yaml;
+use crate::pg::{pg_error, run_tag, PgConnection};
 
-const SCHEMA_VERSION: i32 = 1;
+pub use config::{PostgresBackendSpec, DEFAULT_LEASE_SECONDS, DESCRIPTOR};
 
 pub struct PostgresBackend {
     conn: PgConnection,
@@ -66,61 +67,6 @@ impl PostgresBackend {
             self.client = None;
         }
         pg_error(&format!("postgres backend ({}): {what}", self.conn.describe()), e)
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        let s = ident(&self.conn.schema);
-        let sql = format!(
-            "BEGIN;
-             SELECT pg_advisory_xact_lock(hashtextextended('bizon-migrate:' || {lit}, 0));
-             CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {ver} (version integer NOT NULL);
-             COMMIT;",
-            lit = literal(&self.conn.schema),
-            ver = self.t("bizon_schema_version"),
-        );
-        let r = self.client()?.batch_execute(&sql);
-        r.map_err(|e| self.err("creating the schema", &e))?;
-        let sql = format!("SELECT coalesce(max(version), 0) FROM {}", self.t("bizon_schema_version"));
-        let r = self.client()?.query_one(&sql, &[]);
-        let version: i32 = r.map_err(|e| self.err("reading the schema version", &e))?.get(0);
-        if version > SCHEMA_VERSION {
-            return Err(Error::config(format!(
-                "postgres backend: schema version {version} is newer than this bizon ({SCHEMA_VERSION}); upgrade bizon"
-            )));
-        }
-        if version < 1 {
-            let m1 = format!(
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtextextended('bizon-migrate:' || {lit}, 0));
-                 CREATE TABLE IF NOT EXISTS {jobs} (id text PRIMARY KEY, pipeline text NOT NULL, source text NOT NULL,
-                   stream text NOT NULL, sync_mode text NOT NULL, reset boolean NOT NULL DEFAULT false, status text NOT NULL,
-                   since text, created_at bigint NOT NULL, updated_at bigint NOT NULL, pid integer NOT NULL,
-                   total_records bigint, error text);
-                 CREATE INDEX IF NOT EXISTS bizon_jobs_by_stream ON {jobs} (pipeline, source, stream, status);
-                 CREATE TABLE IF NOT EXISTS {dc} (job_id text PRIMARY KEY, iteration bigint NOT NULL, pagination text NOT NULL,
-                   token text NOT NULL, records_written bigint NOT NULL, bytes_written bigint NOT NULL, watermark text,
-                   done boolean NOT NULL, updated_at bigint NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {sc} (job_id text PRIMARY KEY, iteration bigint NOT NULL, pagination text NOT NULL,
-                   updated_at bigint NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {streams} (pipeline text NOT NULL, source text NOT NULL, stream text NOT NULL,
-                   watermark text, last_job_id text, updated_at bigint NOT NULL, PRIMARY KEY (pipeline, source, stream));
-                 CREATE TABLE IF NOT EXISTS {locks} (pipeline text PRIMARY KEY, fence bigint NOT NULL, pid integer NOT NULL,
-                   host text NOT NULL, run_tag text NOT NULL, heartbeat_at timestamptz NOT NULL);
-                 INSERT INTO {ver} SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {ver} WHERE version >= 1);
-                 COMMIT;",
-                lit = literal(&self.conn.schema),
-                jobs = self.t("bizon_jobs"),
-                dc = self.t("bizon_destination_cursors"),
-                sc = self.t("bizon_source_cursors"),
-                streams = self.t("bizon_streams"),
-                locks = self.t("bizon_locks"),
-                ver = self.t("bizon_schema_version"),
-            );
-            let r = self.client()?.batch_execute(&m1);
-            r.map_err(|e| self.err("migrating to schema version 1", &e))?;
-        }
-        Ok(())
     }
 
     /// Inside a transaction: fail unless this run still holds the pipeline's fencing token.
@@ -235,10 +181,6 @@ impl PostgresBackend {
             done: r.get(at + 6),
         })
     }
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, \
@@ -523,52 +465,6 @@ impl Backend for PostgresBackend {
         Ok(rows.iter().map(|r| (Self::job_from_row(r), Self::cursor_from_row(r, 13))).collect())
     }
 }
-
-/// `engine.backend.type: postgres`, parsed.
-#[derive(Debug, Clone)]
-pub struct PostgresBackendSpec {
-    pub conn: PgConnection,
-    /// How long a silent lock holder keeps the pipeline.
-    pub lease: Duration,
-}
-
-impl BackendSpec for PostgresBackendSpec {
-    fn open(&self) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(PostgresBackend::open(self.conn.clone(), self.lease)?))
-    }
-    fn shared(&self) -> bool {
-        true
-    }
-    fn describe(&self) -> String {
-        self.conn.describe()
-    }
-}
-
-/// Seconds without a heartbeat after which another run may take a pipeline over (`lease_seconds`).
-pub const DEFAULT_LEASE_SECONDS: u64 = 30;
-
-/// The `postgres` backend in the registry (bizon's keys; `lease_seconds` is ours).
-pub const DESCRIPTOR: BackendDescriptor = BackendDescriptor {
-    name: "postgres",
-    description: "PostgreSQL: shared by processes on many hosts; advisory lock, lease and fencing token",
-    parse: |fields, node| {
-        let conn = PgConnection {
-            host: fields.host.clone().unwrap_or_else(crate::pg::default_host),
-            port: fields.port.unwrap_or_else(crate::pg::default_port),
-            database: fields.database.clone().ok_or_else(|| {
-                yaml::Error::new("missing required key `database`", node.mark, "engine.backend.config")
-            })?,
-            username: fields.username.clone().unwrap_or_else(crate::pg::default_user),
-            password: fields.password.clone(),
-            schema: fields.schema.clone().unwrap_or_else(crate::pg::default_schema),
-            sslmode: fields.sslmode.unwrap_or_default(),
-            sslrootcert: fields.sslrootcert.clone(),
-        };
-        conn.validate().map_err(|m| yaml::Error::new(m, node.mark, "engine.backend.config.sslmode"))?;
-        let lease = Duration::from_secs(fields.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS).max(1));
-        Ok(std::sync::Arc::new(PostgresBackendSpec { conn, lease }))
-    },
-};
 
 #[cfg(test)]
 mod tests;

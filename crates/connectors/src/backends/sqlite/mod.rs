@@ -11,6 +11,9 @@
 //! lock anyway (a lock file removed by hand, a database shared over a network file system, a
 //! handle kept after its lock guard was dropped).
 
+mod config;
+mod schema;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
@@ -22,64 +25,7 @@ use bizon_core::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::descriptor::{BackendDescriptor, BackendSpec};
-
-const SCHEMA_VERSION: i64 = 2;
-
-const MIGRATION_1: &str = "
-CREATE TABLE IF NOT EXISTS bizon_jobs (
-    id TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    source TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    sync_mode TEXT NOT NULL,
-    reset INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
-    since TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    pid INTEGER NOT NULL,
-    total_records INTEGER,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS bizon_jobs_by_stream ON bizon_jobs (pipeline, source, stream, status);
-CREATE TABLE IF NOT EXISTS bizon_destination_cursors (
-    job_id TEXT PRIMARY KEY REFERENCES bizon_jobs (id),
-    iteration INTEGER NOT NULL,
-    pagination TEXT NOT NULL,
-    token TEXT NOT NULL,
-    records_written INTEGER NOT NULL,
-    bytes_written INTEGER NOT NULL,
-    watermark TEXT,
-    done INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bizon_source_cursors (
-    job_id TEXT PRIMARY KEY REFERENCES bizon_jobs (id),
-    iteration INTEGER NOT NULL,
-    pagination TEXT NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bizon_streams (
-    pipeline TEXT NOT NULL,
-    source TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    watermark TEXT,
-    last_job_id TEXT,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (pipeline, source, stream)
-);
-";
-
-/// Version 2: a fencing epoch per lock name (a pipeline, or `<pipeline>#<role>`).
-const MIGRATION_2: &str = "
-CREATE TABLE IF NOT EXISTS bizon_fences (
-    pipeline TEXT PRIMARY KEY,
-    fence INTEGER NOT NULL,
-    pid INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-";
+pub use config::{SqliteSpec, DEFAULT_DATABASE, DESCRIPTOR, IN_MEMORY};
 
 pub struct SqliteBackend {
     conn: Connection,
@@ -119,52 +65,6 @@ impl SqliteBackend {
         let mut b = SqliteBackend { conn, path: None, fence: None };
         b.init()?;
         Ok(b)
-    }
-
-    fn init(&mut self) -> Result<()> {
-        self.conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err("busy timeout"))?;
-        if self.path.is_some() {
-            // WAL keeps readers (`bizon job list`) off the writer's back; NORMAL is durable
-            // against a killed process, and a cursor lost to a power cut only rolls back to an
-            // earlier commit, which the destinations' truncate-on-resume makes harmless.
-            // switching to WAL takes an exclusive lock without waiting on the busy handler: two
-            // processes opening a new database together (producer and consumers) retry briefly
-            let mut tries = 0;
-            loop {
-                match self.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") {
-                    Err(e) if tries < 100 && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    r => break r.map_err(db_err("setting pragmas"))?,
-                }
-            }
-        }
-        let version: i64 =
-            self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::config(format!(
-                "sqlite backend: database schema version {version} is newer than this bizon ({SCHEMA_VERSION}); upgrade bizon"
-            )));
-        }
-        if version < SCHEMA_VERSION {
-            // IMMEDIATE: concurrent openers queue on the write lock instead of failing busy; the
-            // version is read again inside, since another opener may have migrated meanwhile
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(db_err("migrating"))?;
-            let version: i64 =
-                tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading schema version"))?;
-            for (to, sql) in [(1, MIGRATION_1), (2, MIGRATION_2)] {
-                if version < to {
-                    tx.execute_batch(sql).map_err(db_err(&format!("migrating to version {to}")))?;
-                }
-            }
-            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(db_err("migrating"))?;
-            tx.commit().map_err(db_err("migrating"))?;
-        }
-        Ok(())
     }
 
     /// Run `f` in an IMMEDIATE transaction that first checks this handle's fencing epoch (when
@@ -512,54 +412,6 @@ impl Backend for SqliteBackend {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err("listing jobs"))
     }
 }
-
-/// `engine.backend.type: sqlite` (a file) or `sqlite_in_memory`, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqliteSpec {
-    /// `None`: in memory.
-    pub path: Option<PathBuf>,
-}
-
-impl BackendSpec for SqliteSpec {
-    fn open(&self) -> Result<Box<dyn Backend>> {
-        Ok(match &self.path {
-            Some(p) => Box::new(SqliteBackend::open(p.clone())?),
-            None => Box::new(SqliteBackend::in_memory()?),
-        })
-    }
-    fn shared(&self) -> bool {
-        self.path.is_some()
-    }
-    fn describe(&self) -> String {
-        match &self.path {
-            Some(p) => format!("sqlite {}", p.display()),
-            None => "sqlite_in_memory".into(),
-        }
-    }
-}
-
-/// The default backend: `./bizon.db`.
-pub const DEFAULT_DATABASE: &str = "bizon";
-
-/// The `sqlite` backend in the registry: `database` names the file (`.db` added without an
-/// extension).
-pub const DESCRIPTOR: BackendDescriptor = BackendDescriptor {
-    name: "sqlite",
-    description: "a SQLite file (default ./bizon.db); one process or processes on one host",
-    parse: |fields, _node| {
-        let db = fields.database.clone().unwrap_or_else(|| DEFAULT_DATABASE.into());
-        let path = PathBuf::from(&db);
-        let path = if path.extension().is_some() { path } else { PathBuf::from(format!("{db}.db")) };
-        Ok(std::sync::Arc::new(SqliteSpec { path: Some(path) }))
-    },
-};
-
-/// The `sqlite_in_memory` backend in the registry.
-pub const IN_MEMORY: BackendDescriptor = BackendDescriptor {
-    name: "sqlite_in_memory",
-    description: "SQLite in memory: nothing survives the process (tests, one-off runs)",
-    parse: |_fields, _node| Ok(std::sync::Arc::new(SqliteSpec { path: None })),
-};
 
 #[cfg(test)]
 mod tests;

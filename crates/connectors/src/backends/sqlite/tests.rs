@@ -45,7 +45,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_cursors() {
     {
         // what a bizon of schema version 1 left: its tables, no fencing epochs
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(super::MIGRATION_1).unwrap();
+        conn.execute_batch(super::schema::MIGRATION_1).unwrap();
         conn.execute_batch("PRAGMA user_version = 1").unwrap();
         conn.execute_batch(
             "INSERT INTO bizon_jobs (id, pipeline, source, stream, sync_mode, status, created_at, updated_at, pid) \
@@ -59,7 +59,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_cursors() {
     let _lock = b.lock_pipeline(&key("p")).expect("the fencing table exists");
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, super::SCHEMA_VERSION);
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
 }
 
 #[test]

@@ -215,6 +215,9 @@ impl FileDestination {
     }
 }
 
+/// The writer thread's error is its text (`String`): it crosses the thread once, is cloned to
+/// every later fsync request, and has one meaning, turned into a `Permanent` error naming the
+/// file by [`FileDestination::io_failure`]; `std::io::Error` is not `Clone`.
 enum Cmd {
     Write(Vec<u8>),
     /// Write everything sent so far, fsync, reply.

@@ -8,6 +8,7 @@ use super::PostgresDestination;
 use crate::descriptor::{
     parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec, TableSpec,
 };
+use crate::error::ConfigError;
 use crate::pg::PgConnection;
 
 /// The destination's own keys; the table is `destination_id` (default: the stream name).
@@ -62,9 +63,9 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
 
 impl DestinationSpec for PostgresConfig {
     fn validate(&self, node: &Node) -> std::result::Result<(), yaml::Error> {
-        self.connection()
-            .validate()
-            .map_err(|m| yaml::Error::new(m, node.get("sslmode").unwrap_or(node).mark, "destination.config"))
+        self.connection().validate().map_err(|e| {
+            yaml::Error::new(e.to_string(), node.get("sslmode").unwrap_or(node).mark, "destination.config")
+        })
     }
 
     fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
@@ -75,7 +76,7 @@ impl DestinationSpec for PostgresConfig {
         Some(Box::new(PostgresDestination::routed(self, tables)))
     }
 
-    fn column_type(&self, kind: &str) -> std::result::Result<String, String> {
+    fn column_type(&self, kind: &str) -> std::result::Result<String, ConfigError> {
         pg_type(kind)
     }
 
@@ -108,7 +109,7 @@ impl PostgresConfig {
 
 /// A typed column of `unnest: true`: PostgreSQL type of a bizon/BigQuery type name (or a
 /// PostgreSQL type name as is).
-pub fn pg_type(kind: &str) -> std::result::Result<String, String> {
+pub fn pg_type(kind: &str) -> std::result::Result<String, ConfigError> {
     let t = match kind.to_ascii_uppercase().as_str() {
         "STRING" | "TEXT" => "text",
         "INTEGER" | "INT64" | "INT" | "BIGINT" => "bigint",
@@ -122,7 +123,7 @@ pub fn pg_type(kind: &str) -> std::result::Result<String, String> {
         "JSON" | "JSONB" | "RECORD" | "STRUCT" => "jsonb",
         "BYTES" => "bytea",
         _ if kind.chars().all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c)) => return Ok(kind.to_owned()),
-        _ => return Err(format!("unsupported column type `{kind}`")),
+        _ => return Err(ConfigError::UnsupportedColumnType(kind.to_owned())),
     };
     Ok(t.to_owned())
 }

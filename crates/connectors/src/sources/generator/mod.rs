@@ -12,21 +12,30 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::error::ConfigError;
 
 pub const STREAMS: &[&str] = &["records"];
 
+/// Records a run generates when `total` is not set.
 fn default_total() -> u64 {
     1000
 }
+/// Records per page (iteration) when `page_size` is not set.
 fn default_page_size() -> u64 {
     1000
 }
+/// Approximate payload bytes per record when `record_size` is not set.
 fn default_record_size() -> usize {
     200
 }
+/// Milliseconds between consecutive records' `updated_at` when `step_ms` is not set.
 fn default_step_ms() -> u64 {
     1
 }
+
+/// Record 0's `updated_at` when `start_timestamp` is not set: 2024-01-01T00:00:00Z, in
+/// microseconds since the epoch (fixed, so runs are reproducible).
+pub const DEFAULT_START_MICROS: i64 = 1_704_067_200_000_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,17 +79,17 @@ impl SourceSpec for GeneratorConfig {
         Box::new(GeneratorSource::new(self.clone()))
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
         if self.page_size == 0 {
-            return Err("`page_size` must be at least 1".into());
+            return Err(ConfigError::AtLeastOne { key: "page_size" });
         }
         if let Some(ts) = &self.start_timestamp {
             if parse_rfc3339(ts).is_none() {
-                return Err(format!("`start_timestamp` `{ts}` is not an RFC 3339 timestamp"));
+                return Err(ConfigError::NotATimestamp { key: "start_timestamp", value: ts.clone() });
             }
         }
         if matches!(self.rate_limit, Some(r) if r <= 0.0 || r.is_nan()) {
-            return Err("`rate_limit` must be a positive number of records per second".into());
+            return Err(ConfigError::RateLimit);
         }
         Ok(())
     }
@@ -124,7 +133,7 @@ pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 
 impl GeneratorSource {
     pub fn new(config: GeneratorConfig) -> Self {
-        let start = config.start_timestamp.as_deref().and_then(parse_rfc3339).unwrap_or(1_704_067_200_000_000);
+        let start = config.start_timestamp.as_deref().and_then(parse_rfc3339).unwrap_or(DEFAULT_START_MICROS);
         let step = config.step_ms as i64 * 1000;
         let mut pool = Vec::with_capacity(POOL + config.record_size);
         let mut state = splitmix64(config.seed);

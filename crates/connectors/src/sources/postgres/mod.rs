@@ -13,8 +13,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::error::ConfigError;
 use crate::pg::{ident, pg_error, PgConnection};
 
+/// Rows per page when `batch_size` is not set: large enough that a page's round trip is small
+/// next to its rows, small enough to keep a page's memory in the megabytes.
 fn default_batch() -> u64 {
     10_000
 }
@@ -53,12 +56,12 @@ pub struct PostgresSourceConfig {
 impl PostgresSourceConfig {
     pub fn connection(&self) -> PgConnection {
         PgConnection {
-            host: self.host.clone().unwrap_or_else(|| "localhost".into()),
-            port: self.port.unwrap_or(5432),
+            host: self.host.clone().unwrap_or_else(crate::pg::default_host),
+            port: self.port.unwrap_or_else(crate::pg::default_port),
             database: self.database.clone(),
-            username: self.username.clone().unwrap_or_else(|| "postgres".into()),
+            username: self.username.clone().unwrap_or_else(crate::pg::default_user),
             password: self.password.clone(),
-            schema: self.schema.clone().unwrap_or_else(|| "public".into()),
+            schema: self.schema.clone().unwrap_or_else(crate::pg::default_schema),
             sslmode: self.sslmode.unwrap_or_default(),
             sslrootcert: self.sslrootcert.clone(),
         }
@@ -85,13 +88,13 @@ impl SourceSpec for PostgresSourceConfig {
         list_tables(self)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
         self.connection().validate()?;
         if self.query.is_some() && self.primary_key.is_none() {
-            return Err("a custom `query` needs `primary_key` (the column its rows are paged by)".into());
+            return Err(ConfigError::QueryWithoutPrimaryKey);
         }
         if self.batch_size == 0 {
-            return Err("`batch_size` must be at least 1".into());
+            return Err(ConfigError::AtLeastOne { key: "batch_size" });
         }
         Ok(())
     }
