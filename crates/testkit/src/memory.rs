@@ -91,6 +91,12 @@ impl MemoryBackend {
         lock(&self.store).source_cursors.get(job_id).cloned()
     }
 
+    /// True while some handle holds the lock `name` (a pipeline, `<pipeline>#producer`,
+    /// `<pipeline>#consumer-<k>`).
+    pub fn locked(&self, name: &str) -> bool {
+        lock(&self.store).locks.contains_key(name)
+    }
+
     /// Every job of `pipeline` (lane jobs included), in creation order.
     pub fn jobs(&self, pipeline: &str) -> Vec<Job> {
         lock(&self.store).jobs.iter().filter(|j| j.key.pipeline == pipeline).cloned().collect()

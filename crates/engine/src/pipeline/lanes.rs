@@ -46,16 +46,22 @@ pub(super) fn slowest_lane(backend: &mut dyn Backend, job_id: &str, lanes: usize
     Ok(c)
 }
 
-/// A consumer takes the first free lane of `key`'s pipeline (a lock per lane: `<pipeline>#consumer`
-/// with one lane, `<pipeline>#consumer-<k>` with several). Returns the lock guard and the lane.
+/// The lock of a consumer lane: `<pipeline>#consumer` with one lane, `<pipeline>#consumer-<k>`
+/// with several.
+fn lane_key(key: &StreamKey, lane: usize, lanes: usize) -> StreamKey {
+    let mut lane_key = key.clone();
+    lane_key.pipeline = match lanes {
+        1 => format!("{}#consumer", key.pipeline),
+        _ => format!("{}#consumer-{lane}", key.pipeline),
+    };
+    lane_key
+}
+
+/// A consumer takes the first free lane of `key`'s pipeline (a lock per lane). Returns the lock
+/// guard and the lane.
 pub(super) fn claim_lane(backend: &mut dyn Backend, key: &StreamKey, lanes: usize) -> Result<(Box<dyn Send>, usize)> {
     for lane in 0..lanes {
-        let mut lane_key = key.clone();
-        lane_key.pipeline = match lanes {
-            1 => format!("{}#consumer", key.pipeline),
-            _ => format!("{}#consumer-{lane}", key.pipeline),
-        };
-        match backend.lock_pipeline(&lane_key) {
+        match backend.lock_pipeline(&lane_key(key, lane, lanes)) {
             Ok(lock) => return Ok((lock, lane)),
             Err(e) if lane + 1 == lanes => {
                 return Err(if lanes == 1 {
@@ -68,6 +74,31 @@ pub(super) fn claim_lane(backend: &mut dyn Backend, key: &StreamKey, lanes: usiz
         }
     }
     unreachable!("lanes >= 1")
+}
+
+/// A consumer claims its lane before the job exists (it waits for the producer), so the first
+/// free lane may be one whose consumer already finished it and exited. Once the job is known, a
+/// consumer on a finished lane moves to a free unfinished one, if there is one (taking its lock
+/// before the caller drops the old one): else that lane would never get a consumer and the job
+/// would never complete. `None`: stay (the lane is unfinished, or no unfinished lane is free).
+pub(super) fn leave_finished_lane(
+    backend: &mut dyn Backend,
+    key: &StreamKey,
+    job_id: &str,
+    lane: usize,
+    lanes: usize,
+) -> Result<Option<(Box<dyn Send>, usize)>> {
+    let done: Vec<bool> =
+        lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+    if lanes < 2 || !done[lane] {
+        return Ok(None);
+    }
+    for other in (0..lanes).filter(|k| !done[*k]) {
+        if let Ok(lock) = backend.lock_pipeline(&lane_key(key, other, lanes)) {
+            return Ok(Some((lock, other)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use bizon_core::{
 };
 
 use self::broker::{broker_loop, consume, produce, remove_queue};
-use self::lanes::{claim_lane, lane_cursor_id, slowest_lane};
+use self::lanes::{claim_lane, lane_cursor_id, leave_finished_lane, slowest_lane};
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
 use self::writer::Writer;
@@ -153,7 +153,7 @@ impl Pipeline<'_> {
             )));
         }
         // producer and consumers hold their own locks: one producer, one consumer per lane
-        let (_lock, lane) = match self.spec.role {
+        let (mut _lock, mut lane) = match self.spec.role {
             Role::Consumer => claim_lane(&mut *self.backend, &self.spec.key, lanes)?,
             role => {
                 let mut key = self.spec.key.clone();
@@ -167,6 +167,17 @@ impl Pipeline<'_> {
             Role::Consumer => self.wait_for_job()?,
             _ => self.find_or_create_job()?,
         };
+        if self.spec.role == Role::Consumer {
+            if let Some((lock, other)) = leave_finished_lane(&mut *self.backend, &self.spec.key, &job.id, lane, lanes)?
+            {
+                tracing::info!(
+                    lane,
+                    to_lane = other,
+                    "lane already finished by another consumer: taking an unfinished one"
+                );
+                (_lock, lane) = (lock, other);
+            }
+        }
         // every log line of the run carries the job and stream (fields of JSON logs)
         let span = tracing::info_span!("job", job_id = %job.id, stream = %self.spec.key.stream);
         let _in_job = span.enter();
