@@ -4,7 +4,7 @@
 //! `ack_through` of every delivery up to a tag (an unknown tag is an error, as RabbitMQ closes the
 //! channel), redelivery of what a subscriber held unacknowledged when it goes away (first, in
 //! order, to the next subscriber of its lane), `purge` of ready messages and `delete` of the
-//! queues. Publishing is confirmed at once.
+//! queues. Publishing is confirmed at once; [`MemoryBroker::lose`] drops a chosen message.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -25,6 +25,8 @@ struct State {
     unacked: usize,
     purges: u64,
     deletes: u64,
+    /// Publishes (1-based, counted over the broker's life) that are confirmed but never queued.
+    lose: Vec<u64>,
 }
 
 struct Shared {
@@ -54,6 +56,12 @@ impl MemoryBroker {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lose the `n`th publish from now on counted over the broker's life (1-based): it is
+    /// confirmed but never queued, as a broker that failed over without it would.
+    pub fn lose(&self, n: u64) {
+        self.state().lose.push(n);
     }
 
     /// Messages waiting in `lane` (not delivered, or returned for redelivery).
@@ -129,9 +137,12 @@ struct Publisher {
 impl QueuePublisher for Publisher {
     fn publish(&mut self, lane: usize, message: Vec<u8>) -> Result<()> {
         let mut s = self.broker.state();
+        let lost = s.lose.contains(&(s.published + 1));
         let queue =
             s.lanes.get_mut(lane).ok_or_else(|| Error::internal(format!("publish to lane {lane}: no such lane")))?;
-        queue.push_back(message);
+        if !lost {
+            queue.push_back(message);
+        }
         s.published += 1;
         drop(s);
         self.broker.shared.arrived.notify_all();
