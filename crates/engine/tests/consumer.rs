@@ -126,3 +126,15 @@ fn the_thread_runner_recovers_from_a_lost_message_by_publishing_again_from_the_l
     assert!(broker.purges() >= 2, "each attempt purges: {}", broker.purges());
     assert_eq!(broker.deletes(), 1, "the completed job's queue is removed");
 }
+
+#[test]
+fn the_thread_runner_recovers_from_a_lost_last_message_once_its_producer_is_done() {
+    // the 10th publish (page 9, the last) is lost: no later page shows a gap, but the producer
+    // thread finished, so after a grace period the attempt restarts from the last commit
+    let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(1, 4), Table::default());
+    broker.lose(10);
+    let mut b = store.handle();
+    let s = run(spec(Runner::Thread, Role::Both, 0), (100, 10), &table, &mut b, Some(&broker)).unwrap();
+    assert_eq!((s.outcome, s.retries), (Outcome::Completed, 1));
+    assert_exactly_once(&table, 100);
+}

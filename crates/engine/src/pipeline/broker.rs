@@ -84,16 +84,31 @@ pub(super) fn produce(
     }
 }
 
+/// What a consumer knows of the producer when its queue runs dry.
+pub(super) enum Producer {
+    /// Still publishing, or in another process (the consumer role cannot tell).
+    Unknown,
+    /// The producer thread failed: its error ends the attempt.
+    Failed(Error),
+    /// The producer thread published every page and its end, and the broker confirmed them.
+    Done,
+}
+
+/// How long a consumer waits for its next page after its producer thread published everything:
+/// past it the rest was lost (a queue purged or a message dropped behind the engine's back), and
+/// the attempt restarts from the last commit instead of waiting for it forever.
+const LOST_TAIL_AFTER: Duration = Duration::from_secs(5);
+
 /// Consume pages in iteration order from `start` on, write, commit, then acknowledge. A page
 /// already committed (a redelivery, a restarted producer's copy, another job's leftover) is
-/// acknowledged and skipped; a gap fails the attempt (retried). `producer_failed` reports a
-/// producer thread's error when the queue runs dry.
+/// acknowledged and skipped; a gap fails the attempt (retried). `producer` tells, when the queue
+/// runs dry, whether a producer thread failed or finished ([`Producer`]).
 pub(super) fn consume(
     w: &mut Writer<'_>,
     stop: &AtomicBool,
     start: &DestinationCursor,
     broker: &dyn QueueBroker,
-    producer_failed: &dyn Fn() -> Option<Error>,
+    producer: &dyn Fn() -> Producer,
 ) -> Result<Outcome> {
     let (lane, lanes) = w.lane;
     let mut subscriber = broker.subscriber(lane)?;
@@ -102,6 +117,7 @@ pub(super) fn consume(
     // the newest accepted delivery, and how many are held unacknowledged
     let mut held: Option<(u64, i64)> = None;
     let mut unacked = 0usize;
+    let mut last_delivery = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
             let outcome = w.stopped()?;
@@ -112,14 +128,26 @@ pub(super) fn consume(
         }
         let outcome = match subscriber.next(w.until_deadline())? {
             None => {
-                if let Some(e) = producer_failed() {
-                    let _ = w.flush(false); // commit what arrived, report the producer's error
-                    return Err(e);
+                match producer() {
+                    Producer::Failed(e) => {
+                        let _ = w.flush(false); // commit what arrived, report the producer's error
+                        return Err(e);
+                    }
+                    Producer::Done if last_delivery.elapsed() >= LOST_TAIL_AFTER => {
+                        let _ = w.flush(false); // commit what arrived, then start again from there
+                        return Err(Error::transient(format!(
+                            "{}: the producer published every page, but iteration {} never arrived",
+                            broker.describe(),
+                            w.expected()
+                        )));
+                    }
+                    Producer::Done | Producer::Unknown => {}
                 }
                 w.tick()?;
                 None
             }
             Some((bytes, tag)) => {
+                last_delivery = Instant::now();
                 let msg = wire::decode(&bytes)
                     .map_err(|e| Error::permanent(format!("{}: undecodable message: {e}", broker.describe())))?;
                 let expected = w.expected();
@@ -196,17 +224,18 @@ pub(super) fn broker_loop(
                 *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             })
             .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;
-        let producer_failed = || {
+        let producer_state = || {
             let mut result = produced.lock().unwrap_or_else(|p| p.into_inner());
             match result.take() {
-                Some(Err(e)) => Some(e),
-                other => {
-                    *result = other;
-                    None
+                Some(Err(e)) => Producer::Failed(e),
+                Some(Ok(())) => {
+                    *result = Some(Ok(()));
+                    Producer::Done
                 }
+                None => Producer::Unknown,
             }
         };
-        let consumed = consume(w, stop, start, broker, &producer_failed);
+        let consumed = consume(w, stop, start, broker, &producer_state);
         if consumed.is_err() {
             abandon.store(true, Ordering::SeqCst);
         }

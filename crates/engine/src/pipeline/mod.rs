@@ -28,7 +28,7 @@ use bizon_core::{
     ReadContext, Result, Source, StreamKey,
 };
 
-use self::broker::{broker_loop, consume, produce, remove_queue};
+use self::broker::{broker_loop, consume, produce, remove_queue, Producer};
 use self::lanes::{claim_lane, lane_cursor_id, leave_finished_lane, slowest_lane};
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
@@ -415,7 +415,7 @@ impl Pipeline<'_> {
             (Runner::Stream, _) => stream_loop(source, &mut writer, read_ctx, stop, &start),
             (Runner::Thread, None) => thread_loop(source, &mut writer, read_ctx, stop, &start),
             (Runner::Thread, Some(broker)) if self.spec.role == Role::Consumer => {
-                let outcome = consume(&mut writer, stop, &start, broker, &|| None);
+                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown);
                 if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
                     remove_queue(broker);
                 }
