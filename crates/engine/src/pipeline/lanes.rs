@@ -1,0 +1,130 @@
+//! Lanes: how a job's pages are split over several ordered broker lanes (iteration `i` → lane
+//! `i % N`), each consumed by one consumer that holds the lane's lock and commits its own cursor
+//! chain. The producer reads every lane's chain to know where to restart and how far ahead it is.
+
+use bizon_core::{Backend, DestinationCursor, Json, Result, StreamKey};
+
+/// The backend key of a lane's destination cursor chain (the job id itself with one lane).
+pub(super) fn lane_cursor_id(job_id: &str, lane: usize, lanes: usize) -> String {
+    match lanes {
+        1 => job_id.to_owned(),
+        _ => format!("{job_id}~{lane}"),
+    }
+}
+
+/// The first iteration after `prev` that belongs to `lane` of `lanes`.
+pub(super) fn next_in_lane(prev: i64, lane: usize, lanes: usize) -> i64 {
+    let i = prev + 1;
+    let n = lanes as i64;
+    i + (lane as i64 - i).rem_euclid(n)
+}
+
+/// Every lane's destination cursor (`None` for a lane that has not started).
+pub(super) fn lane_cursors(
+    backend: &mut dyn Backend,
+    job_id: &str,
+    lanes: usize,
+) -> Result<Vec<Option<DestinationCursor>>> {
+    (0..lanes).map(|lane| backend.destination_cursor(&lane_cursor_id(job_id, lane, lanes))).collect()
+}
+
+/// Where a producer restarts: the cursor of the lane that committed least (every lane then
+/// skips what it already has); a done cursor when every lane is done.
+pub(super) fn slowest_lane(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<DestinationCursor> {
+    let fresh = DestinationCursor::start(Json::Null);
+    let mut slowest: Option<DestinationCursor> = None;
+    let mut all_done = true;
+    for c in lane_cursors(backend, job_id, lanes)? {
+        let Some(c) = c else { return Ok(fresh) };
+        all_done &= c.done;
+        if slowest.as_ref().is_none_or(|s| c.iteration < s.iteration) {
+            slowest = Some(c);
+        }
+    }
+    let mut c = slowest.unwrap_or(fresh);
+    c.done = all_done;
+    Ok(c)
+}
+
+/// The lock of a consumer lane: `<pipeline>#consumer` with one lane, `<pipeline>#consumer-<k>`
+/// with several.
+fn lane_key(key: &StreamKey, lane: usize, lanes: usize) -> StreamKey {
+    let mut lane_key = key.clone();
+    lane_key.pipeline = match lanes {
+        1 => format!("{}#consumer", key.pipeline),
+        _ => format!("{}#consumer-{lane}", key.pipeline),
+    };
+    lane_key
+}
+
+/// A consumer takes the first free lane of `key`'s pipeline (a lock per lane). Returns the lock
+/// guard and the lane.
+pub(super) fn claim_lane(backend: &mut dyn Backend, key: &StreamKey, lanes: usize) -> Result<(Box<dyn Send>, usize)> {
+    for lane in 0..lanes {
+        match backend.lock_pipeline(&lane_key(key, lane, lanes)) {
+            Ok(lock) => return Ok((lock, lane)),
+            Err(e) if lane + 1 == lanes => {
+                return Err(if lanes == 1 {
+                    e
+                } else {
+                    e.context(format!("all {lanes} consumer lanes of pipeline `{}` are taken", key.pipeline))
+                })
+            }
+            Err(_) => continue,
+        }
+    }
+    unreachable!("lanes >= 1")
+}
+
+/// A consumer claims its lane before the job exists (it waits for the producer), so the first
+/// free lane may be one whose consumer already finished it and exited. Once the job is known, a
+/// consumer on a finished lane moves to a free unfinished one, if there is one (taking its lock
+/// before the caller drops the old one): else that lane would never get a consumer and the job
+/// would never complete. `None`: stay (the lane is unfinished, or no unfinished lane is free).
+pub(super) fn leave_finished_lane(
+    backend: &mut dyn Backend,
+    key: &StreamKey,
+    job_id: &str,
+    lane: usize,
+    lanes: usize,
+) -> Result<Option<(Box<dyn Send>, usize)>> {
+    let done: Vec<bool> =
+        lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+    if lanes < 2 || !done[lane] {
+        return Ok(None);
+    }
+    for other in (0..lanes).filter(|k| !done[*k]) {
+        if let Ok(lock) = backend.lock_pipeline(&lane_key(key, other, lanes)) {
+            return Ok(Some((lock, other)));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lane_cursor_id, next_in_lane};
+
+    #[test]
+    fn each_lane_takes_every_nth_iteration_from_where_it_stands() {
+        for lanes in 1..5usize {
+            for lane in 0..lanes {
+                // from the start (-1) a lane's chain visits lane, lane + N, lane + 2N, …
+                let mut prev = -1;
+                let mut seen = Vec::new();
+                for _ in 0..5 {
+                    prev = next_in_lane(prev, lane, lanes);
+                    seen.push(prev);
+                }
+                let want: Vec<i64> = (0..5).map(|k| (lane + k * lanes) as i64).collect();
+                assert_eq!(seen, want, "lane {lane} of {lanes}");
+            }
+        }
+        // after a commit of another lane's iteration (the producer's restart point) too
+        assert_eq!(next_in_lane(4, 1, 3), 7);
+        assert_eq!(next_in_lane(5, 1, 3), 7);
+        assert_eq!(next_in_lane(6, 1, 3), 7);
+        assert_eq!(lane_cursor_id("j", 0, 1), "j");
+        assert_eq!(lane_cursor_id("j", 2, 3), "j~2");
+    }
+}

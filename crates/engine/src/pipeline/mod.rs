@@ -1,0 +1,442 @@
+//! One run of a pipeline: lock → find or create the job → open the destination at the last
+//! durable cursor → pull pages (producer) → write them (consumer) → flush on size, time or end →
+//! commit the destination cursor → finalize → complete the job.
+//!
+//! The destination cursor is the only truth about progress: the source restarts from its
+//! pagination, the destination rolls back to its token. Transient errors restart the attempt
+//! from that cursor inside the same process (bounded retries with backoff).
+//!
+//! This module holds the job lifecycle (locks, job, attempts, retries); the data flow lives in
+//! its children: [`reader`] (source → numbered pages), [`runners`] (stream and thread runners in
+//! this process), [`broker`] (produce / consume over an external queue), [`lanes`] (how pages
+//! split over a broker's lanes) and [`writer`] (pages → destination → cursor commits).
+
+mod broker;
+mod lanes;
+mod reader;
+mod runners;
+mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bizon_core::config::SyncMode;
+use bizon_core::time::now_micros;
+use bizon_core::{
+    Backend, Destination, DestinationContext, DestinationCursor, Error, ErrorKind, Job, JobStatus, QueueBroker,
+    ReadContext, Result, Source, StreamKey,
+};
+
+use self::broker::{broker_loop, consume, produce, remove_queue, Producer};
+use self::lanes::{claim_lane, lane_cursor_id, leave_finished_lane, slowest_lane};
+use self::reader::PageReader;
+use self::runners::{stream_loop, thread_loop};
+use self::writer::Writer;
+use crate::failpoints::Failpoints;
+use crate::progress::{Counters, ProgressMode, Reporter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// Producer thread + consumer thread over the in-memory queue.
+    Thread,
+    /// One loop: read a page, write it.
+    Stream,
+}
+
+/// Which end of an external queue this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Producer and consumer in this process.
+    #[default]
+    Both,
+    /// Read the source and publish pages; consumers complete the job.
+    Producer,
+    /// Consume pages of the producer's job and write them.
+    Consumer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Both => "both",
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub key: StreamKey,
+    pub sync_mode: SyncMode,
+    pub cursor_field: Option<String>,
+    pub max_iterations: Option<u64>,
+    pub force_ignore_checkpoint: bool,
+    /// Forget the watermark and re-read everything into a replaced target.
+    pub reset: bool,
+    /// Flush after this many bytes (bizon's `buffer_size` MB); 0 = after every page.
+    pub buffer_bytes: u64,
+    /// Flush at least this often (bizon's `buffer_flush_timeout`); `None` = never on time.
+    pub flush_timeout: Option<Duration>,
+    /// Save the producer's source cursor every this many iterations (`syncCursorInDBEvery`).
+    pub source_cursor_every: u64,
+    pub runner: Runner,
+    pub queue_max_bytes: u64,
+    pub queue_max_messages: u64,
+    /// Transient failures in a row (without a commit in between) before the run fails.
+    pub max_retries: u32,
+    /// First retry delay; doubled per retry, capped at 5 s.
+    pub retry_backoff: Duration,
+    pub progress: ProgressMode,
+    /// Producer / consumer on separate processes (needs an external queue).
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The source was exhausted (or `max_iterations` reached) and the result is published.
+    Completed,
+    /// Stopped by a signal after committing: the job resumes on the next run.
+    Stopped,
+    /// A producer published every page; the consumers complete the job.
+    Published,
+    /// A consumer finished its lane; the consumer of the last lane to finish completes the job.
+    LaneDone,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub job_id: String,
+    pub outcome: Outcome,
+    /// Resumed an unfinished job after this iteration.
+    pub resumed_after: Option<i64>,
+    /// Records and bytes written by this run (not counting a resumed job's earlier runs).
+    pub records: u64,
+    pub bytes: u64,
+    /// Records committed by the job in total.
+    pub job_records: u64,
+    pub elapsed: Duration,
+    pub retries: u32,
+}
+
+/// Everything a run needs; the CLI builds the connectors from the config.
+pub struct Pipeline<'a> {
+    pub spec: PipelineSpec,
+    pub source: &'a mut dyn Source,
+    pub destination: &'a mut dyn Destination,
+    pub backend: &'a mut dyn Backend,
+    /// An external queue between producer and consumer; `None` = the in-memory queue.
+    pub broker: Option<&'a dyn QueueBroker>,
+    pub stop: Arc<AtomicBool>,
+    pub failpoints: Arc<Failpoints>,
+    pub counters: Arc<Counters>,
+}
+
+/// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
+/// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
+/// sort by creation time and two processes starting jobs at the same moment still differ.
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+impl Pipeline<'_> {
+    pub fn run(mut self) -> Result<RunSummary> {
+        let started = Instant::now();
+        if self.spec.role != Role::Both && self.broker.is_none() {
+            return Err(Error::config("a producer or consumer role needs an external queue (engine.queue)"));
+        }
+        let lanes = self.broker.map_or(1, |b| b.lanes()).max(1);
+        if lanes > 1 && self.spec.role == Role::Both {
+            return Err(Error::config(format!(
+                "{lanes} lanes need one consumer each: run `--role producer` and {lanes} × `--role consumer`, or the process runner"
+            )));
+        }
+        // producer and consumers hold their own locks: one producer, one consumer per lane
+        let (mut _lock, mut lane) = match self.spec.role {
+            Role::Consumer => claim_lane(&mut *self.backend, &self.spec.key, lanes)?,
+            role => {
+                let mut key = self.spec.key.clone();
+                if role == Role::Producer {
+                    key.pipeline = format!("{}#producer", key.pipeline);
+                }
+                (self.backend.lock_pipeline(&key)?, 0)
+            }
+        };
+        let (job, resumed) = match self.spec.role {
+            Role::Consumer => self.wait_for_job()?,
+            _ => self.find_or_create_job()?,
+        };
+        if self.spec.role == Role::Consumer {
+            if let Some((lock, other)) = leave_finished_lane(&mut *self.backend, &self.spec.key, &job.id, lane, lanes)?
+            {
+                tracing::info!(
+                    lane,
+                    to_lane = other,
+                    "lane already finished by another consumer: taking an unfinished one"
+                );
+                (_lock, lane) = (lock, other);
+            }
+        }
+        // every log line of the run carries the job and stream (fields of JSON logs)
+        let span = tracing::info_span!("job", job_id = %job.id, stream = %self.spec.key.stream);
+        let _in_job = span.enter();
+        *self.counters.job_id.lock().unwrap_or_else(|p| p.into_inner()) = job.id.clone();
+        self.counters.touch();
+        let materialize = if job.reset { SyncMode::FullRefresh } else { job.sync_mode };
+        let read_ctx = ReadContext {
+            sync_mode: job.sync_mode,
+            watermark: if job.reset { None } else { job.since.clone() },
+            cursor_field: self.spec.cursor_field.clone(),
+        };
+        let dctx = DestinationContext {
+            pipeline: self.spec.key.pipeline.clone(),
+            // a lane keeps its own cursor chain (and destination commit log)
+            job_id: lane_cursor_id(&job.id, lane, lanes),
+            stream: self.spec.key.stream.clone(),
+            sync_mode: materialize,
+            lane: (lanes > 1).then_some((lane, lanes)),
+        };
+        tracing::info!(
+            pipeline = %self.spec.key.pipeline, stream = %self.spec.key.stream, job = %job.id,
+            sync_mode = job.sync_mode.as_str(), reset = job.reset, resumed = resumed.is_some(),
+            role = self.spec.role.as_str(), lane = (self.spec.role == Role::Consumer).then_some(lane), lanes,
+            "job started"
+        );
+        let total = match self.spec.role {
+            Role::Consumer => job.total_records, // the producer knows it
+            // informational (progress, ETA): a source that cannot tell now still runs
+            _ => self.source.total_records(&read_ctx).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count the records to read; progress shows no total");
+                None
+            }),
+        };
+        if let Some(total) = total {
+            if self.spec.role != Role::Consumer {
+                self.backend.set_job_total(&job.id, Some(total))?;
+            }
+            self.counters.total.store(total, Ordering::Relaxed);
+        }
+        let reporter = Reporter::start(self.spec.progress, self.counters.clone());
+        let mut retries = 0u32;
+        let mut records_at_start = None;
+        let result = loop {
+            match self.attempt(&job, &dctx, &read_ctx, &mut records_at_start) {
+                Ok(outcome) => break Ok(outcome),
+                Err((e, progressed)) if e.kind() == ErrorKind::Transient => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    if progressed {
+                        retries = 0;
+                    }
+                    retries += 1;
+                    if retries > self.spec.max_retries || self.stop.load(Ordering::SeqCst) {
+                        break Err(e.context(format!("giving up after {} attempts", retries)));
+                    }
+                    let backoff = (self.spec.retry_backoff * (1u32 << retries.min(6))).min(Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry = retries, backoff_ms = backoff.as_millis() as u64, "transient error: resuming from the last commit");
+                    std::thread::sleep(backoff);
+                }
+                Err((e, _)) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    break Err(e);
+                }
+            }
+        };
+        reporter.finish();
+        let cursor = self.backend.destination_cursor(&dctx.job_id).ok().flatten();
+        let job_records = cursor.as_ref().map_or(0, |c| c.records_written);
+        match result {
+            Ok(outcome) => {
+                let before = records_at_start.unwrap_or(0);
+                Ok(RunSummary {
+                    job_id: job.id,
+                    outcome,
+                    resumed_after: resumed,
+                    records: match outcome {
+                        Outcome::Published => self.counters.records_extracted.load(Ordering::Relaxed),
+                        _ => job_records.saturating_sub(before),
+                    },
+                    bytes: self.counters.bytes_written.load(Ordering::Relaxed),
+                    job_records,
+                    elapsed: started.elapsed(),
+                    retries,
+                })
+            }
+            Err(e) => {
+                let _ = self.backend.set_job_status(&job.id, JobStatus::Failed, Some(e.message()));
+                tracing::error!(job = %job.id, error = %e, "job failed; the next run resumes from its last commit");
+                Err(e)
+            }
+        }
+    }
+
+    /// A consumer attaches to the producer's job, waiting for the producer to start one.
+    fn wait_for_job(&mut self) -> Result<(Job, Option<i64>)> {
+        let mut logged = false;
+        loop {
+            if let Some(job) = self.backend.resumable_job(&self.spec.key)? {
+                let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
+                tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "consuming the producer's job");
+                return Ok((job, after));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(Error::config("stopped while waiting for a producer to start a job"));
+            }
+            if !logged {
+                tracing::info!(stream = %self.spec.key.stream, "waiting for a producer to start a job");
+                logged = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The producer role: publish from the last commit on.
+    fn produce_only(&mut self, job: &Job, read_ctx: &ReadContext) -> Result<Outcome> {
+        let broker = self.broker.ok_or_else(|| Error::config("the producer role needs an external queue"))?;
+        let start = slowest_lane(&mut *self.backend, &job.id, broker.lanes().max(1))?;
+        if start.done {
+            return Ok(Outcome::Published);
+        }
+        self.counters.records_before.store(start.records_written, Ordering::Relaxed);
+        tracing::info!(queue = %broker.describe(), job = %job.id, after_iteration = start.iteration, "publishing pages");
+        let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
+        let stop = &self.stop;
+        let halt = || stop.load(Ordering::SeqCst);
+        let reader =
+            PageReader::new(&mut *self.source, read_ctx, &backend, &self.spec, &job.id, &self.counters, &start);
+        produce(reader, broker, &backend, &job.id, &halt)?;
+        Ok(if self.stop.load(Ordering::SeqCst) { Outcome::Stopped } else { Outcome::Published })
+    }
+
+    /// Resume the newest unfinished job of the stream, or create a new one.
+    fn find_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
+        let key = self.spec.key.clone();
+        if self.spec.reset {
+            let n = self.backend.reset_stream(&key)?;
+            tracing::info!(stream = %key.stream, canceled_jobs = n, "stream reset: watermark forgotten, re-reading everything");
+        }
+        if let Some(job) = self.backend.resumable_job(&key)? {
+            let usable = !self.spec.force_ignore_checkpoint && job.sync_mode == self.spec.sync_mode;
+            if usable {
+                let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
+                self.backend.set_job_status(&job.id, JobStatus::Running, None)?;
+                tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "resuming unfinished job");
+                return Ok((job, after));
+            }
+            let why = if self.spec.force_ignore_checkpoint { "force_ignore_checkpoint" } else { "sync_mode changed" };
+            self.backend.set_job_status(&job.id, JobStatus::Canceled, Some(why))?;
+            tracing::info!(job = %job.id, reason = why, "not resuming the unfinished job");
+        }
+        let since = match self.spec.sync_mode {
+            SyncMode::Incremental if !self.spec.reset => self.backend.stream_watermark(&key)?,
+            _ => None,
+        };
+        let now = now_micros();
+        let job = Job {
+            id: new_job_id(),
+            key,
+            sync_mode: self.spec.sync_mode,
+            reset: self.spec.reset && self.spec.sync_mode == SyncMode::Incremental,
+            status: JobStatus::Running,
+            since,
+            created_at: now,
+            updated_at: now,
+            pid: std::process::id(),
+            total_records: None,
+            error: None,
+        };
+        self.backend.create_job(&job)?;
+        Ok((job, None))
+    }
+
+    /// One attempt from the last durable cursor. The error carries whether a commit happened.
+    fn attempt(
+        &mut self,
+        job: &Job,
+        dctx: &DestinationContext,
+        read_ctx: &ReadContext,
+        records_at_start: &mut Option<u64>,
+    ) -> std::result::Result<Outcome, (Error, bool)> {
+        if self.spec.role == Role::Producer {
+            return self.produce_only(job, read_ctx).map_err(|e| (e, false));
+        }
+        let cursor_id = dctx.job_id.as_str();
+        if let Some((lane, _)) = dctx.lane {
+            // a lane's cursor chain hangs off a job row of its own (`<stream>#lane-<k>`)
+            let mut lane_job = job.clone();
+            lane_job.id = cursor_id.to_owned();
+            lane_job.key.stream = format!("{}#lane-{lane}", job.key.stream);
+            lane_job.pid = std::process::id();
+            self.backend.create_job(&lane_job).map_err(|e| (e, false))?;
+        }
+        let mut stored = self.backend.destination_cursor(cursor_id).map_err(|e| (e, false))?;
+        if let Some(ahead) = self.destination.recover_cursor(dctx).map_err(|e| (e, false))? {
+            if stored.as_ref().is_none_or(|s| ahead.iteration > s.iteration || (ahead.done && !s.done)) {
+                tracing::info!(job = %job.id, iteration = ahead.iteration, "the destination holds a newer commit: resuming after it");
+                let from = stored.as_ref().map(|s| s.iteration);
+                self.backend.recover_destination_cursor(cursor_id, from, &ahead).map_err(|e| (e, false))?;
+                stored = Some(ahead);
+            }
+        }
+        // the last check before the destination touches its target (a stale run must not truncate it)
+        self.backend.check_fence().map_err(|e| (e, false))?;
+        let token = self.destination.open(dctx, stored.as_ref().map(|c| &c.token)).map_err(|e| (e, false))?;
+        let start = match stored {
+            Some(c) => c,
+            None => {
+                let c = DestinationCursor::start(token);
+                self.backend.commit_destination_cursor(cursor_id, None, &c).map_err(|e| (e, false))?;
+                c
+            }
+        };
+        records_at_start.get_or_insert(start.records_written);
+        self.counters.records_before.store(start.records_written, Ordering::Relaxed);
+        self.counters.records_written.store(0, Ordering::Relaxed);
+        let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
+        let mut writer = Writer::new(
+            job,
+            &mut *self.destination,
+            &backend,
+            &self.failpoints,
+            &self.counters,
+            &self.spec,
+            start.clone(),
+            cursor_id.to_owned(),
+            dctx.lane.unwrap_or((0, 1)),
+            self.source.durable_hook(),
+        );
+        if start.done {
+            return writer.finish().map_err(|e| (e, false));
+        }
+        let source = &mut *self.source;
+        let stop = &self.stop;
+        match (self.spec.runner, self.broker) {
+            (Runner::Stream, _) => stream_loop(source, &mut writer, read_ctx, stop, &start),
+            (Runner::Thread, None) => thread_loop(source, &mut writer, read_ctx, stop, &start),
+            (Runner::Thread, Some(broker)) if self.spec.role == Role::Consumer => {
+                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown);
+                if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
+                    remove_queue(broker);
+                }
+                outcome
+            }
+            (Runner::Thread, Some(broker)) => broker_loop(source, &mut writer, read_ctx, stop, &start, broker),
+        }
+        .map_err(|e| (e, writer.committed))
+    }
+}
+
+#[cfg(test)]
+mod job_id_tests {
+    #[test]
+    fn job_ids_are_uuid_v7_and_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_job_id()).collect();
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(id.len(), 36, "hyphenated: {id}");
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing within a process");
+    }
+}
