@@ -319,14 +319,25 @@ pub trait Backend: Send {
         job_id: &str,
         follows: Option<i64>,
         cursor: &DestinationCursor,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.swap_cursor(job_id, Link::Next { follows }, cursor)
+    }
     /// Move the job's chain forward to `cursor`, which a transactional destination committed
     /// with its data (`Destination::recover_cursor`) while the backend missed those commits: a
     /// named, legitimate jump. `from` is the stored iteration the caller read (`None`: nothing
     /// stored); the swap is fenced and compared with it like a commit, and the cursor must be
     /// ahead of it.
-    fn recover_destination_cursor(&mut self, job_id: &str, from: Option<i64>, cursor: &DestinationCursor)
-        -> Result<()>;
+    fn recover_destination_cursor(
+        &mut self,
+        job_id: &str,
+        from: Option<i64>,
+        cursor: &DestinationCursor,
+    ) -> Result<()> {
+        self.swap_cursor(job_id, Link::Recovery { from }, cursor)
+    }
+    /// What both of the above do, for a backend to implement: in one transaction, check the
+    /// fencing token, run [`check_chain`] on the stored cursor and `link`, and store `cursor`.
+    fn swap_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()>;
     /// Producer progress (bizon's source cursor), written every `syncCursorInDBEvery` iterations.
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()>;
     /// Mark the job succeeded and make its watermark the stream's, in one step.

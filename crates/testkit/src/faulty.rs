@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use bizon_core::{Backend, DestinationCursor, Error, ErrorKind, Job, JobStatus, Json, Result, StreamKey};
+use bizon_core::{Backend, DestinationCursor, Error, ErrorKind, Job, JobStatus, Json, Link, Result, StreamKey};
 
 /// The backend calls a fault can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,6 +208,10 @@ impl Backend for FaultyBackend {
         cursor: &DestinationCursor,
     ) -> Result<()> {
         self.call(Call::RecoverDestinationCursor, |b| b.recover_destination_cursor(job_id, from, cursor))
+    }
+    /// Only reached through the two calls above, which count and fault: straight through.
+    fn swap_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
+        self.inner.swap_cursor(job_id, link, cursor)
     }
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {
         self.call(Call::SaveSourceCursor, |b| b.save_source_cursor(job_id, iteration, pagination))

@@ -206,22 +206,8 @@ impl Backend for MemoryBackend {
         Ok(lock(&self.store).cursors.get(job_id).cloned())
     }
 
-    fn commit_destination_cursor(
-        &mut self,
-        job_id: &str,
-        follows: Option<i64>,
-        cursor: &DestinationCursor,
-    ) -> Result<()> {
-        self.store_cursor(job_id, Link::Next { follows }, cursor)
-    }
-
-    fn recover_destination_cursor(
-        &mut self,
-        job_id: &str,
-        from: Option<i64>,
-        cursor: &DestinationCursor,
-    ) -> Result<()> {
-        self.store_cursor(job_id, Link::Recovery { from }, cursor)
+    fn swap_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
+        self.store_cursor(job_id, link, cursor)
     }
 
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {

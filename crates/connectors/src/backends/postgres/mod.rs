@@ -370,22 +370,8 @@ impl Backend for PostgresBackend {
         Ok(r.map_err(|e| self.err("reading the destination cursor", &e))?.and_then(|r| Self::cursor_from_row(&r, 0)))
     }
 
-    fn commit_destination_cursor(
-        &mut self,
-        job_id: &str,
-        follows: Option<i64>,
-        cursor: &DestinationCursor,
-    ) -> Result<()> {
-        self.store_cursor(job_id, Link::Next { follows }, cursor)
-    }
-
-    fn recover_destination_cursor(
-        &mut self,
-        job_id: &str,
-        from: Option<i64>,
-        cursor: &DestinationCursor,
-    ) -> Result<()> {
-        self.store_cursor(job_id, Link::Recovery { from }, cursor)
+    fn swap_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
+        self.store_cursor(job_id, link, cursor)
     }
 
     fn save_source_cursor(&mut self, job_id: &str, iteration: i64, pagination: &Json) -> Result<()> {
