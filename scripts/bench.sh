@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -28,6 +28,11 @@
 #   metrics  cost of the exporters: generator → null, 50M records (CPU-bound, the most sensitive
 #            to per-page work), without monitoring and with prometheus / datadog / otlp (spans
 #            on), 3 interleaved rounds, median; overhead = 1 - rate / rate without
+#   http     HTTP sources against `bizon-fake-api` (a local API answering each request after
+#            20 ms): 100,000 records in gbif-style offset pages of 300, and 100 parents with 10
+#            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
+#            parents with one child each (CPU per request); prints records/s, requests/s, peak
+#            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -399,6 +404,120 @@ YML
     schema: bizon_bench_k$$
     destination_id: events"
   psql -q -X -h 127.0.0.1 -U postgres -d test -c "DROP SCHEMA IF EXISTS bizon_bench_k$$ CASCADE" 2>/dev/null
+fi
+if [[ $MODE == http || $MODE == all ]]; then
+  cargo build --release --quiet -p bizon-e2e --bin bizon-fake-api
+  "$(dirname "$BIN")/bizon-fake-api" --records 100000 --delay-ms 20 --parents 100 --children 10 > "$WORK/api.txt" &
+  api_pid=$!
+  trap 'kill $api_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+  for _ in $(seq 50); do grep -q url= "$WORK/api.txt" 2>/dev/null && break; sleep 0.1; done
+  api=$(sed -n 's/^url=//p' "$WORK/api.txt")
+  served() { curl -s "$api/stats" | sed 's/[^0-9]//g'; }
+  # http_workload NAME CONCURRENCY RECORDS STREAM_YAML
+  http_workload() {
+    cat > "$WORK/$1.yml" <<YML
+name: bench-$1
+source:
+  name: rest
+  stream: $4
+  base_url: $api
+  http:
+    concurrency: $2
+  streams:
+    - name: occurrence
+      path: /occurrence/search
+      records: /results
+      primary_key: key
+      paginator: {type: offset, limit: 300, end_path: /endOfRecords}
+    - name: parents
+      path: /parents
+      params: {per_page: 20}
+      primary_key: id
+      paginator: {type: page_number, page_size: 20}
+    - name: children
+      path: /parents/{parent_id}/children
+      primary_key: id
+      parent: {stream: parents, fields: {parent_id: id}}
+    - name: many_parents
+      path: /parents
+      params: {per_page: 100, parents: 2000}
+      primary_key: id
+      paginator: {type: page_number, page_size: 100}
+    - name: one_child_each
+      path: /parents/{parent_id}/children
+      params: {children: 1}
+      primary_key: id
+      parent: {stream: many_parents, fields: {parent_id: id}}
+destination:
+  name: file
+  config:
+    path: $WORK/$1.json
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/$1-state
+YML
+    local before after requests
+    before=$(served)
+    measure "$1" "$WORK/$1.yml"
+    after=$(served)
+    requests=$((after - before))
+    local lines; lines=$(wc -l < "$WORK/$1.json")
+    [ "$lines" = "$3" ] || { echo "$1: $lines records written, expected $3"; cat "$WORK/$1.log"; exit 1; }
+    row "$1" "$3" "$(stat -c %s "$WORK/$1.json")" "$WALL" "$CPU" "$RSS_MB" \
+      "requests=$requests req/s=$(echo "$requests / $WALL" | bc -l | xargs printf '%.0f') cpu_s/1k_req=$(echo "$CPU * 1000 / $requests" | bc -l | xargs printf '%.3f')"
+    LAST_WALL=$WALL
+    target "$1 peak RSS MB" "$RSS_MB" "<=" 40
+    target "$1 CPU s per 1,000 requests" "$(echo "$CPU * 1000 / $requests" | bc -l)" "<=" 0.2
+    rm -f "$WORK/$1.json"
+  }
+  http_workload http-offset-100k-c1 1 100000 occurrence
+  c1=$LAST_WALL
+  http_workload http-offset-100k-c8 8 100000 occurrence
+  target "offset paging: concurrency 8 vs 1 (speed-up)" "$(echo "$c1 / $LAST_WALL" | bc -l)" ">=" 6
+  # bizon 0.6.4 (PyPI) on the same server: its gbif source with the module's BASE_URL pointed here
+  # (bizon has no override key), thread runner, file destination. Installed once into a cached
+  # virtualenv; skipped when PyPI cannot be reached.
+  bizon_py=${BIZON_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4/bin/python}
+  if [ ! -x "$bizon_py" ] && [ -z "${BIZON_PY:-}" ]; then
+    venv=$(dirname "$(dirname "$bizon_py")")
+    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q bizon==0.6.4 >/dev/null 2>&1 \
+      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
+  fi
+  if [ -x "$bizon_py" ]; then
+    mkdir -p "$WORK/py" && cat > "$WORK/py/bizon-py.yml" <<YML
+name: bench-bizon-py
+source:
+  name: gbif
+  stream: occurrence
+  max_records: 100000
+  page_limit: 300
+destination:
+  name: file
+  config:
+    destination_id: bizon_py_out
+YML
+    before=$(served)
+    (cd "$WORK/py" && /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$bizon_py" -c \
+      "import sys, bizon.connectors.sources.gbif.src.source as g; g.BASE_URL = sys.argv[1]; sys.argv = ['bizon', 'run', sys.argv[2]]; from bizon.cli.main import cli; cli()" \
+      "$api" bizon-py.yml > "$WORK/py/log.txt" 2>&1) || { tail -20 "$WORK/py/log.txt"; exit 1; }
+    read -r WALL USER SYS RSS < "$WORK/time.txt"
+    requests=$(( $(served) - before ))
+    py_lines=$(wc -l < "$WORK/py/bizon_py_out.json")
+    row "bizon-0.6.4-gbif-100k" "$py_lines" "$(stat -c %s "$WORK/py/bizon_py_out.json")" "$WALL" "$(echo "$USER + $SYS" | bc -l)" \
+      "$(echo "scale=1; $RSS / 1024" | bc -l)" "requests=$requests (Python, one page at a time)"
+    echo "bizon-rs vs bizon 0.6.4 (same server, 100k records): concurrency 1 $(echo "scale=1; $WALL / $c1" | bc -l)x, concurrency 8 $(echo "scale=1; $WALL / $LAST_WALL" | bc -l)x faster"
+    rm -rf "$WORK/py"
+  fi
+  http_workload http-children-100x10-c1 1 1000 children
+  c1=$LAST_WALL
+  http_workload http-children-100x10-c8 8 1000 children
+  target "parent → child: concurrency 8 vs 1 (speed-up)" "$(echo "$c1 / $LAST_WALL" | bc -l)" ">=" 6
+  # Per-request cost where requests, not records, dominate: 2,000 parents with one child each
+  # (2,020 requests), so start-up and the 10 ms resolution of the CPU time do not blur it.
+  http_workload http-requests-2k-c8 8 2000 one_child_each
+  kill $api_pid 2>/dev/null
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)

@@ -4,7 +4,8 @@
 #   - Debian packages: cmake and libcurl4-openssl-dev (librdkafka is built from source by the
 #     `rdkafka` crate), libssl-dev and zlib1g-dev (its TLS and compression), time and bc (the
 #     benchmark harness);
-#   - with --services: the local PostgreSQL and RabbitMQ servers the tests use, when down.
+#   - with --services: the local PostgreSQL and RabbitMQ servers the tests use, when down, and
+#     the BigQuery emulator (scripts/bqemulator.sh: installed once into a cached virtualenv).
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -31,4 +32,5 @@ if [ "${1:-}" = --services ]; then
   elif ! rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1; then
     rabbitmqctl -q start_app >/dev/null 2>&1 || true  # an app left stopped (e.g. by an interrupted test)
   fi
+  "$(dirname "$0")/bqemulator.sh" start >/dev/null
 fi

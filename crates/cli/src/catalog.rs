@@ -108,7 +108,8 @@ pub fn stream_list(source: &str, config: Option<PathBuf>, env_file: Option<PathB
     let streams: Vec<String> = if kind.streams.is_empty() {
         let Some(config) = config else {
             return Err(usage(anyhow!(
-                "the streams of `{source}` are the tables of a connection: pass --config with a pipeline whose source holds it"
+                "the streams of `{source}` come from its configuration (the tables of a connection, or the \
+                 `streams` a `rest` source declares): pass --config with a pipeline using it"
             )));
         };
         let cfg = load(&ConfigArgs { config, env_file })?;

@@ -67,6 +67,10 @@ fn every_registered_source_runs_the_conformance_suite() {
             "postgres" => postgres_source(d),
             #[cfg(feature = "kafka")]
             "kafka" => kafka_source(d),
+            #[cfg(feature = "http")]
+            name @ ("rest" | "pokeapi" | "gbif" | "hubspot" | "cycle" | "sana_ai" | "periscope") => {
+                crate::http::conformance::run(name, &|text| source_of(d, text))
+            }
             other => panic!("source `{other}` is in the registry but has no conformance fixture in conformance.rs"),
         }
     }
@@ -89,6 +93,8 @@ fn every_registered_destination_runs_the_conformance_suite() {
                 "file" => destination_suite(&|| Box::new(FileHarness::new(d)), mode),
                 #[cfg(feature = "postgres")]
                 "postgres" => destination_suite(&|| Box::new(pg::PgHarness::new(d)), mode),
+                #[cfg(feature = "bigquery")]
+                "bigquery_streaming" => destination_suite(&|| Box::new(bq::BqHarness::new(d)), mode),
                 other => {
                     panic!("destination `{other}` is in the registry but has no conformance fixture in conformance.rs")
                 }
@@ -162,6 +168,58 @@ impl Harness for RouterHarness {
     }
     fn published_ids(&self) -> Vec<u64> {
         self.file.published_ids()
+    }
+}
+
+/// A BigQuery destination against the local emulator, authenticated through a local token
+/// endpoint with a key made for the test; the table is `records` in a dataset of its own.
+#[cfg(feature = "bigquery")]
+pub(crate) mod bq {
+    use super::*;
+    use crate::google::testing::{emulator, Dataset, TokenServer};
+
+    pub struct BqHarness {
+        pub dataset: Dataset,
+        _tokens: TokenServer,
+        _dir: TempDir,
+        spec: Arc<dyn DestinationSpec>,
+    }
+
+    impl BqHarness {
+        pub fn new(d: &DestinationDescriptor) -> Self {
+            let tokens = TokenServer::start("conformance@p.iam.gserviceaccount.com", 3600, false);
+            let dataset = Dataset::new("conf", &tokens);
+            let dir = TempDir::new("bq-key");
+            let key = dir.join("key.json");
+            std::fs::write(&key, &tokens.key).expect("key file");
+            let spec = destination_of(
+                d,
+                &format!(
+                    "project_id: p\ndataset_id: {ds}\napi_url: {url}\ndestination_id: p.{ds}.records\n\
+                     authentication:\n  service_account_key: {key}\n",
+                    ds = dataset.name,
+                    url = emulator(),
+                    key = key.display()
+                ),
+            );
+            BqHarness { dataset, _tokens: tokens, _dir: dir, spec }
+        }
+    }
+
+    impl Harness for BqHarness {
+        fn make(&self) -> Box<dyn Destination> {
+            self.spec.build("records", None)
+        }
+        fn published_ids(&self) -> Vec<u64> {
+            let sql = format!(
+                "SELECT _source_record_id FROM `p.{}.records` ORDER BY CAST(_source_record_id AS INT64)",
+                self.dataset.name
+            );
+            match self.dataset.bq.query(&sql) {
+                Ok(r) => r.rows.iter().map(|row| row[0].as_str().expect("text").parse().expect("numeric id")).collect(),
+                Err(_) => Vec::new(), // not published yet: no table
+            }
+        }
     }
 }
 

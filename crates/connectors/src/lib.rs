@@ -8,6 +8,10 @@ mod conformance;
 pub mod descriptor;
 pub mod destinations;
 pub mod error;
+#[cfg(feature = "bigquery")]
+pub mod google;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod queues;

@@ -37,6 +37,8 @@ pub trait Source: Send {
 pub struct DestinationContext {
     pub pipeline: String,
     pub job_id: String,
+    /// The source's name (`source.name`): bizon's default table names start with it.
+    pub source: String,
     pub stream: String,
     /// How the destination materializes: a reset of an incremental stream arrives as FullRefresh.
     pub sync_mode: SyncMode,

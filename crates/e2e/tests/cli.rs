@@ -237,9 +237,18 @@ fn every_example_validates() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yml") {
+            // Every `${VAR}` an example needs without a default gets a value, as a user's shell would.
+            let text = std::fs::read_to_string(&path).unwrap();
+            let required = text
+                .split("${")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+                .filter(|name| !name.contains(":-"))
+                .map(|name| (name.to_string(), "x"));
             let out = s
                 .cmd(&["config", "validate", path.to_str().unwrap()])
                 .env("BIZON_ENV_DUMMY_TOKEN", "t")
+                .envs(required)
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));

@@ -19,6 +19,7 @@ fn ctx(job: &str, mode: SyncMode) -> DestinationContext {
     DestinationContext {
         pipeline: "suite".into(),
         job_id: job.into(),
+        source: "suite".into(),
         stream: "records".into(),
         sync_mode: mode,
         lane: None,

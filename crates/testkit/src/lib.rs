@@ -9,5 +9,7 @@ pub mod destination;
 pub mod fakes;
 pub mod faulty;
 pub mod fixtures;
+pub mod google;
+pub mod http;
 pub mod memory;
 pub mod source;

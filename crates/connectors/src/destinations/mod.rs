@@ -1,5 +1,7 @@
 //! Destinations and the row layout they share with bizon.
 
+#[cfg(feature = "bigquery")]
+pub mod bigquery_streaming;
 pub mod file;
 pub mod logger;
 pub mod null;

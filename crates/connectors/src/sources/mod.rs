@@ -1,8 +1,24 @@
 //! Sources: one folder each.
 
+#[cfg(feature = "http")]
+pub mod cycle;
 pub mod dummy;
+#[cfg(feature = "http")]
+pub mod gbif;
 pub mod generator;
+#[cfg(feature = "http")]
+mod http_keys;
+#[cfg(feature = "http")]
+pub mod hubspot;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "http")]
+pub mod periscope;
+#[cfg(feature = "http")]
+pub mod pokeapi;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "http")]
+pub mod rest;
+#[cfg(feature = "http")]
+pub mod sana_ai;

@@ -89,6 +89,64 @@ pub struct SourceCommon {
     /// bizon's custom Python source file: not supported here (rejected with a clear error).
     #[serde(default)]
     pub source_file_path: Option<String>,
+    /// HTTP policy of HTTP sources (bizon's `source.http`, plus rate and concurrency limits).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+/// `source.http`: bizon's `HttpConfig` keys (timeout, retries, raise_for_status) and bizon-rs's
+/// throttles. HTTP sources use these defaults when the section is absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds: one number for both, or `[connect, read]` (default `[10, 60]`).
+    #[serde(default)]
+    pub timeout: Option<HttpTimeout>,
+    #[serde(default)]
+    pub retries: Option<HttpRetryConfig>,
+    /// bizon's switch to hand non-2xx answers to the source: accepted; connectors here decide
+    /// per status (a non-2xx answer they do not expect is an error).
+    #[serde(default)]
+    pub raise_for_status: Option<bool>,
+    /// Requests per second, across every thread of the source (default: unlimited).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Pages (offset / page-number paging) or children fetched at once (default 1).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Refuse a response body larger than this many MB (default 256).
+    #[serde(default)]
+    pub max_response_mb: Option<u64>,
+}
+
+/// `source.http.timeout`: one number of seconds, or `[connect, read]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum HttpTimeout {
+    Both(f64),
+    Pair(f64, f64),
+}
+
+/// `source.http.retries` (bizon's `HttpRetryConfig`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRetryConfig {
+    /// Retries across all causes (default 10).
+    #[serde(default)]
+    pub total: Option<u32>,
+    /// Backoff base in seconds: waits of factor × 2^n, with jitter (default 2).
+    #[serde(default)]
+    pub backoff_factor: Option<f64>,
+    /// Statuses retried, with or without a `Retry-After` (default 429, 500, 502, 503, 504, 520,
+    /// 522, 524).
+    #[serde(default)]
+    pub status_forcelist: Option<Vec<u16>>,
+    /// Methods that may be retried (default GET, POST).
+    #[serde(default)]
+    pub allowed_methods: Option<Vec<String>>,
+    /// Upper bound in seconds on a `Retry-After` wait (default 120).
+    #[serde(default)]
+    pub retry_after_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,9 +468,16 @@ pub fn masked_json(node: &yaml::Node) -> Json {
             "webhook",
             "authorization",
             "headers",
+            "cookie",
+            "session",
+            "csrf",
+            "cf_bm",
         ]
         .iter()
         .any(|s| k.contains(s))
+            // names and addresses of secrets are not secrets (`access_token_name`,
+            // `token_refresh_endpoint`, `secret_path`), but a webhook's URL is its secret
+            && (k.contains("webhook") || !["_name", "_endpoint", "_url", "_path"].iter().any(|suffix| k.ends_with(suffix)))
     }
     fn walk(n: &yaml::Node, secret: bool) -> Json {
         use yaml::Value;

@@ -193,6 +193,7 @@ impl Pipeline<'_> {
             pipeline: self.spec.key.pipeline.clone(),
             // a lane keeps its own cursor chain (and destination commit log)
             job_id: lane_cursor_id(&job.id, lane, lanes),
+            source: self.spec.key.source.clone(),
             stream: self.spec.key.stream.clone(),
             sync_mode: materialize,
             lane: (lanes > 1).then_some((lane, lanes)),

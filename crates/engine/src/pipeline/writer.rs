@@ -280,8 +280,14 @@ impl<'w> Writer<'w> {
 fn extract_max(page: &Page, field: &str) -> Option<Json> {
     let mut best: Option<Json> = None;
     for r in page.records.iter() {
-        if let Ok(Json::Object(mut m)) = serde_json::from_slice::<Json>(r.data) {
-            if let Some(v) = m.remove(field).filter(|v| !v.is_null()) {
+        if let Ok(mut j) = serde_json::from_slice::<Json>(r.data) {
+            // A JSON pointer (`/properties/hs_lastmodifieddate`) reaches nested fields.
+            let v = match (field.starts_with('/'), &mut j) {
+                (true, j) => j.pointer_mut(field).map(Json::take),
+                (false, Json::Object(m)) => m.remove(field),
+                _ => None,
+            };
+            if let Some(v) = v.filter(|v| !v.is_null()) {
                 if best.as_ref().is_none_or(|b| cursor_cmp(&v, b).is_gt()) {
                     best = Some(v);
                 }
@@ -293,4 +299,24 @@ fn extract_max(page: &Page, field: &str) -> Option<Json> {
 
 fn fnv64(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bizon_core::RecordBatch;
+
+    #[test]
+    fn cursor_max_of_top_level_and_nested_fields() {
+        let mut records = RecordBatch::with_capacity(3, 256);
+        for (id, t) in [("a", "2024-01-03"), ("b", "2024-01-09"), ("c", "2024-01-05")] {
+            let data = serde_json::json!({"id": id, "updated": t, "properties": {"modified": t}});
+            records.push(id, 0, data.to_string().as_bytes());
+        }
+        let page = Page { records, next: Json::Null, cursor_max: None, extracted_at: 0 };
+        assert_eq!(extract_max(&page, "updated"), Some(Json::from("2024-01-09")));
+        assert_eq!(extract_max(&page, "/properties/modified"), Some(Json::from("2024-01-09")));
+        assert_eq!(extract_max(&page, "/properties/missing"), None);
+        assert_eq!(extract_max(&page, "missing"), None);
+    }
 }

@@ -29,6 +29,7 @@ fn a_writer_taken_over_cannot_write_into_the_file() {
     let ctx = DestinationContext {
         pipeline: "p".into(),
         job_id: "j".into(),
+        source: "dummy".into(),
         stream: "records".into(),
         sync_mode: SyncMode::Incremental,
         lane: None,

@@ -1,0 +1,235 @@
+//! `bigquery_streaming` against the local BigQuery emulator, with a local token endpoint.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bizon_core::config::yaml;
+use bizon_core::config::SyncMode;
+use bizon_core::{BatchMeta, Destination, DestinationContext, RecordBatch};
+use bizon_testkit::destination::next_cursor;
+use bizon_testkit::fixtures::TempDir;
+
+use super::DESCRIPTOR;
+use crate::descriptor::DestinationSpec;
+use crate::google::testing::{emulator, Dataset, TokenServer};
+
+struct Setup {
+    spec: Arc<dyn DestinationSpec>,
+    ds: Dataset,
+    tokens: TokenServer,
+    /// The token endpoint of the dataset's own client (it outlives the dataset).
+    _admin: TokenServer,
+    _dir: TempDir,
+}
+
+/// A destination on a dataset of its own; `extra` is more YAML under `config:`.
+fn setup(extra: &str, tokens: TokenServer) -> Setup {
+    let admin = self::tokens();
+    let ds = Dataset::new("bqs", &admin);
+    let dir = TempDir::new("bqs-key");
+    let key = dir.join("key.json");
+    std::fs::write(&key, &tokens.key).unwrap();
+    let text = format!(
+        "project_id: p\ndataset_id: {}\napi_url: {}\nauthentication:\n  service_account_key: {}\n{extra}",
+        ds.name,
+        emulator(),
+        key.display()
+    );
+    let node = yaml::parse(&text).unwrap();
+    let spec = (DESCRIPTOR.parse)(&node).unwrap_or_else(|e| panic!("{}", e.message));
+    Setup { spec, ds, tokens, _admin: admin, _dir: dir }
+}
+
+fn tokens() -> TokenServer {
+    TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false)
+}
+
+fn ctx(mode: SyncMode) -> DestinationContext {
+    DestinationContext {
+        pipeline: "t".into(),
+        job_id: "job".into(),
+        source: "dummy".into(),
+        stream: "creatures".into(),
+        sync_mode: mode,
+        lane: None,
+    }
+}
+
+fn meta(iteration: i64) -> BatchMeta {
+    BatchMeta { iteration, extracted_at: 1_700_000_000_123_456, loaded_at: 1_700_000_001_654_321, job_hash: 0xabc }
+}
+
+fn records(from: u64, n: u64, data: impl Fn(u64) -> String) -> RecordBatch {
+    let mut b = RecordBatch::default();
+    for i in from..from + n {
+        b.push(&i.to_string(), 1_600_000_000_000_001 + i as i64, data(i).as_bytes());
+    }
+    b
+}
+
+#[test]
+fn stream_mode_writes_bizons_columns_to_the_default_table_with_microseconds() {
+    let s = setup("", tokens());
+    let mut d = s.spec.build("creatures", None);
+    assert_eq!(d.open(&ctx(SyncMode::Stream), None).unwrap(), serde_json::json!({}));
+    d.write(&records(0, 3, |i| format!(r#"{{"id":{i},"name":"bizon \"{i}\""}}"#)), &meta(0)).unwrap();
+    d.flush(&next_cursor(0, 3)).unwrap();
+    d.finalize().unwrap();
+    // bizon's default name: `_bizon_<source>_<stream>` in the dataset (created when missing).
+    let rows = s.ds.rows(
+        "SELECT _source_record_id, _source_timestamp, _source_data, _bizon_extracted_at, _bizon_loaded_at, _bizon_id \
+         FROM `{ds}._bizon_dummy_creatures` ORDER BY _source_record_id",
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1][0], "1");
+    // TIMESTAMP cells come back as µs: nothing truncated to seconds (bizon drops them).
+    assert_eq!(rows[1][1], "1600000000000002");
+    let data: serde_json::Value = serde_json::from_str(&rows[1][2]).unwrap();
+    assert_eq!(data, serde_json::json!({"id": 1, "name": "bizon \"1\""}));
+    assert_eq!(rows[1][3], "1700000000123456");
+    assert_eq!(rows[1][4], "1700000001654321");
+    assert_eq!(rows[1][5], "0000000000000abc0000000000000001");
+    assert!(s.tokens.issued.load(Ordering::SeqCst) >= 1, "requests carried a token from the key's token_uri");
+}
+
+#[test]
+fn requests_stay_within_the_limits_and_rows_too_large_go_through_a_load_job() {
+    let s = setup("", tokens());
+    let text = format!(
+        "project_id: p\ndataset_id: {}\napi_url: {}\nbq_max_rows_per_request: 7\ndestination_id: big\n\
+         authentication:\n  service_account_key: '{}'\n",
+        s.ds.name,
+        emulator(),
+        s.tokens.key.replace('\'', "''")
+    );
+    let spec = super::config::parse_spec(&yaml::parse(&text).unwrap()).unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(!format!("{spec:?}").contains("PRIVATE KEY"), "the key never shows in Debug");
+    let mut d = super::BigQueryStreaming::new(Arc::new(spec), "big");
+    d.max_request_bytes = 4096;
+    d.open(&ctx(SyncMode::Incremental), None).unwrap();
+    let big = "x".repeat(6000);
+    let batch =
+        records(
+            0,
+            20,
+            |i| {
+                if i == 13 {
+                    format!(r#"{{"id":{i},"blob":"{big}"}}"#)
+                } else {
+                    format!(r#"{{"id":{i}}}"#)
+                }
+            },
+        );
+    d.write(&batch, &meta(0)).unwrap();
+    d.flush(&next_cursor(0, 20)).unwrap();
+    d.finalize().unwrap();
+    let rows = s
+        .ds
+        .rows("SELECT COUNT(*), COUNT(DISTINCT _bizon_id), MAX(LENGTH(TO_JSON_STRING(_source_data))) FROM `{ds}.big`");
+    assert_eq!(rows[0][0], "20");
+    assert_eq!(rows[0][1], "20");
+    assert!(rows[0][2].parse::<usize>().unwrap() > 6000, "the large row arrived whole: {rows:?}");
+    // the staging table is gone once published
+    let staging = crate::google::bigquery::TableRef::new("p", &s.ds.name, "big_incremental");
+    assert!(s.ds.bq.get_table(&staging).unwrap().is_none());
+}
+
+const TYPED: &str = "unnest: true\ndestination_id: typed\nrecord_schemas:\n  - destination_id: typed\n    record_schema:\n      \
+                     - {name: id, type: INTEGER, mode: REQUIRED}\n      - {name: name, type: STRING, mode: NULLABLE}\n      \
+                     - {name: attrs, type: JSON, mode: NULLABLE}\n";
+
+#[test]
+fn a_value_its_column_refuses_fails_the_run_naming_the_record_and_the_column() {
+    let s = setup(TYPED, tokens());
+    let mut d = s.spec.build("typed", None);
+    d.open(&ctx(SyncMode::Incremental), None).unwrap();
+    let e = d
+        .write(
+            &records(0, 3, |i| if i == 1 { r#"{"id":"not a number"}"#.into() } else { format!(r#"{{"id":{i}}}"#) }),
+            &meta(0),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("record `1`") && e.contains("column `") && e.contains("not a number"), "{e}");
+    assert!(e.contains("on_error: dead_letter"), "{e}");
+}
+
+#[test]
+fn with_dead_letters_refused_rows_are_diverted_and_the_rest_published() {
+    let s = setup(&format!("{TYPED}on_error: dead_letter\n"), tokens());
+    let mut d = s.spec.build("typed", None);
+    d.open(&ctx(SyncMode::FullRefresh), None).unwrap();
+    let batch = records(0, 5, |i| match i {
+        1 => r#"{"id":"not a number"}"#.into(),
+        3 => "[1, 2]".into(),
+        _ => format!(r#"{{"id":{i},"name":"n{i}","attrs":{{"k":[{i}]}},"ignored":true}}"#),
+    });
+    d.write(&batch, &meta(0)).unwrap();
+    let rejected = d.take_rejected();
+    let ids: Vec<&str> = rejected.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["3", "1"], "{rejected:?}");
+    assert!(rejected[1].error.contains("not a number"), "{}", rejected[1].error);
+    assert_eq!(rejected[1].data, br#"{"id":"not a number"}"#);
+    d.flush(&next_cursor(0, 5)).unwrap();
+    d.finalize().unwrap();
+    let rows = s.ds.rows("SELECT id, name, TO_JSON_STRING(attrs) FROM `{ds}.typed` ORDER BY id");
+    assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["0", "2", "4"]);
+    assert_eq!(rows[1][1], "n2");
+    let attrs: serde_json::Value = serde_json::from_str(&rows[1][2]).unwrap();
+    assert_eq!(attrs, serde_json::json!({"k": [2]}));
+}
+
+#[test]
+fn full_refresh_readers_see_the_old_table_or_the_new_one_never_a_part() {
+    let s = setup("destination_id: swap\n", tokens());
+    let run = |job: &str, n: u64| {
+        let mut d = s.spec.build("swap", None);
+        let mut c = ctx(SyncMode::FullRefresh);
+        c.job_id = job.into();
+        d.open(&c, None).unwrap();
+        for page in 0..n / 500 {
+            d.write(&records(page * 500, 500, |i| format!(r#"{{"id":{i}}}"#)), &meta(page as i64)).unwrap();
+            d.flush(&next_cursor(page as i64, (page + 1) * 500)).unwrap();
+        }
+        d.finalize().unwrap();
+    };
+    run("old", 1000);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                seen.insert(s.ds.rows("SELECT COUNT(*) FROM `{ds}.swap`")[0][0].clone());
+            }
+            seen.insert(s.ds.rows("SELECT COUNT(*) FROM `{ds}.swap`")[0][0].clone());
+            seen
+        });
+        run("new", 3000);
+        stop.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    assert!(seen.iter().all(|c| c == "1000" || c == "3000"), "a reader saw a partial table: {seen:?}");
+    assert!(seen.contains("1000") && seen.contains("3000"), "the reader saw both tables: {seen:?}");
+}
+
+#[test]
+fn a_revoked_key_fails_with_an_error_naming_its_client_email_and_no_secret() {
+    let s = setup("destination_id: t\n", TokenServer::start("revoked@p.iam.gserviceaccount.com", 3600, true));
+    let mut d = s.spec.build("t", None);
+    let e = d.open(&ctx(SyncMode::Stream), None).unwrap_err().to_string();
+    assert!(e.contains("revoked@p.iam.gserviceaccount.com") && e.contains("invalid_grant"), "{e}");
+    assert!(!e.contains("PRIVATE KEY") && !e.contains("assertion="), "{e}");
+}
+
+#[test]
+fn a_token_expiring_mid_run_is_refreshed_and_the_run_goes_on() {
+    let s = setup("destination_id: t\n", TokenServer::start("short@p.iam.gserviceaccount.com", 1, false));
+    let mut d = s.spec.build("t", None);
+    d.open(&ctx(SyncMode::Stream), None).unwrap();
+    let before = s.tokens.issued.load(Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.write(&records(0, 2, |i| format!(r#"{{"id":{i}}}"#)), &meta(0)).unwrap();
+    d.flush(&next_cursor(0, 2)).unwrap();
+    assert!(s.tokens.issued.load(Ordering::SeqCst) > before, "a new token was fetched after the first expired");
+    assert_eq!(s.ds.rows("SELECT COUNT(*) FROM `{ds}.t`")[0][0], "2");
+}

@@ -1,0 +1,301 @@
+//! What the BigQuery destinations share about tables: bizon's keys (`time_partitioning`,
+//! `authentication`, `table_prefix`), bizon's column layout, table names and creating or
+//! widening a table.
+
+use bizon_core::config::ColumnConfig;
+use bizon_core::{Error, Json, Result};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::bigquery::{BigQuery, TableRef};
+
+/// bizon's `time_partitioning`: `{type, field}` or a bare type (`DAY`); `field: null` =
+/// ingestion-time partitioning.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TimePartitioning {
+    Type(PartitionType),
+    Full {
+        #[serde(rename = "type", default)]
+        kind: PartitionType,
+        #[serde(default = "loaded_at")]
+        field: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PartitionType {
+    #[default]
+    Day,
+    Hour,
+    Month,
+    Year,
+}
+
+impl PartitionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionType::Day => "DAY",
+            PartitionType::Hour => "HOUR",
+            PartitionType::Month => "MONTH",
+            PartitionType::Year => "YEAR",
+        }
+    }
+}
+
+fn loaded_at() -> Option<String> {
+    Some("_bizon_loaded_at".into())
+}
+
+impl Default for TimePartitioning {
+    fn default() -> Self {
+        TimePartitioning::Full { kind: PartitionType::Day, field: loaded_at() }
+    }
+}
+
+impl TimePartitioning {
+    pub fn kind(&self) -> PartitionType {
+        match self {
+            TimePartitioning::Type(k) | TimePartitioning::Full { kind: k, .. } => *k,
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            TimePartitioning::Type(_) => Some("_bizon_loaded_at"),
+            TimePartitioning::Full { field, .. } => field.as_deref(),
+        }
+    }
+
+    /// The table resource's `timePartitioning`.
+    pub fn resource(&self) -> Json {
+        let mut j = json!({"type": self.kind().as_str()});
+        if let Some(f) = self.field() {
+            j["field"] = json!(f);
+        }
+        j
+    }
+
+    /// `PARTITION BY …` of a `CREATE TABLE … AS SELECT` over a TIMESTAMP field (or ingestion time).
+    pub fn sql(&self, columns: &[Column]) -> String {
+        let kind = self.kind().as_str();
+        match self.field() {
+            None => format!("PARTITION BY TIMESTAMP_TRUNC(_PARTITIONTIME, {kind})"),
+            Some(f) => match columns.iter().find(|c| c.name == f).map(|c| c.kind.as_str()) {
+                Some("DATE") if kind == "DAY" => format!("PARTITION BY `{f}`"),
+                Some("DATE") => format!("PARTITION BY DATE_TRUNC(`{f}`, {kind})"),
+                Some("DATETIME") => format!("PARTITION BY DATETIME_TRUNC(`{f}`, {kind})"),
+                _ => format!("PARTITION BY TIMESTAMP_TRUNC(`{f}`, {kind})"),
+            },
+        }
+    }
+}
+
+/// bizon's `authentication` of the BigQuery destinations.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigQueryAuthentication {
+    /// The key's JSON text, or the path of the key file; empty: Application Default Credentials.
+    #[serde(default)]
+    pub service_account_key: String,
+}
+
+/// A column of a BigQuery table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// Standard type name (`INT64`, `STRING`, `JSON`, …).
+    pub kind: String,
+    /// `NULLABLE`, `REQUIRED` or `REPEATED`.
+    pub mode: String,
+    pub description: Option<String>,
+}
+
+impl Column {
+    pub fn new(name: &str, kind: &str, mode: &str) -> Self {
+        Column { name: name.into(), kind: kind.into(), mode: mode.into(), description: None }
+    }
+
+    pub fn resource(&self) -> Json {
+        let mut j = json!({"name": self.name, "type": self.kind, "mode": self.mode});
+        if let Some(d) = &self.description {
+            j["description"] = json!(d);
+        }
+        j
+    }
+}
+
+/// A `record_schemas` type as BigQuery's standard name; unknown types are refused.
+pub fn bq_type(kind: &str) -> std::result::Result<&'static str, String> {
+    Ok(match kind.to_ascii_uppercase().as_str() {
+        "STRING" => "STRING",
+        "BYTES" => "BYTES",
+        "INTEGER" | "INT64" => "INT64",
+        "FLOAT" | "FLOAT64" => "FLOAT64",
+        "NUMERIC" => "NUMERIC",
+        "BIGNUMERIC" => "BIGNUMERIC",
+        "BOOLEAN" | "BOOL" => "BOOL",
+        "TIMESTAMP" => "TIMESTAMP",
+        "DATE" => "DATE",
+        "TIME" => "TIME",
+        "DATETIME" => "DATETIME",
+        "GEOGRAPHY" => "GEOGRAPHY",
+        "JSON" => "JSON",
+        "RECORD" | "STRUCT" => "RECORD",
+        other => {
+            return Err(format!(
+                "`{other}` is not a BigQuery column type (STRING, BYTES, INTEGER, INT64, FLOAT, FLOAT64, NUMERIC, \
+                 BIGNUMERIC, BOOLEAN, BOOL, TIMESTAMP, DATE, TIME, DATETIME, GEOGRAPHY, JSON, RECORD)"
+            ))
+        }
+    })
+}
+
+/// The typed columns of a `record_schemas` entry.
+pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
+    schema
+        .iter()
+        .map(|c| {
+            let kind =
+                bq_type(&c.kind).map_err(|e| Error::config(format!("record_schemas column `{}`: {e}", c.name)))?;
+            let mode = c.mode.as_deref().unwrap_or("NULLABLE").to_ascii_uppercase();
+            if !["NULLABLE", "REQUIRED", "REPEATED"].contains(&mode.as_str()) {
+                return Err(Error::config(format!(
+                    "record_schemas column `{}`: mode `{mode}` is not NULLABLE, REQUIRED or REPEATED",
+                    c.name
+                )));
+            }
+            Ok(Column { name: c.name.clone(), kind: kind.into(), mode, description: c.description.clone() })
+        })
+        .collect()
+}
+
+/// bizon's six columns of the streaming destinations (`_source_data` is JSON).
+pub fn bizon_columns() -> Vec<Column> {
+    vec![
+        Column::new("_source_record_id", "STRING", "REQUIRED"),
+        Column::new("_source_timestamp", "TIMESTAMP", "REQUIRED"),
+        Column::new("_source_data", "JSON", "NULLABLE"),
+        Column::new("_bizon_extracted_at", "TIMESTAMP", "REQUIRED"),
+        Column::new("_bizon_loaded_at", "TIMESTAMP", "REQUIRED"),
+        Column::new("_bizon_id", "STRING", "REQUIRED"),
+    ]
+}
+
+/// bizon's default table name: `{table_prefix}{source}_{stream}`, or the unprefixed legacy name
+/// when a table of that name already exists.
+pub fn default_table(bq: &BigQuery, project: &str, dataset: &str, prefix: &str, base: &str) -> Result<TableRef> {
+    let legacy = TableRef::new(project, dataset, base);
+    if prefix.is_empty() {
+        return Ok(legacy);
+    }
+    if bq.get_table(&legacy)?.is_some() {
+        info!(table = %legacy, "a table with bizon's legacy (unprefixed) name exists: writing to it");
+        return Ok(legacy);
+    }
+    Ok(TableRef::new(project, dataset, &format!("{prefix}{base}")))
+}
+
+/// The schema resource of `columns`.
+pub fn schema_resource(columns: &[Column]) -> Json {
+    json!({"fields": columns.iter().map(Column::resource).collect::<Vec<_>>()})
+}
+
+/// Create `t` with `columns` (and partitioning, clustering) or, when it exists, add the columns
+/// it lacks (BigQuery only widens schemas). Partitioning of an existing table is left as it is,
+/// with a warning when it differs.
+pub fn ensure_table(
+    bq: &BigQuery,
+    t: &TableRef,
+    columns: &[Column],
+    partitioning: Option<&TimePartitioning>,
+    clustering: Option<&[String]>,
+) -> Result<()> {
+    let mut resource = json!({"schema": schema_resource(columns)});
+    if let Some(p) = partitioning {
+        resource["timePartitioning"] = p.resource();
+    }
+    if let Some(c) = clustering.filter(|c| !c.is_empty()) {
+        resource["clustering"] = json!({"fields": c});
+    }
+    if bq.create_table(t, resource)? {
+        info!(table = %t, "table created");
+        return Ok(());
+    }
+    let existing = bq.get_table(t)?.ok_or_else(|| Error::transient(format!("table {t} vanished while opening it")))?;
+    if let (Some(p), Some(have)) = (partitioning, existing.get("timePartitioning")) {
+        if have.get("field").and_then(Json::as_str) != p.field()
+            || have.get("type").and_then(Json::as_str) != Some(p.kind().as_str())
+        {
+            warn!(table = %t, existing = %have, configured = %p.resource(), "the table's partitioning differs from the configured one: left as it is");
+        }
+    }
+    let fields = existing.pointer("/schema/fields").and_then(Json::as_array).cloned().unwrap_or_default();
+    let missing: Vec<&Column> = columns
+        .iter()
+        .filter(|c| {
+            !fields
+                .iter()
+                .any(|f| f.get("name").and_then(Json::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&c.name)))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // New columns must be NULLABLE (or REPEATED): BigQuery refuses to add REQUIRED ones.
+    let mut all = fields;
+    for c in &missing {
+        let mut c = (*c).clone();
+        if c.mode == "REQUIRED" {
+            c.mode = "NULLABLE".into();
+        }
+        let ddl = format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS `{}` {}", t.sql(), c.name, ddl_type(&c));
+        bq.query(&ddl)?;
+        all.push(c.resource());
+    }
+    bq.patch_table(t, json!({"schema": {"fields": all}}))?;
+    info!(table = %t, added = ?missing.iter().map(|c| &c.name).collect::<Vec<_>>(), "columns added");
+    Ok(())
+}
+
+/// A column's type in DDL (`ARRAY<STRING>` for REPEATED).
+fn ddl_type(c: &Column) -> String {
+    if c.mode == "REPEATED" {
+        format!("ARRAY<{}>", c.kind)
+    } else {
+        c.kind.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_partitioning_takes_bizons_forms() {
+        let p: TimePartitioning = serde_json::from_value(json!("HOUR")).unwrap();
+        assert_eq!((p.kind(), p.field()), (PartitionType::Hour, Some("_bizon_loaded_at")));
+        let p: TimePartitioning = serde_json::from_value(json!({"type": "MONTH"})).unwrap();
+        assert_eq!((p.kind(), p.field()), (PartitionType::Month, Some("_bizon_loaded_at")));
+        let p: TimePartitioning = serde_json::from_value(json!({"type": "DAY", "field": null})).unwrap();
+        assert_eq!(p.field(), None);
+        assert_eq!(p.resource(), json!({"type": "DAY"}));
+        let cols = vec![Column::new("d", "DATE", "NULLABLE")];
+        let p: TimePartitioning = serde_json::from_value(json!({"field": "d"})).unwrap();
+        assert_eq!(p.sql(&cols), "PARTITION BY `d`");
+        assert_eq!(
+            TimePartitioning::default().sql(&bizon_columns()),
+            "PARTITION BY TIMESTAMP_TRUNC(`_bizon_loaded_at`, DAY)"
+        );
+        assert!(serde_json::from_value::<TimePartitioning>(json!("WEEK")).is_err());
+    }
+
+    #[test]
+    fn record_schema_types_are_bigquerys() {
+        assert_eq!(bq_type("integer").unwrap(), "INT64");
+        assert_eq!(bq_type("STRUCT").unwrap(), "RECORD");
+        assert!(bq_type("VARCHAR").unwrap_err().contains("VARCHAR"));
+    }
+}

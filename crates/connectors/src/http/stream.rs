@@ -1,0 +1,406 @@
+//! One HTTP stream read page by page: an [`Endpoint`] (request, record selector, primary key,
+//! paginator, incremental parameter), optionally the child of a parent endpoint whose records
+//! fill placeholders in its URL. Offset and page-number streams fetch up to `concurrency` pages
+//! at once and hand them to the engine in order; a child stream fetches the children of a
+//! parent page concurrently. Every page's pagination is its resume point.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use bizon_core::time::now_micros;
+use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
+use serde_json::json;
+
+use super::client::{Body, HttpClient, Method, Request};
+use super::paginate::{done, set_query, Paginator};
+
+/// Where the watermark goes in each request of an incremental stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncrementalParam {
+    /// Query parameter (or body key with `in_body`) that carries the watermark.
+    pub param: String,
+    pub in_body: bool,
+    /// Value sent on a first run (no watermark yet); absent = parameter not sent.
+    pub initial: Option<String>,
+}
+
+/// One request template and how to read its answer.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    /// Absolute URL; `{name}` placeholders are filled from the parent record (child streams).
+    pub url: String,
+    pub params: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Json>,
+    /// JSON pointer to the records (`/results`); `None`: the body itself (an array, or one
+    /// record).
+    pub records: Option<String>,
+    /// JSON pointer (or top-level field name) of the record id; `None`: the position in the
+    /// stream.
+    pub primary_key: Option<String>,
+    pub paginator: Paginator,
+    pub incremental: Option<IncrementalParam>,
+}
+
+impl Endpoint {
+    pub fn get(url: impl Into<String>) -> Self {
+        Endpoint {
+            method: Method::Get,
+            url: url.into(),
+            params: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            records: None,
+            primary_key: None,
+            paginator: Paginator::Single,
+            incremental: None,
+        }
+    }
+
+    /// The request of the page at `state`, placeholders filled from `vars`.
+    pub fn request(&self, state: &Json, watermark: Option<&Json>, vars: &[(String, String)]) -> Result<Request> {
+        let fill = |s: &str| {
+            let mut s = s.to_owned();
+            for (k, v) in vars {
+                s = s.replace(&format!("{{{k}}}"), v);
+            }
+            s
+        };
+        let mut req = Request {
+            method: self.method,
+            url: fill(&self.url),
+            query: self.params.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+            headers: self.headers.clone(),
+            body: self.body.clone().map(Body::Json),
+        };
+        if let Some(inc) = &self.incremental {
+            let value = match watermark {
+                Some(Json::String(s)) => Some(s.clone()),
+                Some(j) if !j.is_null() => Some(j.to_string()),
+                _ => inc.initial.clone(),
+            };
+            if let Some(v) = value {
+                if inc.in_body {
+                    match &mut req.body {
+                        Some(Body::Json(Json::Object(m))) => {
+                            m.insert(inc.param.clone(), Json::String(v));
+                        }
+                        None => req.body = Some(Body::Json(json!({ inc.param.clone(): v }))),
+                        _ => {
+                            return Err(Error::config("an incremental parameter in the body needs a JSON mapping body"))
+                        }
+                    }
+                } else {
+                    set_query(&mut req, &inc.param, v);
+                }
+            }
+        }
+        self.paginator.apply(state, &mut req)?;
+        Ok(req)
+    }
+
+    /// The records of a page's body.
+    pub fn records_of(&self, body: Json, what: &str) -> Result<Vec<Json>> {
+        let at = match &self.records {
+            Some(p) => match take_pointer(body, p) {
+                Some(j) => j,
+                None => return Ok(Vec::new()),
+            },
+            None => body,
+        };
+        match at {
+            Json::Array(a) => Ok(a),
+            Json::Null => Ok(Vec::new()),
+            o @ Json::Object(_) => Ok(vec![o]),
+            other => Err(Error::permanent(format!(
+                "{what}: expected records at `{}`, found {}",
+                self.records.as_deref().unwrap_or("/"),
+                kind_of(&other)
+            ))),
+        }
+    }
+
+    /// How many records a page's body holds (without moving them).
+    pub fn count_of(&self, body: &Json) -> usize {
+        let at = match &self.records {
+            Some(p) => body.pointer(p),
+            None => Some(body),
+        };
+        match at {
+            Some(Json::Array(a)) => a.len(),
+            Some(Json::Object(_)) => 1,
+            _ => 0,
+        }
+    }
+
+    /// The id of a record: its primary key as text.
+    pub fn id_of(&self, record: &Json) -> Option<String> {
+        let pk = self.primary_key.as_deref()?;
+        let v = if pk.starts_with('/') { record.pointer(pk) } else { record.get(pk) }?;
+        match v {
+            Json::String(s) => Some(s.clone()),
+            Json::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+fn kind_of(j: &Json) -> &'static str {
+    match j {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Move the value at a JSON pointer out of `body`.
+fn take_pointer(mut body: Json, pointer: &str) -> Option<Json> {
+    body.pointer_mut(pointer).map(Json::take)
+}
+
+/// Records as (id, data).
+pub type Records = Vec<(String, Json)>;
+
+/// A fetched page: its records and the position after it.
+#[derive(Debug)]
+pub struct Fetched {
+    pub records: Vec<(String, Json)>,
+    pub next: Json,
+}
+
+/// Fetch the page of `endpoint` at `state` (`position` numbers records without a primary key).
+pub fn fetch(
+    client: &HttpClient,
+    endpoint: &Endpoint,
+    state: &Json,
+    watermark: Option<&Json>,
+    vars: &[(String, String)],
+) -> Result<Fetched> {
+    let req = endpoint.request(state, watermark, vars)?;
+    let resp = client.send(&req)?;
+    let body = resp.json()?;
+    // The position after this page is read from the body before the records are moved out.
+    let next = endpoint.paginator.next(state, &resp, &body, endpoint.count_of(&body));
+    let raw = endpoint.records_of(body, &resp.what)?;
+    let base = position(state);
+    let records = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (endpoint.id_of(&r).unwrap_or_else(|| format!("{base}_{i}")), r))
+        .collect();
+    Ok(Fetched { records, next })
+}
+
+/// A short text naming a page's position (ids of records without a primary key).
+fn position(state: &Json) -> String {
+    match state {
+        Json::Null => "0".into(),
+        Json::Object(m) => {
+            m.values().next().map_or_else(|| "0".into(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A child stream: for each record of the parent, the `vars` (placeholder, JSON pointer into
+/// the parent record) fill the child's URL; each child record gains `_parent` with those values.
+#[derive(Debug, Clone)]
+pub struct ParentLink {
+    pub parent: Endpoint,
+    pub vars: Vec<(String, String)>,
+}
+
+/// A page being fetched on a background thread, with the position it was asked at.
+struct InFlight {
+    state: Json,
+    result: mpsc::Receiver<Result<Fetched>>,
+}
+
+impl InFlight {
+    /// Start fetching `endpoint` at `state` on a thread of its own.
+    fn start(client: &Arc<HttpClient>, endpoint: &Arc<Endpoint>, state: Json, watermark: Option<Json>) -> Self {
+        let (tx, result) = mpsc::sync_channel(1);
+        let (client, endpoint, at) = (client.clone(), endpoint.clone(), state.clone());
+        std::thread::spawn(move || {
+            // The receiver is gone when the engine moved elsewhere (a resume): nothing to do.
+            let _ = tx.send(fetch(&client, &endpoint, &at, watermark.as_ref(), &[]));
+        });
+        InFlight { state, result }
+    }
+
+    fn wait(self) -> Result<Fetched> {
+        self.result.recv().unwrap_or_else(|_| Err(Error::internal("a page fetch thread ended without an answer")))
+    }
+}
+
+/// A [`Source`] reading one [`Endpoint`] (or a child of one).
+pub struct HttpStream {
+    client: Arc<HttpClient>,
+    endpoint: Arc<Endpoint>,
+    parent: Option<ParentLink>,
+    /// Numbered pages requested ahead, in page order (a sliding window of `concurrency`).
+    ahead: VecDeque<InFlight>,
+    /// The next parent page, requested while the children of the current one are fetched.
+    next_parent: Option<InFlight>,
+}
+
+impl HttpStream {
+    pub fn new(client: Arc<HttpClient>, endpoint: Endpoint, parent: Option<ParentLink>) -> Self {
+        HttpStream { client, endpoint: Arc::new(endpoint), parent, ahead: VecDeque::new(), next_parent: None }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.client.settings().concurrency
+    }
+
+    /// The page at `state` of a plain stream. Numbered pages are requested `concurrency` at a
+    /// time in a sliding window: when the engine takes page k, page k + concurrency is asked
+    /// for, so requests overlap each other and the engine's work. Up to `concurrency - 1`
+    /// requests past the last page are wasted (their answers are dropped).
+    fn plain(&mut self, state: &Json, watermark: Option<&Json>) -> Result<Fetched> {
+        let state = if state.is_null() { self.endpoint.paginator.first() } else { state.clone() };
+        let n = self.concurrency();
+        if n <= 1 || !self.endpoint.paginator.numbered() {
+            return fetch(&self.client, &self.endpoint, &state, watermark, &[]);
+        }
+        if self.ahead.front().is_none_or(|f| f.state != state) {
+            // A first call, a resume, or a page that ended early: start the window here.
+            self.ahead.clear();
+            self.ahead.push_back(InFlight::start(&self.client, &self.endpoint, state, watermark.cloned()));
+        }
+        self.top_up(n + 1, watermark);
+        let page = self.ahead.pop_front().map_or_else(|| Err(Error::internal("no page in flight")), InFlight::wait);
+        match &page {
+            Ok(p) if bizon_core::record::pagination_done(&p.next) => self.ahead.clear(),
+            Ok(_) => self.top_up(n, watermark),
+            Err(_) => self.ahead.clear(),
+        }
+        page
+    }
+
+    /// Request the pages after the last one in flight until `n` are.
+    fn top_up(&mut self, n: usize, watermark: Option<&Json>) {
+        while self.ahead.len() < n {
+            let Some(next) = self.ahead.back().and_then(|last| self.endpoint.paginator.ahead(&last.state, 1)) else {
+                break;
+            };
+            self.ahead.push_back(InFlight::start(&self.client, &self.endpoint, next, watermark.cloned()));
+        }
+    }
+
+    /// A page of a child stream: every child of one parent page, children fetched concurrently.
+    fn children(&mut self, link: &ParentLink, state: &Json, watermark: Option<&Json>) -> Result<Fetched> {
+        let parent_state = state.get("parent").cloned().unwrap_or(Json::Null);
+        let parents = match self.next_parent.take() {
+            Some(f) if f.state == parent_state => f.wait()?,
+            _ => fetch(&self.client, &link.parent, &parent_state, None, &[])?,
+        };
+        if !bizon_core::record::pagination_done(&parents.next) {
+            // The next parent page is asked for while this page's children are fetched.
+            let parent = Arc::new(link.parent.clone());
+            self.next_parent = Some(InFlight::start(&self.client, &parent, parents.next.clone(), None));
+        }
+        let vars_of = |p: &Json| -> Vec<(String, String)> {
+            link.vars
+                .iter()
+                .map(|(name, ptr)| {
+                    let v = if ptr.starts_with('/') { p.pointer(ptr) } else { p.get(ptr) };
+                    let text = match v {
+                        Some(Json::String(s)) => s.clone(),
+                        Some(j) => j.to_string(),
+                        None => String::new(),
+                    };
+                    (name.clone(), text)
+                })
+                .collect()
+        };
+        let jobs: Vec<Vec<(String, String)>> = parents.records.iter().map(|(_, p)| vars_of(p)).collect();
+        let results: Vec<Mutex<Option<Result<Records>>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+        let next_job = AtomicUsize::new(0);
+        let (client, endpoint) = (&*self.client, &self.endpoint);
+        let workers = self.concurrency().min(jobs.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next_job.fetch_add(1, Ordering::Relaxed);
+                    let Some(vars) = jobs.get(i) else { break };
+                    let r = read_all(client, endpoint, watermark, vars);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                });
+            }
+        });
+        let mut records = Vec::new();
+        for (slot, vars) in results.into_iter().zip(&jobs) {
+            let children = slot.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| Ok(Vec::new()))?;
+            let parent: serde_json::Map<String, Json> =
+                vars.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
+            for (id, mut child) in children {
+                if let Json::Object(m) = &mut child {
+                    m.insert("_parent".into(), Json::Object(parent.clone()));
+                }
+                records.push((id, child));
+            }
+        }
+        let next = if parents.next.as_object().is_some_and(|m| !m.is_empty()) {
+            json!({ "parent": parents.next })
+        } else {
+            done()
+        };
+        Ok(Fetched { records, next })
+    }
+}
+
+/// Every page of `endpoint` for one parent.
+fn read_all(
+    client: &HttpClient,
+    endpoint: &Endpoint,
+    watermark: Option<&Json>,
+    vars: &[(String, String)],
+) -> Result<Vec<(String, Json)>> {
+    let mut out = Vec::new();
+    let mut state = Json::Null;
+    loop {
+        let page = fetch(client, endpoint, &state, watermark, vars)?;
+        let prefix = vars.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("_");
+        out.extend(page.records.into_iter().map(|(id, r)| {
+            if endpoint.primary_key.is_some() {
+                (id, r)
+            } else {
+                (format!("{prefix}_{id}"), r)
+            }
+        }));
+        if bizon_core::record::pagination_done(&page.next) {
+            return Ok(out);
+        }
+        state = page.next;
+    }
+}
+
+/// A page for the engine from fetched records.
+pub fn to_page(records: Vec<(String, Json)>, next: Json) -> Page {
+    let now = now_micros();
+    let mut batch = RecordBatch::with_capacity(records.len(), 256 * records.len());
+    for (id, r) in &records {
+        batch.push_with(id, now, |buf| {
+            // Writing a Json into a Vec cannot fail.
+            let _ = serde_json::to_writer(buf, r);
+        });
+    }
+    Page { records: batch, next, cursor_max: None, extracted_at: now }
+}
+
+impl Source for HttpStream {
+    fn get(&mut self, pagination: &Json, ctx: &ReadContext) -> Result<Page> {
+        let watermark = ctx.watermark.as_ref();
+        let fetched = match self.parent.clone() {
+            Some(link) => self.children(&link, pagination, watermark)?,
+            None => self.plain(pagination, watermark)?,
+        };
+        Ok(to_page(fetched.records, fetched.next))
+    }
+}

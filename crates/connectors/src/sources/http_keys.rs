@@ -1,0 +1,31 @@
+//! Config parsing shared by the built-in HTTP sources (`pokeapi`, `gbif`, `cycle`): their own
+//! keys beside the common ones, `authentication` checked, and the base-URL override key every
+//! one of them has (default: the real API; tests and mirrors point it elsewhere) checked to be
+//! an http(s) URL at parse time, located at its line, rather than failing at the first request.
+
+use bizon_core::config::yaml::{self, struct_fields, Node};
+use bizon_core::config::SourceCommon;
+use serde::de::DeserializeOwned;
+
+use crate::descriptor::{own_keys, SourceSpec};
+use crate::http::AuthSpec;
+
+/// Parse and validate a built-in HTTP source's keys; `base_url` picks its base-URL key's value.
+pub fn parse<T: SourceSpec + DeserializeOwned + 'static>(
+    node: &Node,
+    base_url: fn(&T) -> &str,
+) -> Result<(T, AuthSpec), yaml::Error> {
+    let auth = AuthSpec::from_node(node.get("authentication"))?;
+    let c: T = own_keys(node, "source", struct_fields::<SourceCommon>(), struct_fields::<T>())?;
+    c.validate().map_err(|e| yaml::Error::new(e.to_string(), node.mark, "source"))?;
+    let url = base_url(&c);
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        let at = node.get("base_url").unwrap_or(node);
+        return Err(yaml::Error::new(
+            format!("`base_url` must start with http:// or https://, got {url:?}"),
+            at.mark,
+            "source.base_url",
+        ));
+    }
+    Ok((c, auth))
+}
