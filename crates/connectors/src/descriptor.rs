@@ -172,9 +172,22 @@ pub struct BackendFields {
     pub sslmode: Option<crate::sslmode::SslMode>,
     #[serde(default)]
     pub sslrootcert: Option<String>,
-    /// postgres: seconds without a heartbeat after which another run may take the pipeline over.
+    /// postgres, bigquery: seconds without a heartbeat after which another run may take the
+    /// pipeline over.
     #[serde(default)]
     pub lease_seconds: Option<u64>,
+    /// bigquery: the key's JSON or its path (empty: Application Default Credentials).
+    #[serde(default)]
+    pub service_account_key: Option<String>,
+    /// bigquery: create the dataset (`schema`) when missing.
+    #[serde(default)]
+    pub create_schema: Option<bool>,
+    /// bigquery: location of a dataset it creates, and of its query jobs.
+    #[serde(default)]
+    pub schema_location: Option<String>,
+    /// bigquery: BigQuery's REST base URL (default Google's).
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 /// A backend descriptor's parser: the merged keys and the section for error locations.

@@ -1,5 +1,7 @@
 //! Backends: where jobs, cursors and watermarks live.
 
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
