@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|bigquery|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -33,6 +33,8 @@
 #            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
 #            parents with one child each (CPU per request); prints records/s, requests/s, peak
 #            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
+#   bigquery bigquery_streaming into the local BigQuery emulator (scripts/bqemulator.sh): 1M
+#            generator records of ~200 B (BQ_RECORDS), full refresh; records/s, MB/s, peak RSS
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -518,6 +520,69 @@ YML
   # (2,020 requests), so start-up and the 10 ms resolution of the CPU time do not blur it.
   http_workload http-requests-2k-c8 8 2000 one_child_each
   kill $api_pid 2>/dev/null
+fi
+if [[ $MODE == bigquery || $MODE == all ]]; then
+  # bigquery_streaming into the local emulator (scripts/bqemulator.sh, PyPI bqemulator on DuckDB):
+  # generator records of ~200 B, full refresh (staged, published at the end in one statement).
+  # The token comes from a stand-in for a VM's metadata server (the emulator ignores tokens).
+  # The figure is bounded by the emulator (Python), not by bizon-rs: CPU is bizon-rs's own.
+  bq_url=$("$ROOT/scripts/bqemulator.sh" start)
+  bq_n=${BQ_RECORDS:-1000000}
+  python3 - "$WORK/meta.port" <<'PY' &
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"access_token": "bench-token-not-checked", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+  meta_pid=$!
+  bq_ds="bizon_bench_$$"
+  bq_q() { # run a statement in the emulator, print the first row's cells
+    curl -s -X POST "$bq_url/bigquery/v2/projects/p/queries" -H 'content-type: application/json' \
+      -d "{\"query\": \"$1\", \"useLegacySql\": false}" \
+      | python3 -c 'import json, sys; r = json.load(sys.stdin); print(" ".join(c["v"] for c in r.get("rows", [{"f": []}])[0]["f"]))'
+  }
+  trap 'kill $meta_pid 2>/dev/null; curl -s -X DELETE "$bq_url/bigquery/v2/projects/p/datasets/$bq_ds?deleteContents=true" >/dev/null; rm -rf "$WORK"' EXIT
+  for _ in $(seq 50); do [ -s "$WORK/meta.port" ] && break; sleep 0.1; done
+  cat > "$WORK/bq.yml" <<YML
+name: bench-bq
+source:
+  name: generator
+  stream: records
+  total: $bq_n
+  record_size: 200
+destination:
+  name: bigquery_streaming
+  config:
+    project_id: p
+    dataset_id: $bq_ds
+    api_url: $bq_url
+    bq_max_rows_per_request: 10000
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/bq-state
+YML
+  mkdir -p "$WORK/no-gcloud"
+  export GCE_METADATA_HOST="127.0.0.1:$(cat "$WORK/meta.port")" GOOGLE_APPLICATION_CREDENTIALS="" CLOUDSDK_CONFIG="$WORK/no-gcloud"
+  measure "bq-streaming-${bq_n}-200B" "$WORK/bq.yml"
+  unset GCE_METADATA_HOST GOOGLE_APPLICATION_CREDENTIALS CLOUDSDK_CONFIG
+  read -r bq_rows bq_ids bq_bytes <<< "$(bq_q "SELECT COUNT(*), COUNT(DISTINCT _bizon_id), SUM(LENGTH(TO_JSON_STRING(_source_data))) FROM \`p.$bq_ds._bizon_generator_records\`")"
+  [ "$bq_rows" = "$bq_n" ] && [ "$bq_ids" = "$bq_n" ] \
+    || { echo "bigquery_streaming: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-streaming-${bq_n}-200B.log"; exit 1; }
+  row "bq-streaming-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
+  target "bigquery_streaming peak RSS MB" "$RSS_MB" "<=" 64
+  kill $meta_pid 2>/dev/null
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)

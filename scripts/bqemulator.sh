@@ -53,10 +53,13 @@ if ! "$VENV/bin/python" -c 'import bqemulator, numpy, duckdb; assert duckdb.__ve
 fi
 
 # Offline, start-up fails downloading DuckDB's `spatial` extension: skip it (GEOGRAPHY is then
-# unavailable). setsid: a process group `stop` can end whole.
-nohup setsid "$VENV/bin/python" -c "import sys, bqemulator.storage.engine as e; \
-e.DuckDBEngine._load_spatial = lambda self: None; from bqemulator.cli import main; \
-sys.argv[0] = 'bqemulator'; sys.exit(main())" \
+# unavailable). Every write copies the whole table into a time-travel snapshot (quadratic: a 1M-row
+# insertAll run filled 68 GB of DuckDB temp files): no snapshots (no FOR SYSTEM_TIME AS OF).
+# Run from the cache directory: DuckDB spills to ./.tmp. setsid: a process group `stop` can end whole.
+cd "$CACHE"
+nohup setsid "$VENV/bin/python" -c "import sys, bqemulator.storage.engine as e, bqemulator.versioning.snapshots as s; \
+e.DuckDBEngine._load_spatial = lambda self: None; s.SnapshotManager.capture = lambda self, *a, **k: None; \
+from bqemulator.cli import main; sys.argv[0] = 'bqemulator'; sys.exit(main())" \
   start --rest-port "$REST_PORT" --grpc-port "$GRPC_PORT" --project "$PROJECT" \
   >"$LOG" 2>&1 </dev/null &
 echo $! > "$PIDFILE"
