@@ -143,11 +143,15 @@ pub fn bq_type(kind: &str) -> std::result::Result<&'static str, String> {
         "DATETIME" => "DATETIME",
         "GEOGRAPHY" => "GEOGRAPHY",
         "JSON" => "JSON",
-        "RECORD" | "STRUCT" => "RECORD",
+        "RECORD" | "STRUCT" => {
+            return Err(format!(
+                "`{kind}` columns need nested fields, which record_schemas cannot declare: use JSON for nested values"
+            ))
+        }
         other => {
             return Err(format!(
                 "`{other}` is not a BigQuery column type (STRING, BYTES, INTEGER, INT64, FLOAT, FLOAT64, NUMERIC, \
-                 BIGNUMERIC, BOOLEAN, BOOL, TIMESTAMP, DATE, TIME, DATETIME, GEOGRAPHY, JSON, RECORD)"
+                 BIGNUMERIC, BOOLEAN, BOOL, TIMESTAMP, DATE, TIME, DATETIME, GEOGRAPHY, JSON)"
             ))
         }
     })
@@ -295,7 +299,7 @@ mod tests {
     #[test]
     fn record_schema_types_are_bigquerys() {
         assert_eq!(bq_type("integer").unwrap(), "INT64");
-        assert_eq!(bq_type("STRUCT").unwrap(), "RECORD");
+        assert!(bq_type("STRUCT").unwrap_err().contains("use JSON"));
         assert!(bq_type("VARCHAR").unwrap_err().contains("VARCHAR"));
     }
 }
