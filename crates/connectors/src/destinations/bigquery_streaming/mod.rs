@@ -7,8 +7,9 @@
 //! the engine committed; `finalize` publishes only those rows, one per `bizon_id` (an HTTP retry
 //! that reached BigQuery twice counts once): full refresh replaces the table in one statement
 //! (`CREATE OR REPLACE TABLE … AS SELECT`, readers see the old table or the new one), incremental
-//! appends the rows the table does not hold yet (`bizon_id` is stable for a job, so publishing
-//! twice adds nothing). Rows of an attempt that crashed before its commit are never published,
+//! appends them in a transaction that also records the job in the dataset's `_bizon_published`
+//! table, so a resumed run whose staging table survived a crash appends nothing twice (typed
+//! `unnest` tables included, which have no `_bizon_id`). Rows of an attempt that crashed before its commit are never published,
 //! so the published table holds every record exactly once. Stream mode (no end, no finalize)
 //! inserts into the table itself: at-least-once, with `insertId = bizon_id` for BigQuery's
 //! best-effort de-duplication.
@@ -45,6 +46,9 @@ pub const MAX_REQUEST_BYTES: usize = 9 << 20;
 /// Times rows BigQuery failed for its own reasons (`backendError`, …) are sent again.
 const ROW_RETRIES: u32 = 5;
 
+/// The dataset's table of incremental publications in progress (table, job).
+const PUBLISHED: &str = "_bizon_published";
+
 /// Staging-only columns: which attempt wrote a row, and its iteration.
 const ATTEMPT: &str = "_bizon_attempt";
 const ITERATION: &str = "_bizon_iteration";
@@ -76,8 +80,8 @@ pub struct BigQueryStreaming {
     ranges: Vec<(String, i64, i64)>,
     /// The last iteration committed before this attempt.
     base: i64,
-    /// The job's `bizon_id` prefix (its 16 hex digits), once known.
-    job_prefix: Option<String>,
+    /// The engine's job id (the publication marker of an incremental job).
+    job_id: String,
     rejected: Option<Vec<Rejected>>,
     /// Request limits (tests lower them).
     pub max_request_bytes: usize,
@@ -95,7 +99,7 @@ impl BigQueryStreaming {
             attempt: format!("{:x}-{:x}", now_micros(), std::process::id()),
             ranges: Vec::new(),
             base: -1,
-            job_prefix: None,
+            job_id: String::new(),
             max_request_bytes: MAX_REQUEST_BYTES,
             max_rows,
         }
@@ -108,7 +112,6 @@ impl BigQueryStreaming {
     fn token(&self) -> Json {
         json!({
             "ranges": self.ranges.iter().map(|(a, f, t)| json!([a, f, t])).collect::<Vec<_>>(),
-            "job": self.job_prefix,
         })
     }
 
@@ -215,6 +218,62 @@ impl BigQueryStreaming {
         Ok(retry)
     }
 
+    /// Publish the committed staged rows, once: full refresh replaces the table in one
+    /// statement (doing it again gives the same table); incremental appends them in a transaction
+    /// that also records the job in the dataset's `_bizon_published` marker, so a run resumed
+    /// after a crash between this and the staging table's drop appends nothing twice.
+    fn publish(&self) -> Result<()> {
+        let t = self.target()?;
+        let Some(staging) = &t.staging else { return Ok(()) };
+        let cols = t.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
+        let partitioning = self.spec.config.time_partitioning.as_ref();
+        let clustering = t.clustering.as_deref().filter(|c| !c.is_empty());
+        let one_per_id = format!("QUALIFY ROW_NUMBER() OVER (PARTITION BY _bizon_id ORDER BY {ITERATION}) = 1");
+        if t.full_refresh {
+            let mut sql = format!("CREATE OR REPLACE TABLE {}", t.main.sql());
+            if let Some(p) = partitioning {
+                sql.push(' ');
+                sql.push_str(&p.sql(&t.columns));
+            }
+            if let Some(c) = clustering {
+                sql.push_str(&format!(
+                    " CLUSTER BY {}",
+                    c.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            sql.push_str(&format!(" AS SELECT {cols} FROM {} WHERE {} {one_per_id}", staging.sql(), self.committed()));
+            t.bq.query(&sql)?;
+            return Ok(());
+        }
+        ensure_table(&t.bq, &t.main, &t.columns, partitioning, clustering)?;
+        let marker = t.main.sibling(PUBLISHED);
+        t.bq.query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name STRING NOT NULL, job_id STRING NOT NULL, published_at TIMESTAMP)",
+            marker.sql()
+        ))?;
+        let not_yet = format!(
+            "NOT EXISTS (SELECT 1 FROM {} WHERE table_name = {} AND job_id = {})",
+            marker.sql(),
+            sql_string(&t.main.table),
+            sql_string(&self.job_id)
+        );
+        t.bq.query(&format!(
+            "BEGIN TRANSACTION; \
+             INSERT INTO {main} ({cols}) SELECT {cols} FROM {staging} WHERE ({committed}) AND {not_yet} {one_per_id}; \
+             INSERT INTO {marker} (table_name, job_id, published_at) SELECT {table}, {job}, CURRENT_TIMESTAMP() \
+               FROM UNNEST([1]) WHERE {not_yet}; \
+             COMMIT TRANSACTION;",
+            main = t.main.sql(),
+            staging = staging.sql(),
+            committed = self.committed(),
+            marker = marker.sql(),
+            table = sql_string(&t.main.table),
+            job = sql_string(&self.job_id),
+        ))?;
+        info!(table = %t.main, "incremental rows published");
+        Ok(())
+    }
+
     /// The `WHERE` condition selecting the committed rows of the staging table.
     fn committed(&self) -> String {
         if self.ranges.is_empty() {
@@ -255,6 +314,7 @@ fn typed_value(value: &Json, column: &Column) -> Json {
 
 impl Destination for BigQueryStreaming {
     fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
+        self.job_id = ctx.job_id.clone();
         let c = &self.spec.config;
         let credentials = Credentials::from_config(Some(&self.spec.key.0))?;
         let mut bq = BigQuery::new(credentials, c.api_url.as_deref(), &c.project_id);
@@ -316,7 +376,6 @@ impl Destination for BigQueryStreaming {
                                 self.ranges.push((a.to_owned(), f, t));
                             }
                         }
-                        self.job_prefix = token.get("job").and_then(Json::as_str).map(str::to_owned);
                         self.base = self.ranges.iter().map(|r| r.2).max().unwrap_or(-1);
                         // Finalize drops the staging table: gone means published.
                         published = bq.get_table(s)?.is_none();
@@ -346,7 +405,6 @@ impl Destination for BigQueryStreaming {
         let typed = self.spec.unnest.then(|| t.columns.clone());
         let mut id_head = Vec::with_capacity(24);
         push_hex(&mut id_head, meta.job_hash, 16);
-        self.job_prefix.get_or_insert_with(|| String::from_utf8_lossy(&id_head).into_owned());
         push_hex(&mut id_head, meta.iteration as u64, 8);
         let mut times = Vec::with_capacity(96);
         times.extend_from_slice(b"\"_bizon_extracted_at\":\"");
@@ -435,50 +493,23 @@ impl Destination for BigQueryStreaming {
 
     fn finalize(&mut self) -> Result<()> {
         let t = self.target()?;
-        let Some(staging) = &t.staging else { return Ok(()) };
+        let Some(staging) = t.staging.clone() else { return Ok(()) };
         if t.published {
             return Ok(());
         }
-        let cols = t.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
-        let rows = format!(
-            "SELECT {cols} FROM {} WHERE {} QUALIFY ROW_NUMBER() OVER (PARTITION BY _bizon_id ORDER BY {ITERATION}) = 1",
-            staging.sql(),
-            self.committed()
-        );
-        let partitioning = self.spec.config.time_partitioning.as_ref();
-        let clustering = t.clustering.as_deref().filter(|c| !c.is_empty());
-        if t.full_refresh {
-            // Full refresh: the table is replaced in one statement.
-            let mut sql = format!("CREATE OR REPLACE TABLE {}", t.main.sql());
-            if let Some(p) = partitioning {
-                sql.push(' ');
-                sql.push_str(&p.sql(&t.columns));
-            }
-            if let Some(c) = clustering {
-                sql.push_str(&format!(
-                    " CLUSTER BY {}",
-                    c.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                ));
-            }
-            sql.push_str(" AS ");
-            sql.push_str(&rows);
-            t.bq.query(&sql)?;
-        } else {
-            ensure_table(&t.bq, &t.main, &t.columns, partitioning, clustering)?;
-            // Rows already published by an earlier finalize of this job are not added again.
-            let already = match (&self.job_prefix, self.spec.unnest) {
-                (Some(p), false) => format!(
-                    " AND _bizon_id NOT IN (SELECT _bizon_id FROM {} WHERE STARTS_WITH(_bizon_id, {}))",
-                    t.main.sql(),
-                    sql_string(p)
-                ),
-                _ => String::new(),
-            };
-            let rows = rows.replacen(" QUALIFY", &format!("{already} QUALIFY"), 1);
-            let done = t.bq.query(&format!("INSERT INTO {} ({cols}) {rows}", t.main.sql()))?;
-            info!(table = %t.main, rows = done.affected, "incremental rows published");
+        self.publish()?;
+        let t = self.target()?;
+        t.bq.delete_table(&staging)?;
+        if !t.full_refresh {
+            // The marker only guarded a publication whose staging table might survive a crash.
+            let marker = t.main.sibling(PUBLISHED);
+            t.bq.query(&format!(
+                "DELETE FROM {} WHERE table_name = {} AND job_id = {}",
+                marker.sql(),
+                sql_string(&t.main.table),
+                sql_string(&self.job_id)
+            ))?;
         }
-        t.bq.delete_table(staging)?;
         info!(table = %t.main, "published");
         if let Some(t) = self.target.as_mut() {
             t.published = true;
