@@ -93,6 +93,47 @@ impl TimePartitioning {
     }
 }
 
+/// The partitioning a new table gets (bizon's rules): a field must be a TIMESTAMP, DATE or DATETIME
+/// column; with `unnest` and no field written, partitioning is by ingestion time. A field the
+/// columns lack is an error when the table is to be created, a warning (and no partitioning)
+/// when it exists already.
+pub fn effective_partitioning(
+    configured: Option<&TimePartitioning>,
+    field_written: bool,
+    columns: &[Column],
+    table_exists: bool,
+    table: &TableRef,
+) -> Result<Option<TimePartitioning>> {
+    let Some(p) = configured else { return Ok(None) };
+    let Some(field) = p.field() else { return Ok(Some(p.clone())) };
+    let kind = columns.iter().find(|c| c.name == field && c.mode != "REPEATED").map(|c| c.kind.as_str());
+    match kind {
+        Some("TIMESTAMP" | "DATETIME") => return Ok(Some(p.clone())),
+        Some("DATE") if p.kind() != PartitionType::Hour => return Ok(Some(p.clone())),
+        _ => {}
+    }
+    if !field_written && !columns.iter().any(|c| c.name == "_bizon_loaded_at") {
+        info!(table = %table, "typed columns without `_bizon_loaded_at`: partitioning by ingestion time (as bizon)");
+        return Ok(Some(TimePartitioning::Full { kind: p.kind(), field: None }));
+    }
+    let why = match kind {
+        Some("DATE") => format!("`{field}` is a DATE column: HOUR partitioning needs TIMESTAMP or DATETIME"),
+        Some(k) => format!("`{field}` is a {k} column, not TIMESTAMP, DATE or DATETIME"),
+        None => format!(
+            "{table} has no column `{field}` (columns: {})",
+            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if table_exists {
+        warn!(table = %table, "time_partitioning: {why}; the existing table is left as it is");
+        return Ok(None);
+    }
+    Err(Error::config(format!(
+        "time_partitioning.field: {why}; name a TIMESTAMP, DATE or DATETIME column, or set `field: null` for \
+         ingestion-time partitioning"
+    )))
+}
+
 /// bizon's `authentication` of the BigQuery destinations.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +335,39 @@ mod tests {
             "PARTITION BY TIMESTAMP_TRUNC(`_bizon_loaded_at`, DAY)"
         );
         assert!(serde_json::from_value::<TimePartitioning>(json!("WEEK")).is_err());
+    }
+
+    #[test]
+    fn partitioning_follows_bizons_rules() {
+        let t = TableRef::new("p", "d", "t");
+        let typed = vec![Column::new("id", "INT64", "REQUIRED"), Column::new("day", "DATE", "NULLABLE")];
+        let default = TimePartitioning::default();
+        // bizon's layout: `_bizon_loaded_at` is there
+        assert_eq!(
+            effective_partitioning(Some(&default), false, &bizon_columns(), false, &t).unwrap(),
+            Some(default.clone())
+        );
+        // typed, no field written: ingestion time
+        let p = effective_partitioning(Some(&default), false, &typed, false, &t).unwrap().unwrap();
+        assert_eq!((p.kind(), p.field()), (PartitionType::Day, None));
+        // a written field must be a time column of the table
+        let on = |f: &str, kind: PartitionType| TimePartitioning::Full { kind, field: Some(f.into()) };
+        assert_eq!(
+            effective_partitioning(Some(&on("day", PartitionType::Month)), true, &typed, false, &t).unwrap(),
+            Some(on("day", PartitionType::Month))
+        );
+        let e = effective_partitioning(Some(&on("id", PartitionType::Day)), true, &typed, false, &t).unwrap_err();
+        assert!(e.message().contains("`id` is a INT64 column") && e.message().contains("field: null"), "{e}");
+        let e = effective_partitioning(Some(&on("day", PartitionType::Hour)), true, &typed, false, &t).unwrap_err();
+        assert!(e.message().contains("HOUR"), "{e}");
+        let e = effective_partitioning(Some(&on("nope", PartitionType::Day)), true, &typed, false, &t).unwrap_err();
+        assert!(e.message().contains("no column `nope`") && e.message().contains("id, day"), "{e}");
+        // an existing table is left as it is
+        assert_eq!(
+            effective_partitioning(Some(&on("nope", PartitionType::Day)), true, &typed, true, &t).unwrap(),
+            None
+        );
+        assert_eq!(effective_partitioning(None, false, &typed, false, &t).unwrap(), None);
     }
 
     #[test]

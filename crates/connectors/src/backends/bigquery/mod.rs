@@ -17,7 +17,6 @@ mod config;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use bizon_core::{
 
 pub use config::{BigQueryBackendSpec, DESCRIPTOR};
 
+use super::{hostname, LockGuard};
 use crate::google::bigquery::{sql_string, BigQuery, QueryResult};
 
 const TABLES: [(&str, &str); 5] = [
@@ -68,12 +68,6 @@ pub struct BigQueryBackend {
     lease: Duration,
     /// (lock name, fencing token) while this handle holds a pipeline.
     fence: Option<(String, i64)>,
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Whether a process of this host is gone (Linux: no `/proc/<pid>`); elsewhere never assumed.
@@ -272,22 +266,6 @@ struct Holder {
     age_ms: i64,
 }
 
-/// Keeps the lease alive; releases the lock on drop.
-struct LockGuard {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-    }
-}
-
 impl Backend for BigQueryBackend {
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let lock = key.pipeline.clone();
@@ -314,10 +292,7 @@ impl Backend for BigQueryBackend {
             };
             if holder == tag {
                 self.fence = Some((lock.clone(), fence));
-                let stop = Arc::new(AtomicBool::new(false));
-                let flag = stop.clone();
                 let bq = self.bq.clone();
-                let every = self.lease / 3;
                 let beat = format!(
                     "UPDATE {locks} SET heartbeat_at = CURRENT_TIMESTAMP() WHERE pipeline = {p} AND fence = {fence}",
                     p = sql_string(&lock)
@@ -326,24 +301,16 @@ impl Backend for BigQueryBackend {
                     "UPDATE {locks} SET released = TRUE WHERE pipeline = {p} AND fence = {fence}",
                     p = sql_string(&lock)
                 );
-                let handle = std::thread::Builder::new()
-                    .name("bizon-lock-heartbeat".into())
-                    .spawn(move || {
-                        while !flag.load(Ordering::SeqCst) {
-                            std::thread::park_timeout(every);
-                            if flag.load(Ordering::SeqCst) {
-                                break;
-                            }
-                            if let Err(e) = bq.query(&beat) {
-                                tracing::warn!(error = %e, "pipeline lock heartbeat failed");
-                            }
-                        }
+                let guard = LockGuard::spawn(self.lease / 3, move |last| {
+                    if last {
                         if let Err(e) = bq.query(&release) {
                             tracing::warn!(error = %e, "releasing the pipeline lock failed (it expires with its lease)");
                         }
-                    })
-                    .map_err(|e| Error::internal(format!("cannot start the lock heartbeat: {e}")))?;
-                return Ok(Box::new(LockGuard { stop, handle: Some(handle) }));
+                    } else if let Err(e) = bq.query(&beat) {
+                        tracing::warn!(error = %e, "pipeline lock heartbeat failed");
+                    }
+                })?;
+                return Ok(Box::new(guard));
             }
             if hhost == host && hpid != pid && process_gone(hpid) {
                 tracing::warn!(pid = hpid, "the pipeline's holder (a process of this host) is gone: taking over");

@@ -11,8 +11,6 @@
 mod config;
 mod schema;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bizon_core::config::SyncMode;
@@ -22,6 +20,7 @@ use bizon_core::{
 };
 use postgres::{Client, Row};
 
+use super::{hostname, LockGuard};
 use crate::pg::{pg_error, run_tag, PgConnection};
 
 pub use config::{PostgresBackendSpec, DEFAULT_LEASE_SECONDS, DESCRIPTOR};
@@ -36,12 +35,6 @@ pub struct PostgresBackend {
 
 fn to_json(s: Option<String>) -> Option<Json> {
     s.and_then(|s| serde_json::from_str(&s).ok())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl PostgresBackend {
@@ -187,22 +180,6 @@ const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.res
                         j.updated_at, j.pid, j.total_records, j.error";
 const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
 
-/// Keeps the advisory lock (on its own connection) and the heartbeat alive for the run.
-struct LockGuard {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-    }
-}
-
 impl Backend for PostgresBackend {
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let mut lock_client = self.conn.connect()?;
@@ -227,26 +204,17 @@ impl Backend for PostgresBackend {
                     .map_err(map)?
                     .get(0);
                 self.fence = Some((key.pipeline.clone(), fence));
-                let stop = Arc::new(AtomicBool::new(false));
-                let flag = stop.clone();
-                let (pipeline, every) = (key.pipeline.clone(), self.lease / 3);
+                // The advisory lock lives on `lock_client`'s session: the heartbeat thread keeps it.
+                let pipeline = key.pipeline.clone();
                 let beat = format!("UPDATE {locks} SET heartbeat_at = now() WHERE pipeline = $1 AND fence = $2");
-                let handle = std::thread::Builder::new()
-                    .name("bizon-lock-heartbeat".into())
-                    .spawn(move || {
-                        while !flag.load(Ordering::SeqCst) {
-                            std::thread::park_timeout(every);
-                            if flag.load(Ordering::SeqCst) {
-                                break;
-                            }
-                            if let Err(e) = lock_client.execute(&beat, &[&pipeline, &fence]) {
-                                tracing::warn!(error = %e, "pipeline lock heartbeat failed");
-                            }
-                        }
+                let guard = LockGuard::spawn(self.lease / 3, move |release| {
+                    if release {
                         let _ = lock_client.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", &[&lock_key]);
-                    })
-                    .map_err(|e| Error::internal(format!("cannot start the lock heartbeat: {e}")))?;
-                return Ok(Box::new(LockGuard { stop, handle: Some(handle) }));
+                    } else if let Err(e) = lock_client.execute(&beat, &[&pipeline, &fence]) {
+                        tracing::warn!(error = %e, "pipeline lock heartbeat failed");
+                    }
+                })?;
+                return Ok(Box::new(guard));
             }
             let holder = lock_client
                 .query_opt(

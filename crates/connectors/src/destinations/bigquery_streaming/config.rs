@@ -78,6 +78,9 @@ pub struct StreamingSpec {
     pub destination_id: Option<String>,
     pub record_schemas: Vec<RecordSchemaConfig>,
     pub unnest: bool,
+    /// `time_partitioning.field` is written in the config (bizon: with `unnest`, an unwritten
+    /// field means ingestion-time partitioning).
+    pub partition_field_written: bool,
 }
 
 /// The `bigquery_streaming` destination in the registry.
@@ -133,6 +136,7 @@ pub fn parse_spec(node: &Node) -> Result<StreamingSpec, yaml::Error> {
         destination_id: common.destination_id,
         record_schemas: common.record_schemas.unwrap_or_default(),
         unnest: common.unnest,
+        partition_field_written: node.get("time_partitioning").and_then(|p| p.get("field")).is_some(),
     })
 }
 

@@ -39,7 +39,9 @@ pub use config::{StreamingConfig, StreamingSpec, DESCRIPTOR};
 
 use crate::google::auth::Credentials;
 use crate::google::bigquery::{message_of, sql_string, BigQuery, TableRef};
-use crate::google::table::{bizon_columns, default_table, ensure_table, schema_resource, Column};
+use crate::google::table::{
+    bizon_columns, default_table, effective_partitioning, ensure_table, schema_resource, Column, TimePartitioning,
+};
 
 /// A request's size limit: BigQuery takes 10 MB; the rest is headroom for the envelope.
 pub const MAX_REQUEST_BYTES: usize = 9 << 20;
@@ -66,6 +68,8 @@ struct Target {
     /// Columns of the published table.
     columns: Vec<Column>,
     clustering: Option<Vec<String>>,
+    /// Partitioning of the published table when it is created.
+    partitioning: Option<TimePartitioning>,
     /// Schema of the table rows are sent to (load jobs of large rows need it).
     schema: Json,
 }
@@ -226,7 +230,7 @@ impl BigQueryStreaming {
         let t = self.target()?;
         let Some(staging) = &t.staging else { return Ok(()) };
         let cols = t.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
-        let partitioning = self.spec.config.time_partitioning.as_ref();
+        let partitioning = t.partitioning.as_ref();
         let clustering = t.clustering.as_deref().filter(|c| !c.is_empty());
         let one_per_id = format!("QUALIFY ROW_NUMBER() OVER (PARTITION BY _bizon_id ORDER BY {ITERATION}) = 1");
         if t.full_refresh {
@@ -343,7 +347,13 @@ impl Destination for BigQueryStreaming {
             }
             None => (bizon_columns(), None),
         };
-        let partitioning = c.time_partitioning.as_ref();
+        let partitioning = effective_partitioning(
+            c.time_partitioning.as_ref(),
+            self.spec.partition_field_written,
+            &columns,
+            bq.get_table(&main)?.is_some(),
+            &main,
+        )?;
         let staging = match ctx.sync_mode {
             SyncMode::Stream => None,
             SyncMode::FullRefresh => Some(main.sibling(&format!("{}_temp", main.table))),
@@ -352,7 +362,7 @@ impl Destination for BigQueryStreaming {
         let mut published = false;
         let schema = match &staging {
             None => {
-                ensure_table(&bq, &main, &columns, partitioning, clustering.as_deref())?;
+                ensure_table(&bq, &main, &columns, partitioning.as_ref(), clustering.as_deref())?;
                 schema_resource(&columns)
             }
             Some(s) => {
@@ -389,7 +399,8 @@ impl Destination for BigQueryStreaming {
         };
         info!(table = %main, staging = ?staging.as_ref().map(ToString::to_string), published, "bigquery_streaming opened");
         let full_refresh = ctx.sync_mode == SyncMode::FullRefresh;
-        self.target = Some(Target { bq, main, staging, full_refresh, published, columns, clustering, schema });
+        self.target =
+            Some(Target { bq, main, staging, full_refresh, published, columns, clustering, partitioning, schema });
         Ok(if self.target()?.staging.is_some() { self.token() } else { json!({}) })
     }
 
