@@ -138,7 +138,8 @@ impl BigQueryStreaming {
                     size += n;
                     end += 1;
                 }
-                retry.extend(self.insert(&pending[start..end], batch)?);
+                // `insert` answers indexes into the chunk: make them indexes into `pending`.
+                retry.extend(self.insert(&pending[start..end], batch)?.into_iter().map(|i| start + i));
                 start = end;
             }
             if retry.is_empty() {
@@ -154,7 +155,15 @@ impl BigQueryStreaming {
             }
             warn!(rows = retry.len(), attempt, "BigQuery failed rows for its own reasons: sending them again");
             std::thread::sleep(Duration::from_millis(500 << attempt.min(6)));
-            pending = pending.into_iter().enumerate().filter(|(i, _)| retry.contains(i)).map(|(_, r)| r).collect();
+            // BigQuery does not promise its errors in index order.
+            retry.sort_unstable();
+            retry.dedup();
+            pending = pending
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| retry.binary_search(i).is_ok())
+                .map(|(_, r)| r)
+                .collect();
         }
     }
 
@@ -326,9 +335,7 @@ impl Destination for BigQueryStreaming {
         let main = match &self.spec.destination_id {
             Some(id) => TableRef::parse(id, &c.project_id, &c.dataset_id)?,
             None => {
-                if !bq.dataset_exists(&c.project_id, &c.dataset_id)? {
-                    bq.create_dataset(&c.project_id, &c.dataset_id, c.dataset_location.as_deref())?;
-                }
+                // A missing dataset holds no legacy table either: it is created below.
                 let base = format!("{}_{}", ctx.source, ctx.stream);
                 default_table(&bq, &c.project_id, &c.dataset_id, &c.table_prefix, &base)?
             }
