@@ -12,19 +12,8 @@ mod common;
 
 use bizon_connectors::google::auth::Credentials;
 use bizon_connectors::google::bigquery::BigQuery;
-use bizon_testkit::google::TokenServer;
+use bizon_testkit::google::{emulator, TokenServer};
 use common::*;
-
-/// The emulator's REST URL, started when nothing answers (idempotent).
-fn emulator() -> String {
-    if let Ok(url) = std::env::var("BQEMU_URL") {
-        return url;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bqemulator.sh");
-    let out = std::process::Command::new(script).output().expect("scripts/bqemulator.sh runs");
-    assert!(out.status.success(), "the emulator did not start: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap().to_owned()
-}
 
 /// A dataset of its own, removed with its tables at the end.
 struct Dataset {

@@ -90,3 +90,23 @@ impl TokenServer {
         TokenServer { api, key, issued }
     }
 }
+
+/// The local BigQuery emulator's REST URL: `BQEMU_URL`, else the one `scripts/bqemulator.sh`
+/// starts (or finds running), once per test process.
+pub fn emulator() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("BQEMU_URL") {
+            return url;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bqemulator.sh");
+        let out = std::process::Command::new(script).output().expect("scripts/bqemulator.sh runs");
+        assert!(
+            out.status.success(),
+            "the BigQuery emulator did not start (scripts/bqemulator.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_owned()
+    })
+    .clone()
+}

@@ -2,31 +2,11 @@
 //! local token endpoint that checks the JWT's signature (testkit's), and datasets removed after the test.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
-pub use bizon_testkit::google::TokenServer;
+pub use bizon_testkit::google::{emulator, TokenServer};
 
 use super::auth::Credentials;
 use super::bigquery::BigQuery;
-
-/// The emulator's REST URL (`BQEMU_URL`, else the one `scripts/bqemulator.sh` starts).
-pub fn emulator() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("BQEMU_URL") {
-            return url;
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bqemulator.sh");
-        let out = std::process::Command::new(script).output().expect("scripts/bqemulator.sh runs");
-        assert!(
-            out.status.success(),
-            "the BigQuery emulator did not start (scripts/bqemulator.sh): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_owned()
-    })
-    .clone()
-}
 
 /// A dataset of its own in the emulator, deleted (with its tables) on drop.
 pub struct Dataset {

@@ -29,3 +29,16 @@ pub fn parse<T: SourceSpec + DeserializeOwned + 'static>(
     }
     Ok((c, auth))
 }
+
+/// Fail unless `common.stream` is one of `streams` (the loader checks it too; a source built
+/// directly is not loaded).
+pub fn check_stream(source: &str, streams: &[&str], common: &SourceCommon) -> bizon_core::Result<()> {
+    if streams.contains(&common.stream.as_str()) {
+        return Ok(());
+    }
+    Err(bizon_core::Error::config(format!(
+        "`{source}` has no stream `{}`; streams: {}",
+        common.stream,
+        streams.join(", ")
+    )))
+}

@@ -153,13 +153,7 @@ pub struct CycleSource {
 
 impl CycleSource {
     pub fn new(config: &CycleConfig, common: &SourceCommon) -> Result<Self> {
-        if !STREAMS.contains(&common.stream.as_str()) {
-            return Err(Error::config(format!(
-                "`cycle` has no stream `{}`; streams: {}",
-                common.stream,
-                STREAMS.join(", ")
-            )));
-        }
+        http_keys::check_stream("cycle", STREAMS, common)?;
         let client = http::client_for(common, HttpSettings::default())?;
         let url = format!("{}/graphql", config.base_url.trim_end_matches('/'));
         Ok(CycleSource { client, url, slug: config.slug.clone() })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bizon_core::config::yaml::{self, struct_fields, Node};
 use bizon_core::config::{SourceCommon, SyncMode};
-use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
+use bizon_core::{Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -101,13 +101,7 @@ pub struct GbifSource {
 
 impl GbifSource {
     pub fn new(config: &GbifConfig, common: &SourceCommon) -> Result<Self> {
-        if !STREAMS.contains(&common.stream.as_str()) {
-            return Err(Error::config(format!(
-                "`gbif` has no stream `{}`; streams: {}",
-                common.stream,
-                STREAMS.join(", ")
-            )));
-        }
+        http_keys::check_stream("gbif", STREAMS, common)?;
         let (limit, max_records) = (config.effective_page_limit(), config.effective_max_records());
         if limit < config.page_limit {
             warn!(page_limit = config.page_limit, used = limit, "gbif: page_limit above the API's maximum; capped");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bizon_core::config::yaml::{self, struct_fields, Node};
 use bizon_core::config::{SourceCommon, SyncMode};
-use bizon_core::{Error, Json, Page, ReadContext, Result, Source};
+use bizon_core::{Json, Page, ReadContext, Result, Source};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -57,13 +57,7 @@ pub struct PokeApiSource {
 
 impl PokeApiSource {
     pub fn new(config: &PokeApiConfig, common: &SourceCommon) -> Result<Self> {
-        if !STREAMS.contains(&common.stream.as_str()) {
-            return Err(Error::config(format!(
-                "`pokeapi` has no stream `{}`; streams: {}",
-                common.stream,
-                STREAMS.join(", ")
-            )));
-        }
+        http_keys::check_stream("pokeapi", STREAMS, common)?;
         let client = http::client_for(common, HttpSettings::default())?;
         let url = format!("{}/{}", config.base_url.trim_end_matches('/'), common.stream);
         let endpoint = Endpoint {
