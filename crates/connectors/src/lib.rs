@@ -12,6 +12,8 @@ pub mod error;
 pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod queues;

@@ -235,7 +235,9 @@ impl HttpClient {
         let _permit = self.permits.acquire();
         self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let result = self.call(req, &headers);
+        // A 3xx the caller accepts is an answer, not a redirect (a resumable upload's 308).
+        let follow = !accept.iter().any(|s| (300..400).contains(s));
+        let result = self.call(req, &headers, follow);
         debug!(request = %what, elapsed_ms = started.elapsed().as_millis() as u64, "http request");
         let mut resp = match result {
             Ok(r) => r,
@@ -307,10 +309,14 @@ impl HttpClient {
         &self,
         req: &Request,
         auth_headers: &[(String, String)],
+        follow_redirects: bool,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         macro_rules! build {
             ($b:expr) => {{
                 let mut b = $b;
+                if !follow_redirects {
+                    b = b.config().max_redirects(0).max_redirects_will_error(false).build();
+                }
                 for (k, v) in &req.query {
                     b = b.query(k, v);
                 }
@@ -355,7 +361,7 @@ impl HttpClient {
             let outcome = {
                 let _permit = self.permits.acquire();
                 self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.call(req, &[])
+                self.call(req, &[], true)
             };
             let why = match outcome {
                 Ok(mut resp) => {
