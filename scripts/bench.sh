@@ -33,8 +33,9 @@
 #            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
 #            parents with one child each (CPU per request); prints records/s, requests/s, peak
 #            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
-#   bigquery bigquery_streaming into the local BigQuery emulator (scripts/bqemulator.sh): 1M
-#            generator records of ~200 B (BQ_RECORDS), full refresh; records/s, MB/s, peak RSS
+#   bigquery bigquery_streaming (insertAll) and bigquery (Parquet load jobs, buffer_size 50 MB)
+#            into the local BigQuery emulator (scripts/bqemulator.sh): 1M generator records of
+#            ~200 B (BQ_RECORDS) each, full refresh; records/s, MB/s, peak RSS
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -582,6 +583,18 @@ YML
     || { echo "bigquery_streaming: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-streaming-${bq_n}-200B.log"; exit 1; }
   row "bq-streaming-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
   target "bigquery_streaming peak RSS MB" "$RSS_MB" "<=" 64
+  # bigquery: each flush (buffer_size, 50 MB of records) is one Parquet file streamed to the
+  # upload endpoint in 8 MiB chunks while rows are written, and one load job.
+  sed -e 's/name: bigquery_streaming/name: bigquery/' -e '/bq_max_rows_per_request/d' \
+    -e "s|bq-state|bq-batch-state|" -e 's/^    api_url:/    destination_id: batch\n    api_url:/' "$WORK/bq.yml" > "$WORK/bq-batch.yml"
+  export GCE_METADATA_HOST="127.0.0.1:$(cat "$WORK/meta.port")" GOOGLE_APPLICATION_CREDENTIALS="" CLOUDSDK_CONFIG="$WORK/no-gcloud"
+  measure "bq-batch-${bq_n}-200B" "$WORK/bq-batch.yml"
+  unset GCE_METADATA_HOST GOOGLE_APPLICATION_CREDENTIALS CLOUDSDK_CONFIG
+  read -r bq_rows bq_ids bq_bytes <<< "$(bq_q "SELECT COUNT(*), COUNT(DISTINCT _bizon_id), SUM(LENGTH(_source_data)) FROM \`p.$bq_ds.batch\`")"
+  [ "$bq_rows" = "$bq_n" ] && [ "$bq_ids" = "$bq_n" ] \
+    || { echo "bigquery: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-batch-${bq_n}-200B.log"; exit 1; }
+  row "bq-batch-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
+  target "bigquery (load jobs) peak RSS MB" "$RSS_MB" "<=" 64
   kill $meta_pid 2>/dev/null
 fi
 if [[ $MODE == startup || $MODE == all ]]; then

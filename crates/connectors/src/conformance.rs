@@ -94,7 +94,7 @@ fn every_registered_destination_runs_the_conformance_suite() {
                 #[cfg(feature = "postgres")]
                 "postgres" => destination_suite(&|| Box::new(pg::PgHarness::new(d)), mode),
                 #[cfg(feature = "bigquery")]
-                "bigquery_streaming" => destination_suite(&|| Box::new(bq::BqHarness::new(d)), mode),
+                "bigquery" | "bigquery_streaming" => destination_suite(&|| Box::new(bq::BqHarness::new(d)), mode),
                 other => {
                     panic!("destination `{other}` is in the registry but has no conformance fixture in conformance.rs")
                 }

@@ -58,6 +58,7 @@ pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
     entry!(destinations::file::DESCRIPTOR),
     entry!(destinations::null::DESCRIPTOR),
     entry!("postgres", "postgres", destinations::postgres::DESCRIPTOR),
+    entry!("bigquery", "bigquery", destinations::bigquery::DESCRIPTOR),
     entry!("bigquery_streaming", "bigquery", destinations::bigquery_streaming::DESCRIPTOR),
 ];
 
@@ -75,7 +76,7 @@ pub static QUEUES: &[Entry<QueueDescriptor>] = &[
 
 /// bizon's connectors that bizon-rs does not have yet (a config naming one is told so).
 pub const PLANNED_SOURCES: &[&str] = &["notion", "gsheets"];
-pub const PLANNED_DESTINATIONS: &[&str] = &["bigquery", "bigquery_streaming_v2"];
+pub const PLANNED_DESTINATIONS: &[&str] = &["bigquery_streaming_v2"];
 pub const PLANNED_BACKENDS: &[&str] = &[];
 
 /// Why a name is not available: unknown, planned, or left out of this build.

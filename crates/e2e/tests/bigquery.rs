@@ -1,6 +1,6 @@
-//! BigQuery end to end: the real binary streams generator records into the local BigQuery
-//! emulator (`scripts/bqemulator.sh`) with `bigquery_streaming`, is killed with signal 9 at
-//! seeded moments, and resumes; the published table holds every record exactly once (rows =
+//! BigQuery end to end: the real binary moves generator records into the local BigQuery
+//! emulator (`scripts/bqemulator.sh`) with `bigquery_streaming` (insertAll) and with `bigquery`
+//! (Parquet load jobs), is killed with signal 9 at seeded moments, and resumes; the published table holds every record exactly once (rows =
 //! distinct `_bizon_id` = distinct `_source_record_id` = the total), in full refresh and in
 //! incremental mode (its state in the `bigquery` backend). The token endpoint is a local one that
 //! verifies the key's signature.
@@ -51,9 +51,17 @@ impl Drop for Dataset {
     }
 }
 
-/// generator → bigquery_streaming; the state in SQLite, or with `bq_backend` in the same
-/// dataset (the `bigquery` backend).
-fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, mode: &str, total: u64, bq_backend: bool) -> String {
+/// generator → `destination`; the state in SQLite, or with `bq_backend` in the same dataset
+/// (the `bigquery` backend).
+struct Pipeline<'a> {
+    destination: &'a str,
+    mode: &'a str,
+    total: u64,
+    bq_backend: bool,
+}
+
+fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> String {
+    let Pipeline { destination, mode, total, bq_backend } = *p;
     let key_file = s.write("key.json", key);
     let backend = if bq_backend {
         format!(
@@ -68,7 +76,7 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, mode: &str, total: 
     let text = format!(
         "name: bq_kill\nsource:\n  name: generator\n  stream: records\n  sync_mode: {mode}\n  cursor_field: updated_at\n  total: {total}\n  \
          page_size: 200\n  record_size: 200\n  rate_limit: 4000\n\
-         destination:\n  name: bigquery_streaming\n  config:\n    project_id: p\n    dataset_id: {ds}\n    \
+         destination:\n  name: {destination}\n  config:\n    project_id: p\n    dataset_id: {ds}\n    \
          api_url: {url}\n    buffer_size: 0\n    authentication:\n      service_account_key: {key}\n\
          engine:\n  backend:\n{backend}",
         ds = ds.name,
@@ -79,19 +87,28 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, mode: &str, total: 
 
 #[test]
 fn kill_9_at_seeded_moments_then_resume_publishes_every_record_exactly_once() {
+    kill_and_resume("bigquery_streaming", [0x5eed_b001, 0x5eed_b002]);
+}
+
+#[test]
+fn load_jobs_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_once() {
+    kill_and_resume("bigquery", [0x5eed_b003, 0x5eed_b004]);
+}
+
+fn kill_and_resume(destination: &str, seeds: [u64; 2]) {
     let url = emulator();
     let tokens = TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false);
     // Incremental keeps its state in the `bigquery` backend: a killed run's lock is taken over at
     // once by the next (same host, process gone).
-    for (seed, mode, bq_backend) in [(0x5eed_b001_u64, "full_refresh", false), (0x5eed_b002, "incremental", true)] {
+    for (seed, mode, bq_backend) in [(seeds[0], "full_refresh", false), (seeds[1], "incremental", true)] {
         let total = 40_000;
         let ds = Dataset::new("bq_kill", &url);
         let s = Scratch::new("bq-kill");
-        let cfg = pipeline(&s, &ds, &url, &tokens.key, mode, total, bq_backend);
+        let cfg = pipeline(&s, &ds, &url, &tokens.key, &Pipeline { destination, mode, total, bq_backend });
         // A whole run takes about 10 s (the rate limit); kills land 0.6–1.8 s into a run.
         let (killed, finished) = kill_at_seeded_moments(&s, &cfg, seed, 4, 600, 1200);
-        assert!(killed >= 3, "{mode}: only {killed} runs were killed mid-run");
-        assert!(!finished, "{mode}: a run finished before the fourth kill");
+        assert!(killed >= 3, "{destination} {mode}: only {killed} runs were killed mid-run");
+        assert!(!finished, "{destination} {mode}: a run finished before the fourth kill");
         let logs = run_until_done(&s, &cfg, 3);
         assert!(logs.last().unwrap().contains("completed"), "{}", logs.last().unwrap());
         let table = "_bizon_generator_records";
@@ -100,11 +117,15 @@ fn kill_9_at_seeded_moments_then_resume_publishes_every_record_exactly_once() {
         else {
             panic!("three numbers")
         };
-        assert_eq!((rows, ids, records), (total as i64, total as i64, total as i64), "{mode}: rows, ids, records");
+        assert_eq!(
+            (rows, ids, records),
+            (total as i64, total as i64, total as i64),
+            "{destination} {mode}: rows, ids, records"
+        );
         // The staging table is gone once published (the backend's tables and the dataset's empty
         // publication marker of incremental jobs stay).
         let tables: Vec<String> =
             ds.tables().into_iter().filter(|t| !t.starts_with("bizon_") && t != "_bizon_published").collect();
-        assert_eq!(tables, vec![table.to_owned()], "{mode}: tables left");
+        assert_eq!(tables, vec![table.to_owned()], "{destination} {mode}: tables left");
     }
 }

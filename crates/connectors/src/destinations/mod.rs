@@ -1,6 +1,8 @@
 //! Destinations and the row layout they share with bizon.
 
 #[cfg(feature = "bigquery")]
+pub mod bigquery;
+#[cfg(feature = "bigquery")]
 pub mod bigquery_streaming;
 pub mod file;
 pub mod logger;

@@ -2,7 +2,8 @@
 //! `authentication`, `table_prefix`), bizon's column layout, table names and creating or
 //! widening a table.
 
-use bizon_core::config::ColumnConfig;
+use bizon_core::config::yaml::{self, from_node, Node};
+use bizon_core::config::{ColumnConfig, DestinationCommon, RecordSchemaConfig};
 use bizon_core::{Error, Json, Result};
 use serde::Deserialize;
 use serde_json::json;
@@ -217,6 +218,70 @@ pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
         .collect()
 }
 
+/// A secret that never shows in `Debug`.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "(none)" } else { "***" })
+    }
+}
+
+/// The keys every BigQuery destination reads besides its own: the service-account key, where rows
+/// go, the typed columns with `unnest`.
+#[derive(Debug, Clone)]
+pub struct DestinationKeys {
+    /// `authentication.service_account_key` (empty: Application Default Credentials).
+    pub key: Secret,
+    /// `destination_id` as written (a `project.dataset.table`, or a table of `dataset_id`).
+    pub destination_id: Option<String>,
+    pub record_schemas: Vec<RecordSchemaConfig>,
+    pub unnest: bool,
+    /// `time_partitioning.field` is written in the config (bizon: with `unnest`, an unwritten
+    /// field means ingestion-time partitioning).
+    pub partition_field_written: bool,
+}
+
+impl DestinationKeys {
+    /// Read from `destination.config` (at `path`); `own` are the destination's own keys.
+    pub fn parse(node: &Node, path: &str, own: &'static [&'static str]) -> std::result::Result<Self, yaml::Error> {
+        let common: DestinationCommon = from_node(node, path, own)?;
+        let key = match node.get("authentication") {
+            Some(n) => {
+                from_node::<BigQueryAuthentication>(n, &format!("{path}.authentication"), &[])?.service_account_key
+            }
+            None => String::new(),
+        };
+        for s in common.record_schemas.iter().flatten() {
+            typed_columns(&s.record_schema).map_err(|e| {
+                yaml::Error::new(
+                    e.message(),
+                    node.get("record_schemas").unwrap_or(node).mark,
+                    &format!("{path}.record_schemas"),
+                )
+            })?;
+        }
+        Ok(DestinationKeys {
+            key: Secret(key),
+            destination_id: common.destination_id,
+            record_schemas: common.record_schemas.unwrap_or_default(),
+            unnest: common.unnest,
+            partition_field_written: node.get("time_partitioning").and_then(|p| p.get("field")).is_some(),
+        })
+    }
+
+    /// The typed columns (mode and description included) and clustering keys of
+    /// `destination_id`'s record schema, with `unnest`.
+    pub fn typed(&self, destination_id: &str) -> Option<(Vec<Column>, Option<Vec<String>>)> {
+        if !self.unnest {
+            return None;
+        }
+        let s = self.record_schemas.iter().find(|s| s.destination_id == destination_id)?;
+        Some((typed_columns(&s.record_schema).ok()?, s.clustering_keys.clone()))
+    }
+}
+
 /// bizon's six columns of the streaming destinations (`_source_data` is JSON).
 pub fn bizon_columns() -> Vec<Column> {
     vec![
@@ -227,6 +292,28 @@ pub fn bizon_columns() -> Vec<Column> {
         Column::new("_bizon_loaded_at", "TIMESTAMP", "REQUIRED"),
         Column::new("_bizon_id", "STRING", "REQUIRED"),
     ]
+}
+
+/// bizon's six columns of the batch destination: all NULLABLE, `_source_data` a STRING (it
+/// round-trips through Parquet).
+pub fn batch_columns() -> Vec<Column> {
+    vec![
+        Column::new("_source_record_id", "STRING", "NULLABLE"),
+        Column::new("_source_timestamp", "TIMESTAMP", "NULLABLE"),
+        Column::new("_source_data", "STRING", "NULLABLE"),
+        Column::new("_bizon_extracted_at", "TIMESTAMP", "NULLABLE"),
+        Column::new("_bizon_loaded_at", "TIMESTAMP", "NULLABLE"),
+        Column::new("_bizon_id", "STRING", "NULLABLE"),
+    ]
+}
+
+/// A value for a typed column: JSON columns take the JSON text, the rest the value as is.
+pub fn typed_value(value: &Json, column: &Column) -> Json {
+    match (column.kind.as_str(), value) {
+        ("JSON", Json::String(_)) | (_, Json::Null) => value.clone(),
+        ("JSON", v) => Json::String(v.to_string()),
+        _ => value.clone(),
+    }
 }
 
 /// bizon's default table name: `{table_prefix}{source}_{stream}`, or the unprefixed legacy name

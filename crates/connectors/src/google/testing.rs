@@ -2,8 +2,14 @@
 //! local token endpoint that checks the JWT's signature (testkit's), and datasets removed after the test.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use bizon_core::config::{yaml, SyncMode};
+use bizon_core::{BatchMeta, DestinationContext, RecordBatch};
+use bizon_testkit::fixtures::TempDir;
 pub use bizon_testkit::google::{emulator, TokenServer};
+
+use crate::descriptor::{DestinationDescriptor, DestinationSpec};
 
 use super::auth::Credentials;
 use super::bigquery::BigQuery;
@@ -46,4 +52,98 @@ impl Drop for Dataset {
     fn drop(&mut self) {
         let _ = self.bq.delete_dataset("p", &self.name);
     }
+}
+
+/// A BigQuery destination of the registry on a dataset of its own, its key in a file.
+pub struct Setup {
+    pub spec: Arc<dyn DestinationSpec>,
+    pub ds: Dataset,
+    pub tokens: TokenServer,
+    /// The token endpoint of the dataset's own client (it outlives the dataset).
+    _admin: TokenServer,
+    _dir: TempDir,
+    /// The config's YAML text.
+    pub text: String,
+}
+
+impl Setup {
+    /// `d` configured with `extra` YAML under `config:`; its requests take tokens from `tokens`.
+    pub fn new(d: &DestinationDescriptor, extra: &str, tokens: TokenServer) -> Self {
+        let admin = self::tokens();
+        let ds = Dataset::new(d.name, &admin);
+        let dir = TempDir::new("bq-key");
+        let key = dir.join("key.json");
+        std::fs::write(&key, &tokens.key).unwrap();
+        let text = format!(
+            "project_id: p\ndataset_id: {}\napi_url: {}\nauthentication:\n  service_account_key: {}\n{extra}",
+            ds.name,
+            emulator(),
+            key.display()
+        );
+        let node = yaml::parse(&text).unwrap();
+        let spec = (d.parse)(&node).unwrap_or_else(|e| panic!("{}", e.message));
+        Setup { spec, ds, tokens, _admin: admin, _dir: dir, text }
+    }
+}
+
+/// A token endpoint for a valid key.
+pub fn tokens() -> TokenServer {
+    TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false)
+}
+
+/// A job's context (job `job`, source `dummy`, stream `creatures`).
+pub fn ctx(mode: SyncMode) -> DestinationContext {
+    DestinationContext {
+        pipeline: "t".into(),
+        job_id: "job".into(),
+        source: "dummy".into(),
+        stream: "creatures".into(),
+        sync_mode: mode,
+        lane: None,
+    }
+}
+
+pub fn meta(iteration: i64) -> BatchMeta {
+    BatchMeta { iteration, extracted_at: 1_700_000_000_123_456, loaded_at: 1_700_000_001_654_321, job_hash: 0xabc }
+}
+
+/// Records `from..from + n`, ids their number, data from `data`.
+pub fn records(from: u64, n: u64, data: impl Fn(u64) -> String) -> RecordBatch {
+    let mut b = RecordBatch::default();
+    for i in from..from + n {
+        b.push(&i.to_string(), 1_600_000_000_000_001 + i as i64, data(i).as_bytes());
+    }
+    b
+}
+
+/// Full refresh of `destination_id` (built from `s`): a reader polling the table while a second
+/// job replaces the first one's 1,000 rows with 3,000 sees one table or the other, never a part.
+pub fn assert_full_refresh_is_atomic(s: &Setup, destination_id: &str) {
+    let run = |job: &str, n: u64| {
+        let mut d = s.spec.build(destination_id, None);
+        d.open(&DestinationContext { job_id: job.into(), ..ctx(SyncMode::FullRefresh) }, None).unwrap();
+        for page in 0..n / 500 {
+            d.write(&records(page * 500, 500, |i| format!(r#"{{"id":{i}}}"#)), &meta(page as i64)).unwrap();
+            d.flush(&bizon_testkit::destination::next_cursor(page as i64, (page + 1) * 500)).unwrap();
+        }
+        d.finalize().unwrap();
+    };
+    run("old", 1000);
+    let count = format!("SELECT COUNT(*) FROM `{{ds}}.{destination_id}`");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                seen.insert(s.ds.rows(&count)[0][0].clone());
+            }
+            seen.insert(s.ds.rows(&count)[0][0].clone());
+            seen
+        });
+        run("new", 3000);
+        stop.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    assert!(seen.iter().all(|c| c == "1000" || c == "3000"), "a reader saw a partial table: {seen:?}");
+    assert!(seen.contains("1000") && seen.contains("3000"), "the reader saw both tables: {seen:?}");
 }

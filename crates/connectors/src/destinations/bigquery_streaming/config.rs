@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use bizon_core::config::yaml::{self, from_node, struct_fields, Node};
-use bizon_core::config::{DestinationCommon, OnError, RecordSchemaConfig};
+use bizon_core::config::yaml::{self, struct_fields, Node};
+use bizon_core::config::{DestinationCommon, OnError};
 use bizon_core::{Destination, Guarantee};
 use serde::Deserialize;
 
 use super::BigQueryStreaming;
 use crate::descriptor::{own_keys, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 use crate::error::ConfigError;
-use crate::google::table::{bq_type, typed_columns, BigQueryAuthentication, Column, TimePartitioning};
+use crate::google::table::{bq_type, DestinationKeys, TimePartitioning};
 
 /// bizon's default and BigQuery's limit of rows per `insertAll` request.
 pub const DEFAULT_ROWS_PER_REQUEST: u32 = 5000;
@@ -58,29 +58,11 @@ pub struct StreamingConfig {
     pub dead_letter_path: Option<String>,
 }
 
-/// A secret that never shows in `Debug`.
-#[derive(Clone, Default)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "(none)" } else { "***" })
-    }
-}
-
 /// The parsed config: own keys and the common keys the destination reads.
 #[derive(Debug, Clone)]
 pub struct StreamingSpec {
     pub config: StreamingConfig,
-    /// `authentication.service_account_key`.
-    pub key: Secret,
-    /// `destination_id` as written (a `project.dataset.table`, or a table of `dataset_id`).
-    pub destination_id: Option<String>,
-    pub record_schemas: Vec<RecordSchemaConfig>,
-    pub unnest: bool,
-    /// `time_partitioning.field` is written in the config (bizon: with `unnest`, an unwritten
-    /// field means ingestion-time partitioning).
-    pub partition_field_written: bool,
+    pub keys: DestinationKeys,
 }
 
 /// The `bigquery_streaming` destination in the registry.
@@ -110,45 +92,18 @@ fn parse(node: &Node) -> Result<Arc<dyn DestinationSpec>, yaml::Error> {
 pub fn parse_spec(node: &Node) -> Result<StreamingSpec, yaml::Error> {
     let config: StreamingConfig =
         own_keys(node, PATH, struct_fields::<DestinationCommon>(), struct_fields::<StreamingConfig>())?;
-    let common: DestinationCommon = from_node(node, PATH, struct_fields::<StreamingConfig>())?;
-    let at = |key: &str| node.get(key).unwrap_or(node).mark;
-    let key = match node.get("authentication") {
-        Some(n) => from_node::<BigQueryAuthentication>(n, &format!("{PATH}.authentication"), &[])?.service_account_key,
-        None => String::new(),
-    };
+    let keys = DestinationKeys::parse(node, PATH, struct_fields::<StreamingConfig>())?;
     if !(1..=MAX_ROWS_PER_REQUEST).contains(&config.bq_max_rows_per_request) {
         return Err(yaml::Error::new(
             format!(
                 "bq_max_rows_per_request is {}: BigQuery takes 1 to {MAX_ROWS_PER_REQUEST} rows per insertAll request",
                 config.bq_max_rows_per_request
             ),
-            at("bq_max_rows_per_request"),
+            node.get("bq_max_rows_per_request").unwrap_or(node).mark,
             &format!("{PATH}.bq_max_rows_per_request"),
         ));
     }
-    for s in common.record_schemas.iter().flatten() {
-        typed_columns(&s.record_schema)
-            .map_err(|e| yaml::Error::new(e.message(), at("record_schemas"), &format!("{PATH}.record_schemas")))?;
-    }
-    Ok(StreamingSpec {
-        config,
-        key: Secret(key),
-        destination_id: common.destination_id,
-        record_schemas: common.record_schemas.unwrap_or_default(),
-        unnest: common.unnest,
-        partition_field_written: node.get("time_partitioning").and_then(|p| p.get("field")).is_some(),
-    })
-}
-
-impl StreamingSpec {
-    /// The typed columns (mode and description included) of `destination_id`'s record schema.
-    pub fn typed(&self, destination_id: &str) -> Option<(Vec<Column>, Option<Vec<String>>)> {
-        if !self.unnest {
-            return None;
-        }
-        let s = self.record_schemas.iter().find(|s| s.destination_id == destination_id)?;
-        Some((typed_columns(&s.record_schema).ok()?, s.clustering_keys.clone()))
-    }
+    Ok(StreamingSpec { config, keys })
 }
 
 impl DestinationSpec for StreamingSpec {

@@ -1,18 +1,9 @@
 //! `bigquery_streaming`: rows sent with BigQuery's `tabledata.insertAll`, in bizon's layout (or
 //! the `record_schemas` columns with `unnest`).
 //!
-//! Stronger than bizon's: full refresh and incremental runs stream into a staging table
-//! (`<table>_temp` / `<table>_incremental`, bizon's names) whose rows also carry the attempt that
-//! wrote them and their iteration. Each flush's commit token lists, per attempt, the iterations
-//! the engine committed; `finalize` publishes only those rows, one per `bizon_id` (an HTTP retry
-//! that reached BigQuery twice counts once): full refresh replaces the table in one statement
-//! (`CREATE OR REPLACE TABLE … AS SELECT`, readers see the old table or the new one), incremental
-//! appends them in a transaction that also records the job in the dataset's `_bizon_published`
-//! table, so a resumed run whose staging table survived a crash appends nothing twice (typed
-//! `unnest` tables included, which have no `_bizon_id`). Rows of an attempt that crashed before its commit are never published,
-//! so the published table holds every record exactly once. Stream mode (no end, no finalize)
-//! inserts into the table itself: at-least-once, with `insertId = bizon_id` for BigQuery's
-//! best-effort de-duplication.
+//! Full refresh and incremental runs stream into a staging table and publish exactly once
+//! ([`crate::google::staging`]). Stream mode (no end, no finalize) inserts into the table itself:
+//! at-least-once, with `insertId = bizon_id` for BigQuery's best-effort de-duplication.
 //!
 //! Requests hold at most `bq_max_rows_per_request` rows and 9 MB (BigQuery's limit is 10 MB); a
 //! row too large for a request goes through a load job. Per-row errors are read: a value its
@@ -26,66 +17,28 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bizon_core::config::SyncMode;
 use bizon_core::record::json_escape_into;
-use bizon_core::time::{now_micros, Rfc3339Writer};
+use bizon_core::time::Rfc3339Writer;
 use bizon_core::{
     BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Rejected, Result,
 };
-use serde_json::json;
 use tracing::{info, warn};
 
 pub use config::{StreamingConfig, StreamingSpec, DESCRIPTOR};
 
-use crate::google::auth::Credentials;
-use crate::google::bigquery::{message_of, sql_string, BigQuery, TableRef};
-use crate::google::table::{
-    bizon_columns, default_table, effective_partitioning, ensure_table, schema_resource, Column, TimePartitioning,
-};
+use crate::google::bigquery::message_of;
+use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
+use crate::google::table::{bizon_columns, typed_value};
 
 /// A request's size limit: BigQuery takes 10 MB; the rest is headroom for the envelope.
 pub const MAX_REQUEST_BYTES: usize = 9 << 20;
 /// Times rows BigQuery failed for its own reasons (`backendError`, …) are sent again.
 const ROW_RETRIES: u32 = 5;
 
-/// The dataset's table of incremental publications in progress (table, job).
-const PUBLISHED: &str = "_bizon_published";
-
-/// Staging-only columns: which attempt wrote a row, and its iteration.
-const ATTEMPT: &str = "_bizon_attempt";
-const ITERATION: &str = "_bizon_iteration";
-
-/// Where an open destination writes.
-struct Target {
-    bq: BigQuery,
-    main: TableRef,
-    /// The staging table rows go to (`None`: stream mode writes `main`).
-    staging: Option<TableRef>,
-    /// Full refresh (replace the table) rather than incremental (append).
-    full_refresh: bool,
-    /// Published already (the staging table was gone when a resumed job opened).
-    published: bool,
-    /// Columns of the published table.
-    columns: Vec<Column>,
-    clustering: Option<Vec<String>>,
-    /// Partitioning of the published table when it is created.
-    partitioning: Option<TimePartitioning>,
-    /// Schema of the table rows are sent to (load jobs of large rows need it).
-    schema: Json,
-}
-
 pub struct BigQueryStreaming {
     spec: Arc<StreamingSpec>,
     destination_id: String,
-    target: Option<Target>,
-    /// This process's attempt (rows it stages carry it).
-    attempt: String,
-    /// Committed (attempt, after iteration, up to iteration) ranges, oldest first.
-    ranges: Vec<(String, i64, i64)>,
-    /// The last iteration committed before this attempt.
-    base: i64,
-    /// The engine's job id (the publication marker of an incremental job).
-    job_id: String,
+    target: Option<Staged>,
     rejected: Option<Vec<Rejected>>,
     /// Request limits (tests lower them).
     pub max_request_bytes: usize,
@@ -100,23 +53,13 @@ impl BigQueryStreaming {
             spec,
             destination_id: destination_id.to_owned(),
             target: None,
-            attempt: format!("{:x}-{:x}", now_micros(), std::process::id()),
-            ranges: Vec::new(),
-            base: -1,
-            job_id: String::new(),
             max_request_bytes: MAX_REQUEST_BYTES,
             max_rows,
         }
     }
 
-    fn target(&self) -> Result<&Target> {
+    fn target(&self) -> Result<&Staged> {
         self.target.as_ref().ok_or_else(|| Error::internal("bigquery_streaming: write before open"))
-    }
-
-    fn token(&self) -> Json {
-        json!({
-            "ranges": self.ranges.iter().map(|(a, f, t)| json!([a, f, t])).collect::<Vec<_>>(),
-        })
     }
 
     /// Send rows (each `{"insertId":…,"json":{…}}`) in requests within the limits; rows
@@ -150,7 +93,7 @@ impl BigQueryStreaming {
                 return Err(Error::transient(format!(
                     "bigquery_streaming: BigQuery failed {} rows of {} {ROW_RETRIES} times",
                     retry.len(),
-                    self.target()?.staging.as_ref().unwrap_or(&self.target()?.main)
+                    self.target()?.target()
                 )));
             }
             warn!(rows = retry.len(), attempt, "BigQuery failed rows for its own reasons: sending them again");
@@ -170,7 +113,7 @@ impl BigQueryStreaming {
     /// One `insertAll` request; returns the indexes (into `rows`) to send again.
     fn insert(&mut self, rows: &[Row], batch: &RecordBatch) -> Result<Vec<usize>> {
         let t = self.target()?;
-        let table = t.staging.clone().unwrap_or_else(|| t.main.clone());
+        let table = t.target().clone();
         if rows.len() == 1 && rows[0].bytes.len() + 64 > self.max_request_bytes {
             // Too large for insertAll: a load job (NDJSON of the row's values).
             let line = serde_json::from_slice::<Json>(&rows[0].bytes)
@@ -178,7 +121,7 @@ impl BigQueryStreaming {
                 .and_then(|r| r.get("json").map(Json::to_string))
                 .unwrap_or_default();
             info!(table = %table, bytes = line.len(), "a row too large for insertAll goes through a load job");
-            t.bq.load_ndjson(&table, &t.schema, format!("{line}\n").as_bytes())?;
+            t.bq.load_ndjson(&table, &t.written_schema(), format!("{line}\n").as_bytes())?;
             return Ok(Vec::new());
         }
         let mut body = Vec::with_capacity(rows.iter().map(|r| r.bytes.len() + 1).sum::<usize>() + 64);
@@ -230,76 +173,6 @@ impl BigQueryStreaming {
         }
         Ok(retry)
     }
-
-    /// Publish the committed staged rows, once: full refresh replaces the table in one
-    /// statement (doing it again gives the same table); incremental appends them in a transaction
-    /// that also records the job in the dataset's `_bizon_published` marker, so a run resumed
-    /// after a crash between this and the staging table's drop appends nothing twice.
-    fn publish(&self) -> Result<()> {
-        let t = self.target()?;
-        let Some(staging) = &t.staging else { return Ok(()) };
-        let cols = t.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
-        let partitioning = t.partitioning.as_ref();
-        let clustering = t.clustering.as_deref().filter(|c| !c.is_empty());
-        let one_per_id = format!("QUALIFY ROW_NUMBER() OVER (PARTITION BY _bizon_id ORDER BY {ITERATION}) = 1");
-        if t.full_refresh {
-            let mut sql = format!("CREATE OR REPLACE TABLE {}", t.main.sql());
-            if let Some(p) = partitioning {
-                sql.push(' ');
-                sql.push_str(&p.sql(&t.columns));
-            }
-            if let Some(c) = clustering {
-                sql.push_str(&format!(
-                    " CLUSTER BY {}",
-                    c.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                ));
-            }
-            sql.push_str(&format!(" AS SELECT {cols} FROM {} WHERE {} {one_per_id}", staging.sql(), self.committed()));
-            t.bq.query(&sql)?;
-            return Ok(());
-        }
-        ensure_table(&t.bq, &t.main, &t.columns, partitioning, clustering)?;
-        let marker = t.main.sibling(PUBLISHED);
-        t.bq.query(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (table_name STRING NOT NULL, job_id STRING NOT NULL, published_at TIMESTAMP)",
-            marker.sql()
-        ))?;
-        let not_yet = format!(
-            "NOT EXISTS (SELECT 1 FROM {} WHERE table_name = {} AND job_id = {})",
-            marker.sql(),
-            sql_string(&t.main.table),
-            sql_string(&self.job_id)
-        );
-        t.bq.query(&format!(
-            "BEGIN TRANSACTION; \
-             INSERT INTO {main} ({cols}) SELECT {cols} FROM {staging} WHERE ({committed}) AND {not_yet} {one_per_id}; \
-             INSERT INTO {marker} (table_name, job_id, published_at) SELECT {table}, {job}, CURRENT_TIMESTAMP() \
-               FROM UNNEST([1]) WHERE {not_yet}; \
-             COMMIT TRANSACTION;",
-            main = t.main.sql(),
-            staging = staging.sql(),
-            committed = self.committed(),
-            marker = marker.sql(),
-            table = sql_string(&t.main.table),
-            job = sql_string(&self.job_id),
-        ))?;
-        info!(table = %t.main, "incremental rows published");
-        Ok(())
-    }
-
-    /// The `WHERE` condition selecting the committed rows of the staging table.
-    fn committed(&self) -> String {
-        if self.ranges.is_empty() {
-            return "FALSE".into();
-        }
-        self.ranges
-            .iter()
-            .map(|(a, from, to)| {
-                format!("({ATTEMPT} = {} AND {ITERATION} > {from} AND {ITERATION} <= {to})", sql_string(a))
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    }
 }
 
 /// A serialized row and the index of its record in the batch.
@@ -316,99 +189,28 @@ fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
     }
 }
 
-/// A value for a typed column: JSON columns take the JSON text, the rest the value as is.
-fn typed_value(value: &Json, column: &Column) -> Json {
-    match (column.kind.as_str(), value) {
-        ("JSON", Json::String(_)) | (_, Json::Null) => value.clone(),
-        ("JSON", v) => Json::String(v.to_string()),
-        _ => value.clone(),
-    }
-}
-
 impl Destination for BigQueryStreaming {
     fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
-        self.job_id = ctx.job_id.clone();
         let c = &self.spec.config;
-        let credentials = Credentials::from_config(Some(&self.spec.key.0))?;
-        let mut bq = BigQuery::new(credentials, c.api_url.as_deref(), &c.project_id);
-        bq.location = c.dataset_location.clone();
-        let main = match &self.spec.destination_id {
-            Some(id) => TableRef::parse(id, &c.project_id, &c.dataset_id)?,
-            None => {
-                // A missing dataset holds no legacy table either: it is created below.
-                let base = format!("{}_{}", ctx.source, ctx.stream);
-                default_table(&bq, &c.project_id, &c.dataset_id, &c.table_prefix, &base)?
-            }
+        let spec = TableSpec {
+            what: "bigquery_streaming",
+            key: &self.spec.keys.key.0,
+            api_url: c.api_url.as_deref(),
+            project_id: &c.project_id,
+            dataset_id: &c.dataset_id,
+            dataset_location: c.dataset_location.as_deref(),
+            create_dataset: true,
+            table_prefix: &c.table_prefix,
+            destination_id: self.spec.keys.destination_id.as_deref(),
+            time_partitioning: c.time_partitioning.as_ref(),
+            partition_field_written: self.spec.keys.partition_field_written,
+            typed: self.spec.keys.typed(&self.destination_id),
+            unnest: self.spec.keys.unnest,
+            layout: bizon_columns(),
         };
-        if !bq.dataset_exists(&main.project, &main.dataset)? {
-            info!(dataset = %format!("{}.{}", main.project, main.dataset), "creating the dataset");
-            bq.create_dataset(&main.project, &main.dataset, c.dataset_location.as_deref())?;
-        }
-        let (columns, clustering) = match self.spec.typed(&self.destination_id) {
-            Some((cols, clustering)) => (cols, clustering),
-            None if self.spec.unnest => {
-                return Err(Error::config(format!(
-                    "bigquery_streaming: `unnest: true` but no record_schemas entry has destination_id `{}`",
-                    self.destination_id
-                )))
-            }
-            None => (bizon_columns(), None),
-        };
-        let partitioning = effective_partitioning(
-            c.time_partitioning.as_ref(),
-            self.spec.partition_field_written,
-            &columns,
-            bq.get_table(&main)?.is_some(),
-            &main,
-        )?;
-        let staging = match ctx.sync_mode {
-            SyncMode::Stream => None,
-            SyncMode::FullRefresh => Some(main.sibling(&format!("{}_temp", main.table))),
-            SyncMode::Incremental => Some(main.sibling(&format!("{}_incremental", main.table))),
-        };
-        let mut published = false;
-        let schema = match &staging {
-            None => {
-                ensure_table(&bq, &main, &columns, partitioning.as_ref(), clustering.as_deref())?;
-                schema_resource(&columns)
-            }
-            Some(s) => {
-                let mut staged = columns.clone();
-                if self.spec.unnest {
-                    staged.push(Column::new("_bizon_id", "STRING", "NULLABLE"));
-                }
-                staged.push(Column::new(ATTEMPT, "STRING", "NULLABLE"));
-                staged.push(Column::new(ITERATION, "INT64", "NULLABLE"));
-                match resume {
-                    None => {
-                        // A new job: whatever an abandoned job left there is not ours.
-                        if bq.delete_table(s)? {
-                            info!(table = %s, "dropped a staging table left by an earlier job");
-                        }
-                        ensure_table(&bq, s, &staged, None, None)?;
-                    }
-                    Some(token) => {
-                        for r in token.get("ranges").and_then(Json::as_array).into_iter().flatten() {
-                            if let (Some(a), Some(f), Some(t)) = (r[0].as_str(), r[1].as_i64(), r[2].as_i64()) {
-                                self.ranges.push((a.to_owned(), f, t));
-                            }
-                        }
-                        self.base = self.ranges.iter().map(|r| r.2).max().unwrap_or(-1);
-                        // Finalize drops the staging table: gone means published.
-                        published = bq.get_table(s)?.is_none();
-                        if !published {
-                            ensure_table(&bq, s, &staged, None, None)?;
-                        }
-                    }
-                }
-                schema_resource(&staged)
-            }
-        };
-        info!(table = %main, staging = ?staging.as_ref().map(ToString::to_string), published, "bigquery_streaming opened");
-        let full_refresh = ctx.sync_mode == SyncMode::FullRefresh;
-        self.target =
-            Some(Target { bq, main, staging, full_refresh, published, columns, clustering, partitioning, schema });
-        Ok(if self.target()?.staging.is_some() { self.token() } else { json!({}) })
+        let (staged, token) = Staged::open(&spec, ctx, resume)?;
+        self.target = Some(staged);
+        Ok(token)
     }
 
     fn write(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
@@ -420,7 +222,7 @@ impl Destination for BigQueryStreaming {
             return Err(Error::internal(format!("bigquery_streaming: a write after {} was published", t.main)));
         }
         let staged = t.staging.is_some();
-        let typed = self.spec.unnest.then(|| t.columns.clone());
+        let typed = self.spec.keys.unnest.then(|| t.columns.clone());
         let mut id_head = Vec::with_capacity(24);
         push_hex(&mut id_head, meta.job_hash, 16);
         push_hex(&mut id_head, meta.iteration as u64, 8);
@@ -430,7 +232,7 @@ impl Destination for BigQueryStreaming {
         times.extend_from_slice(b"\",\"_bizon_loaded_at\":\"");
         bizon_core::time::write_rfc3339(&mut times, meta.loaded_at);
         times.push(b'"');
-        let staging_tail = format!(",\"{ATTEMPT}\":\"{}\",\"{ITERATION}\":{}", self.attempt, meta.iteration);
+        let staging_tail = format!(",\"{ATTEMPT}\":\"{}\",\"{ITERATION}\":{}", t.attempt, meta.iteration);
         let mut ts = Rfc3339Writer::default();
         let mut rows = Vec::with_capacity(batch.len());
         for i in 0..batch.len() {
@@ -499,40 +301,12 @@ impl Destination for BigQueryStreaming {
     }
 
     fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
-        if self.target()?.staging.is_none() {
-            return Ok(json!({}));
-        }
-        self.ranges.retain(|(a, _, _)| *a != self.attempt);
-        if next.iteration > self.base {
-            self.ranges.push((self.attempt.clone(), self.base, next.iteration));
-        }
-        Ok(self.token())
+        let t = self.target.as_mut().ok_or_else(|| Error::internal("bigquery_streaming: flush before open"))?;
+        Ok(t.flush(next))
     }
 
     fn finalize(&mut self) -> Result<()> {
-        let t = self.target()?;
-        let Some(staging) = t.staging.clone() else { return Ok(()) };
-        if t.published {
-            return Ok(());
-        }
-        self.publish()?;
-        let t = self.target()?;
-        t.bq.delete_table(&staging)?;
-        if !t.full_refresh {
-            // The marker only guarded a publication whose staging table might survive a crash.
-            let marker = t.main.sibling(PUBLISHED);
-            t.bq.query(&format!(
-                "DELETE FROM {} WHERE table_name = {} AND job_id = {}",
-                marker.sql(),
-                sql_string(&t.main.table),
-                sql_string(&self.job_id)
-            ))?;
-        }
-        info!(table = %t.main, "published");
-        if let Some(t) = self.target.as_mut() {
-            t.published = true;
-        }
-        Ok(())
+        self.target.as_mut().ok_or_else(|| Error::internal("bigquery_streaming: finalize before open"))?.finalize()
     }
 
     fn take_rejected(&mut self) -> Vec<Rejected> {

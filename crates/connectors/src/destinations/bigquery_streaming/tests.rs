@@ -5,68 +5,14 @@ use std::sync::Arc;
 
 use bizon_core::config::yaml;
 use bizon_core::config::SyncMode;
-use bizon_core::{BatchMeta, Destination, DestinationContext, RecordBatch};
+use bizon_core::{Destination, DestinationContext, RecordBatch};
 use bizon_testkit::destination::next_cursor;
-use bizon_testkit::fixtures::TempDir;
 
 use super::DESCRIPTOR;
-use crate::descriptor::DestinationSpec;
-use crate::google::testing::{emulator, Dataset, TokenServer};
+use crate::google::testing::{assert_full_refresh_is_atomic, ctx, emulator, meta, records, tokens, Setup, TokenServer};
 
-struct Setup {
-    spec: Arc<dyn DestinationSpec>,
-    ds: Dataset,
-    tokens: TokenServer,
-    /// The token endpoint of the dataset's own client (it outlives the dataset).
-    _admin: TokenServer,
-    _dir: TempDir,
-    /// The config's YAML text.
-    text: String,
-}
-
-/// A destination on a dataset of its own; `extra` is more YAML under `config:`.
 fn setup(extra: &str, tokens: TokenServer) -> Setup {
-    let admin = self::tokens();
-    let ds = Dataset::new("bqs", &admin);
-    let dir = TempDir::new("bqs-key");
-    let key = dir.join("key.json");
-    std::fs::write(&key, &tokens.key).unwrap();
-    let text = format!(
-        "project_id: p\ndataset_id: {}\napi_url: {}\nauthentication:\n  service_account_key: {}\n{extra}",
-        ds.name,
-        emulator(),
-        key.display()
-    );
-    let node = yaml::parse(&text).unwrap();
-    let spec = (DESCRIPTOR.parse)(&node).unwrap_or_else(|e| panic!("{}", e.message));
-    Setup { spec, ds, tokens, _admin: admin, _dir: dir, text }
-}
-
-fn tokens() -> TokenServer {
-    TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false)
-}
-
-fn ctx(mode: SyncMode) -> DestinationContext {
-    DestinationContext {
-        pipeline: "t".into(),
-        job_id: "job".into(),
-        source: "dummy".into(),
-        stream: "creatures".into(),
-        sync_mode: mode,
-        lane: None,
-    }
-}
-
-fn meta(iteration: i64) -> BatchMeta {
-    BatchMeta { iteration, extracted_at: 1_700_000_000_123_456, loaded_at: 1_700_000_001_654_321, job_hash: 0xabc }
-}
-
-fn records(from: u64, n: u64, data: impl Fn(u64) -> String) -> RecordBatch {
-    let mut b = RecordBatch::default();
-    for i in from..from + n {
-        b.push(&i.to_string(), 1_600_000_000_000_001 + i as i64, data(i).as_bytes());
-    }
-    b
+    Setup::new(&DESCRIPTOR, extra, tokens)
 }
 
 #[test]
@@ -184,34 +130,7 @@ fn with_dead_letters_refused_rows_are_diverted_and_the_rest_published() {
 #[test]
 fn full_refresh_readers_see_the_old_table_or_the_new_one_never_a_part() {
     let s = setup("destination_id: swap\n", tokens());
-    let run = |job: &str, n: u64| {
-        let mut d = s.spec.build("swap", None);
-        let mut c = ctx(SyncMode::FullRefresh);
-        c.job_id = job.into();
-        d.open(&c, None).unwrap();
-        for page in 0..n / 500 {
-            d.write(&records(page * 500, 500, |i| format!(r#"{{"id":{i}}}"#)), &meta(page as i64)).unwrap();
-            d.flush(&next_cursor(page as i64, (page + 1) * 500)).unwrap();
-        }
-        d.finalize().unwrap();
-    };
-    run("old", 1000);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let seen = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| {
-            let mut seen = std::collections::BTreeSet::new();
-            while !stop.load(Ordering::SeqCst) {
-                seen.insert(s.ds.rows("SELECT COUNT(*) FROM `{ds}.swap`")[0][0].clone());
-            }
-            seen.insert(s.ds.rows("SELECT COUNT(*) FROM `{ds}.swap`")[0][0].clone());
-            seen
-        });
-        run("new", 3000);
-        stop.store(true, Ordering::SeqCst);
-        reader.join().unwrap()
-    });
-    assert!(seen.iter().all(|c| c == "1000" || c == "3000"), "a reader saw a partial table: {seen:?}");
-    assert!(seen.contains("1000") && seen.contains("3000"), "the reader saw both tables: {seen:?}");
+    assert_full_refresh_is_atomic(&s, "swap");
 }
 
 #[test]
@@ -315,7 +234,7 @@ fn an_incremental_job_resumed_after_publishing_but_before_dropping_its_staging_a
     first.write(&records(0, 5, |i| format!(r#"{{"id":{i},"name":"n{i}"}}"#)), &meta(0)).unwrap();
     let token = first.flush(&next_cursor(0, 5)).unwrap();
     // The job ends: its rows are published, then the process dies before dropping the staging table.
-    first.publish().unwrap();
+    first.target.as_ref().unwrap().publish().unwrap();
     drop(first);
     assert_eq!(s.ds.rows("SELECT COUNT(*) FROM `{ds}.typed`")[0][0], "5");
     let mut resumed = super::BigQueryStreaming::new(Arc::new(spec), "typed");

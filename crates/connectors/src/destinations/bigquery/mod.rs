@@ -1,0 +1,254 @@
+//! `bigquery`: rows loaded with BigQuery load jobs, in bizon's batch layout (`_source_data` a
+//! STRING) as Parquet, or the `record_schemas` columns with `unnest` as newline-delimited JSON
+//! (BigQuery parses every typed value from its JSON text, as bizon leaves dates and timestamps to
+//! BigQuery's parsing).
+//!
+//! Each flush is one load file and one load job. The file is written as rows arrive and streamed
+//! to BigQuery's upload endpoint in 8 MiB chunks of a resumable upload (memory holds one chunk and
+//! one Parquet row group, whatever `buffer_size` is); the flush sends the last chunk, which starts
+//! the load job, and waits for it before the cursor commits. The job id is derived from the job,
+//! the attempt and the flush's first iteration, so a request retried after its answer was lost is
+//! recognised as the job that already ran instead of loading twice.
+//!
+//! Full refresh and incremental runs load into a staging table and publish exactly once
+//! ([`crate::google::staging`]): rows of a crashed attempt's uncommitted loads are never
+//! published. Stream mode loads into the table itself (at-least-once: a crash between a load and
+//! its commit loads those rows again).
+
+pub mod config;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use serde_json::json;
+use tracing::info;
+
+pub use config::{BatchConfig, BatchSpec, DESCRIPTOR};
+
+use crate::google::bigquery::{LoadUpload, UPLOAD_UNIT};
+use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
+use crate::google::table::batch_columns;
+use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet};
+
+/// Bytes of load file sent per upload request (Google recommends at least 8 MiB).
+const CHUNK: usize = 32 * UPLOAD_UNIT;
+
+/// The load file of the flush in progress.
+enum LoadFile {
+    /// bizon's layout (staging: plus the attempt and iteration columns).
+    Parquet(Box<LayoutParquet>),
+    /// Typed columns: one JSON object per line.
+    Ndjson(Vec<u8>),
+}
+
+impl LoadFile {
+    /// Encoded bytes ready to send, whole multiples of `chunk`.
+    fn take(&mut self, chunk: usize) -> Vec<u8> {
+        match self {
+            LoadFile::Parquet(p) => p.take(chunk),
+            LoadFile::Ndjson(buf) if buf.len() >= chunk => {
+                let keep = buf.len() % chunk;
+                let tail = buf.split_off(buf.len() - keep);
+                std::mem::replace(buf, tail)
+            }
+            LoadFile::Ndjson(_) => Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            LoadFile::Parquet(p) => p.finish(),
+            LoadFile::Ndjson(buf) => Ok(buf),
+        }
+    }
+}
+
+/// A load in progress: its upload and the file being written.
+struct Load {
+    upload: LoadUpload,
+    file: LoadFile,
+    rows: u64,
+}
+
+pub struct BigQueryBatch {
+    spec: Arc<BatchSpec>,
+    destination_id: String,
+    target: Option<Staged>,
+    load: Option<Load>,
+    /// Load jobs run by this attempt and upload requests that carried their data (logs).
+    loads: u64,
+    chunks: u64,
+    /// Bytes of load file per upload request and rows per Parquet row group (tests lower them).
+    chunk: usize,
+    row_group_rows: usize,
+}
+
+impl BigQueryBatch {
+    pub fn new(spec: Arc<BatchSpec>, destination_id: &str) -> Self {
+        BigQueryBatch {
+            spec,
+            destination_id: destination_id.to_owned(),
+            target: None,
+            load: None,
+            loads: 0,
+            chunks: 0,
+            chunk: CHUNK,
+            row_group_rows: crate::parquet::ROW_GROUP_ROWS,
+        }
+    }
+
+    fn target(&self) -> Result<&Staged> {
+        self.target.as_ref().ok_or_else(|| Error::internal("bigquery: write before open"))
+    }
+
+    /// Open the upload of a new load file, its job id derived from the job, this attempt and
+    /// the first iteration it holds.
+    fn start(&self, meta: &BatchMeta) -> Result<Load> {
+        let t = self.target()?;
+        let table = t.target();
+        let staged = t.staging.is_some();
+        let typed = self.spec.keys.unnest;
+        let job_id = format!("bizon_{:016x}_{}_{}", meta.job_hash, t.attempt, meta.iteration);
+        let load = json!({
+            "destinationTable": {"projectId": table.project, "datasetId": table.dataset, "tableId": table.table},
+            "sourceFormat": if typed { "NEWLINE_DELIMITED_JSON" } else { "PARQUET" },
+            "schema": t.written_schema(),
+            "writeDisposition": "WRITE_APPEND",
+            "createDisposition": "CREATE_NEVER",
+        });
+        let upload = t.bq.start_load(load, &job_id, &format!("the load job into {table}"))?;
+        let file = if typed {
+            LoadFile::Ndjson(Vec::with_capacity(CHUNK + (CHUNK >> 2)))
+        } else if staged {
+            LoadFile::Parquet(Box::new(LayoutParquet::with_row_groups(
+                &[(ATTEMPT, ExtraKind::String), (ITERATION, ExtraKind::Int64)],
+                self.row_group_rows,
+            )?))
+        } else {
+            LoadFile::Parquet(Box::new(LayoutParquet::with_row_groups(&[], self.row_group_rows)?))
+        };
+        Ok(Load { upload, file, rows: 0 })
+    }
+
+    /// Append a batch's rows to the load file.
+    fn append(&self, file: &mut LoadFile, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
+        let t = self.target()?;
+        let staged = t.staging.is_some();
+        match file {
+            LoadFile::Parquet(p) => {
+                let extra = if staged {
+                    vec![ExtraValue::String(t.attempt.clone()), ExtraValue::Int64(meta.iteration)]
+                } else {
+                    Vec::new()
+                };
+                p.write(batch, meta, &extra)
+            }
+            LoadFile::Ndjson(out) => {
+                let head = format!("{:016x}{:08x}", meta.job_hash, meta.iteration as u64 & 0xffff_ffff);
+                for i in 0..batch.len() {
+                    let r = batch.get(i);
+                    let Ok(Json::Object(record)) = serde_json::from_slice::<Json>(r.data) else {
+                        return Err(Error::permanent(format!(
+                            "bigquery: record `{}` is not a JSON object: `unnest` maps an object's fields to columns",
+                            r.id
+                        )));
+                    };
+                    // Values as they are: a load job parses each from its JSON (a JSON column takes
+                    // an object as the object).
+                    let mut row: serde_json::Map<String, Json> = t
+                        .columns
+                        .iter()
+                        .filter_map(|c| record.get(&c.name).map(|v| (c.name.clone(), v.clone())))
+                        .collect();
+                    if staged {
+                        row.insert("_bizon_id".into(), json!(format!("{head}{:08x}", i as u32)));
+                        row.insert(ATTEMPT.into(), json!(t.attempt));
+                        row.insert(ITERATION.into(), json!(meta.iteration));
+                    }
+                    serde_json::to_writer(&mut *out, &Json::Object(row))
+                        .map_err(|e| Error::internal(format!("serializing a row: {e}")))?;
+                    out.push(b'\n');
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Destination for BigQueryBatch {
+    fn open(&mut self, ctx: &DestinationContext, resume: Option<&Json>) -> Result<Json> {
+        self.load = None;
+        let c = &self.spec.config;
+        let spec = TableSpec {
+            what: "bigquery",
+            key: &self.spec.keys.key.0,
+            api_url: c.api_url.as_deref(),
+            project_id: &c.project_id,
+            dataset_id: &c.dataset_id,
+            dataset_location: c.dataset_location.as_deref(),
+            create_dataset: c.create_dataset,
+            table_prefix: &c.table_prefix,
+            destination_id: self.spec.keys.destination_id.as_deref(),
+            time_partitioning: c.time_partitioning.as_ref(),
+            partition_field_written: self.spec.keys.partition_field_written,
+            typed: self.spec.keys.typed(&self.destination_id),
+            unnest: self.spec.keys.unnest,
+            layout: batch_columns(),
+        };
+        let (staged, token) = Staged::open(&spec, ctx, resume)?;
+        self.target = Some(staged);
+        Ok(token)
+    }
+
+    fn write(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let t = self.target()?;
+        if t.published {
+            return Err(Error::internal(format!("bigquery: a write after {} was published", t.main)));
+        }
+        let mut load = match self.load.take() {
+            Some(l) => l,
+            None => self.start(meta)?,
+        };
+        self.append(&mut load.file, batch, meta)?;
+        load.rows += batch.len() as u64;
+        let ready = load.file.take(self.chunk);
+        if !ready.is_empty() {
+            self.target()?.bq.upload_chunk(&mut load.upload, ready, false)?;
+        }
+        self.load = Some(load);
+        Ok(())
+    }
+
+    fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
+        if let Some(mut load) = self.load.take() {
+            self.loads += 1;
+            let t = self.target()?;
+            let rest = load.file.finish()?;
+            let job = t.bq.upload_chunk(&mut load.upload, rest, true)?;
+            info!(
+                table = %t.target(),
+                rows = load.rows,
+                bytes = load.upload.sent(),
+                requests = load.upload.chunks(),
+                job = job.as_ref().and_then(|j| j.pointer("/jobReference/jobId")).and_then(Json::as_str).unwrap_or("?"),
+                loads = self.loads,
+                "load job done"
+            );
+            self.chunks += u64::from(load.upload.chunks());
+        }
+        let t = self.target.as_mut().ok_or_else(|| Error::internal("bigquery: flush before open"))?;
+        Ok(t.flush(next))
+    }
+
+    fn finalize(&mut self) -> Result<()> {
+        if self.load.as_ref().is_some_and(|l| l.rows > 0) {
+            return Err(Error::internal("bigquery: finalize with rows written but not flushed"));
+        }
+        self.target.as_mut().ok_or_else(|| Error::internal("bigquery: finalize before open"))?.finalize()
+    }
+}
