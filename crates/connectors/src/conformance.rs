@@ -90,7 +90,11 @@ fn every_registered_destination_runs_the_conformance_suite() {
                     let (committed, _) = run_smoke_suite(&|| spec.build("records", None), mode);
                     assert_eq!(committed, json!({"records": 10}));
                 }
-                "file" => destination_suite(&|| Box::new(FileHarness::new(d)), mode),
+                "file" => {
+                    destination_suite(&|| Box::new(FileHarness::new(d)), mode);
+                    #[cfg(feature = "parquet")]
+                    destination_suite(&|| Box::new(ParquetHarness::new(d)), mode);
+                }
                 #[cfg(feature = "postgres")]
                 "postgres" => destination_suite(&|| Box::new(pg::PgHarness::new(d)), mode),
                 #[cfg(feature = "bigquery")]
@@ -128,6 +132,36 @@ impl Harness for FileHarness {
     }
     fn published_ids(&self) -> Vec<u64> {
         read_ids(&self.dir.join("out/records.json"))
+    }
+}
+
+/// The file destination with `format: parquet`: ids read back from its part files in order.
+#[cfg(feature = "parquet")]
+struct ParquetHarness {
+    dir: TempDir,
+    spec: Arc<dyn DestinationSpec>,
+}
+
+#[cfg(feature = "parquet")]
+impl ParquetHarness {
+    fn new(d: &DestinationDescriptor) -> Self {
+        let dir = TempDir::new("conformance-parquet");
+        let spec = destination_of(d, &format!("format: parquet\npath: {}\n", dir.join("out/records").display()));
+        ParquetHarness { dir, spec }
+    }
+}
+
+#[cfg(feature = "parquet")]
+impl Harness for ParquetHarness {
+    fn make(&self) -> Box<dyn Destination> {
+        self.spec.build("records", None)
+    }
+    fn published_ids(&self) -> Vec<u64> {
+        crate::parquet::read_strings(&self.dir.join("out/records"), "source_record_id")
+            .unwrap_or_default()
+            .iter()
+            .map(|id| id.parse().expect("numeric id"))
+            .collect()
     }
 }
 

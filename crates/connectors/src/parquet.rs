@@ -37,16 +37,31 @@ pub enum ExtraValue {
     Int64(i64),
 }
 
+/// How bizon's six columns are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `_source_record_id`, …: bizon's BigQuery columns.
+    BigQuery,
+    /// `source_record_id`, …: the names of bizon's file rows.
+    File,
+}
+
 /// bizon's six columns and their Arrow types.
-pub fn layout_fields() -> Vec<Field> {
+pub fn layout_fields(naming: Naming) -> Vec<Field> {
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let names =
+        ["source_record_id", "source_timestamp", "source_data", "bizon_extracted_at", "bizon_loaded_at", "bizon_id"];
+    let name = |i: usize| match naming {
+        Naming::BigQuery => format!("_{}", names[i]),
+        Naming::File => names[i].to_owned(),
+    };
     vec![
-        Field::new("_source_record_id", DataType::Utf8, true),
-        Field::new("_source_timestamp", ts(), true),
-        Field::new("_source_data", DataType::Utf8, true),
-        Field::new("_bizon_extracted_at", ts(), true),
-        Field::new("_bizon_loaded_at", ts(), true),
-        Field::new("_bizon_id", DataType::Utf8, true),
+        Field::new(name(0), DataType::Utf8, true),
+        Field::new(name(1), ts(), true),
+        Field::new(name(2), DataType::Utf8, true),
+        Field::new(name(3), ts(), true),
+        Field::new(name(4), ts(), true),
+        Field::new(name(5), DataType::Utf8, true),
     ]
 }
 
@@ -59,14 +74,14 @@ pub struct LayoutParquet {
 }
 
 impl LayoutParquet {
-    /// A new file with bizon's columns and `extra` columns after them.
+    /// A new file with bizon's columns (BigQuery's names) and `extra` columns after them.
     pub fn new(extra: &[(&str, ExtraKind)]) -> Result<Self> {
-        Self::with_row_groups(extra, ROW_GROUP_ROWS)
+        Self::with_options(Naming::BigQuery, extra, ROW_GROUP_ROWS)
     }
 
     /// A new file whose row groups hold at most `rows` rows (and 24 MB).
-    pub fn with_row_groups(extra: &[(&str, ExtraKind)], rows: usize) -> Result<Self> {
-        let mut fields = layout_fields();
+    pub fn with_options(naming: Naming, extra: &[(&str, ExtraKind)], rows: usize) -> Result<Self> {
+        let mut fields = layout_fields(naming);
         for (name, kind) in extra {
             let t = match kind {
                 ExtraKind::String => DataType::Utf8,
@@ -172,6 +187,40 @@ impl LayoutParquet {
     }
 }
 
+/// The text values of string column `column` in a Parquet file, or in every `*.parquet` file of a
+/// directory in name order (a directory of parts): for tests and checks of written files.
+pub fn read_strings(path: &std::path::Path, column: &str) -> Result<Vec<String>> {
+    use arrow_array::{Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let io = |e: std::io::Error| Error::io(format!("reading {}", path.display()), e);
+    let files = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let bad = |e: &dyn std::fmt::Display| Error::permanent(format!("reading {}: {e}", f.display()));
+        let file = std::fs::File::open(&f).map_err(io)?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?.build().map_err(|e| bad(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(&e))?;
+            let index = batch.schema().index_of(column).map_err(|e| bad(&e))?;
+            let values = batch.column(index).clone();
+            let values = values.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad(&"not a string column"))?;
+            out.extend((0..values.len()).map(|i| values.value(i).to_owned()));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +241,8 @@ mod tests {
 
     #[test]
     fn rows_taken_in_chunks_read_back_as_written() {
-        let mut file = LayoutParquet::with_row_groups(
+        let mut file = LayoutParquet::with_options(
+            Naming::BigQuery,
             &[("_bizon_attempt", ExtraKind::String), ("_bizon_iteration", ExtraKind::Int64)],
             7000,
         )

@@ -24,6 +24,39 @@ fn kill_9_at_five_seeded_moments_then_resume_loses_and_duplicates_nothing() {
     assert!(!s.path("out_temp.json").exists(), "staging file published");
 }
 
+/// `format: parquet`: a directory of part files, one per flush; the same kills, every record once.
+#[test]
+fn parquet_parts_killed_at_seeded_moments_then_resumed_hold_every_record_once() {
+    let s = Scratch::new("kill9-parquet");
+    let cfg = generator_to_file(
+        &s,
+        "kill9pq",
+        300_000,
+        "  page_size: 2000\n  rate_limit: 150000\n",
+        "    format: parquet\n    buffer_size: 1\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let (interrupted, completed) = kill_at_seeded_moments(&s, cfg, 0x5EED_0004, 4, 20, 400);
+    assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
+    if !completed {
+        run_until_done(&s, cfg, 3);
+    }
+    // `path: out.json` names the directory of parts here.
+    let dir = s.path("out.json");
+    let mut parts: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    parts.sort();
+    assert!(parts.iter().all(|p| p.extension().is_some_and(|x| x == "parquet")), "only parts are left: {parts:?}");
+    assert!(parts.len() > 3, "one part per flush: {}", parts.len());
+    let ids: Vec<u64> = bizon_connectors::parquet::read_strings(&dir, "source_record_id")
+        .unwrap()
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect();
+    let (missing, dups) = missing_and_duplicates(&ids, 300_000);
+    assert_eq!((ids.len(), missing, dups), (300_000, 0, 0), "rows, missing, duplicates");
+    assert!(!s.path("out.json_temp").exists(), "staging directory published");
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_the_next_run_resumes() {
     let s = Scratch::new("sigterm");

@@ -30,7 +30,7 @@ pub use config::{BatchConfig, BatchSpec, DESCRIPTOR};
 use crate::google::bigquery::{LoadUpload, UPLOAD_UNIT};
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
 use crate::google::table::batch_columns;
-use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet};
+use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet, Naming};
 
 /// Bytes of load file sent per upload request (Google recommends at least 8 MiB).
 const CHUNK: usize = 32 * UPLOAD_UNIT;
@@ -122,12 +122,13 @@ impl BigQueryBatch {
         let file = if typed {
             LoadFile::Ndjson(Vec::with_capacity(CHUNK + (CHUNK >> 2)))
         } else if staged {
-            LoadFile::Parquet(Box::new(LayoutParquet::with_row_groups(
+            LoadFile::Parquet(Box::new(LayoutParquet::with_options(
+                Naming::BigQuery,
                 &[(ATTEMPT, ExtraKind::String), (ITERATION, ExtraKind::Int64)],
                 self.row_group_rows,
             )?))
         } else {
-            LoadFile::Parquet(Box::new(LayoutParquet::with_row_groups(&[], self.row_group_rows)?))
+            LoadFile::Parquet(Box::new(LayoutParquet::with_options(Naming::BigQuery, &[], self.row_group_rows)?))
         };
         Ok(Load { upload, file, rows: 0 })
     }

@@ -57,6 +57,8 @@ pub enum FileFormat {
     /// Newline-delimited JSON, one row per line.
     #[default]
     Json,
+    /// A directory of Parquet part files, one per flush (the `parquet` cargo feature).
+    Parquet,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,7 +67,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub format: FileFormat,
     /// Output path; default `<destination_id>.json` like bizon (destination_id defaults to the
-    /// stream name).
+    /// stream name). With `format: parquet` a directory of part files, default
+    /// `<destination_id>.parquet`.
     #[serde(default)]
     pub path: Option<String>,
 }
@@ -73,7 +76,7 @@ pub struct FileConfig {
 /// The `file` destination in the registry.
 pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
     name: "file",
-    description: "NDJSON file in bizon's row layout; byte offset in the cursor, truncate on resume",
+    description: "NDJSON file in bizon's row layout (byte offset in the cursor, truncate on resume), or Parquet parts",
     capabilities: DestinationCapabilities {
         guarantee: Guarantee::ExactlyOnce,
         transactional: false,
@@ -88,7 +91,30 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
 
 impl DestinationSpec for FileConfig {
     fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
-        Box::new(FileDestination::new(self, destination_id))
+        match self.format {
+            #[cfg(feature = "parquet")]
+            FileFormat::Parquet => Box::new(parquet::ParquetFiles::new(PathBuf::from(
+                self.path.clone().unwrap_or_else(|| format!("{destination_id}.parquet")),
+            ))),
+            // Refused by `validate` when the feature is off.
+            _ => Box::new(FileDestination::new(self, destination_id)),
+        }
+    }
+
+    fn validate(
+        &self,
+        node: &bizon_core::config::yaml::Node,
+    ) -> std::result::Result<(), bizon_core::config::yaml::Error> {
+        if self.format == FileFormat::Parquet && !cfg!(feature = "parquet") {
+            return Err(bizon_core::config::yaml::Error::new(
+                String::from(
+                    "format: parquet needs the `parquet` cargo feature, which this build was compiled without",
+                ),
+                node.get("format").unwrap_or(node).mark,
+                "destination.config.format",
+            ));
+        }
+        Ok(())
     }
 
     /// A `streams:` entry writes its own file: its `destination.path`, else `<name>.json`.
@@ -513,5 +539,7 @@ impl Destination for FileDestination {
     }
 }
 
+#[cfg(feature = "parquet")]
+pub mod parquet;
 #[cfg(test)]
 mod tests;
