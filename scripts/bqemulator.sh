@@ -16,8 +16,9 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs
 VENV=$CACHE/bqemulator-venv
 PIDFILE=$CACHE/bqemulator-$REST_PORT.pid
 LOG=$CACHE/bqemulator-$REST_PORT.log
-# Load jobs resolve gs://BUCKET/PATH to $BQEMU_GCS_LOCAL_ROOT/BUCKET/PATH (no GCS needed).
-export BQEMU_GCS_LOCAL_ROOT=${BQEMU_GCS_LOCAL_ROOT:-$CACHE/bqemulator-gcs}
+# Load jobs resolve gs://BUCKET/PATH to $BQEMU_GCS_LOCAL_ROOT/BUCKET/PATH: the objects of the
+# local Cloud Storage emulator (scripts/gcsemulator.sh keeps them there).
+export BQEMU_GCS_LOCAL_ROOT=${BQEMU_GCS_LOCAL_ROOT:-$CACHE/gcs-data/.cloudstorage}
 URL=http://127.0.0.1:$REST_PORT
 
 # /healthz answers 200 once REST is serving (gRPC listens just before it).

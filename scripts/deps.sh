@@ -5,7 +5,8 @@
 #     `rdkafka` crate), libssl-dev and zlib1g-dev (its TLS and compression), time and bc (the
 #     benchmark harness);
 #   - with --services: the local PostgreSQL and RabbitMQ servers the tests use, when down, and
-#     the BigQuery emulator (scripts/bqemulator.sh: installed once into a cached virtualenv).
+#     the BigQuery and Cloud Storage emulators (scripts/bqemulator.sh, scripts/gcsemulator.sh:
+#     installed once into cached virtualenvs).
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -33,4 +34,5 @@ if [ "${1:-}" = --services ]; then
     rabbitmqctl -q start_app >/dev/null 2>&1 || true  # an app left stopped (e.g. by an interrupted test)
   fi
   "$(dirname "$0")/bqemulator.sh" start >/dev/null
+  "$(dirname "$0")/gcsemulator.sh" start >/dev/null
 fi

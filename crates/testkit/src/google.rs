@@ -95,18 +95,24 @@ impl TokenServer {
 /// starts (or finds running), once per test process.
 pub fn emulator() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("BQEMU_URL") {
-            return url;
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bqemulator.sh");
-        let out = std::process::Command::new(script).output().expect("scripts/bqemulator.sh runs");
-        assert!(
-            out.status.success(),
-            "the BigQuery emulator did not start (scripts/bqemulator.sh): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_owned()
-    })
-    .clone()
+    URL.get_or_init(|| started("BQEMU_URL", "bqemulator.sh", "the BigQuery emulator")).clone()
+}
+
+/// The local Cloud Storage emulator's URL (bucket `bizon-test`, its objects loadable by the
+/// BigQuery emulator as gs:// URIs): `GCS_EMULATOR_URL`, else the one `scripts/gcsemulator.sh`
+/// starts (or finds running), once per test process.
+pub fn gcs_emulator() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| started("GCS_EMULATOR_URL", "gcsemulator.sh", "the Cloud Storage emulator")).clone()
+}
+
+/// `var`, else the URL the script prints once it answers.
+fn started(var: &str, script: &str, what: &str) -> String {
+    if let Ok(url) = std::env::var(var) {
+        return url;
+    }
+    let path = format!("{}/../../scripts/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&path).output().unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(out.status.success(), "{what} did not start (scripts/{script}): {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_owned()
 }

@@ -9,6 +9,7 @@ use bizon_core::{Error, Json, Result};
 use serde_json::json;
 
 use super::auth::{Credentials, GoogleTokens};
+use super::upload::ResumableUpload;
 use crate::http::auth::{Auth, AuthSpec};
 use crate::http::client::{Body, HttpClient, Method, Request, Response};
 use crate::http::settings::HttpSettings;
@@ -117,6 +118,11 @@ impl BigQuery {
 
     pub fn http(&self) -> &HttpClient {
         &self.http
+    }
+
+    /// The client (auth included), shared with other Google APIs of the same credentials.
+    pub fn shared_http(&self) -> Arc<HttpClient> {
+        self.http.clone()
     }
 
     fn url(&self, project: &str, path: &str) -> String {
@@ -322,88 +328,54 @@ impl BigQuery {
     }
 }
 
-/// A resumable upload of a load job's data to BigQuery's upload host: the data goes in chunks
-/// (multiples of 256 KiB) as it is produced, and the last chunk starts the job.
-pub struct LoadUpload {
-    url: String,
-    sent: u64,
-    /// Requests that carried data.
-    chunks: u32,
-    job_id: String,
-    what: String,
-}
-
-/// Resumable-upload chunks are multiples of this (Google's rule).
-pub const UPLOAD_UNIT: usize = 256 << 10;
-
-impl LoadUpload {
-    pub fn job_id(&self) -> &str {
-        &self.job_id
-    }
-
-    /// Bytes sent so far.
-    pub fn sent(&self) -> u64 {
-        self.sent
-    }
-
-    /// Requests that carried data so far.
-    pub fn chunks(&self) -> u32 {
-        self.chunks
-    }
-}
-
 impl BigQuery {
-    /// Open a resumable upload for a load job with id `job_id` (`load` is the job's
-    /// `configuration.load`).
-    pub fn start_load(&self, load: Json, job_id: &str, what: &str) -> Result<LoadUpload> {
+    /// Open a resumable upload to the upload host for a load job with id `job_id` (`load` is
+    /// the job's `configuration.load`); the last chunk starts the job.
+    pub fn start_load(&self, load: Json, job_id: &str, what: &str) -> Result<ResumableUpload> {
+        let job = json!({"jobReference": self.job_reference(job_id), "configuration": {"load": load}});
+        let req = Request::post_json(format!("{}/upload/bigquery/v2/projects/{}/jobs", self.api, self.project), job)
+            .query("uploadType", "resumable");
+        ResumableUpload::start(&self.http, &req, what)
+    }
+
+    /// The job the last chunk of a load upload answers, waited for until it is done; a job id
+    /// BigQuery already ran (a request retried after its answer was lost: 409) is recognised
+    /// and waited for instead of loading twice.
+    pub fn finish_load(&self, u: &mut ResumableUpload, job_id: &str, bytes: Vec<u8>) -> Result<Json> {
+        let r = u.send(&self.http, bytes, true, &[409])?.ok_or_else(|| u.incomplete())?;
+        self.job_answered(r, job_id, u.what())
+    }
+
+    /// Insert a load job of files already in Cloud Storage (`load` with its `sourceUris`) and
+    /// wait for it. A job with this id that exists already (a retried request, a resumed run) is
+    /// waited for instead of run again.
+    pub fn load_uris(&self, load: Json, job_id: &str, what: &str) -> Result<Json> {
+        if let Some(job) = self.get_job(job_id)? {
+            tracing::info!(job = %job_id, "{what}: the job exists already: not loading again");
+            return self.wait_job(job, what);
+        }
+        let job = json!({"jobReference": self.job_reference(job_id), "configuration": {"load": load}});
+        let r = self.send(&Request::post_json(self.url(&self.project, "jobs"), job), &[409])?;
+        self.job_answered(r, job_id, what)
+    }
+
+    fn job_reference(&self, job_id: &str) -> Json {
         let mut reference = json!({"projectId": self.project, "jobId": job_id});
         if let Some(l) = &self.location {
             reference["location"] = json!(l);
         }
-        let job = json!({"jobReference": reference, "configuration": {"load": load}});
-        let req = Request::post_json(format!("{}/upload/bigquery/v2/projects/{}/jobs", self.api, self.project), job)
-            .query("uploadType", "resumable");
-        let r = self.send(&req, &[])?;
-        let url = r
-            .header("location")
-            .ok_or_else(|| Error::transient(format!("{what}: the upload host answered without a session URL")))?
-            .to_owned();
-        Ok(LoadUpload { url, sent: 0, chunks: 0, job_id: job_id.to_owned(), what: what.to_owned() })
+        reference
     }
 
-    /// Send the next chunk (a multiple of [`UPLOAD_UNIT`] unless `last`). The last chunk answers
-    /// the job, waited for until it is done; a job id BigQuery already ran (a request retried
-    /// after its answer was lost) is recognised and waited for instead of loading twice.
-    pub fn upload_chunk(&self, u: &mut LoadUpload, bytes: Vec<u8>, last: bool) -> Result<Option<Json>> {
-        let end = u.sent + bytes.len() as u64;
-        let range = match (last, bytes.is_empty()) {
-            (false, true) => return Ok(None),
-            (false, false) => format!("bytes {}-{}/*", u.sent, end - 1),
-            (true, true) => format!("bytes */{end}"),
-            (true, false) => format!("bytes {}-{}/{end}", u.sent, end - 1),
-        };
-        let req = Request {
-            method: Method::Put,
-            url: u.url.clone(),
-            body: Some(Body::Raw { content_type: "application/octet-stream".into(), bytes: Arc::new(bytes) }),
-            ..Default::default()
+    fn job_answered(&self, r: Response, job_id: &str, what: &str) -> Result<Json> {
+        if r.status == 409 {
+            let job = self
+                .get_job(job_id)?
+                .ok_or_else(|| Error::transient(format!("{what}: job {job_id} is a duplicate but cannot be read")))?;
+            tracing::info!(job = %job_id, "{what}: the job ran already (a retried request): not loading again");
+            return self.wait_job(job, what);
         }
-        .header("Content-Range", range);
-        let r = self.send(&req, &[308, 409])?;
-        u.chunks += u32::from(end > u.sent);
-        u.sent = end;
-        match r.status {
-            308 if !last => Ok(None),
-            308 => Err(Error::transient(format!("{}: the upload host wants more than the {end} bytes sent", u.what))),
-            409 => {
-                let job = self.get_job(&u.job_id)?.ok_or_else(|| {
-                    Error::transient(format!("{}: job {} is a duplicate but cannot be read", u.what, u.job_id))
-                })?;
-                tracing::info!(job = %u.job_id, "{}: the job ran already (a retried request): not loading again", u.what);
-                self.wait_job(job, &u.what).map(Some)
-            }
-            _ => self.wait_job(r.json()?, &u.what).map(Some),
-        }
+        self.wait_job(r.json()?, what)
     }
 }
 

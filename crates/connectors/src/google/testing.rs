@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bizon_core::config::{yaml, SyncMode};
 use bizon_core::{BatchMeta, DestinationContext, RecordBatch};
 use bizon_testkit::fixtures::TempDir;
-pub use bizon_testkit::google::{emulator, TokenServer};
+pub use bizon_testkit::google::{emulator, gcs_emulator, TokenServer};
 
 use crate::descriptor::{DestinationDescriptor, DestinationSpec};
 

@@ -48,10 +48,14 @@ pub struct BatchConfig {
     /// Create the dataset when it is missing (bizon's default: a missing dataset is an error).
     #[serde(default)]
     pub create_dataset: bool,
-    /// bizon's staging bucket (required by bizon). bizon-rs streams the load files straight to
-    /// BigQuery's upload endpoint (resumable uploads): the bucket is not used.
+    /// Stage each load file in this bucket (`<source>/<stream>/<job id>.parquet`, removed once
+    /// loaded) and load it by URI, as bizon does; without it (bizon requires it) files go straight
+    /// to BigQuery's upload endpoint.
     #[serde(default)]
     pub gcs_buffer_bucket: Option<String>,
+    /// Cloud Storage's base URL (default Google's; tests override it).
+    #[serde(default)]
+    pub gcs_url: Option<String>,
     #[serde(default)]
     pub gcs_buffer_format: BufferFormat,
     /// Partitioning of tables this destination creates; `null`: none.
@@ -127,12 +131,6 @@ pub fn parse_spec(node: &Node) -> Result<BatchSpec, yaml::Error> {
         if v == 0 {
             return Err(yaml::Error::new(format!("{k} is 0: it must be at least 1"), at(k), &format!("{PATH}.{k}")));
         }
-    }
-    if let Some(bucket) = &config.gcs_buffer_bucket {
-        tracing::info!(
-            bucket = %bucket,
-            "bigquery: gcs_buffer_bucket is not used: load files are streamed to BigQuery's upload endpoint"
-        );
     }
     if config.async_load {
         tracing::warn!(

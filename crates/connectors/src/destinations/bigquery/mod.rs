@@ -27,9 +27,10 @@ use tracing::info;
 
 pub use config::{BatchConfig, BatchSpec, DESCRIPTOR};
 
-use crate::google::bigquery::{LoadUpload, UPLOAD_UNIT};
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
+use crate::google::storage::Storage;
 use crate::google::table::batch_columns;
+use crate::google::upload::{ResumableUpload, UPLOAD_UNIT};
 use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet, Naming};
 
 /// Bytes of load file sent per upload request (Google recommends at least 8 MiB).
@@ -65,9 +66,21 @@ impl LoadFile {
     }
 }
 
+/// Where a load file goes.
+enum Via {
+    /// BigQuery's upload host: the upload's last chunk starts the load job.
+    UploadHost,
+    /// `gs://bucket/object` (`gcs_buffer_bucket`), then a load job of that URI.
+    Gcs { bucket: String, object: String },
+}
+
 /// A load in progress: its upload and the file being written.
 struct Load {
-    upload: LoadUpload,
+    job_id: String,
+    /// The job's `configuration.load`.
+    config: Json,
+    via: Via,
+    upload: ResumableUpload,
     file: LoadFile,
     rows: u64,
 }
@@ -76,10 +89,16 @@ pub struct BigQueryBatch {
     spec: Arc<BatchSpec>,
     destination_id: String,
     target: Option<Staged>,
+    /// Cloud Storage, with `gcs_buffer_bucket`.
+    storage: Option<Storage>,
+    /// `<source>/<stream>`: where this job's files go in the bucket (bizon's layout).
+    object_prefix: String,
     load: Option<Load>,
     /// Load jobs run by this attempt and upload requests that carried their data (logs).
     loads: u64,
     chunks: u64,
+    /// Files loaded through the bucket.
+    staged_files: u64,
     /// Bytes of load file per upload request and rows per Parquet row group (tests lower them).
     chunk: usize,
     row_group_rows: usize,
@@ -91,9 +110,12 @@ impl BigQueryBatch {
             spec,
             destination_id: destination_id.to_owned(),
             target: None,
+            storage: None,
+            object_prefix: String::new(),
             load: None,
             loads: 0,
             chunks: 0,
+            staged_files: 0,
             chunk: CHUNK,
             row_group_rows: crate::parquet::ROW_GROUP_ROWS,
         }
@@ -118,7 +140,14 @@ impl BigQueryBatch {
             "writeDisposition": "WRITE_APPEND",
             "createDisposition": "CREATE_NEVER",
         });
-        let upload = t.bq.start_load(load, &job_id, &format!("the load job into {table}"))?;
+        let what = format!("the load job into {table}");
+        let (upload, via) = match (&self.storage, &self.spec.config.gcs_buffer_bucket) {
+            (Some(gcs), Some(bucket)) => {
+                let object = format!("{}/{job_id}.{}", self.object_prefix, if typed { "json" } else { "parquet" });
+                (gcs.start_upload(bucket, &object)?, Via::Gcs { bucket: bucket.clone(), object })
+            }
+            _ => (t.bq.start_load(load.clone(), &job_id, &what)?, Via::UploadHost),
+        };
         let file = if typed {
             LoadFile::Ndjson(Vec::with_capacity(CHUNK + (CHUNK >> 2)))
         } else if staged {
@@ -130,7 +159,7 @@ impl BigQueryBatch {
         } else {
             LoadFile::Parquet(Box::new(LayoutParquet::with_options(Naming::BigQuery, &[], self.row_group_rows)?))
         };
-        Ok(Load { upload, file, rows: 0 })
+        Ok(Load { job_id, config: load, via, upload, file, rows: 0 })
     }
 
     /// Append a batch's rows to the load file.
@@ -199,6 +228,10 @@ impl Destination for BigQueryBatch {
             layout: batch_columns(),
         };
         let (staged, token) = Staged::open(&spec, ctx, resume)?;
+        if c.gcs_buffer_bucket.is_some() {
+            self.storage = Some(Storage::new(staged.bq.shared_http(), c.gcs_url.as_deref()));
+            self.object_prefix = format!("{}/{}", ctx.source, ctx.stream);
+        }
         self.target = Some(staged);
         Ok(token)
     }
@@ -219,7 +252,11 @@ impl Destination for BigQueryBatch {
         load.rows += batch.len() as u64;
         let ready = load.file.take(self.chunk);
         if !ready.is_empty() {
-            self.target()?.bq.upload_chunk(&mut load.upload, ready, false)?;
+            let http = match &self.storage {
+                Some(gcs) if matches!(load.via, Via::Gcs { .. }) => gcs.http(),
+                _ => self.target()?.bq.http(),
+            };
+            load.upload.send(http, ready, false, &[])?;
         }
         self.load = Some(load);
         Ok(())
@@ -230,17 +267,30 @@ impl Destination for BigQueryBatch {
             self.loads += 1;
             let t = self.target()?;
             let rest = load.file.finish()?;
-            let job = t.bq.upload_chunk(&mut load.upload, rest, true)?;
+            let job = match &load.via {
+                Via::UploadHost => t.bq.finish_load(&mut load.upload, &load.job_id, rest)?,
+                Via::Gcs { bucket, object } => {
+                    let gcs = self.storage.as_ref().ok_or_else(|| Error::internal("bigquery: no storage client"))?;
+                    load.upload.send(gcs.http(), rest, true, &[])?.ok_or_else(|| load.upload.incomplete())?;
+                    let mut config = load.config.clone();
+                    config["sourceUris"] = json!([format!("gs://{bucket}/{object}")]);
+                    let job = t.bq.load_uris(config, &load.job_id, load.upload.what())?;
+                    // Loaded: the file has served (bizon removes its buffer files too).
+                    gcs.delete(bucket, object)?;
+                    job
+                }
+            };
             info!(
                 table = %t.target(),
                 rows = load.rows,
                 bytes = load.upload.sent(),
                 requests = load.upload.chunks(),
-                job = job.as_ref().and_then(|j| j.pointer("/jobReference/jobId")).and_then(Json::as_str).unwrap_or("?"),
+                job = job.pointer("/jobReference/jobId").and_then(Json::as_str).unwrap_or("?"),
                 loads = self.loads,
                 "load job done"
             );
             self.chunks += u64::from(load.upload.chunks());
+            self.staged_files += u64::from(matches!(load.via, Via::Gcs { .. }));
         }
         let t = self.target.as_mut().ok_or_else(|| Error::internal("bigquery: flush before open"))?;
         Ok(t.flush(next))

@@ -8,8 +8,9 @@ use bizon_core::{Destination, DestinationContext};
 use bizon_testkit::destination::next_cursor;
 
 use super::{BigQueryBatch, DESCRIPTOR};
-use crate::google::bigquery::{TableRef, UPLOAD_UNIT};
+use crate::google::bigquery::TableRef;
 use crate::google::testing::{assert_full_refresh_is_atomic, ctx, meta, records, tokens, Setup};
+use crate::google::upload::UPLOAD_UNIT;
 
 fn setup(extra: &str) -> Setup {
     Setup::new(&DESCRIPTOR, extra, tokens())
@@ -196,4 +197,69 @@ fn a_value_its_column_refuses_fails_the_load_naming_the_table() {
 fn full_refresh_readers_see_the_old_table_or_the_new_one_never_a_part() {
     let s = setup("destination_id: swap\n");
     assert_full_refresh_is_atomic(&s, "swap");
+}
+
+/// With `gcs_buffer_bucket`, as bizon: each load file is uploaded to the bucket in chunks, loaded
+/// by its gs:// URI with a job id of our own, and removed once loaded; a crashed attempt's loads
+/// are not published.
+#[test]
+fn with_a_bucket_files_are_staged_in_cloud_storage_loaded_by_uri_and_removed() {
+    let gcs = crate::google::testing::gcs_emulator();
+    let s = setup(&format!("destination_id: staged\ngcs_buffer_bucket: bizon-test\ngcs_url: {gcs}\n"));
+    let page = |d: &mut BigQueryBatch, it: u64| {
+        let rows =
+            records(it * 3000, 3000, |i| format!(r#"{{"id":{i},"pad":"{:x}"}}"#, i.wrapping_mul(0x9e3779b97f4a7c15)));
+        d.write(&rows, &meta(it as i64)).unwrap();
+        d.flush(&next_cursor(it as i64, (it + 1) * 3000)).unwrap()
+    };
+    let mut first = batch(&s, "staged");
+    first.open(&ctx(SyncMode::FullRefresh), None).unwrap();
+    let committed = page(&mut first, 0);
+    page(&mut first, 1); // loaded, never committed
+    assert!(first.chunks >= 2, "files went in chunks: {}", first.chunks);
+    drop(first);
+    let mut resumed = batch(&s, "staged");
+    resumed.open(&ctx(SyncMode::FullRefresh), Some(&committed)).unwrap();
+    page(&mut resumed, 1);
+    page(&mut resumed, 2);
+    resumed.finalize().unwrap();
+    assert_eq!(s.ds.rows("SELECT COUNT(*), COUNT(DISTINCT _source_record_id) FROM `{ds}.staged`")[0], ["9000", "9000"]);
+    // Every job loaded from the bucket, and nothing is left in it.
+    let http = s.ds.bq.http();
+    let listed = http
+        .send(
+            &crate::http::client::Request::get(format!("{gcs}/storage/v1/b/bizon-test/o"))
+                .query("prefix", "dummy/creatures/"),
+        )
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(listed.get("items").and_then(serde_json::Value::as_array).is_none_or(Vec::is_empty), "{listed}");
+    assert_eq!(resumed.staged_files, 2, "both of the resumed run's files went through the bucket");
+}
+
+/// A load job submitted again with the same id (a request retried after its answer was lost) is
+/// recognised as the job that ran: the rows are loaded once.
+#[test]
+fn a_load_submitted_twice_with_one_job_id_loads_once() {
+    let gcs_url = crate::google::testing::gcs_emulator();
+    let s = setup("");
+    let table = TableRef::new("p", &s.ds.name, "twice");
+    let columns = [crate::google::table::Column::new("id", "INT64", "NULLABLE")];
+    crate::google::table::ensure_table(&s.ds.bq, &table, &columns, None, None).unwrap();
+    let gcs = crate::google::storage::Storage::new(s.ds.bq.shared_http(), Some(&gcs_url));
+    let object = format!("twice/{}.json", s.ds.name);
+    let mut upload = gcs.start_upload("bizon-test", &object).unwrap();
+    upload.send(gcs.http(), b"{\"id\":1}\n{\"id\":2}\n".to_vec(), true, &[]).unwrap();
+    let load = serde_json::json!({
+        "destinationTable": {"projectId": "p", "datasetId": s.ds.name, "tableId": "twice"},
+        "sourceFormat": "NEWLINE_DELIMITED_JSON",
+        "sourceUris": [format!("gs://bizon-test/{object}")],
+        "writeDisposition": "WRITE_APPEND",
+    });
+    let job_id = format!("bizon_test_{}", s.ds.name);
+    s.ds.bq.load_uris(load.clone(), &job_id, "first").unwrap();
+    s.ds.bq.load_uris(load, &job_id, "again").unwrap();
+    assert_eq!(s.ds.rows("SELECT COUNT(*) FROM `{ds}.twice`")[0][0], "2");
+    gcs.delete("bizon-test", &object).unwrap();
 }
