@@ -584,7 +584,7 @@ YML
   row "bq-streaming-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
   target "bigquery_streaming peak RSS MB" "$RSS_MB" "<=" 64
   # bigquery: each flush (buffer_size, 50 MB of records) is one Parquet file streamed to the
-  # upload endpoint in 8 MiB chunks while rows are written, and one load job.
+  # upload endpoint in 4 MiB chunks while rows are written, and one load job.
   sed -e 's/name: bigquery_streaming/name: bigquery/' -e '/bq_max_rows_per_request/d' \
     -e "s|bq-state|bq-batch-state|" -e 's/^    api_url:/    destination_id: batch\n    api_url:/' "$WORK/bq.yml" > "$WORK/bq-batch.yml"
   export GCE_METADATA_HOST="127.0.0.1:$(cat "$WORK/meta.port")" GOOGLE_APPLICATION_CREDENTIALS="" CLOUDSDK_CONFIG="$WORK/no-gcloud"

@@ -19,9 +19,9 @@ use parquet::file::properties::WriterProperties;
 
 /// A row group is written once this many rows are buffered (BigQuery reads row groups in
 /// parallel; smaller groups also bound the memory of the one in progress).
-pub const ROW_GROUP_ROWS: usize = 65_536;
+pub const ROW_GROUP_ROWS: usize = 16_384;
 /// …or once the row group in progress holds this many bytes.
-const ROW_GROUP_BYTES: usize = 24 << 20;
+const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// The type of an extra column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +172,12 @@ impl LayoutParquet {
         Ok(())
     }
 
-    /// Encoded bytes not yet taken, whole multiples of `unit` (the rest stays for later).
+    /// Encoded bytes not yet taken, whole multiples of `unit` (the rest stays for later). The
+    /// writer's buffer keeps its capacity: no growing and freeing of large buffers per chunk.
     pub fn take(&mut self, unit: usize) -> Vec<u8> {
         let buf = self.writer.inner_mut();
-        let keep = buf.len() % unit.max(1);
-        let tail = buf.split_off(buf.len() - keep);
-        std::mem::replace(buf, tail)
+        let n = buf.len() - buf.len() % unit.max(1);
+        buf.drain(..n).collect()
     }
 
     /// Close the file: the bytes not yet taken, footer included.

@@ -5,8 +5,9 @@
 //! incremental mode (its state in the `bigquery` backend). The token endpoint is a local one that
 //! verifies the key's signature.
 //!
-//! The emulator (Python, DuckDB) takes a few thousand rows per second, so these runs move 40,000
-//! records, not the 1M of the benchmark.
+//! The emulator (Python, DuckDB) takes a few thousand insertAll rows per second, so the
+//! `bigquery_streaming` runs move 40,000 records; the `bigquery` (load jobs) runs move 1M, the
+//! incremental ones through a Cloud Storage bucket (`scripts/gcsemulator.sh`).
 
 mod common;
 
@@ -56,12 +57,24 @@ impl Drop for Dataset {
 struct Pipeline<'a> {
     destination: &'a str,
     mode: &'a str,
-    total: u64,
+    scale: Scale,
     bq_backend: bool,
+    /// More keys under `destination.config`.
+    extra: &'a str,
+}
+
+/// How much a run moves, and how fast: a whole run lasts about `total / rate_limit` seconds.
+#[derive(Clone, Copy)]
+struct Scale {
+    total: u64,
+    page_size: u64,
+    rate_limit: u64,
+    buffer_mb: u64,
 }
 
 fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> String {
-    let Pipeline { destination, mode, total, bq_backend } = *p;
+    let Pipeline { destination, mode, scale, bq_backend, extra } = *p;
+    let Scale { total, page_size, rate_limit, buffer_mb } = scale;
     let key_file = s.write("key.json", key);
     let backend = if bq_backend {
         format!(
@@ -75,9 +88,9 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> St
     };
     let text = format!(
         "name: bq_kill\nsource:\n  name: generator\n  stream: records\n  sync_mode: {mode}\n  cursor_field: updated_at\n  total: {total}\n  \
-         page_size: 200\n  record_size: 200\n  rate_limit: 4000\n\
+         page_size: {page_size}\n  record_size: 200\n  rate_limit: {rate_limit}\n\
          destination:\n  name: {destination}\n  config:\n    project_id: p\n    dataset_id: {ds}\n    \
-         api_url: {url}\n    buffer_size: 0\n    authentication:\n      service_account_key: {key}\n\
+         api_url: {url}\n    buffer_size: {buffer_mb}\n{extra}    authentication:\n      service_account_key: {key}\n\
          engine:\n  backend:\n{backend}",
         ds = ds.name,
         key = key_file.display(),
@@ -87,25 +100,33 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> St
 
 #[test]
 fn kill_9_at_seeded_moments_then_resume_publishes_every_record_exactly_once() {
-    kill_and_resume("bigquery_streaming", [0x5eed_b001, 0x5eed_b002]);
+    // The emulator takes a few thousand insertAll rows per second: 40,000 records, 10 s a run.
+    let scale = Scale { total: 40_000, page_size: 200, rate_limit: 4000, buffer_mb: 0 };
+    kill_and_resume("bigquery_streaming", scale, [0x5eed_b001, 0x5eed_b002], "");
 }
 
 #[test]
 fn load_jobs_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_once() {
-    kill_and_resume("bigquery", [0x5eed_b003, 0x5eed_b004]);
+    // Full refresh through the upload host, incremental through a Cloud Storage bucket.
+    let gcs = format!("    gcs_buffer_bucket: bizon-test\n    gcs_url: {}\n", bizon_testkit::google::gcs_emulator());
+    // Load jobs take 200,000 rows per second: 1M records, 5 s a run, a load every 5 MB.
+    let scale = Scale { total: 1_000_000, page_size: 5000, rate_limit: 200_000, buffer_mb: 5 };
+    kill_and_resume("bigquery", scale, [0x5eed_b003, 0x5eed_b004], &gcs);
 }
 
-fn kill_and_resume(destination: &str, seeds: [u64; 2]) {
+/// `incremental_extra`: more destination keys for the incremental runs.
+fn kill_and_resume(destination: &str, scale: Scale, seeds: [u64; 2], incremental_extra: &str) {
     let url = emulator();
     let tokens = TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false);
     // Incremental keeps its state in the `bigquery` backend: a killed run's lock is taken over at
     // once by the next (same host, process gone).
     for (seed, mode, bq_backend) in [(seeds[0], "full_refresh", false), (seeds[1], "incremental", true)] {
-        let total = 40_000;
+        let total = scale.total;
         let ds = Dataset::new("bq_kill", &url);
         let s = Scratch::new("bq-kill");
-        let cfg = pipeline(&s, &ds, &url, &tokens.key, &Pipeline { destination, mode, total, bq_backend });
-        // A whole run takes about 10 s (the rate limit); kills land 0.6–1.8 s into a run.
+        let extra = if mode == "incremental" { incremental_extra } else { "" };
+        let cfg = pipeline(&s, &ds, &url, &tokens.key, &Pipeline { destination, mode, scale, bq_backend, extra });
+        // Kills land 0.6–1.8 s into a run.
         let (killed, finished) = kill_at_seeded_moments(&s, &cfg, seed, 4, 600, 1200);
         assert!(killed >= 3, "{destination} {mode}: only {killed} runs were killed mid-run");
         assert!(!finished, "{destination} {mode}: a run finished before the fourth kill");

@@ -4,7 +4,7 @@
 //! BigQuery's parsing).
 //!
 //! Each flush is one load file and one load job. The file is written as rows arrive and streamed
-//! to BigQuery's upload endpoint in 8 MiB chunks of a resumable upload (memory holds one chunk and
+//! to BigQuery's upload endpoint in 4 MiB chunks of a resumable upload (memory holds one chunk and
 //! one Parquet row group, whatever `buffer_size` is); the flush sends the last chunk, which starts
 //! the load job, and waits for it before the cursor commits. The job id is derived from the job,
 //! the attempt and the flush's first iteration, so a request retried after its answer was lost is
@@ -33,8 +33,9 @@ use crate::google::table::batch_columns;
 use crate::google::upload::{ResumableUpload, UPLOAD_UNIT};
 use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet, Naming};
 
-/// Bytes of load file sent per upload request (Google recommends at least 8 MiB).
-const CHUNK: usize = 32 * UPLOAD_UNIT;
+/// Bytes of load file sent per upload request (a multiple of 256 KiB; bounds the memory of the
+/// file not yet sent).
+const CHUNK: usize = 16 * UPLOAD_UNIT;
 
 /// The load file of the flush in progress.
 enum LoadFile {
