@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", bizon_core::redact::redact(&format!("{:#}", f.error)));
             ExitCode::from(f.code)
         }
     }

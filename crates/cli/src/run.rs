@@ -36,12 +36,30 @@ fn init_logging(level: Option<LogArg>, cfg_level: Option<LogLevel>, format: LogF
         Ok(v) if level.is_none() && !v.is_empty() => EnvFilter::new(v),
         _ => EnvFilter::new(name),
     };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| Redacting(std::io::stderr()))
+        .with_target(false);
     let _ = match format {
         // the job's span (job_id, stream) rides on every line of the run
         LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
     };
+}
+
+/// A log line with the values of resolved secret references masked (each event is one write).
+struct Redacting<W: std::io::Write>(W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(bizon_core::redact::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {

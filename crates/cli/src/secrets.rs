@@ -1,4 +1,5 @@
-//! `bizon secrets check`: which placeholders of a config resolve, without printing a value.
+//! `bizon secrets check`: which placeholders and secret references (`gsm://`) of a config
+//! resolve, without printing a value.
 
 use anyhow::anyhow;
 
@@ -10,6 +11,8 @@ pub fn check(args: &ConfigArgs) -> Result<(), Failure> {
     let text = read_config(args)?;
     let env = env_lookup(args)?;
     let root = bizon_core::config::yaml::parse(&text)
+        .map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))?;
+    let env = bizon_connectors::config::ConfigEnv::new(&root, &env)
         .map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))?;
     let mut found = 0;
     let mut missing = 0;
@@ -30,14 +33,14 @@ pub fn check(args: &ConfigArgs) -> Result<(), Failure> {
     for (path, text) in scalars {
         match bizon_core::config::interp::resolve_str(&text, &env) {
             Ok(None) => {}
-            Ok(Some(_)) => {
+            Ok(Some(value)) => {
                 found += 1;
-                println!("{path:<40} ok");
+                println!("{path:<40} ok ({} chars)", value.chars().count());
             }
             Err(m) => {
                 found += 1;
                 missing += 1;
-                println!("{path:<40} FAILED: {m}");
+                println!("{path:<40} FAILED: {}", bizon_core::redact::redact(&m));
             }
         }
     }

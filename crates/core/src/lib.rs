@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod record;
+pub mod redact;
 pub mod suggest;
 pub mod time;
 pub mod traits;

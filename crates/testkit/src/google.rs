@@ -116,3 +116,133 @@ fn started(var: &str, script: &str, what: &str) -> String {
     assert!(out.status.success(), "{what} did not start (scripts/{script}): {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_owned()
 }
+
+/// A Secret Manager stand-in (`GET /v1/projects/P/secrets/ID/versions/V:access`, Google's
+/// answer shape): `secrets` (ID → value) answered for a bearer token the token endpoint issued,
+/// `denied` IDs answered 403 `PERMISSION_DENIED`, others 404 `NOT_FOUND`.
+pub struct SecretServer {
+    pub api: FakeApi,
+}
+
+impl SecretServer {
+    pub fn start(project: &str, secrets: &[(&str, &str)], denied: &[&str]) -> Self {
+        let project = project.to_owned();
+        let secrets: Vec<(String, String)> = secrets.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let denied: Vec<String> = denied.iter().map(|d| (*d).to_owned()).collect();
+        let api = FakeApi::start(move |r| {
+            let error = |code: u16, status: &str, message: String| {
+                FakeResponse::status(
+                    code,
+                    &json!({"error": {"code": code, "message": message, "status": status}}).to_string(),
+                )
+            };
+            if !r.header("authorization").is_some_and(|a| a.starts_with("Bearer ya29.test-token-")) {
+                return error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.".into());
+            }
+            let prefix = format!("/v1/projects/{project}/secrets/");
+            let Some(rest) = r.path.strip_prefix(&prefix).and_then(|p| p.strip_suffix(":access")) else {
+                return error(404, "NOT_FOUND", format!("no route {}", r.path));
+            };
+            let (id, version) = rest.split_once("/versions/").unwrap_or((rest, ""));
+            let name = format!("projects/{project}/secrets/{id}/versions/{version}");
+            if denied.iter().any(|d| d == id) {
+                return error(
+                    403,
+                    "PERMISSION_DENIED",
+                    format!("Permission 'secretmanager.versions.access' denied for resource '{name}'"),
+                );
+            }
+            match secrets.iter().find(|(k, _)| k == id) {
+                Some((_, v)) => FakeResponse::json(json!({
+                    "name": format!("projects/{project}/secrets/{id}/versions/1"),
+                    "payload": {"data": base64::engine::general_purpose::STANDARD.encode(v)},
+                })),
+                None => error(404, "NOT_FOUND", format!("Secret [{name}] not found or has no versions.")),
+            }
+        });
+        SecretServer { api }
+    }
+}
+
+/// A Sheets API v4 stand-in for one spreadsheet (Google's response shapes): `GET
+/// /v4/spreadsheets/ID` (sheet properties with the grid's `rowCount`) and `GET
+/// /v4/spreadsheets/ID/values/'Title'!N:M` (the rows of that range, trailing empty cells and
+/// trailing empty rows left out, as the API does). `throttle_first`: answer the first values
+/// request 429 with `Retry-After: 1`; `delay`: wait this long before each values answer.
+pub struct FakeSheets {
+    pub api: FakeApi,
+    pub id: String,
+    /// Values requests answered 429.
+    pub throttled: Arc<AtomicU64>,
+}
+
+impl FakeSheets {
+    pub fn start(
+        title: &str,
+        rows: Vec<Vec<String>>,
+        grid_rows: u64,
+        throttle_first: bool,
+        delay: Option<std::time::Duration>,
+    ) -> Self {
+        let id = "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-sheet".to_owned();
+        let title = title.to_owned();
+        let throttled = Arc::new(AtomicU64::new(0));
+        let values_seen = Arc::new(AtomicU64::new(0));
+        let (sid, t) = (id.clone(), throttled.clone());
+        let api = FakeApi::start(move |r| {
+            if !r.header("authorization").is_some_and(|a| a.starts_with("Bearer ya29.test-token-")) {
+                return FakeResponse::status(401, r#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#);
+            }
+            let path = crate::http::decode(&r.path);
+            if path == format!("/v4/spreadsheets/{sid}") {
+                return FakeResponse::json(json!({"sheets": [
+                    {"properties": {"sheetId": 0, "title": "Other", "gridProperties": {"rowCount": 1000, "columnCount": 26}}},
+                    {"properties": {"sheetId": 1, "title": title, "gridProperties": {"rowCount": grid_rows, "columnCount": 26}}},
+                ]}));
+            }
+            let Some(range) = path.strip_prefix(&format!("/v4/spreadsheets/{sid}/values/")) else {
+                return FakeResponse::status(
+                    404,
+                    r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#,
+                );
+            };
+            let quoted = format!("'{}'!", title.replace('\'', "''"));
+            let Some(span) = range.strip_prefix(&quoted) else {
+                return FakeResponse::status(
+                    400,
+                    &json!({"error": {"code": 400, "message": format!("Unable to parse range: {range}"), "status": "INVALID_ARGUMENT"}})
+                        .to_string(),
+                );
+            };
+            if throttle_first && values_seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                t.fetch_add(1, Ordering::SeqCst);
+                return FakeResponse::status(429, r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}"#)
+                    .header("Retry-After", "1");
+            }
+            let (from, to) = span.split_once(':').unwrap_or((span, span));
+            let (from, to): (usize, usize) = (from.parse().unwrap_or(1), to.parse().unwrap_or(1));
+            let mut out: Vec<Vec<String>> = rows
+                .iter()
+                .skip(from - 1)
+                .take(to + 1 - from)
+                .map(|row| {
+                    let keep = row.iter().rposition(|c| !c.is_empty()).map_or(0, |i| i + 1);
+                    row[..keep].to_vec()
+                })
+                .collect();
+            while out.last().is_some_and(Vec::is_empty) {
+                out.pop();
+            }
+            let mut answer = json!({"range": format!("{quoted}A{from}:Z{to}"), "majorDimension": "ROWS"});
+            if !out.is_empty() {
+                answer["values"] = json!(out);
+            }
+            let response = FakeResponse::json(answer);
+            match delay {
+                Some(d) => response.delay(d),
+                None => response,
+            }
+        });
+        FakeSheets { api, id, throttled }
+    }
+}

@@ -210,6 +210,54 @@ fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result
     Ok(())
 }
 
+/// Variables from `env`, and the config's secret references (`gsm://`, with the config's
+/// `secrets.gsm` settings) resolved on first use.
+pub struct ConfigEnv<'a> {
+    env: &'a dyn Env,
+    #[cfg(feature = "bigquery")]
+    gsm: crate::google::secrets::GsmResolver,
+}
+
+impl<'a> ConfigEnv<'a> {
+    /// For the config `root` (not yet resolved: `secrets.gsm` may use `${VAR}` itself).
+    pub fn new(root: &yaml::Node, env: &'a dyn Env) -> Result<Self, yaml::Error> {
+        let setting = |key: &str| -> Result<Option<String>, yaml::Error> {
+            let Some(n) = root.get("secrets").and_then(|s| s.get("gsm")).and_then(|g| g.get(key)) else {
+                return Ok(None);
+            };
+            let Some(text) = n.as_str() else { return Ok(None) };
+            let path = format!("secrets.gsm.{key}");
+            match interp::resolve_str(text, env).map_err(|m| yaml::Error::new(m, n.mark, &path))? {
+                Some(v) => Ok(Some(v)),
+                None => Ok(Some(text.to_owned())),
+            }
+        };
+        let project = setting("project_id")?.or_else(|| env.var("GOOGLE_CLOUD_PROJECT"));
+        let api_url = setting("api_url")?;
+        #[cfg(not(feature = "bigquery"))]
+        let _ = (project, api_url);
+        Ok(ConfigEnv {
+            env,
+            #[cfg(feature = "bigquery")]
+            gsm: crate::google::secrets::GsmResolver::new(project, api_url.as_deref()),
+        })
+    }
+}
+
+impl Env for ConfigEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name)
+    }
+
+    fn reference(&self, scheme: &str, path: &str) -> Option<Result<String, String>> {
+        match scheme {
+            #[cfg(feature = "bigquery")]
+            "gsm" => Some(self.gsm.resolve(path)),
+            _ => self.env.reference(scheme, path),
+        }
+    }
+}
+
 /// Parse and validate a config text. `env` resolves placeholders.
 pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let mut root = yaml::parse(text)?;
@@ -225,7 +273,8 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
         }
         _ => return Err(err(format!("expected a mapping at the top level, found {}", root.kind_name()), &root, "")),
     }
-    interp::resolve(&mut root, env, "")?;
+    let env = ConfigEnv::new(&root, env)?;
+    interp::resolve(&mut root, &env, "")?;
     known_keys(&root, TOP_LEVEL_KEYS, "", "")?;
     let required = |key: &str| {
         root.get(key)

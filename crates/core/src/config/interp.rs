@@ -1,7 +1,11 @@
 //! Environment placeholders, resolved on the node tree before typed deserialization:
 //! - `BIZON_ENV_X` as a whole value: the value of the environment variable `BIZON_ENV_X`
 //!   (bizon's legacy form);
-//! - `env://X` as a whole value, or `${env://X}` / `${X}` / `${X:-default}` inside a string.
+//! - `env://X` as a whole value, or `${env://X}` / `${X}` / `${X:-default}` inside a string;
+//! - `gsm://SECRET` (Google Secret Manager, bizon's forms: `ID`, `ID/versions/N`,
+//!   `projects/P/secrets/ID/versions/N`) as a whole value or `${gsm://SECRET}` inside a string,
+//!   through [`Env::reference`] (the connectors' Secret Manager client); without one, an error
+//!   naming the reference, so a secret's address is never used as its value.
 //!
 //! Resolved nodes are flagged `from_env`, so `config show` masks them. A missing variable is an
 //! error naming it and where it is used; the value itself never appears in a message.
@@ -14,6 +18,21 @@ use super::yaml::{Error, Node, Value};
 /// Where variables come from: the process environment first, then a `.env` file.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+    /// The value of a `scheme://path` secret reference (`gsm`): `None` when this build cannot
+    /// resolve the scheme, else the value or why not (naming the reference, never a value).
+    fn reference(&self, _scheme: &str, _path: &str) -> Option<Result<String, String>> {
+        None
+    }
+}
+
+/// The value of a secret reference, or an error naming it.
+fn secret(env: &dyn Env, scheme: &str, path: &str) -> Result<String, String> {
+    env.reference(scheme, path).unwrap_or_else(|| {
+        Err(format!(
+            "`{scheme}://{path}` is a Google Secret Manager reference, which this build cannot resolve (it needs the \
+             `bigquery` cargo feature, which brings Google auth)"
+        ))
+    })
 }
 
 impl<F: Fn(&str) -> Option<String>> Env for F {
@@ -60,6 +79,9 @@ pub fn resolve_str(s: &str, env: &dyn Env) -> Result<Option<String>, String> {
     if let Some(name) = trimmed.strip_prefix("env://") {
         return lookup(name.trim()).map(Some);
     }
+    if let Some(path) = trimmed.strip_prefix("gsm://") {
+        return secret(env, "gsm", path.trim()).map(Some);
+    }
     if !s.contains("${") {
         return Ok(None);
     }
@@ -76,10 +98,16 @@ pub fn resolve_str(s: &str, env: &dyn Env) -> Result<Option<String>, String> {
         };
         let name = match name.split_once("://") {
             Some(("env", n)) => n.trim(),
+            Some(("gsm", path)) => {
+                out.push_str(&secret(env, "gsm", path.trim())?);
+                rest = &after[end + 1..];
+                continue;
+            }
             Some((scheme, _)) => {
                 return Err(format!(
                     "placeholder `${{{inner}}}` uses the `{scheme}://` scheme, which this build does not resolve; \
-                     supported: `${{VAR}}`, `${{env://VAR}}`, `env://VAR`, `BIZON_ENV_*`"
+                     supported: `${{VAR}}`, `${{env://VAR}}`, `${{gsm://SECRET}}`, `env://VAR`, `gsm://SECRET`, \
+                     `BIZON_ENV_*`"
                 ))
             }
             None => name,
@@ -187,7 +215,12 @@ mod tests {
         assert_eq!(resolve_str("${NOPE:-dflt}", &env).unwrap().as_deref(), Some("dflt"));
         assert_eq!(resolve_str("plain", &env).unwrap(), None);
         assert!(resolve_str("${NOPE}", &env).unwrap_err().contains("`NOPE` is not set"));
-        assert!(resolve_str("${gsm://x}", &env).unwrap_err().contains("gsm://"));
+        assert!(resolve_str("${gsm://x}", &env).unwrap_err().contains("gsm://x"));
+        // A whole-value reference never passes through as a literal (it would be sent as a password).
+        let e = resolve_str("gsm://projects/p/secrets/db/versions/2", &env).unwrap_err();
+        assert!(e.contains("`gsm://projects/p/secrets/db/versions/2`") && e.contains("cannot resolve"), "{e}");
+        // Other URIs are values, not references.
+        assert_eq!(resolve_str("postgresql://u@h/db", &env).unwrap(), None);
         assert!(resolve_str("${oops", &env).unwrap_err().contains("unclosed"));
     }
 

@@ -380,8 +380,12 @@ pub struct SecretsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GsmSettings {
+    /// The project of `gsm://ID` references (else GOOGLE_CLOUD_PROJECT, else the credentials').
     #[serde(default)]
     pub project_id: Option<String>,
+    /// Secret Manager's base URL (default Google's; tests override it).
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -464,6 +468,7 @@ pub fn masked_json(node: &yaml::Node) -> Json {
             "api-key",
             "credential",
             "private_key",
+            "service_account_key",
             "dsn",
             "webhook",
             "authorization",
