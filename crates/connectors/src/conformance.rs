@@ -71,6 +71,23 @@ fn every_registered_source_runs_the_conformance_suite() {
             name @ ("rest" | "pokeapi" | "gbif" | "hubspot" | "cycle" | "sana_ai" | "periscope") => {
                 crate::http::conformance::run(name, &|text| source_of(d, text))
             }
+            #[cfg(feature = "bigquery")]
+            "gsheets" => {
+                use bizon_testkit::google::{FakeSheets, TokenServer};
+                let mut rows = vec![vec!["id".to_owned(), "updated_at".to_owned()]];
+                rows.extend((0..95).map(|i| vec![i.to_string(), format!("2024-01-01T00:00:{:02}Z", i % 60)]));
+                let sheets = FakeSheets::start("Data sheet", rows, 200, false, None);
+                let tokens = TokenServer::start("conformance@p.iam.gserviceaccount.com", 3600, false);
+                let text = format!(
+                    "name: gsheets\nstream: worksheet\nspreadsheet_url: {}\nworksheet_name: Data sheet\nbase_url: {}\n\
+                     rows_per_page: 10\nservice_account_key: '{}'\n",
+                    sheets.id,
+                    sheets.api.url,
+                    tokens.key.replace('\'', "''")
+                );
+                let (spec, common) = source_of(d, &text);
+                source_suite(&|| spec.build(&common, &[]), &ReadContext::default(), 95);
+            }
             other => panic!("source `{other}` is in the registry but has no conformance fixture in conformance.rs"),
         }
     }

@@ -33,6 +33,9 @@ pub enum ConfigError {
     /// A column of the `record_schemas` entry of `destination_id` that the destination refuses.
     #[error("record_schemas `{destination_id}`: {source}")]
     RecordSchemas { destination_id: String, source: Box<ConfigError> },
+    /// A value a key does not accept, and why.
+    #[error("`{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
     /// More than one part of a routed destination commits the cursor in its own transaction.
     #[error("at most one transactional destination can be routed to")]
     SeveralTransactional,

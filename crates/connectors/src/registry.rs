@@ -51,6 +51,7 @@ pub static SOURCES: &[Entry<SourceDescriptor>] = &[
     entry!("hubspot", "http", sources::hubspot::DESCRIPTOR),
     entry!("sana_ai", "http", sources::sana_ai::DESCRIPTOR),
     entry!("periscope", "http", sources::periscope::DESCRIPTOR),
+    entry!("gsheets", "bigquery", sources::gsheets::DESCRIPTOR),
 ];
 
 pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
@@ -75,7 +76,7 @@ pub static QUEUES: &[Entry<QueueDescriptor>] = &[
 ];
 
 /// bizon's connectors that bizon-rs does not have yet (a config naming one is told so).
-pub const PLANNED_SOURCES: &[&str] = &["notion", "gsheets"];
+pub const PLANNED_SOURCES: &[&str] = &["notion"];
 pub const PLANNED_DESTINATIONS: &[&str] = &["bigquery_streaming_v2"];
 pub const PLANNED_BACKENDS: &[&str] = &[];
 

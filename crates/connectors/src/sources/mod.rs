@@ -6,6 +6,8 @@ pub mod dummy;
 #[cfg(feature = "http")]
 pub mod gbif;
 pub mod generator;
+#[cfg(feature = "bigquery")]
+pub mod gsheets;
 #[cfg(feature = "http")]
 mod http_keys;
 #[cfg(feature = "http")]
