@@ -147,3 +147,81 @@ pub fn assert_full_refresh_is_atomic(s: &Setup, destination_id: &str) {
     assert!(seen.iter().all(|c| c == "1000" || c == "3000"), "a reader saw a partial table: {seen:?}");
     assert!(seen.contains("1000") && seen.contains("3000"), "the reader saw both tables: {seen:?}");
 }
+
+/// Typed columns of every type the emulator has, written through `descriptor`'s destination in
+/// `mode` (published when staged): the values read back equal the values written. Without
+/// `check_bytes` the BYTES value is not compared: bqemulator's NDJSON load stores a BYTES
+/// column's base64 text undecoded (BigQuery decodes it, as its insertAll path does).
+pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: SyncMode, check_bytes: bool) {
+    // BIGNUMERIC (the emulator answers 500) and GEOGRAPHY (offline, no spatial extension) are
+    // left out; RECORD needs nested fields, which bizon's record_schemas cannot declare.
+    let columns = [
+        ("i", "INTEGER", "NULLABLE"),
+        ("f", "FLOAT", "NULLABLE"),
+        ("n", "NUMERIC", "NULLABLE"),
+        ("b", "BOOLEAN", "NULLABLE"),
+        ("s", "STRING", "REQUIRED"),
+        ("by", "BYTES", "NULLABLE"),
+        ("d", "DATE", "NULLABLE"),
+        ("dt", "DATETIME", "NULLABLE"),
+        ("t", "TIME", "NULLABLE"),
+        ("ts", "TIMESTAMP", "NULLABLE"),
+        ("j", "JSON", "NULLABLE"),
+        ("tags", "STRING", "REPEATED"),
+    ];
+    let schema: String =
+        columns.iter().map(|(n, t, m)| format!("      - {{name: {n}, type: {t}, mode: {m}}}\n")).collect();
+    let s = Setup::new(
+        descriptor,
+        &format!(
+            "unnest: true\ndestination_id: all_types\nrecord_schemas:\n  - destination_id: all_types\n    \
+             record_schema:\n{schema}"
+        ),
+        tokens(),
+    );
+    let mut d = s.spec.build("all_types", None);
+    d.open(&ctx(mode), None).unwrap();
+    let record = r#"{"i": 9007199254740993, "f": 1.5, "n": "123.456", "b": true, "s": "bizon \"é\" \\ ok",
+        "by": "aGVsbG8=", "d": "2024-02-29", "dt": "2024-02-29T12:34:56.123456", "t": "12:34:56.250000",
+        "ts": "2024-02-29T12:34:56.123456Z", "j": {"a": [1, 2], "b": null}, "tags": ["x", "y"]}"#;
+    let nulls = r#"{"s": "only the required one"}"#;
+    let mut batch = RecordBatch::default();
+    batch.push("r1", 1, record.as_bytes());
+    batch.push("r2", 2, nulls.as_bytes());
+    d.write(&batch, &meta(0)).unwrap();
+    d.flush(&bizon_testkit::destination::next_cursor(0, 2)).unwrap();
+    d.finalize().unwrap();
+    // NUMERIC is compared by value (its text differs: DuckDB keeps the scale's trailing zeros).
+    let rows = s.ds.rows(
+        "SELECT CAST(i AS STRING), CAST(f AS STRING), CAST(n * 1000 AS INT64), CAST(b AS STRING), s, TO_BASE64(`by`), \
+         CAST(d AS STRING), FORMAT_DATETIME('%Y-%m-%dT%H:%M:%E6S', dt), FORMAT_TIME('%H:%M:%E6S', t), \
+         FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%E6SZ', ts, 'UTC'), TO_JSON_STRING(j), ARRAY_TO_STRING(tags, ','), \
+         IFNULL(ARRAY_LENGTH(tags), 0) FROM `{ds}.all_types` ORDER BY s",
+    );
+    let mut got = rows[0].clone();
+    if !check_bytes {
+        got[5] = "aGVsbG8=".into();
+    }
+    assert_eq!(
+        got,
+        [
+            "9007199254740993",
+            "1.5",
+            "123456",
+            "true",
+            "bizon \"é\" \\ ok",
+            "aGVsbG8=",
+            "2024-02-29",
+            "2024-02-29T12:34:56.123456",
+            "12:34:56.250000",
+            "2024-02-29T12:34:56.123456Z",
+            r#"{"a":[1,2],"b":null}"#,
+            "x,y",
+            "2"
+        ]
+    );
+    // The record without the optional fields: NULLs, and an empty array for the REPEATED column.
+    assert_eq!(rows[1][4], "only the required one");
+    assert!(rows[1][..4].iter().chain(&rows[1][5..11]).all(|c| c == "null"), "{:?}", rows[1]);
+    assert_eq!(rows[1][12], "0");
+}
