@@ -175,9 +175,7 @@ impl LayoutParquet {
     /// Encoded bytes not yet taken, whole multiples of `unit` (the rest stays for later). The
     /// writer's buffer keeps its capacity: no growing and freeing of large buffers per chunk.
     pub fn take(&mut self, unit: usize) -> Vec<u8> {
-        let buf = self.writer.inner_mut();
-        let n = buf.len() - buf.len() % unit.max(1);
-        buf.drain(..n).collect()
+        take_whole_units(self.writer.inner_mut(), unit)
     }
 
     /// Close the file: the bytes not yet taken, footer included.
@@ -185,6 +183,16 @@ impl LayoutParquet {
         self.writer.finish().map_err(|e| Error::permanent(format!("closing a Parquet file: {e}")))?;
         Ok(std::mem::take(self.writer.inner_mut()))
     }
+}
+
+/// The bytes of `buf` that fill whole multiples of `unit`, taken from its front; the rest stays.
+/// `buf` keeps its capacity, so a buffer filled and drained over and over is not reallocated.
+pub fn take_whole_units(buf: &mut Vec<u8>, unit: usize) -> Vec<u8> {
+    let n = buf.len() - buf.len() % unit.max(1);
+    if n == 0 {
+        return Vec::new();
+    }
+    buf.drain(..n).collect()
 }
 
 /// The text values of string column `column` in a Parquet file, or in every `*.parquet` file of a

@@ -224,6 +224,14 @@ pub struct GoogleTokens {
     pub scope: String,
 }
 
+/// An HTTP client whose requests carry tokens of `credentials` for `scope`, refreshed before
+/// they expire: what every Google API client here is built on.
+pub fn client(credentials: Credentials, scope: &str, settings: crate::http::settings::HttpSettings) -> HttpClient {
+    let tokens = GoogleTokens { credentials, scope: scope.to_owned() };
+    let auth = crate::http::auth::Auth::new(crate::http::auth::AuthSpec::Provider(std::sync::Arc::new(tokens)));
+    HttpClient::new(settings, auth)
+}
+
 impl GoogleTokens {
     pub fn new(credentials: Credentials) -> Self {
         GoogleTokens { credentials, scope: CLOUD_PLATFORM.into() }

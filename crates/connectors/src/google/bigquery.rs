@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use bizon_core::{Error, Json, Result};
 use serde_json::json;
 
-use super::auth::{Credentials, GoogleTokens};
+use super::auth::{Credentials, CLOUD_PLATFORM};
 use super::upload::ResumableUpload;
-use crate::http::auth::{Auth, AuthSpec};
 use crate::http::client::{Body, HttpClient, Method, Request, Response};
 use crate::http::settings::HttpSettings;
 
@@ -107,9 +106,8 @@ impl BigQuery {
             concurrency: 16,
             ..Default::default()
         };
-        let auth = Auth::new(AuthSpec::Provider(Arc::new(GoogleTokens::new(credentials))));
         BigQuery {
-            http: Arc::new(HttpClient::new(settings, auth)),
+            http: Arc::new(super::auth::client(credentials, CLOUD_PLATFORM, settings)),
             api: api_url.unwrap_or(API_URL).trim_end_matches('/').to_owned(),
             project: project.to_owned(),
             location: None,
@@ -342,7 +340,7 @@ impl BigQuery {
     /// BigQuery already ran (a request retried after its answer was lost: 409) is recognised
     /// and waited for instead of loading twice.
     pub fn finish_load(&self, u: &mut ResumableUpload, job_id: &str, bytes: Vec<u8>) -> Result<Json> {
-        let r = u.send(&self.http, bytes, true, &[409])?.ok_or_else(|| u.incomplete())?;
+        let r = u.send(bytes, true, &[409])?.ok_or_else(|| u.incomplete())?;
         self.job_answered(r, job_id, u.what())
     }
 

@@ -7,13 +7,11 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use base64::Engine;
 use bizon_core::Json;
 
-use super::auth::{Credentials, GoogleTokens};
-use crate::http::auth::{Auth, AuthSpec};
+use super::auth::{client, Credentials, CLOUD_PLATFORM};
 use crate::http::client::{HttpClient, Request};
 use crate::http::settings::HttpSettings;
 
@@ -43,9 +41,8 @@ impl GsmResolver {
             .get_or_init(|| {
                 let credentials = Credentials::application_default()
                     .map_err(|e| format!("no Google credentials for Secret Manager: {e}"))?;
-                let auth = Auth::new(AuthSpec::Provider(Arc::new(GoogleTokens::new(credentials.clone()))));
                 let settings = HttpSettings { max_retries: 4, ..Default::default() };
-                Ok((HttpClient::new(settings, auth), credentials))
+                Ok((client(credentials.clone(), CLOUD_PLATFORM, settings), credentials))
             })
             .as_ref()
             .map_err(Clone::clone)

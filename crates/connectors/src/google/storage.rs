@@ -22,10 +22,6 @@ impl Storage {
         Storage { http, api: api_url.unwrap_or(API_URL).trim_end_matches('/').to_owned() }
     }
 
-    pub fn http(&self) -> &HttpClient {
-        &self.http
-    }
-
     /// Start uploading `gs://bucket/name`.
     pub fn start_upload(&self, bucket: &str, name: &str) -> Result<ResumableUpload> {
         let req = Request::post_json(
@@ -41,30 +37,10 @@ impl Storage {
     pub fn delete(&self, bucket: &str, name: &str) -> Result<()> {
         let req = Request {
             method: Method::Delete,
-            url: format!("{}/storage/v1/b/{bucket}/o/{}", self.api, encode(name)),
+            url: format!("{}/storage/v1/b/{bucket}/o/{}", self.api, super::path_segment(name)),
             ..Default::default()
         };
         self.http.send_accepting(&req, &[404])?;
         Ok(())
-    }
-}
-
-/// An object name as one URL path segment (`/` and everything but unreserved characters escaped).
-fn encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() * 3);
-    for b in name.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn object_names_are_one_path_segment() {
-        assert_eq!(super::encode("src/stream/a b.parquet"), "src%2Fstream%2Fa%20b.parquet");
     }
 }

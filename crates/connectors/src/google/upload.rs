@@ -12,8 +12,9 @@ use crate::http::client::{Body, HttpClient, Method, Request, Response};
 /// Chunks other than the last are multiples of this (Google's rule).
 pub const UPLOAD_UNIT: usize = 256 << 10;
 
-/// An upload in progress.
+/// An upload in progress, on the client that opened it.
 pub struct ResumableUpload {
+    http: Arc<HttpClient>,
     url: String,
     sent: u64,
     /// Requests that carried data.
@@ -23,13 +24,13 @@ pub struct ResumableUpload {
 
 impl ResumableUpload {
     /// Open the session with `req` (its answer's `Location` is the session URL).
-    pub fn start(http: &HttpClient, req: &Request, what: &str) -> Result<Self> {
+    pub fn start(http: &Arc<HttpClient>, req: &Request, what: &str) -> Result<Self> {
         let r = http.send(req)?;
         let url = r
             .header("location")
             .ok_or_else(|| Error::transient(format!("{what}: the upload answered without a session URL")))?
             .to_owned();
-        Ok(ResumableUpload { url, sent: 0, chunks: 0, what: what.to_owned() })
+        Ok(ResumableUpload { http: http.clone(), url, sent: 0, chunks: 0, what: what.to_owned() })
     }
 
     /// Bytes sent so far.
@@ -48,7 +49,7 @@ impl ResumableUpload {
 
     /// Send the next chunk (a multiple of [`UPLOAD_UNIT`] unless `last`). `None` while the
     /// upload goes on; the last chunk's answer (a 2xx or one of `accept`).
-    pub fn send(&mut self, http: &HttpClient, bytes: Vec<u8>, last: bool, accept: &[u16]) -> Result<Option<Response>> {
+    pub fn send(&mut self, bytes: Vec<u8>, last: bool, accept: &[u16]) -> Result<Option<Response>> {
         let end = self.sent + bytes.len() as u64;
         let range = match (last, bytes.is_empty()) {
             (false, true) => return Ok(None),
@@ -65,7 +66,7 @@ impl ResumableUpload {
         .header("Content-Range", range);
         let mut statuses = vec![308];
         statuses.extend_from_slice(accept);
-        let r = http.send_accepting(&req, &statuses)?;
+        let r = self.http.send_accepting(&req, &statuses)?;
         self.chunks += u32::from(end > self.sent);
         self.sent = end;
         match r.status {

@@ -50,12 +50,7 @@ impl LoadFile {
     fn take(&mut self, chunk: usize) -> Vec<u8> {
         match self {
             LoadFile::Parquet(p) => p.take(chunk),
-            LoadFile::Ndjson(buf) if buf.len() >= chunk => {
-                let keep = buf.len() % chunk;
-                let tail = buf.split_off(buf.len() - keep);
-                std::mem::replace(buf, tail)
-            }
-            LoadFile::Ndjson(_) => Vec::new(),
+            LoadFile::Ndjson(buf) => crate::parquet::take_whole_units(buf, chunk),
         }
     }
 
@@ -252,13 +247,7 @@ impl Destination for BigQueryBatch {
         self.append(&mut load.file, batch, meta)?;
         load.rows += batch.len() as u64;
         let ready = load.file.take(self.chunk);
-        if !ready.is_empty() {
-            let http = match &self.storage {
-                Some(gcs) if matches!(load.via, Via::Gcs { .. }) => gcs.http(),
-                _ => self.target()?.bq.http(),
-            };
-            load.upload.send(http, ready, false, &[])?;
-        }
+        load.upload.send(ready, false, &[])?;
         self.load = Some(load);
         Ok(())
     }
@@ -272,7 +261,7 @@ impl Destination for BigQueryBatch {
                 Via::UploadHost => t.bq.finish_load(&mut load.upload, &load.job_id, rest)?,
                 Via::Gcs { bucket, object } => {
                     let gcs = self.storage.as_ref().ok_or_else(|| Error::internal("bigquery: no storage client"))?;
-                    load.upload.send(gcs.http(), rest, true, &[])?.ok_or_else(|| load.upload.incomplete())?;
+                    load.upload.send(rest, true, &[])?.ok_or_else(|| load.upload.incomplete())?;
                     let mut config = load.config.clone();
                     config["sourceUris"] = json!([format!("gs://{bucket}/{object}")]);
                     let job = t.bq.load_uris(config, &load.job_id, load.upload.what())?;

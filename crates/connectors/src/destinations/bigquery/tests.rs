@@ -258,7 +258,7 @@ fn a_load_submitted_twice_with_one_job_id_loads_once() {
     let gcs = crate::google::storage::Storage::new(s.ds.bq.shared_http(), Some(&gcs_url));
     let object = format!("twice/{}.json", s.ds.name);
     let mut upload = gcs.start_upload("bizon-test", &object).unwrap();
-    upload.send(gcs.http(), b"{\"id\":1}\n{\"id\":2}\n".to_vec(), true, &[]).unwrap();
+    upload.send(b"{\"id\":1}\n{\"id\":2}\n".to_vec(), true, &[]).unwrap();
     let load = serde_json::json!({
         "destinationTable": {"projectId": "p", "datasetId": s.ds.name, "tableId": "twice"},
         "sourceFormat": "NEWLINE_DELIMITED_JSON",

@@ -26,8 +26,7 @@ use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::error::ConfigError;
-use crate::google::auth::{Credentials, GoogleTokens};
-use crate::http::auth::{Auth, AuthSpec};
+use crate::google::{self, auth::Credentials};
 use crate::http::client::{HttpClient, Request};
 use crate::http::settings::HttpSettings;
 use crate::http::stream::to_page;
@@ -164,11 +163,8 @@ impl GsheetsSource {
     pub fn new(config: &GsheetsConfig, common: &SourceCommon) -> Result<Self> {
         http_keys::check_stream("gsheets", STREAMS, common)?;
         let credentials = Credentials::from_config(Some(&config.service_account_key))?;
-        let mut tokens = GoogleTokens::new(credentials);
-        tokens.scope = SCOPE.into();
-        let auth = Auth::new(AuthSpec::Provider(Arc::new(tokens)));
         Ok(GsheetsSource {
-            client: HttpClient::new(HttpSettings::default(), auth),
+            client: google::auth::client(credentials, SCOPE, HttpSettings::default()),
             base: config.base_url.as_deref().unwrap_or(BASE_URL).trim_end_matches('/').to_owned(),
             id: spreadsheet_id(&config.spreadsheet_url)
                 .ok_or_else(|| Error::config("source.spreadsheet_url is not a spreadsheet URL"))?,
@@ -188,7 +184,7 @@ impl GsheetsSource {
     /// Rows of a range, as the API gives them (formatted text; trailing empty cells and rows
     /// left out).
     fn values(&self, range: &str) -> Result<Vec<Vec<String>>> {
-        let url = format!("{}/v4/spreadsheets/{}/values/{}", self.base, self.id, encode(&self.a1(range)));
+        let url = format!("{}/v4/spreadsheets/{}/values/{}", self.base, self.id, google::path_segment(&self.a1(range)));
         let r = self.client.send_accepting(&Request::get(url).query("majorDimension", "ROWS"), &[400, 404])?;
         if r.status != 200 {
             let message = r
@@ -275,18 +271,6 @@ impl GsheetsSource {
         }
         Ok(out)
     }
-}
-
-/// A range for a URL path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'!' | b':' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 impl Source for GsheetsSource {
