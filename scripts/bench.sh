@@ -341,7 +341,7 @@ kafka_broker() {
   cargo build --release --quiet -p bizon-e2e --bin bizon-kafka-mock --bin bizon-kafka-load
   "$(dirname "$BIN")/bizon-kafka-mock" "$@" > "$WORK/mock.txt" &
   mock_pid=$!
-  trap 'kill $mock_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+  trap 'kill $mock_pid 2>/dev/null || true; rm -rf "$WORK"' EXIT
   for _ in $(seq 50); do grep -q bootstrap "$WORK/mock.txt" 2>/dev/null && break; sleep 0.1; done
   bootstrap=$(sed -n 's/^bootstrap.servers=//p' "$WORK/mock.txt")
 }
@@ -357,7 +357,7 @@ if [[ $MODE == kafka || $MODE == all ]]; then
         group_id: bizon_bench_$$_@RUN@"
 fi
 if [[ $MODE == kafka-source || $MODE == all ]]; then
-  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null
+  if [ -n "${mock_pid:-}" ]; then kill "$mock_pid" 2>/dev/null || true; fi
   src_topic=bizon_bench_src_$$
   kafka_broker --topic "$src_topic:16" # the mock keeps ~5 MB per partition: 16 hold 1M messages
   cargo build --release --quiet -p bizon-e2e --bin bizon-kafka-load
@@ -412,7 +412,7 @@ if [[ $MODE == http || $MODE == all ]]; then
   cargo build --release --quiet -p bizon-e2e --bin bizon-fake-api
   "$(dirname "$BIN")/bizon-fake-api" --records 100000 --delay-ms 20 --parents 100 --children 10 > "$WORK/api.txt" &
   api_pid=$!
-  trap 'kill $api_pid 2>/dev/null; rm -rf "$WORK"' EXIT
+  trap 'kill $api_pid 2>/dev/null || true; rm -rf "$WORK"' EXIT
   for _ in $(seq 50); do grep -q url= "$WORK/api.txt" 2>/dev/null && break; sleep 0.1; done
   api=$(sed -n 's/^url=//p' "$WORK/api.txt")
   served() { curl -s "$api/stats" | sed 's/[^0-9]//g'; }
@@ -520,7 +520,7 @@ YML
   # Per-request cost where requests, not records, dominate: 2,000 parents with one child each
   # (2,020 requests), so start-up and the 10 ms resolution of the CPU time do not blur it.
   http_workload http-requests-2k-c8 8 2000 one_child_each
-  kill $api_pid 2>/dev/null
+  kill $api_pid 2>/dev/null || true
 fi
 if [[ $MODE == bigquery || $MODE == all ]]; then
   # bigquery_streaming into the local emulator (scripts/bqemulator.sh, PyPI bqemulator on DuckDB):
@@ -552,7 +552,7 @@ PY
       -d "{\"query\": \"$1\", \"useLegacySql\": false}" \
       | python3 -c 'import json, sys; r = json.load(sys.stdin); print(" ".join(c["v"] for c in r.get("rows", [{"f": []}])[0]["f"]))'
   }
-  trap 'kill $meta_pid 2>/dev/null; curl -s -X DELETE "$bq_url/bigquery/v2/projects/p/datasets/$bq_ds?deleteContents=true" >/dev/null; rm -rf "$WORK"' EXIT
+  trap 'kill $meta_pid 2>/dev/null || true; curl -s -X DELETE "$bq_url/bigquery/v2/projects/p/datasets/$bq_ds?deleteContents=true" >/dev/null || true; rm -rf "$WORK"' EXIT
   for _ in $(seq 50); do [ -s "$WORK/meta.port" ] && break; sleep 0.1; done
   cat > "$WORK/bq.yml" <<YML
 name: bench-bq
@@ -595,7 +595,7 @@ YML
     || { echo "bigquery: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-batch-${bq_n}-200B.log"; exit 1; }
   row "bq-batch-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
   target "bigquery (load jobs) peak RSS MB" "$RSS_MB" "<=" 64
-  kill $meta_pid 2>/dev/null
+  kill $meta_pid 2>/dev/null || true
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
