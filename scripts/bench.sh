@@ -33,7 +33,8 @@
 #            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
 #            parents with one child each (CPU per request); prints records/s, requests/s, peak
 #            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
-#   bigquery bigquery_streaming (insertAll) and bigquery (Parquet load jobs, buffer_size 50 MB)
+#   bigquery bigquery_streaming (insertAll), bigquery (Parquet load jobs, buffer_size 50 MB) and
+#            bigquery_streaming_v2 (Storage Write gRPC), with bizon 0.6.4's bigquery_streaming_v2 beside it
 #            into the local BigQuery emulator (scripts/bqemulator.sh): 1M generator records of
 #            ~200 B (BQ_RECORDS) each, full refresh; records/s, MB/s, peak RSS
 #   startup  --version, config validate, an empty run
@@ -595,6 +596,62 @@ YML
     || { echo "bigquery: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-batch-${bq_n}-200B.log"; exit 1; }
   row "bq-batch-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
   target "bigquery (load jobs) peak RSS MB" "$RSS_MB" "<=" 64
+  # bigquery_streaming_v2: the Storage Write API over gRPC (the emulator's port 9060), protobuf
+  # rows, each page over PENDING streams appended with offsets, committed together.
+  bq_grpc=${BQEMU_GRPC_URL:-http://127.0.0.1:9060}
+  sed -e 's/name: bigquery_streaming$/name: bigquery_streaming_v2/' -e "s|bq-state|bq-v2-state|" \
+    -e "s|^    api_url: \(.*\)|    destination_id: v2\n    storage_write_url: $bq_grpc\n    api_url: \1|" "$WORK/bq.yml" > "$WORK/bq-v2.yml"
+  export GCE_METADATA_HOST="127.0.0.1:$(cat "$WORK/meta.port")" GOOGLE_APPLICATION_CREDENTIALS="" CLOUDSDK_CONFIG="$WORK/no-gcloud"
+  measure "bq-storage-write-${bq_n}-200B" "$WORK/bq-v2.yml"
+  unset GCE_METADATA_HOST GOOGLE_APPLICATION_CREDENTIALS CLOUDSDK_CONFIG
+  read -r bq_rows bq_ids bq_bytes <<< "$(bq_q "SELECT COUNT(*), COUNT(DISTINCT _bizon_id), SUM(LENGTH(TO_JSON_STRING(_source_data))) FROM \`p.$bq_ds.v2\`")"
+  [ "$bq_rows" = "$bq_n" ] && [ "$bq_ids" = "$bq_n" ] \
+    || { echo "bigquery_streaming_v2: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-storage-write-${bq_n}-200B.log"; exit 1; }
+  row "bq-storage-write-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
+  target "bigquery_streaming_v2 peak RSS MB" "$RSS_MB" "<=" 64
+  v2_wall=$WALL
+  # bizon 0.6.4 (PyPI, with its `bigquery` extra) into the same emulator: a custom source of the
+  # same records (bizon has no generator), its bigquery_streaming_v2 destination with the
+  # BigQuery and Storage Write clients pointed at the emulator (bizon has no endpoint keys: the
+  # runner below patches the two client constructors). Installed once into a cached virtualenv;
+  # skipped when PyPI cannot be reached.
+  bizon_bq_py=${BIZON_BQ_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4-bigquery/bin/python}
+  if [ ! -x "$bizon_bq_py" ] && [ -z "${BIZON_BQ_PY:-}" ]; then
+    venv=$(dirname "$(dirname "$bizon_bq_py")")
+    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q "bizon[bigquery]==0.6.4" >/dev/null 2>&1 \
+      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
+  fi
+  if [ -x "$bizon_bq_py" ]; then
+    py_n=${BIZON_BQ_RECORDS:-$bq_n}
+    mkdir -p "$WORK/py"
+    cp "$ROOT/scripts/bench/bizon_generator.py" "$WORK/py/"
+    cat > "$WORK/py/bizon-bq.yml" <<YML
+name: bench-bizon-bq
+source:
+  name: generator
+  stream: records
+  total: $py_n
+  page_size: 10000
+destination:
+  name: bigquery_streaming_v2
+  config:
+    project_id: p
+    dataset_id: $bq_ds
+    destination_id: p.$bq_ds.bizon_py
+    bq_max_rows_per_request: 10000
+    buffer_size: 50
+YML
+    (cd "$WORK/py" && /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$bizon_bq_py" "$ROOT/scripts/bench/bizon_on_emulator.py" \
+      "$bq_url" "${bq_grpc#http://}" bizon-bq.yml bizon_generator.py > "$WORK/py/log.txt" 2>&1) \
+      || { tail -20 "$WORK/py/log.txt"; exit 1; }
+    read -r WALL USER SYS RSS < "$WORK/time.txt"
+    read -r py_rows py_ids <<< "$(bq_q "SELECT COUNT(*), COUNT(DISTINCT _source_record_id) FROM \`p.$bq_ds.bizon_py\`")"
+    row "bizon-0.6.4-storage-write-$py_n" "$py_rows" "$((py_rows * 200))" "$WALL" "$(echo "$USER + $SYS" | bc -l)" \
+      "$(echo "scale=1; $RSS / 1024" | bc -l)" "rows=$py_rows distinct_ids=$py_ids (Python; MB = records x 200 B)"
+    speedup=$(echo "($WALL / $py_n) / ($v2_wall / $bq_n)" | bc -l)
+    target "bigquery_streaming_v2 vs bizon 0.6.4 (records/s ratio)" "$speedup" ">=" 10
+    rm -rf "$WORK/py"
+  fi
   kill $meta_pid 2>/dev/null || true
 fi
 if [[ $MODE == startup || $MODE == all ]]; then

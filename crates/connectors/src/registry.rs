@@ -61,6 +61,7 @@ pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
     entry!("postgres", "postgres", destinations::postgres::DESCRIPTOR),
     entry!("bigquery", "bigquery", destinations::bigquery::DESCRIPTOR),
     entry!("bigquery_streaming", "bigquery", destinations::bigquery_streaming::DESCRIPTOR),
+    entry!("bigquery_streaming_v2", "bigquery", destinations::bigquery_streaming_v2::DESCRIPTOR),
 ];
 
 pub static BACKENDS: &[Entry<BackendDescriptor>] = &[
@@ -77,7 +78,7 @@ pub static QUEUES: &[Entry<QueueDescriptor>] = &[
 
 /// bizon's connectors that bizon-rs does not have yet (a config naming one is told so).
 pub const PLANNED_SOURCES: &[&str] = &["notion"];
-pub const PLANNED_DESTINATIONS: &[&str] = &["bigquery_streaming_v2"];
+pub const PLANNED_DESTINATIONS: &[&str] = &[];
 pub const PLANNED_BACKENDS: &[&str] = &[];
 
 /// Why a name is not available: unknown, planned, or left out of this build.

@@ -76,6 +76,10 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> St
     let Pipeline { destination, mode, scale, bq_backend, extra } = *p;
     let Scale { total, page_size, rate_limit, buffer_mb } = scale;
     let key_file = s.write("key.json", key);
+    let grpc = match destination {
+        "bigquery_streaming_v2" => format!("    storage_write_url: {}\n", bizon_testkit::google::emulator_grpc()),
+        _ => String::new(),
+    };
     let backend = if bq_backend {
         format!(
             "    type: bigquery\n    config:\n      database: p\n      schema: {}\n      api_url: {url}\n      \
@@ -90,7 +94,7 @@ fn pipeline(s: &Scratch, ds: &Dataset, url: &str, key: &str, p: &Pipeline) -> St
         "name: bq_kill\nsource:\n  name: generator\n  stream: records\n  sync_mode: {mode}\n  cursor_field: updated_at\n  total: {total}\n  \
          page_size: {page_size}\n  record_size: 200\n  rate_limit: {rate_limit}\n\
          destination:\n  name: {destination}\n  config:\n    project_id: p\n    dataset_id: {ds}\n    \
-         api_url: {url}\n    buffer_size: {buffer_mb}\n{extra}    authentication:\n      service_account_key: {key}\n\
+         api_url: {url}\n    buffer_size: {buffer_mb}\n{grpc}{extra}    authentication:\n      service_account_key: {key}\n\
          engine:\n  backend:\n{backend}",
         ds = ds.name,
         key = key_file.display(),
@@ -112,6 +116,18 @@ fn load_jobs_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_
     // Load jobs take 200,000 rows per second: 1M records, 5 s a run, a load every 5 MB.
     let scale = Scale { total: 1_000_000, page_size: 5000, rate_limit: 200_000, buffer_mb: 5 };
     kill_and_resume("bigquery", scale, [0x5eed_b003, 0x5eed_b004], &gcs);
+}
+
+#[test]
+fn storage_write_appends_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_once() {
+    // PENDING streams committed per page, 4 at once: 1M records, a flush every 5 MB.
+    let scale = Scale { total: 1_000_000, page_size: 5000, rate_limit: 100_000, buffer_mb: 5 };
+    kill_and_resume(
+        "bigquery_streaming_v2",
+        scale,
+        [0x5eed_b005, 0x5eed_b006],
+        "    max_concurrent_threads: 4\n    bq_max_rows_per_request: 1000\n",
+    );
 }
 
 /// `incremental_extra`: more destination keys for the incremental runs.

@@ -98,6 +98,16 @@ pub fn emulator() -> String {
     URL.get_or_init(|| started("BQEMU_URL", "bqemulator.sh", "the BigQuery emulator")).clone()
 }
 
+/// The local BigQuery emulator's Storage Write gRPC endpoint: `BQEMU_GRPC_URL`, else port 9060
+/// of the one `scripts/bqemulator.sh` starts (REST and gRPC come up together).
+pub fn emulator_grpc() -> String {
+    if let Ok(url) = std::env::var("BQEMU_GRPC_URL") {
+        return url;
+    }
+    emulator();
+    "http://127.0.0.1:9060".into()
+}
+
 /// The local Cloud Storage emulator's URL (bucket `bizon-test`, its objects loadable by the
 /// BigQuery emulator as gs:// URIs): `GCS_EMULATOR_URL`, else the one `scripts/gcsemulator.sh`
 /// starts (or finds running), once per test process.

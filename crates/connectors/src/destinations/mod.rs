@@ -4,6 +4,8 @@
 pub mod bigquery;
 #[cfg(feature = "bigquery")]
 pub mod bigquery_streaming;
+#[cfg(feature = "bigquery")]
+pub mod bigquery_streaming_v2;
 pub mod file;
 pub mod logger;
 pub mod null;

@@ -1,13 +1,16 @@
 //! Google Cloud: credentials and tokens ([`auth`]), the BigQuery REST client ([`bigquery`]),
 //! what the BigQuery destinations share about tables ([`table`]) and staged, exactly-once
-//! publication ([`staging`]), Cloud Storage uploads ([`storage`], [`upload`]), `gsm://` secrets
+//! publication ([`staging`]), Cloud Storage uploads ([`storage`], [`upload`]), the Storage Write
+//! API over gRPC ([`storage_write`]) and its protobuf rows ([`proto_rows`]), `gsm://` secrets
 //! ([`secrets`]).
 
 pub mod auth;
 pub mod bigquery;
+pub mod proto_rows;
 pub mod secrets;
 pub mod staging;
 pub mod storage;
+pub mod storage_write;
 pub mod table;
 #[cfg(test)]
 pub mod testing;

@@ -241,6 +241,8 @@ pub struct DestinationKeys {
     /// `time_partitioning.field` is written in the config (bizon: with `unnest`, an unwritten
     /// field means ingestion-time partitioning).
     pub partition_field_written: bool,
+    /// `max_concurrent_threads`: the writers a destination may run at once.
+    pub threads: u32,
 }
 
 impl DestinationKeys {
@@ -268,6 +270,7 @@ impl DestinationKeys {
             record_schemas: common.record_schemas.unwrap_or_default(),
             unnest: common.unnest,
             partition_field_written: node.get("time_partitioning").and_then(|p| p.get("field")).is_some(),
+            threads: common.max_concurrent_threads.max(1),
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bizon_core::config::{yaml, SyncMode};
 use bizon_core::{BatchMeta, DestinationContext, RecordBatch};
 use bizon_testkit::fixtures::TempDir;
-pub use bizon_testkit::google::{emulator, gcs_emulator, TokenServer};
+pub use bizon_testkit::google::{emulator, emulator_grpc, gcs_emulator, TokenServer};
 
 use crate::descriptor::{DestinationDescriptor, DestinationSpec};
 
@@ -74,8 +74,13 @@ impl Setup {
         let dir = TempDir::new("bq-key");
         let key = dir.join("key.json");
         std::fs::write(&key, &tokens.key).unwrap();
+        // The Storage Write destination also needs the emulator's gRPC endpoint.
+        let grpc = match d.name {
+            "bigquery_streaming_v2" => format!("storage_write_url: {}\n", emulator_grpc()),
+            _ => String::new(),
+        };
         let text = format!(
-            "project_id: p\ndataset_id: {}\napi_url: {}\nauthentication:\n  service_account_key: {}\n{extra}",
+            "project_id: p\ndataset_id: {}\napi_url: {}\n{grpc}authentication:\n  service_account_key: {}\n{extra}",
             ds.name,
             emulator(),
             key.display()

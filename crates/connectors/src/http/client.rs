@@ -194,6 +194,12 @@ impl HttpClient {
         &self.redactor
     }
 
+    /// The auth headers of the next request (a token refreshed when it is about to expire), for
+    /// calls that do not go through this client (gRPC).
+    pub fn auth_headers(&self) -> Result<Vec<(String, String)>> {
+        self.auth.headers(self)
+    }
+
     /// Mask every secret in `text`.
     pub fn redact(&self, text: &str) -> String {
         self.redactor.redact(text)

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 pub use config::{StreamingConfig, StreamingSpec, DESCRIPTOR};
 
+use super::push_hex;
 use crate::google::bigquery::message_of;
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
 use crate::google::table::{bizon_columns, typed_value};
@@ -179,14 +180,6 @@ impl BigQueryStreaming {
 struct Row {
     bytes: Vec<u8>,
     index: usize,
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
-    for k in (0..digits).rev() {
-        out.push(HEX[((v >> (k * 4)) & 15) as usize]);
-    }
 }
 
 impl Destination for BigQueryStreaming {
