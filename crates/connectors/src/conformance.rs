@@ -115,7 +115,9 @@ fn every_registered_destination_runs_the_conformance_suite() {
                 #[cfg(feature = "postgres")]
                 "postgres" => destination_suite(&|| Box::new(pg::PgHarness::new(d)), mode),
                 #[cfg(feature = "bigquery")]
-                "bigquery" | "bigquery_streaming" => destination_suite(&|| Box::new(bq::BqHarness::new(d)), mode),
+                "bigquery" | "bigquery_streaming" | "bigquery_streaming_v2" => {
+                    destination_suite(&|| Box::new(bq::BqHarness::new(d)), mode)
+                }
                 other => {
                     panic!("destination `{other}` is in the registry but has no conformance fixture in conformance.rs")
                 }
@@ -227,7 +229,7 @@ impl Harness for RouterHarness {
 #[cfg(feature = "bigquery")]
 pub(crate) mod bq {
     use super::*;
-    use crate::google::testing::{emulator, Dataset, TokenServer};
+    use crate::google::testing::{emulator, storage_write_key, Dataset, TokenServer};
 
     pub struct BqHarness {
         pub dataset: Dataset,
@@ -243,10 +245,11 @@ pub(crate) mod bq {
             let dir = TempDir::new("bq-key");
             let key = dir.join("key.json");
             std::fs::write(&key, &tokens.key).expect("key file");
+            let grpc = storage_write_key(d.name);
             let spec = destination_of(
                 d,
                 &format!(
-                    "project_id: p\ndataset_id: {ds}\napi_url: {url}\ndestination_id: p.{ds}.records\n\
+                    "project_id: p\ndataset_id: {ds}\napi_url: {url}\ndestination_id: p.{ds}.records\n{grpc}\
                      authentication:\n  service_account_key: {key}\n",
                     ds = dataset.name,
                     url = emulator(),

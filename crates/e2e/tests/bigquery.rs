@@ -120,13 +120,13 @@ fn load_jobs_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_
 
 #[test]
 fn storage_write_appends_killed_at_seeded_moments_then_resumed_publish_every_record_exactly_once() {
-    // PENDING streams committed per page, 4 at once: 1M records, a flush every 5 MB.
+    // PENDING streams committed per page (incremental: 4 at once, Arrow rows): 1M records, a flush every 5 MB.
     let scale = Scale { total: 1_000_000, page_size: 5000, rate_limit: 100_000, buffer_mb: 5 };
     kill_and_resume(
         "bigquery_streaming_v2",
         scale,
         [0x5eed_b005, 0x5eed_b006],
-        "    max_concurrent_threads: 4\n    bq_max_rows_per_request: 1000\n",
+        "    max_concurrent_threads: 4\n    bq_max_rows_per_request: 1000\n    row_format: arrow\n",
     );
 }
 

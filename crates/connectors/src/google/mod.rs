@@ -4,6 +4,7 @@
 //! API over gRPC ([`storage_write`]) and its protobuf rows ([`proto_rows`]), `gsm://` secrets
 //! ([`secrets`]).
 
+pub mod arrow_rows;
 pub mod auth;
 pub mod bigquery;
 pub mod proto_rows;

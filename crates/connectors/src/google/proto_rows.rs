@@ -5,7 +5,9 @@
 //! `bool`, BYTES `bytes` (a record's base64 text decoded here), TIMESTAMP `int64` microseconds
 //! (a record's RFC 3339 text, or epoch seconds, converted here), DATE `int32` days since the
 //! epoch; NUMERIC, BIGNUMERIC, DATETIME, TIME, JSON, GEOGRAPHY (WKT) and STRING as `string`.
-//! REPEATED columns are repeated fields. A value its column cannot hold is refused here, before
+//! RECORD columns are nested messages (`BizonRecord<field number>`, declared inside the message
+//! that holds them, so the descriptor is self-contained). REPEATED columns are repeated fields. A
+//! value its column cannot hold is refused here, before
 //! anything is sent, with what was wrong: the caller names the record and the column.
 
 use base64::Engine as _;
@@ -28,6 +30,8 @@ enum Wire {
     Bool,
     Micros,
     Days,
+    /// RECORD: a nested message.
+    Message,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +41,10 @@ struct Field {
     wire: Wire,
     repeated: bool,
     required: bool,
+    /// JSON columns: objects and arrays are sent as their JSON text.
+    json: bool,
+    /// RECORD columns: the encoder of their own columns.
+    nested: Option<RowEncoder>,
 }
 
 /// The encoder of one table's rows.
@@ -109,10 +117,13 @@ impl RowEncoder {
                     "TIMESTAMP" => Wire::Micros,
                     "DATE" => Wire::Days,
                     "NUMERIC" | "BIGNUMERIC" => Wire::Decimal,
+                    "RECORD" => Wire::Message,
                     _ => Wire::Text,
                 },
                 repeated: c.mode == "REPEATED",
                 required: c.mode == "REQUIRED",
+                json: c.kind == "JSON",
+                nested: (c.kind == "RECORD").then(|| RowEncoder::new(&c.fields)),
             })
             .collect();
         RowEncoder { fields }
@@ -121,8 +132,13 @@ impl RowEncoder {
     /// The rows' message type (`proto2`, every field optional or repeated: BigQuery checks
     /// REQUIRED columns itself, and this encoder before it).
     pub fn descriptor(&self) -> DescriptorProto {
+        self.message("BizonRow")
+    }
+
+    fn message(&self, name: &str) -> DescriptorProto {
+        let record = |f: &Field| format!("BizonRecord{}", f.tag);
         DescriptorProto {
-            name: Some("BizonRow".into()),
+            name: Some(name.into()),
             field: self
                 .fields
                 .iter()
@@ -137,10 +153,14 @@ impl RowEncoder {
                         Wire::Double => Type::Double,
                         Wire::Bool => Type::Bool,
                         Wire::Days => Type::Int32,
+                        Wire::Message => Type::Message,
                     } as i32),
+                    // Relative to the message holding it: resolved in its scope.
+                    type_name: f.nested.as_ref().map(|_| record(f)),
                     ..Default::default()
                 })
                 .collect(),
+            nested_type: self.fields.iter().filter_map(|f| Some(f.nested.as_ref()?.message(&record(f)))).collect(),
             ..Default::default()
         }
     }
@@ -199,8 +219,19 @@ fn scalar(out: &mut Vec<u8>, f: &Field, v: &Json) -> Result<(), String> {
         Wire::Text => match v {
             Json::String(s) => put_len(out, f.tag, s.as_bytes()),
             Json::Number(_) | Json::Bool(_) => put_len(out, f.tag, v.to_string().as_bytes()),
+            _ if f.json => put_len(out, f.tag, v.to_string().as_bytes()),
             _ => return refuse("text"),
         },
+        Wire::Message => {
+            let (Json::Object(o), Some(nested)) = (v, f.nested.as_ref()) else { return refuse("an object (RECORD)") };
+            let mut message = Vec::new();
+            for (i, g) in nested.fields.iter().enumerate() {
+                nested
+                    .put_json(&mut message, i, o.get(&g.name))
+                    .map_err(|why| format!("field `{}.{}`: {why}", f.name, g.name))?;
+            }
+            put_len(out, f.tag, &message);
+        }
         Wire::Decimal => match v {
             Json::Number(n) => put_len(out, f.tag, n.to_string().as_bytes()),
             Json::String(s) if is_decimal(s) => put_len(out, f.tag, s.trim().as_bytes()),
@@ -353,6 +384,30 @@ mod tests {
         assert_eq!(d.field.len(), 6);
         assert_eq!(d.field[3].label, Some(Label::Repeated as i32));
         assert_eq!(d.field[2].r#type, Some(Type::Int32 as i32));
+    }
+
+    #[test]
+    fn record_columns_are_nested_messages_declared_inside_their_parent() {
+        let mut who = Column::new("who", "RECORD", "REPEATED");
+        who.fields = vec![Column::new("n", "INT64", "NULLABLE"), Column::new("j", "JSON", "NULLABLE")];
+        let e = RowEncoder::new(&[who]);
+        let d = e.descriptor();
+        assert_eq!(d.nested_type.len(), 1);
+        assert_eq!(d.nested_type[0].name.as_deref(), Some("BizonRecord1"));
+        assert_eq!(d.nested_type[0].field.len(), 2);
+        assert_eq!(d.field[0].type_name.as_deref(), Some("BizonRecord1"));
+        assert_eq!(d.field[0].r#type, Some(Type::Message as i32));
+        let mut out = Vec::new();
+        e.put_json(&mut out, 0, Some(&json!([{"n": 1, "j": {"a": 1}}, {"n": 2}]))).unwrap();
+        let first = [0x08, 1, 0x12, 7, b'{', b'"', b'a', b'"', b':', b'1', b'}'];
+        let mut want = vec![0x0a, first.len() as u8];
+        want.extend(first);
+        want.extend([0x0a, 2, 0x08, 2]);
+        assert_eq!(out, want);
+        let why = e.put_json(&mut Vec::new(), 0, Some(&json!([{"n": "x"}]))).unwrap_err();
+        assert!(why.contains("field `who.n`") && why.contains("not a 64-bit integer"), "{why}");
+        let why = e.put_json(&mut Vec::new(), 0, Some(&json!(["flat"]))).unwrap_err();
+        assert!(why.contains("not an object (RECORD)"), "{why}");
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub const ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
 const SERVICE: &str = "/google.cloud.bigquery.storage.v1.BigQueryWrite/";
 
+/// The deadline of one `AppendRows` call (every request of a stream's share of a page), enforced
+/// here: a server that stops answering interrupts the call (dropping it resets the HTTP/2 stream;
+/// its rest is sent again) instead of hanging the run. Not sent as `grpc-timeout`: bqemulator
+/// 1.4.0 stalls (its REST side too) on AppendRows calls that carry one.
+const APPEND_DEADLINE: Duration = Duration::from_secs(120);
+
 /// The messages (googleapis field numbers).
 pub mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
@@ -61,9 +67,11 @@ pub mod pb {
         pub write_stream: String,
         #[prost(message, optional, tag = "2")]
         pub offset: Option<Int64Value>,
-        /// The `rows` oneof's `proto_rows` member.
+        /// The `rows` oneof: `proto_rows` or `arrow_rows`.
         #[prost(message, optional, tag = "4")]
         pub proto_rows: Option<ProtoData>,
+        #[prost(message, optional, tag = "5")]
+        pub arrow_rows: Option<ArrowData>,
         #[prost(string, tag = "6")]
         pub trace_id: String,
     }
@@ -74,6 +82,30 @@ pub mod pb {
         pub writer_schema: Option<ProtoSchema>,
         #[prost(message, optional, tag = "2")]
         pub rows: Option<ProtoRows>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ArrowData {
+        #[prost(message, optional, tag = "1")]
+        pub writer_schema: Option<ArrowSchema>,
+        #[prost(message, optional, tag = "2")]
+        pub rows: Option<ArrowRecordBatch>,
+    }
+
+    /// An Arrow IPC stream holding only the schema.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ArrowSchema {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub serialized_schema: prost::bytes::Bytes,
+    }
+
+    /// One Arrow IPC record batch message (no schema).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ArrowRecordBatch {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub serialized_record_batch: prost::bytes::Bytes,
+        #[prost(int64, tag = "2")]
+        pub row_count: i64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -167,7 +199,35 @@ pub mod pb {
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub offset: i64,
-    pub rows: Vec<prost::bytes::Bytes>,
+    pub rows: Rows,
+}
+
+/// Rows of a request: serialized protobuf messages, or one Arrow IPC record batch.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    Proto(Vec<prost::bytes::Bytes>),
+    Arrow { batch: prost::bytes::Bytes, count: usize },
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Proto(r) => r.len(),
+            Rows::Arrow { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The rows' schema, sent with a stream's first request.
+#[derive(Debug, Clone)]
+pub enum Schema {
+    Proto(Box<prost_types::DescriptorProto>),
+    /// An Arrow IPC stream holding only the schema.
+    Arrow(prost::bytes::Bytes),
 }
 
 /// How the appends of one stream ended.
@@ -330,7 +390,7 @@ impl StorageWrite {
 
     /// Append `chunks` to `stream` over one bidirectional call, several in flight; the first
     /// carries the rows' schema. Several streams' appends run at once, one call each.
-    pub fn append(&self, jobs: Vec<(String, prost_types::DescriptorProto, Vec<Chunk>)>) -> Result<Vec<Appended>> {
+    pub fn append(&self, jobs: Vec<(String, Schema, Vec<Chunk>)>) -> Result<Vec<Appended>> {
         let mut calls = Vec::with_capacity(jobs.len());
         for (stream, schema, chunks) in jobs {
             let metadata = self.metadata(&format!("write_stream={stream}"))?;
@@ -343,7 +403,15 @@ impl StorageWrite {
             for (i, (stream, schema, chunks, metadata)) in calls.into_iter().enumerate() {
                 let grpc = grpc.clone();
                 let path = path.clone();
-                set.spawn(async move { (i, append_one(grpc, path, stream, schema, chunks, metadata).await) });
+                set.spawn(async move {
+                    let call = append_one(grpc, path, stream, schema, chunks, metadata);
+                    // A call past its deadline counts as interrupted before any answer: what
+                    // landed is refused as ALREADY_EXISTS when it is sent again.
+                    let outcome = tokio::time::timeout(APPEND_DEADLINE + Duration::from_secs(5), call).await.unwrap_or(
+                        Appended::Interrupted { done: 0, why: format!("no answer within {APPEND_DEADLINE:?}") },
+                    );
+                    (i, outcome)
+                });
             }
             let mut out: Vec<Option<Appended>> = (0..set.len()).map(|_| None).collect();
             while let Some(joined) = set.join_next().await {
@@ -400,7 +468,7 @@ async fn append_one(
     mut grpc: tonic::client::Grpc<Channel>,
     path: http::uri::PathAndQuery,
     stream: String,
-    schema: prost_types::DescriptorProto,
+    schema: Schema,
     chunks: Vec<Chunk>,
     metadata: MetadataMap,
 ) -> Appended {
@@ -408,15 +476,33 @@ async fn append_one(
     let requests: Vec<pb::AppendRowsRequest> = chunks
         .into_iter()
         .enumerate()
-        .map(|(i, c)| pb::AppendRowsRequest {
-            // Every request names the stream (the API needs it only in the first; bqemulator in each).
-            write_stream: stream.clone(),
-            offset: Some(pb::Int64Value { value: c.offset }),
-            proto_rows: Some(pb::ProtoData {
-                writer_schema: (i == 0).then(|| pb::ProtoSchema { proto_descriptor: Some(schema.clone()) }),
-                rows: Some(pb::ProtoRows { serialized_rows: c.rows }),
-            }),
-            trace_id: if i == 0 { concat!("bizon-rs/", env!("CARGO_PKG_VERSION")).into() } else { String::new() },
+        .map(|(i, c)| {
+            let first = i == 0;
+            let (proto_rows, arrow_rows) = match (c.rows, &schema) {
+                (Rows::Proto(rows), Schema::Proto(d)) => (
+                    Some(pb::ProtoData {
+                        writer_schema: first.then(|| pb::ProtoSchema { proto_descriptor: Some((**d).clone()) }),
+                        rows: Some(pb::ProtoRows { serialized_rows: rows }),
+                    }),
+                    None,
+                ),
+                (Rows::Arrow { batch, count }, Schema::Arrow(s)) => (
+                    None,
+                    Some(pb::ArrowData {
+                        writer_schema: first.then(|| pb::ArrowSchema { serialized_schema: s.clone() }),
+                        rows: Some(pb::ArrowRecordBatch { serialized_record_batch: batch, row_count: count as i64 }),
+                    }),
+                ),
+                _ => (None, None),
+            };
+            pb::AppendRowsRequest {
+                // Every request names the stream (the API needs it only in the first; bqemulator in each).
+                write_stream: stream.clone(),
+                offset: Some(pb::Int64Value { value: c.offset }),
+                proto_rows,
+                arrow_rows,
+                trace_id: if first { concat!("bizon-rs/", env!("CARGO_PKG_VERSION")).into() } else { String::new() },
+            }
         })
         .collect();
     let interrupted = |done: usize, why: String| Appended::Interrupted { done, why };

@@ -4,7 +4,8 @@
 
 use bizon_core::config::yaml::{self, from_node, Node};
 use bizon_core::config::{ColumnConfig, DestinationCommon, RecordSchemaConfig};
-use bizon_core::{Error, Json, Result};
+use bizon_core::record::RecordRef;
+use bizon_core::{Error, Json, Rejected, Result};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -153,17 +154,22 @@ pub struct Column {
     /// `NULLABLE`, `REQUIRED` or `REPEATED`.
     pub mode: String,
     pub description: Option<String>,
+    /// A RECORD column's columns.
+    pub fields: Vec<Column>,
 }
 
 impl Column {
     pub fn new(name: &str, kind: &str, mode: &str) -> Self {
-        Column { name: name.into(), kind: kind.into(), mode: mode.into(), description: None }
+        Column { name: name.into(), kind: kind.into(), mode: mode.into(), description: None, fields: Vec::new() }
     }
 
     pub fn resource(&self) -> Json {
         let mut j = json!({"name": self.name, "type": self.kind, "mode": self.mode});
         if let Some(d) = &self.description {
             j["description"] = json!(d);
+        }
+        if !self.fields.is_empty() {
+            j["fields"] = self.fields.iter().map(Column::resource).collect();
         }
         j
     }
@@ -185,21 +191,17 @@ pub fn bq_type(kind: &str) -> std::result::Result<&'static str, String> {
         "DATETIME" => "DATETIME",
         "GEOGRAPHY" => "GEOGRAPHY",
         "JSON" => "JSON",
-        "RECORD" | "STRUCT" => {
-            return Err(format!(
-                "`{kind}` columns need nested fields, which record_schemas cannot declare: use JSON for nested values"
-            ))
-        }
+        "RECORD" | "STRUCT" => "RECORD",
         other => {
             return Err(format!(
                 "`{other}` is not a BigQuery column type (STRING, BYTES, INTEGER, INT64, FLOAT, FLOAT64, NUMERIC, \
-                 BIGNUMERIC, BOOLEAN, BOOL, TIMESTAMP, DATE, TIME, DATETIME, GEOGRAPHY, JSON)"
+                 BIGNUMERIC, BOOLEAN, BOOL, TIMESTAMP, DATE, TIME, DATETIME, GEOGRAPHY, JSON, RECORD with `fields`)"
             ))
         }
     })
 }
 
-/// The typed columns of a `record_schemas` entry.
+/// The typed columns of a `record_schemas` entry (RECORD columns with their `fields`).
 pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
     schema
         .iter()
@@ -213,7 +215,25 @@ pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
                     c.name
                 )));
             }
-            Ok(Column { name: c.name.clone(), kind: kind.into(), mode, description: c.description.clone() })
+            let fields = match (kind, c.fields.as_deref()) {
+                ("RECORD", Some(f)) if !f.is_empty() => typed_columns(f)
+                    .map_err(|e| Error::config(format!("record_schemas column `{}`: {}", c.name, e.message())))?,
+                ("RECORD", _) => {
+                    return Err(Error::config(format!(
+                        "record_schemas column `{}`: a RECORD column lists its columns under `fields` (or use JSON \
+                         for nested values)",
+                        c.name
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Err(Error::config(format!(
+                        "record_schemas column `{}`: `fields` belong to RECORD columns, not {kind}",
+                        c.name
+                    )))
+                }
+                (_, None) => Vec::new(),
+            };
+            Ok(Column { name: c.name.clone(), kind: kind.into(), mode, description: c.description.clone(), fields })
         })
         .collect()
 }
@@ -316,6 +336,27 @@ pub fn typed_value(value: &Json, column: &Column) -> Json {
         ("JSON", Json::String(_)) | (_, Json::Null) => value.clone(),
         ("JSON", v) => Json::String(v.to_string()),
         _ => value.clone(),
+    }
+}
+
+/// A record a BigQuery destination refuses (`why`: what its column could not hold): into the
+/// dead letters when `dead` is on, else the run fails naming the record and the table.
+pub fn refuse_record(
+    dead: Option<&mut Vec<Rejected>>,
+    what: &str,
+    table: &TableRef,
+    r: &RecordRef,
+    why: String,
+) -> Result<()> {
+    match dead {
+        Some(dead) => {
+            dead.push(Rejected { id: r.id.to_owned(), timestamp: r.timestamp, data: r.data.to_vec(), error: why });
+            Ok(())
+        }
+        None => Err(Error::permanent(format!(
+            "{what}: record `{}` into {table}: {why} (on_error: dead_letter diverts such records and loads the rest)",
+            r.id
+        ))),
     }
 }
 
@@ -463,7 +504,7 @@ mod tests {
     #[test]
     fn record_schema_types_are_bigquerys() {
         assert_eq!(bq_type("integer").unwrap(), "INT64");
-        assert!(bq_type("STRUCT").unwrap_err().contains("use JSON"));
+        assert_eq!(bq_type("STRUCT").unwrap(), "RECORD");
         assert!(bq_type("VARCHAR").unwrap_err().contains("VARCHAR"));
     }
 }

@@ -243,6 +243,10 @@ pub struct ColumnConfig {
     pub description: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// A RECORD (STRUCT) column's own columns, nested as deep as needed (BigQuery destinations;
+    /// an addition: bizon's record_schemas accept RECORD but cannot say what it holds).
+    #[serde(default)]
+    pub fields: Option<Vec<ColumnConfig>>,
 }
 
 /// bizon's inline Python transform: parsed so it can be rejected with a clear message.

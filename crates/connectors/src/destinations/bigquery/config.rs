@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bizon_core::config::yaml::{self, struct_fields, Node};
-use bizon_core::config::DestinationCommon;
+use bizon_core::config::{DestinationCommon, OnError};
 use bizon_core::{Destination, Guarantee};
 use serde::Deserialize;
 
@@ -81,6 +81,12 @@ pub struct BatchConfig {
     /// BigQuery's REST base URL (default Google's; tests and proxies override it).
     #[serde(default)]
     pub api_url: Option<String>,
+    /// With `unnest`: a record a typed column cannot hold fails the run naming the record and the
+    /// column (default), or goes with the error to the dead-letter file and the rest is loaded.
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub dead_letter_path: Option<String>,
 }
 
 /// The parsed config: own keys and the common keys the destination reads.
@@ -99,7 +105,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         transactional: false,
         typed_columns: true,
         lanes: false,
-        dead_letters: false,
+        dead_letters: true,
         network: true,
     },
     keys: struct_fields::<BatchConfig>,
@@ -148,5 +154,9 @@ impl DestinationSpec for BatchSpec {
 
     fn column_type(&self, kind: &str) -> Result<String, ConfigError> {
         bq_type(kind).map(str::to_owned).map_err(|_| ConfigError::UnsupportedColumnType(kind.to_owned()))
+    }
+
+    fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
+        crate::config::dead_letter_file(self.config.on_error, &self.config.dead_letter_path, destination_id)
     }
 }

@@ -21,15 +21,18 @@ mod tests;
 
 use std::sync::Arc;
 
-use bizon_core::{BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Result};
+use bizon_core::{
+    BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Rejected, Result,
+};
 use serde_json::json;
 use tracing::info;
 
 pub use config::{BatchConfig, BatchSpec, DESCRIPTOR};
 
+use crate::google::proto_rows::RowEncoder;
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
 use crate::google::storage::Storage;
-use crate::google::table::batch_columns;
+use crate::google::table::{batch_columns, refuse_record};
 use crate::google::upload::{ResumableUpload, UPLOAD_UNIT};
 use crate::parquet::{ExtraKind, ExtraValue, LayoutParquet, Naming};
 
@@ -98,12 +101,16 @@ pub struct BigQueryBatch {
     /// Bytes of load file per upload request and rows per Parquet row group (tests lower them).
     chunk: usize,
     row_group_rows: usize,
+    /// With `unnest`: checks each value against its column before it is written (the encoder of
+    /// `bigquery_streaming_v2`, its output thrown away), so a load job never fails on one record.
+    checker: Option<RowEncoder>,
+    rejected: Option<Vec<Rejected>>,
 }
 
 impl BigQueryBatch {
     pub fn new(spec: Arc<BatchSpec>, destination_id: &str) -> Self {
         BigQueryBatch {
-            spec,
+            spec: spec.clone(),
             destination_id: destination_id.to_owned(),
             target: None,
             storage: None,
@@ -114,6 +121,8 @@ impl BigQueryBatch {
             staged_files: 0,
             chunk: CHUNK,
             row_group_rows: crate::parquet::ROW_GROUP_ROWS,
+            checker: None,
+            rejected: (spec.config.on_error == bizon_core::config::OnError::DeadLetter).then(Vec::new),
         }
     }
 
@@ -158,9 +167,10 @@ impl BigQueryBatch {
         Ok(Load { job_id, config: load, via, upload, file, rows: 0 })
     }
 
-    /// Append a batch's rows to the load file.
-    fn append(&self, file: &mut LoadFile, batch: &RecordBatch, meta: &BatchMeta) -> Result<()> {
-        let t = self.target()?;
+    /// Append a batch's rows to the load file; returns how many (typed records a column cannot
+    /// hold go to `on_error` instead).
+    fn append(&mut self, file: &mut LoadFile, batch: &RecordBatch, meta: &BatchMeta) -> Result<u64> {
+        let t = self.target.as_ref().ok_or_else(|| Error::internal("bigquery: write before open"))?;
         let staged = t.staging.is_some();
         match file {
             LoadFile::Parquet(p) => {
@@ -169,18 +179,33 @@ impl BigQueryBatch {
                 } else {
                     Vec::new()
                 };
-                p.write(batch, meta, &extra)
+                p.write(batch, meta, &extra)?;
+                Ok(batch.len() as u64)
             }
             LoadFile::Ndjson(out) => {
                 let head = format!("{:016x}{:08x}", meta.job_hash, meta.iteration as u64 & 0xffff_ffff);
+                let mut refused = Vec::new();
+                let mut scratch = Vec::new();
                 for i in 0..batch.len() {
                     let r = batch.get(i);
                     let Ok(Json::Object(record)) = serde_json::from_slice::<Json>(r.data) else {
-                        return Err(Error::permanent(format!(
-                            "bigquery: record `{}` is not a JSON object: `unnest` maps an object's fields to columns",
-                            r.id
-                        )));
+                        refused.push((
+                            i,
+                            "the record is not a JSON object: `unnest` maps an object's fields to columns".to_owned(),
+                        ));
+                        continue;
                     };
+                    if let Some(checker) = &self.checker {
+                        let bad = t.columns.iter().enumerate().find_map(|(k, c)| {
+                            scratch.clear();
+                            let why = checker.put_json(&mut scratch, k, record.get(&c.name)).err()?;
+                            Some(format!("column `{}` ({} {}): {why}", c.name, c.kind, c.mode))
+                        });
+                        if let Some(why) = bad {
+                            refused.push((i, why));
+                            continue;
+                        }
+                    }
                     // Values as they are: a load job parses each from its JSON (a JSON column takes
                     // an object as the object).
                     let mut row: serde_json::Map<String, Json> = t
@@ -197,7 +222,12 @@ impl BigQueryBatch {
                         .map_err(|e| Error::internal(format!("serializing a row: {e}")))?;
                     out.push(b'\n');
                 }
-                Ok(())
+                let table = t.target().clone();
+                let written = (batch.len() - refused.len()) as u64;
+                for (i, why) in refused {
+                    refuse_record(self.rejected.as_mut(), "bigquery", &table, &batch.get(i), why)?;
+                }
+                Ok(written)
             }
         }
     }
@@ -228,6 +258,7 @@ impl Destination for BigQueryBatch {
             self.storage = Some(Storage::new(staged.bq.shared_http(), c.gcs_url.as_deref()));
             self.object_prefix = format!("{}/{}", ctx.source, ctx.stream);
         }
+        self.checker = self.spec.keys.unnest.then(|| RowEncoder::new(&staged.columns));
         self.target = Some(staged);
         Ok(token)
     }
@@ -244,8 +275,7 @@ impl Destination for BigQueryBatch {
             Some(l) => l,
             None => self.start(meta)?,
         };
-        self.append(&mut load.file, batch, meta)?;
-        load.rows += batch.len() as u64;
+        load.rows += self.append(&mut load.file, batch, meta)?;
         let ready = load.file.take(self.chunk);
         load.upload.send(ready, false, &[])?;
         self.load = Some(load);
@@ -291,5 +321,9 @@ impl Destination for BigQueryBatch {
             return Err(Error::internal("bigquery: finalize with rows written but not flushed"));
         }
         self.target.as_mut().ok_or_else(|| Error::internal("bigquery: finalize before open"))?.finalize()
+    }
+
+    fn take_rejected(&mut self) -> Vec<Rejected> {
+        self.rejected.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }

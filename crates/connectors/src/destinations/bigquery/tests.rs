@@ -182,23 +182,48 @@ fn typed_columns_of_every_type_the_emulator_has_round_trip_through_a_staged_load
 }
 
 #[test]
-fn a_value_its_column_refuses_fails_the_load_naming_the_table() {
+fn a_value_its_column_refuses_fails_the_write_naming_the_record_and_the_column() {
     let s = setup(TYPED);
     let mut d = batch(&s, "typed");
     d.open(&ctx(SyncMode::FullRefresh), None).unwrap();
-    d.write(
-        &records(0, 2, |i| if i == 1 { r#"{"id":"not a number"}"#.into() } else { format!(r#"{{"id":{i}}}"#) }),
-        &meta(0),
-    )
-    .unwrap();
-    let e = d.flush(&next_cursor(0, 2)).unwrap_err().to_string();
-    assert!(e.contains("typed_temp") && e.contains("failed") && e.contains("not a number"), "{e}");
+    let e = d
+        .write(
+            &records(0, 2, |i| if i == 1 { r#"{"id":"not a number"}"#.into() } else { format!(r#"{{"id":{i}}}"#) }),
+            &meta(0),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("record `1`") && e.contains("column `id`") && e.contains("not a 64-bit integer"), "{e}");
+    assert!(e.contains("typed_temp") && e.contains("on_error: dead_letter"), "{e}");
     let e = {
         let mut d = batch(&s, "typed");
         d.open(&ctx(SyncMode::FullRefresh), None).unwrap();
         d.write(&records(0, 1, |_| "[1]".into()), &meta(0)).unwrap_err().to_string()
     };
-    assert!(e.contains("record `0` is not a JSON object"), "{e}");
+    assert!(e.contains("record `0`") && e.contains("not a JSON object"), "{e}");
+}
+
+#[test]
+fn with_dead_letters_refused_records_are_diverted_and_the_rest_loaded() {
+    let s = setup(&format!("{TYPED}on_error: dead_letter\n"));
+    let mut d = batch(&s, "typed");
+    d.open(&ctx(SyncMode::FullRefresh), None).unwrap();
+    let rows = records(0, 5, |i| match i {
+        1 => r#"{"id":"not a number"}"#.into(),
+        2 => r#"{"id":2,"ts":"the day after"}"#.into(),
+        3 => "[3]".into(),
+        _ => format!(r#"{{"id":{i},"name":"n{i}"}}"#),
+    });
+    d.write(&rows, &meta(0)).unwrap();
+    let rejected = d.take_rejected();
+    let ids: Vec<&str> = rejected.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"], "{rejected:?}");
+    assert!(rejected[1].error.contains("column `ts`") && rejected[1].error.contains("not a timestamp"), "{rejected:?}");
+    assert_eq!(rejected[0].data, br#"{"id":"not a number"}"#);
+    d.flush(&next_cursor(0, 5)).unwrap();
+    d.finalize().unwrap();
+    let got = s.ds.rows("SELECT id, name FROM `{ds}.typed` ORDER BY id");
+    assert_eq!(got, [["0", "n0"], ["4", "n4"]]);
 }
 
 #[test]

@@ -27,6 +27,19 @@ fn bizon_prefix() -> String {
     "_bizon_".into()
 }
 
+/// How rows travel in `AppendRows` requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowFormat {
+    /// Protobuf messages described by a descriptor made from the table's columns (every column
+    /// type; what every Storage Write endpoint takes).
+    #[default]
+    Protobuf,
+    /// Apache Arrow record batches (bizon's layout only): no per-row message to decode on the
+    /// receiving side.
+    Arrow,
+}
+
 /// The destination's own keys under `config:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +69,9 @@ pub struct StreamingV2Config {
     /// `http://HOST:PORT` for a local emulator).
     #[serde(default)]
     pub storage_write_url: Option<String>,
+    /// `protobuf` (default) or `arrow` (bizon's layout, not `unnest`).
+    #[serde(default)]
+    pub row_format: RowFormat,
     /// A record a typed column cannot hold: fail the run naming the record and the column
     /// (default), or write it with the error to the dead-letter file.
     #[serde(default)]
@@ -118,6 +134,14 @@ pub fn parse_spec(node: &Node) -> Result<StreamingV2Spec, yaml::Error> {
                 &format!("{PATH}.storage_write_url"),
             ));
         }
+    }
+    if config.row_format == RowFormat::Arrow && keys.unnest {
+        return Err(yaml::Error::new(
+            "row_format: arrow carries bizon's layout only; with `unnest` the typed columns go as protobuf \
+             (remove row_format)",
+            node.get("row_format").unwrap_or(node).mark,
+            &format!("{PATH}.row_format"),
+        ));
     }
     Ok(StreamingV2Spec { config, keys })
 }

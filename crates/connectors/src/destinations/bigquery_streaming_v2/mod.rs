@@ -27,13 +27,14 @@ use bizon_core::{
 use prost::bytes::Bytes;
 use tracing::{debug, info, warn};
 
-pub use config::{StreamingV2Config, StreamingV2Spec, DESCRIPTOR};
+pub use config::{RowFormat, StreamingV2Config, StreamingV2Spec, DESCRIPTOR};
 
 use super::push_hex;
+use crate::google::arrow_rows;
 use crate::google::proto_rows::RowEncoder;
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
-use crate::google::storage_write::{pb, Appended, Chunk, StorageWrite};
-use crate::google::table::{bizon_columns, typed_value, Column};
+use crate::google::storage_write::{pb, Appended, Chunk, Rows, Schema, StorageWrite};
+use crate::google::table::{bizon_columns, refuse_record, typed_value, Column};
 
 /// An `AppendRows` request's size limit: BigQuery takes 10 MB; the rest is headroom.
 pub const MAX_REQUEST_BYTES: usize = 9 << 20;
@@ -62,6 +63,8 @@ pub struct BigQueryStreamingV2 {
     writer: Option<StorageWrite>,
     encoder: Option<RowEncoder>,
     sources: Vec<Cell>,
+    /// `row_format: arrow`: the rows' Arrow schema and its IPC message.
+    arrow: Option<(Arc<arrow_schema::Schema>, Bytes)>,
     rejected: Option<Vec<Rejected>>,
     /// Stream mode: the COMMITTED streams of the table and their next offsets.
     committed: Vec<(String, i64)>,
@@ -98,6 +101,7 @@ impl BigQueryStreamingV2 {
             writer: None,
             encoder: None,
             sources: Vec::new(),
+            arrow: None,
             committed: Vec::new(),
             max_request_bytes: MAX_REQUEST_BYTES,
             duplicates_refused: 0,
@@ -113,23 +117,16 @@ impl BigQueryStreamingV2 {
 
     /// A record the destination refuses: to the dead letters, or the run fails naming it.
     fn refuse(&mut self, batch: &RecordBatch, index: usize, why: String) -> Result<()> {
-        let r = batch.get(index);
-        let table = self.target.as_ref().map(|t| t.target().to_string()).unwrap_or_default();
-        match self.rejected.as_mut() {
-            Some(dead) => {
-                dead.push(Rejected { id: r.id.to_owned(), timestamp: r.timestamp, data: r.data.to_vec(), error: why });
-                Ok(())
-            }
-            None => Err(Error::permanent(format!(
-                "bigquery_streaming_v2: record `{}` into {table}: {why} (on_error: dead_letter diverts such records \
-                 and loads the rest)",
-                r.id
-            ))),
-        }
+        let table = self.parts()?.0.target().clone();
+        refuse_record(self.rejected.as_mut(), "bigquery_streaming_v2", &table, &batch.get(index), why)
     }
 
     /// Encode the batch's rows; records a column cannot hold go to `on_error`.
     fn encode(&mut self, batch: &RecordBatch, meta: &BatchMeta) -> Result<Vec<Row>> {
+        if self.arrow.is_some() {
+            // bizon's layout holds any record: the requests' record batches are built from these.
+            return Ok((0..batch.len()).map(|index| Row { bytes: Bytes::new(), index }).collect());
+        }
         let (t, _, enc) = self.parts()?;
         let mut id_head = Vec::with_capacity(24);
         push_hex(&mut id_head, meta.job_hash, 16);
@@ -193,35 +190,112 @@ impl BigQueryStreamingV2 {
     }
 
     /// Cut `rows` into requests within the limits, from `offset`.
-    fn chunks(&self, rows: &[Row], mut offset: i64) -> Vec<(Chunk, Vec<usize>)> {
+    fn chunks(
+        &self,
+        rows: &[Row],
+        mut offset: i64,
+        batch: &RecordBatch,
+        meta: &BatchMeta,
+    ) -> Result<Vec<(Chunk, Vec<usize>)>> {
+        let size = |r: &Row| match self.arrow {
+            Some(_) => {
+                let rec = batch.get(r.index);
+                rec.id.len() + rec.data.len() + 96
+            }
+            None => r.bytes.len() + 4,
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while start < rows.len() {
             let mut end = start;
-            let mut size = 256;
+            let mut bytes = 256;
             while end < rows.len() && end - start < self.max_rows {
-                let n = rows[end].bytes.len() + 4;
-                if end > start && size + n > self.max_request_bytes {
+                let n = size(&rows[end]);
+                if end > start && bytes + n > self.max_request_bytes {
                     break;
                 }
-                size += n;
+                bytes += n;
                 end += 1;
             }
             let slice = &rows[start..end];
-            out.push((
-                Chunk { offset, rows: slice.iter().map(|r| r.bytes.clone()).collect() },
-                slice.iter().map(|r| r.index).collect(),
-            ));
+            let indexes: Vec<usize> = slice.iter().map(|r| r.index).collect();
+            let chunk_rows = match &self.arrow {
+                Some((schema, _)) => Rows::Arrow {
+                    batch: arrow_rows::batch_message(&self.arrow_batch(schema, batch, meta, &indexes)?)?,
+                    count: indexes.len(),
+                },
+                None => Rows::Proto(slice.iter().map(|r| r.bytes.clone()).collect()),
+            };
+            out.push((Chunk { offset, rows: chunk_rows }, indexes));
             offset += (end - start) as i64;
             start = end;
         }
-        out
+        Ok(out)
+    }
+
+    /// The records at `indexes` in bizon's layout as an Arrow record batch.
+    fn arrow_batch(
+        &self,
+        schema: &Arc<arrow_schema::Schema>,
+        batch: &RecordBatch,
+        meta: &BatchMeta,
+        indexes: &[usize],
+    ) -> Result<arrow_array::RecordBatch> {
+        use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
+        use arrow_array::ArrayRef;
+        let attempt = &self.parts()?.0.attempt;
+        let mut id_head = Vec::with_capacity(24);
+        push_hex(&mut id_head, meta.job_hash, 16);
+        push_hex(&mut id_head, meta.iteration as u64, 8);
+        let mut id = Vec::with_capacity(32);
+        let n = indexes.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
+        for cell in &self.sources {
+            let column: ArrayRef = match cell {
+                Cell::SourceTimestamp | Cell::ExtractedAt | Cell::LoadedAt => {
+                    let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+                    for &i in indexes {
+                        b.append_value(match cell {
+                            Cell::SourceTimestamp => batch.get(i).timestamp,
+                            Cell::ExtractedAt => meta.extracted_at,
+                            _ => meta.loaded_at,
+                        });
+                    }
+                    Arc::new(b.finish())
+                }
+                Cell::Iteration => Arc::new(arrow_array::Int64Array::from(vec![meta.iteration; n])),
+                _ => {
+                    let mut b = StringBuilder::with_capacity(n, n * 64);
+                    for &i in indexes {
+                        let r = batch.get(i);
+                        match cell {
+                            Cell::RecordId => b.append_value(r.id),
+                            Cell::SourceData => b.append_value(String::from_utf8_lossy(r.data)),
+                            Cell::Attempt => b.append_value(attempt),
+                            _ => {
+                                id.clear();
+                                id.extend_from_slice(&id_head);
+                                push_hex(&mut id, i as u64, 8);
+                                b.append_value(std::str::from_utf8(&id).unwrap_or_default());
+                            }
+                        }
+                    }
+                    Arc::new(b.finish())
+                }
+            };
+            columns.push(column);
+        }
+        arrow_array::RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::internal(format!("bigquery_streaming_v2: building an Arrow batch: {e}")))
     }
 
     /// Append every part's rows to its stream; rows BigQuery refuses go to `on_error` and the
     /// rest are sent again at the same offsets. Returns each part's next offset.
-    fn append(&mut self, mut parts: Vec<Part>, batch: &RecordBatch) -> Result<Vec<i64>> {
-        let descriptor = self.parts()?.2.descriptor();
+    fn append(&mut self, mut parts: Vec<Part>, batch: &RecordBatch, meta: &BatchMeta) -> Result<Vec<i64>> {
+        let schema = match &self.arrow {
+            Some((_, message)) => Schema::Arrow(message.clone()),
+            None => Schema::Proto(Box::new(self.parts()?.2.descriptor())),
+        };
         let mut next: Vec<i64> = parts.iter().map(|p| p.offset).collect();
         let mut tries = 0;
         loop {
@@ -232,8 +306,8 @@ impl BigQueryStreamingV2 {
             let mut planned = Vec::with_capacity(open.len());
             let mut jobs = Vec::with_capacity(open.len());
             for &i in &open {
-                let chunks = self.chunks(&parts[i].rows, parts[i].offset);
-                jobs.push((parts[i].stream.clone(), descriptor.clone(), chunks.iter().map(|c| c.0.clone()).collect()));
+                let chunks = self.chunks(&parts[i].rows, parts[i].offset, batch, meta)?;
+                jobs.push((parts[i].stream.clone(), schema.clone(), chunks.iter().map(|c| c.0.clone()).collect()));
                 planned.push(chunks);
             }
             let outcomes = self.parts()?.1.append(jobs)?;
@@ -349,6 +423,27 @@ impl Destination for BigQueryStreamingV2 {
             })
             .collect();
         self.encoder = Some(RowEncoder::new(&staged.written));
+        self.arrow = match c.row_format {
+            RowFormat::Protobuf => None,
+            RowFormat::Arrow => {
+                use arrow_schema::{DataType, Field, TimeUnit};
+                let fields: Vec<Field> = staged
+                    .written
+                    .iter()
+                    .map(|col| {
+                        let kind = match col.kind.as_str() {
+                            "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                            "INT64" => DataType::Int64,
+                            _ => DataType::Utf8,
+                        };
+                        Field::new(&col.name, kind, col.mode != "REQUIRED")
+                    })
+                    .collect();
+                let schema = Arc::new(arrow_schema::Schema::new(fields));
+                let message = arrow_rows::schema_message(&schema)?;
+                Some((schema, message))
+            }
+        };
         info!(table = %staged.target(), endpoint = writer.endpoint(), "bigquery_streaming_v2 writes through the Storage Write API");
         self.writer = Some(writer);
         self.committed.clear();
@@ -380,7 +475,7 @@ impl Destination for BigQueryStreamingV2 {
                 parts.push(Part { stream: writer.create_stream(&table, pb::PENDING)?, rows, offset: 0 });
             }
             let streams: Vec<String> = parts.iter().map(|p| p.stream.clone()).collect();
-            self.append(parts, batch)?;
+            self.append(parts, batch, meta)?;
             let writer = self.parts()?.1;
             for s in &streams {
                 writer.finalize(s)?;
@@ -399,7 +494,7 @@ impl Destination for BigQueryStreamingV2 {
             .zip(&self.committed)
             .map(|(rows, (stream, offset))| Part { stream: stream.clone(), rows, offset: *offset })
             .collect();
-        match self.append(parts, batch) {
+        match self.append(parts, batch, meta) {
             Ok(next) => {
                 for (c, o) in self.committed.iter_mut().zip(next) {
                     c.1 = o;
