@@ -29,6 +29,15 @@ fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
     }
 }
 
+/// The first 24 hex digits of a page's `bizon_id`s (job digest, iteration); the record's index
+/// in the page ([`push_hex`], 8 digits) completes each.
+fn bizon_id_head(meta: &BatchMeta) -> Vec<u8> {
+    let mut head = Vec::with_capacity(32);
+    push_hex(&mut head, meta.job_hash, 16);
+    push_hex(&mut head, meta.iteration as u64, 8);
+    head
+}
+
 /// Append one NDJSON line per record in bizon's row layout:
 /// `bizon_id, bizon_extracted_at, bizon_loaded_at, source_record_id, source_timestamp,
 /// source_data` (the record as a JSON string, like bizon's file destination writes it).
@@ -38,8 +47,7 @@ fn push_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
 pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, range: std::ops::Range<usize>, meta: &BatchMeta) {
     let mut head = Vec::with_capacity(160);
     head.extend_from_slice(b"{\"bizon_id\":\"");
-    push_hex(&mut head, meta.job_hash, 16);
-    push_hex(&mut head, meta.iteration as u64, 8);
+    head.extend_from_slice(&bizon_id_head(meta));
     let id_at = head.len();
     let mut times = Vec::with_capacity(96);
     times.extend_from_slice(b"\",\"bizon_extracted_at\":\"");

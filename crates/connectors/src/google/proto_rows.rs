@@ -17,6 +17,7 @@ use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FieldDescriptorProto};
 
 use super::table::Column;
+use crate::http::stream::kind_of;
 
 /// How a column's values travel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -198,17 +199,6 @@ impl RowEncoder {
             Some(v) if f.repeated => Err(format!("a REPEATED column takes an array, not {}", kind_of(v))),
             Some(v) => scalar(out, f, v),
         }
-    }
-}
-
-fn kind_of(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
     }
 }
 

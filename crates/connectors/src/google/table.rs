@@ -238,6 +238,17 @@ pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
         .collect()
 }
 
+/// bizon's defaults of the keys every BigQuery destination has (serde `default` functions).
+pub fn default_location() -> Option<String> {
+    Some("US".into())
+}
+pub fn default_partitioning() -> Option<TimePartitioning> {
+    Some(TimePartitioning::default())
+}
+pub fn default_table_prefix() -> String {
+    "_bizon_".into()
+}
+
 /// A secret that never shows in `Debug`.
 #[derive(Clone, Default)]
 pub struct Secret(pub String);

@@ -147,7 +147,8 @@ impl Endpoint {
     }
 }
 
-fn kind_of(j: &Json) -> &'static str {
+/// What kind of JSON value `j` is, for messages ("a string", "an object", …).
+pub(crate) fn kind_of(j: &Json) -> &'static str {
     match j {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -12,15 +12,6 @@ use crate::descriptor::{own_keys, DestinationCapabilities, DestinationDescriptor
 use crate::error::ConfigError;
 use crate::google::table::{bq_type, DestinationKeys, TimePartitioning};
 
-fn us() -> Option<String> {
-    Some("US".into())
-}
-fn partitioning() -> Option<TimePartitioning> {
-    Some(TimePartitioning::default())
-}
-fn bizon_prefix() -> String {
-    "_bizon_".into()
-}
 fn ten() -> u32 {
     10
 }
@@ -43,7 +34,7 @@ pub enum BufferFormat {
 pub struct BatchConfig {
     pub project_id: String,
     pub dataset_id: String,
-    #[serde(default = "us")]
+    #[serde(default = "crate::google::table::default_location")]
     pub dataset_location: Option<String>,
     /// Create the dataset when it is missing (bizon's default: a missing dataset is an error).
     #[serde(default)]
@@ -59,7 +50,7 @@ pub struct BatchConfig {
     #[serde(default)]
     pub gcs_buffer_format: BufferFormat,
     /// Partitioning of tables this destination creates; `null`: none.
-    #[serde(default = "partitioning")]
+    #[serde(default = "crate::google::table::default_partitioning")]
     pub time_partitioning: Option<TimePartitioning>,
     /// bizon: drop a table whose partitioning differs on a full refresh. A full refresh here
     /// always recreates the table with the configured partitioning (`CREATE OR REPLACE`).
@@ -76,7 +67,7 @@ pub struct BatchConfig {
     #[serde(default = "three")]
     pub load_max_in_flight_jobs: u32,
     /// Prefix of default table names (`_bizon_<source>_<stream>`); `''` for none.
-    #[serde(default = "bizon_prefix")]
+    #[serde(default = "crate::google::table::default_table_prefix")]
     pub table_prefix: String,
     /// BigQuery's REST base URL (default Google's; tests and proxies override it).
     #[serde(default)]

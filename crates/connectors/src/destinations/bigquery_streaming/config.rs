@@ -17,17 +17,8 @@ use crate::google::table::{bq_type, DestinationKeys, TimePartitioning};
 pub const DEFAULT_ROWS_PER_REQUEST: u32 = 5000;
 pub const MAX_ROWS_PER_REQUEST: u32 = 10_000;
 
-fn us() -> Option<String> {
-    Some("US".into())
-}
-fn partitioning() -> Option<TimePartitioning> {
-    Some(TimePartitioning::default())
-}
-fn rows_per_request() -> u32 {
+pub(crate) fn rows_per_request() -> u32 {
     DEFAULT_ROWS_PER_REQUEST
-}
-fn bizon_prefix() -> String {
-    "_bizon_".into()
 }
 
 /// The destination's own keys under `config:`.
@@ -37,15 +28,15 @@ pub struct StreamingConfig {
     pub project_id: String,
     pub dataset_id: String,
     /// Location of the dataset when it is created (it is created when missing, as bizon does).
-    #[serde(default = "us")]
+    #[serde(default = "crate::google::table::default_location")]
     pub dataset_location: Option<String>,
     /// Partitioning of tables this destination creates; `null`: none.
-    #[serde(default = "partitioning")]
+    #[serde(default = "crate::google::table::default_partitioning")]
     pub time_partitioning: Option<TimePartitioning>,
     #[serde(default = "rows_per_request")]
     pub bq_max_rows_per_request: u32,
     /// Prefix of default table names (`_bizon_<source>_<stream>`); `''` for none.
-    #[serde(default = "bizon_prefix")]
+    #[serde(default = "crate::google::table::default_table_prefix")]
     pub table_prefix: String,
     /// BigQuery's REST base URL (default Google's; tests and proxies override it).
     #[serde(default)]
@@ -93,17 +84,22 @@ pub fn parse_spec(node: &Node) -> Result<StreamingSpec, yaml::Error> {
     let config: StreamingConfig =
         own_keys(node, PATH, struct_fields::<DestinationCommon>(), struct_fields::<StreamingConfig>())?;
     let keys = DestinationKeys::parse(node, PATH, struct_fields::<StreamingConfig>())?;
-    if !(1..=MAX_ROWS_PER_REQUEST).contains(&config.bq_max_rows_per_request) {
-        return Err(yaml::Error::new(
-            format!(
-                "bq_max_rows_per_request is {}: BigQuery takes 1 to {MAX_ROWS_PER_REQUEST} rows per insertAll request",
-                config.bq_max_rows_per_request
-            ),
-            node.get("bq_max_rows_per_request").unwrap_or(node).mark,
-            &format!("{PATH}.bq_max_rows_per_request"),
-        ));
-    }
+    check_rows_per_request(node, config.bq_max_rows_per_request, "insertAll")?;
     Ok(StreamingSpec { config, keys })
+}
+
+/// `bq_max_rows_per_request` within BigQuery's limit (`request`: the API call it sizes).
+pub(crate) fn check_rows_per_request(node: &Node, rows: u32, request: &str) -> Result<(), yaml::Error> {
+    if (1..=MAX_ROWS_PER_REQUEST).contains(&rows) {
+        return Ok(());
+    }
+    Err(yaml::Error::new(
+        format!(
+            "bq_max_rows_per_request is {rows}: BigQuery takes 1 to {MAX_ROWS_PER_REQUEST} rows per {request} request"
+        ),
+        node.get("bq_max_rows_per_request").unwrap_or(node).mark,
+        &format!("{PATH}.bq_max_rows_per_request"),
+    ))
 }
 
 impl DestinationSpec for StreamingSpec {

@@ -26,10 +26,10 @@ use tracing::{info, warn};
 
 pub use config::{StreamingConfig, StreamingSpec, DESCRIPTOR};
 
-use super::push_hex;
+use super::{bizon_id_head, push_hex};
 use crate::google::bigquery::message_of;
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
-use crate::google::table::{bizon_columns, typed_value};
+use crate::google::table::{bizon_columns, refuse_record, typed_value};
 
 /// A request's size limit: BigQuery takes 10 MB; the rest is headroom for the envelope.
 pub const MAX_REQUEST_BYTES: usize = 9 << 20;
@@ -156,21 +156,7 @@ impl BigQueryStreaming {
                 .find_map(|x| x.get("location")?.as_str().filter(|l| !l.is_empty()))
                 .unwrap_or("?");
             let why = format!("BigQuery refused the row (column `{column}`): {}", message_of(&errors));
-            match self.rejected.as_mut() {
-                Some(dead) => dead.push(Rejected {
-                    id: record.id.to_owned(),
-                    timestamp: record.timestamp,
-                    data: record.data.to_vec(),
-                    error: why,
-                }),
-                None => {
-                    return Err(Error::permanent(format!(
-                        "bigquery_streaming: record `{}` into {table}: {why} (on_error: dead_letter diverts such \
-                         records and loads the rest)",
-                        record.id
-                    )))
-                }
-            }
+            refuse_record(self.rejected.as_mut(), "bigquery_streaming", &table, &record, why)?;
         }
         Ok(retry)
     }
@@ -216,9 +202,7 @@ impl Destination for BigQueryStreaming {
         }
         let staged = t.staging.is_some();
         let typed = self.spec.keys.unnest.then(|| t.columns.clone());
-        let mut id_head = Vec::with_capacity(24);
-        push_hex(&mut id_head, meta.job_hash, 16);
-        push_hex(&mut id_head, meta.iteration as u64, 8);
+        let id_head = bizon_id_head(meta);
         let mut times = Vec::with_capacity(96);
         times.extend_from_slice(b"\"_bizon_extracted_at\":\"");
         bizon_core::time::write_rfc3339(&mut times, meta.extracted_at);

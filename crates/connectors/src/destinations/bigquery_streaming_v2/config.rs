@@ -10,22 +10,9 @@ use serde::Deserialize;
 
 use super::BigQueryStreamingV2;
 use crate::descriptor::{own_keys, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
-use crate::destinations::bigquery_streaming::config::{DEFAULT_ROWS_PER_REQUEST, MAX_ROWS_PER_REQUEST};
+use crate::destinations::bigquery_streaming::config::check_rows_per_request;
 use crate::error::ConfigError;
 use crate::google::table::{bq_type, DestinationKeys, TimePartitioning};
-
-fn us() -> Option<String> {
-    Some("US".into())
-}
-fn partitioning() -> Option<TimePartitioning> {
-    Some(TimePartitioning::default())
-}
-fn rows_per_request() -> u32 {
-    DEFAULT_ROWS_PER_REQUEST
-}
-fn bizon_prefix() -> String {
-    "_bizon_".into()
-}
 
 /// How rows travel in `AppendRows` requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
@@ -47,20 +34,20 @@ pub struct StreamingV2Config {
     pub project_id: String,
     pub dataset_id: String,
     /// Location of the dataset when it is created (it is created when missing, as bizon does).
-    #[serde(default = "us")]
+    #[serde(default = "crate::google::table::default_location")]
     pub dataset_location: Option<String>,
     /// Partitioning of tables this destination creates; `null`: none.
-    #[serde(default = "partitioning")]
+    #[serde(default = "crate::google::table::default_partitioning")]
     pub time_partitioning: Option<TimePartitioning>,
     /// bizon: drop a table whose partitioning differs on a full refresh. A full refresh here
     /// always recreates the table with the configured partitioning (`CREATE OR REPLACE`).
     #[serde(default)]
     pub enforce_partitioning: bool,
     /// Rows per `AppendRows` request (each also stays under 9 MB; BigQuery's limit is 10 MB).
-    #[serde(default = "rows_per_request")]
+    #[serde(default = "crate::destinations::bigquery_streaming::config::rows_per_request")]
     pub bq_max_rows_per_request: u32,
     /// Prefix of default table names (`_bizon_<source>_<stream>`); `''` for none.
-    #[serde(default = "bizon_prefix")]
+    #[serde(default = "crate::google::table::default_table_prefix")]
     pub table_prefix: String,
     /// BigQuery's REST base URL (default Google's; tests and proxies override it).
     #[serde(default)]
@@ -115,17 +102,7 @@ pub fn parse_spec(node: &Node) -> Result<StreamingV2Spec, yaml::Error> {
     let config: StreamingV2Config =
         own_keys(node, PATH, struct_fields::<DestinationCommon>(), struct_fields::<StreamingV2Config>())?;
     let keys = DestinationKeys::parse(node, PATH, struct_fields::<StreamingV2Config>())?;
-    if !(1..=MAX_ROWS_PER_REQUEST).contains(&config.bq_max_rows_per_request) {
-        return Err(yaml::Error::new(
-            format!(
-                "bq_max_rows_per_request is {}: bigquery_streaming_v2 takes 1 to {MAX_ROWS_PER_REQUEST} rows per \
-                 AppendRows request",
-                config.bq_max_rows_per_request
-            ),
-            node.get("bq_max_rows_per_request").unwrap_or(node).mark,
-            &format!("{PATH}.bq_max_rows_per_request"),
-        ));
-    }
+    check_rows_per_request(node, config.bq_max_rows_per_request, "AppendRows")?;
     if let Some(url) = &config.storage_write_url {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(yaml::Error::new(

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 pub use config::{RowFormat, StreamingV2Config, StreamingV2Spec, DESCRIPTOR};
 
-use super::push_hex;
+use super::{bizon_id_head, push_hex};
 use crate::google::arrow_rows;
 use crate::google::proto_rows::RowEncoder;
 use crate::google::staging::{Staged, TableSpec, ATTEMPT, ITERATION};
@@ -128,9 +128,7 @@ impl BigQueryStreamingV2 {
             return Ok((0..batch.len()).map(|index| Row { bytes: Bytes::new(), index }).collect());
         }
         let (t, _, enc) = self.parts()?;
-        let mut id_head = Vec::with_capacity(24);
-        push_hex(&mut id_head, meta.job_hash, 16);
-        push_hex(&mut id_head, meta.iteration as u64, 8);
+        let id_head = bizon_id_head(meta);
         let attempt = t.attempt.clone();
         let typed = self.sources.iter().any(|s| matches!(s, Cell::Field(_)));
         let mut rows = Vec::with_capacity(batch.len());
@@ -244,9 +242,7 @@ impl BigQueryStreamingV2 {
         use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
         use arrow_array::ArrayRef;
         let attempt = &self.parts()?.0.attempt;
-        let mut id_head = Vec::with_capacity(24);
-        push_hex(&mut id_head, meta.job_hash, 16);
-        push_hex(&mut id_head, meta.iteration as u64, 8);
+        let id_head = bizon_id_head(meta);
         let mut id = Vec::with_capacity(32);
         let n = indexes.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
