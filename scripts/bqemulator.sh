@@ -56,10 +56,16 @@ fi
 # Offline, start-up fails downloading DuckDB's `spatial` extension: skip it (GEOGRAPHY is then
 # unavailable). Every write copies the whole table into a time-travel snapshot (quadratic: a 1M-row
 # insertAll run filled 68 GB of DuckDB temp files): no snapshots (no FOR SYSTEM_TIME AS OF).
+# Its gRPC server runs the (synchronous) Storage Write handlers on asyncio's default executor:
+# min(32, cores + 4) threads, 6 here. The handler of an AppendRows call whose writer was killed
+# mid-send holds its thread until the call's deadline, so a few killed writers left every later
+# AppendRows call unanswered: a pool of 512 threads (idle ones cost nothing).
 # Run from the cache directory: DuckDB spills to ./.tmp. setsid: a process group `stop` can end whole.
 cd "$CACHE"
 nohup setsid "$VENV/bin/python" -c "import sys, bqemulator.storage.engine as e, bqemulator.versioning.snapshots as s; \
 e.DuckDBEngine._load_spatial = lambda self: None; s.SnapshotManager.capture = lambda self, *a, **k: None; \
+import functools, grpc.aio, concurrent.futures as f; \
+grpc.aio.server = functools.partial(grpc.aio.server, migration_thread_pool=f.ThreadPoolExecutor(512)); \
 from bqemulator.cli import main; sys.argv[0] = 'bqemulator'; sys.exit(main())" \
   start --rest-port "$REST_PORT" --grpc-port "$GRPC_PORT" --project "$PROJECT" \
   >"$LOG" 2>&1 </dev/null &

@@ -27,11 +27,12 @@ pub const ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
 const SERVICE: &str = "/google.cloud.bigquery.storage.v1.BigQueryWrite/";
 
-/// The deadline of one `AppendRows` call (every request of a stream's share of a page), enforced
-/// here: a server that stops answering interrupts the call (dropping it resets the HTTP/2 stream;
-/// its rest is sent again) instead of hanging the run. Not sent as `grpc-timeout`: bqemulator
-/// 1.4.0 stalls (its REST side too) on AppendRows calls that carry one.
-const APPEND_DEADLINE: Duration = Duration::from_secs(120);
+/// The deadline of one `AppendRows` call (every request of a stream's share of a page): sent to
+/// the server as `grpc-timeout`, so the call of a writer that died mid-send is cancelled there
+/// (bqemulator keeps such a call's handler waiting for requests otherwise, and a few killed writers
+/// exhaust its handlers), and enforced here, so a server that stops answering interrupts the call
+/// (its rest is sent again) instead of hanging the run.
+const APPEND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The messages (googleapis field numbers).
 pub mod pb {
@@ -511,6 +512,7 @@ async fn append_one(
     }
     let mut req = tonic::Request::new(Requests(requests.into_iter()));
     *req.metadata_mut() = metadata;
+    req.set_timeout(APPEND_DEADLINE);
     let codec = tonic_prost::ProstCodec::<pb::AppendRowsRequest, pb::AppendRowsResponse>::default();
     let mut answers = match grpc.streaming(req, path, codec).await {
         Ok(r) => r.into_inner(),
