@@ -20,6 +20,7 @@ LOG=$CACHE/bqemulator-$REST_PORT.log
 # local Cloud Storage emulator (scripts/gcsemulator.sh keeps them there).
 export BQEMU_GCS_LOCAL_ROOT=${BQEMU_GCS_LOCAL_ROOT:-$CACHE/gcs-data/.cloudstorage}
 URL=http://127.0.0.1:$REST_PORT
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 # /healthz answers 200 once REST is serving (gRPC listens just before it).
 answers() { curl -sf -o /dev/null -m 2 "$URL/healthz"; }
@@ -53,20 +54,12 @@ if ! "$VENV/bin/python" -c 'import bqemulator, numpy, duckdb; assert duckdb.__ve
   "$VENV/bin/pip" install -q bqemulator==1.4.0 numpy duckdb==1.5.6 >&2
 fi
 
-# Offline, start-up fails downloading DuckDB's `spatial` extension: skip it (GEOGRAPHY is then
-# unavailable). Every write copies the whole table into a time-travel snapshot (quadratic: a 1M-row
-# insertAll run filled 68 GB of DuckDB temp files): no snapshots (no FOR SYSTEM_TIME AS OF).
-# Its gRPC server runs the (synchronous) Storage Write handlers on asyncio's default executor:
-# min(32, cores + 4) threads, 6 here. The handler of an AppendRows call whose writer was killed
-# mid-send holds its thread until the call's deadline, so a few killed writers left every later
-# AppendRows call unanswered: a pool of 512 threads (idle ones cost nothing).
-# Run from the cache directory: DuckDB spills to ./.tmp. setsid: a process group `stop` can end whole.
+# Started through scripts/bqemulator_launch.py: the emulator with the fixes the tests need (no
+# spatial-extension download offline, no per-write snapshots, a large Storage Write handler pool,
+# one lock over its DuckDB connection). Run from the cache directory: DuckDB spills to ./.tmp.
+# setsid: a process group `stop` can end whole.
 cd "$CACHE"
-nohup setsid "$VENV/bin/python" -c "import sys, bqemulator.storage.engine as e, bqemulator.versioning.snapshots as s; \
-e.DuckDBEngine._load_spatial = lambda self: None; s.SnapshotManager.capture = lambda self, *a, **k: None; \
-import functools, grpc.aio, concurrent.futures as f; \
-grpc.aio.server = functools.partial(grpc.aio.server, migration_thread_pool=f.ThreadPoolExecutor(512)); \
-from bqemulator.cli import main; sys.argv[0] = 'bqemulator'; sys.exit(main())" \
+nohup setsid "$VENV/bin/python" "$HERE/bqemulator_launch.py" \
   start --rest-port "$REST_PORT" --grpc-port "$GRPC_PORT" --project "$PROJECT" \
   >"$LOG" 2>&1 </dev/null &
 echo $! > "$PIDFILE"
