@@ -55,6 +55,10 @@ pub struct ConfigArgs {
     /// already set in the environment win).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Treat every config warning as an error: source keys the connector does not declare
+    /// (otherwise ignored, as bizon does) and keys that have no effect here.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(clap::Args)]

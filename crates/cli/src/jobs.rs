@@ -11,9 +11,9 @@ use crate::{failed, Failure};
 pub fn list(config: &ConfigArgs, limit: usize) -> Result<(), Failure> {
     let cfg = load(config)?;
     let mut backend = open_backend(&cfg)?;
-    let jobs = backend.list_jobs(&cfg.name, limit).map_err(failed)?;
+    let jobs = backend.list_jobs(cfg.job_name(), limit).map_err(failed)?;
     if jobs.is_empty() {
-        println!("no jobs for pipeline `{}`", cfg.name);
+        println!("no jobs for pipeline `{}`", cfg.job_name());
         return Ok(());
     }
     println!(
@@ -45,11 +45,11 @@ pub fn list(config: &ConfigArgs, limit: usize) -> Result<(), Failure> {
 pub fn show(config: &ConfigArgs, job_id: &str) -> Result<(), Failure> {
     let cfg = load(config)?;
     let mut backend = open_backend(&cfg)?;
-    let jobs = backend.list_jobs(&cfg.name, usize::MAX >> 1).map_err(failed)?;
+    let jobs = backend.list_jobs(cfg.job_name(), usize::MAX >> 1).map_err(failed)?;
     let (job, cursor) = jobs
         .into_iter()
         .find(|(j, _)| j.id == job_id)
-        .ok_or_else(|| failed(anyhow!("no job `{job_id}` in pipeline `{}`", cfg.name)))?;
+        .ok_or_else(|| failed(anyhow!("no job `{job_id}` in pipeline `{}`", cfg.job_name())))?;
     let records = cursor.as_ref().map_or(0, |c| c.records_written);
     let p = progress(&job, records);
     let live = serde_json::json!({"records": records, "total": job.total_records, "percent": p.percent,

@@ -50,7 +50,13 @@ pub fn read_config(args: &ConfigArgs) -> Result<String, Failure> {
 pub fn load(args: &ConfigArgs) -> Result<BizonConfig, Failure> {
     let text = read_config(args)?;
     let env = env_lookup(args)?;
-    bizon_connectors::load(&text, &env).map_err(|e| usage(anyhow!(e.render(&args.config.display().to_string()))))
+    let file = args.config.display().to_string();
+    let options = bizon_connectors::LoadOptions { strict: args.strict };
+    let cfg = bizon_connectors::load_with(&text, &env, options).map_err(|e| usage(anyhow!(e.render(&file))))?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {}", w.render(&file));
+    }
+    Ok(cfg)
 }
 
 /// Open the config's backend (a connect error is a failed run: exit 1).

@@ -91,3 +91,32 @@ fn a_connector_left_out_of_the_build_fails_with_exit_2_naming_its_feature() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn source_keys_bizon_ignores_warn_with_their_line_and_strict_makes_them_errors() {
+    let dir = scratch("strict");
+    let cfg = "name: p\nid: p-state\nsource:\n  name: dummy\n  stream: creatures\n  legacy_page_token: abc\n\
+               destination:\n  name: logger\n  buffer_size: 400\n  config: {}\n";
+    std::fs::write(dir.join("c.yml"), cfg).unwrap();
+    let o = bizon(&dir, &["config", "validate", "c.yml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "warning: c.yml:6:3: unknown key `legacy_page_token` for source `dummy`: ignored, as bizon does \
+             (at `source.legacy_page_token`)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("warning: c.yml:9:3: `destination.buffer_size` has no effect"), "{err}");
+    let o = bizon(&dir, &["config", "validate", "--strict", "c.yml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("c.yml:6:3: unknown key `legacy_page_token`"), "{}", text(&o));
+    assert!(text(&o).contains("(an error with --strict)"), "{}", text(&o));
+    // The run keys its job by `id` (bizon's job_name).
+    let o = bizon(&dir, &["run", "c.yml", "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = bizon(&dir, &["job", "list", "c.yml"]);
+    assert!(o.status.success() && !text(&o).contains("no jobs"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,5 +21,5 @@ pub mod registry;
 pub mod sources;
 pub mod sslmode;
 
-pub use config::{load, BizonConfig};
+pub use config::{load, load_with, BizonConfig, LoadOptions};
 pub use error::ConfigError;

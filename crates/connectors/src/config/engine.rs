@@ -82,6 +82,9 @@ struct MemoryQueueKeys {
 struct MemoryQueueDetails {
     #[serde(default)]
     max_nb_messages: Option<u64>,
+    /// bizon's bound of the queue in bytes.
+    #[serde(default)]
+    max_bytes: Option<u64>,
     #[serde(default)]
     queue: Option<MemoryQueueBounds>,
     #[serde(default)]
@@ -119,7 +122,7 @@ fn defaults() -> Result<EngineSpec, yaml::Error> {
     })
 }
 
-pub(super) fn parse(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
+pub(super) fn parse(node: Option<&Node>, warnings: &mut Vec<yaml::Error>) -> Result<EngineSpec, yaml::Error> {
     let mut spec = defaults()?;
     let Some(node) = node.filter(|n| n.value != yaml::Value::Null) else { return Ok(spec) };
     let keys: EngineKeys = from_node(node, "engine", &["backend", "queue"])?;
@@ -159,6 +162,15 @@ pub(super) fn parse(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
                 err(msg, type_node, "engine.queue.type")
             })?;
             spec.queue.broker = Some((queue.parse)(q)?);
+            if let Some((k, _)) =
+                q.get("config").and_then(|c| c.entries().iter().find(|(k, _)| k.as_str() == Some("max_bytes")))
+            {
+                warnings.push(err(
+                    format!("`max_bytes` has no effect on the `{kind}` queue: the broker holds the messages"),
+                    k,
+                    "engine.queue.config.max_bytes",
+                ));
+            }
             return Ok(spec);
         }
         let keys: MemoryQueueKeys = from_node(q, "engine.queue", &[])?;
@@ -166,6 +178,9 @@ pub(super) fn parse(node: Option<&Node>) -> Result<EngineSpec, yaml::Error> {
         let bounds = details.queue.unwrap_or_default();
         let _ = details.consumer.and_then(|c| c.poll_interval);
         spec.queue.max_messages = bounds.max_size.or(details.max_nb_messages).unwrap_or(0);
+        if let Some(bytes) = details.max_bytes {
+            spec.queue.max_bytes = bytes.max(1);
+        }
         if let Some(mb) = bounds.max_size_mb {
             spec.queue.max_bytes = mb.max(1) << 20;
         }

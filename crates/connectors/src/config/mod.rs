@@ -24,14 +24,28 @@ use crate::error::ConfigError;
 use crate::registry;
 
 pub const TOP_LEVEL_KEYS: &[&str] =
-    &["name", "source", "destination", "engine", "transforms", "streams", "monitoring", "alerting", "secrets"];
+    &["name", "id", "source", "destination", "engine", "transforms", "streams", "monitoring", "alerting", "secrets"];
 
-/// The keys of `destination:` itself (connector options go under `config`).
-const DESTINATION_KEYS: &[&str] = &["name", "alias", "config"];
+/// The keys of `destination:` itself (connector options go under `config`; bizon's
+/// `destination.buffer_size` is accepted with a warning: it has no effect in bizon either).
+const DESTINATION_KEYS: &[&str] = &["name", "alias", "config", "buffer_size"];
+
+/// Most characters of `id` (bizon's limit).
+const MAX_ID_CHARS: usize = 100;
+
+/// How a config is loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Every warning is an error (bizon's `config validate --strict`): unknown source keys, keys
+    /// that have no effect here.
+    pub strict: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct BizonConfig {
     pub name: String,
+    /// bizon's `id`: what jobs and watermarks are keyed by instead of `name` (see [`Self::job_name`]).
+    pub id: Option<String>,
     pub source_kind: &'static SourceDescriptor,
     pub source: SourceCommon,
     pub source_config: Arc<dyn SourceSpec>,
@@ -44,6 +58,9 @@ pub struct BizonConfig {
     pub secrets: Option<SecretsConfig>,
     /// The resolved tree, for `config show` (masked there).
     pub root: Node,
+    /// What was accepted but is ignored (unknown source keys, keys with no effect here), located:
+    /// the CLI prints them; with [`LoadOptions::strict`] the first one is the load's error.
+    pub warnings: Vec<yaml::Error>,
 }
 
 impl BizonConfig {
@@ -52,10 +69,16 @@ impl BizonConfig {
         self.streams.iter().filter_map(|s| s.source.get("topic").and_then(Json::as_str).map(str::to_owned)).collect()
     }
 
+    /// The pipeline name jobs and watermarks are kept under: `id` when set, else `name` (bizon's
+    /// `job_name`; changing it starts the stream from scratch).
+    pub fn job_name(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+
     /// The identity jobs and watermarks are keyed by.
     pub fn stream_key(&self) -> bizon_core::StreamKey {
         bizon_core::StreamKey {
-            pipeline: self.name.clone(),
+            pipeline: self.job_name().to_owned(),
             source: self.source_kind.name.into(),
             stream: self.source.stream.clone(),
         }
@@ -210,6 +233,31 @@ fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result
     Ok(())
 }
 
+/// `source:` without the keys neither bizon's common source keys nor the connector declare, each
+/// noted in `warnings` (bizon's behaviour: a warning, the key ignored). A key within a typo of a
+/// known one stays, so the parse reports it with the suggestion.
+fn ignore_unknown_source_keys(src: &Node, kind: &SourceDescriptor, warnings: &mut Vec<yaml::Error>) -> Node {
+    let common = yaml::struct_fields::<SourceCommon>();
+    let own = (kind.keys)();
+    let known = || common.iter().chain(own.iter()).copied();
+    let mut kept = src.clone();
+    if let yaml::Value::Map(entries) = &mut kept.value {
+        entries.retain(|(k, _)| {
+            let key = k.as_str().unwrap_or_default();
+            if known().any(|c| c == key) || bizon_core::suggest::closest(key, known()).is_some() {
+                return true;
+            }
+            warnings.push(err(
+                format!("unknown key `{key}` for source `{}`: ignored, as bizon does", kind.name),
+                k,
+                &format!("source.{key}"),
+            ));
+            false
+        });
+    }
+    kept
+}
+
 /// Variables from `env`, and the config's secret references (`gsm://`, with the config's
 /// `secrets.gsm` settings) resolved on first use.
 pub struct ConfigEnv<'a> {
@@ -260,6 +308,11 @@ impl Env for ConfigEnv<'_> {
 
 /// Parse and validate a config text. `env` resolves placeholders.
 pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
+    load_with(text, env, LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<BizonConfig, yaml::Error> {
     let mut root = yaml::parse(text)?;
     let top = Mark { line: 1, col: 1 };
     match &root.value {
@@ -285,6 +338,17 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     if name.trim().is_empty() {
         return Err(err("`name` must not be empty", required("name")?, "name"));
     }
+    let id = match root.get("id").filter(|n| n.value != yaml::Value::Null) {
+        None => None,
+        Some(n) => {
+            let id: String = from_node(n, "id", &[])?;
+            if id.trim().is_empty() || id.chars().count() > MAX_ID_CHARS {
+                return Err(err(format!("`id` must be 1 to {MAX_ID_CHARS} characters, not {:?}", id), n, "id"));
+            }
+            Some(id)
+        }
+    };
+    let mut warnings = Vec::new();
 
     // source: common keys + the connector's own, picked by `name`.
     let src = required("source")?;
@@ -295,12 +359,20 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let src_name: String = from_node(src_name_node, "source.name", &[])?;
     let source_kind =
         lookup("source", registry::SOURCES, registry::PLANNED_SOURCES, &src_name, src_name_node, "source.name")?;
+    let src = &ignore_unknown_source_keys(src, source_kind, &mut warnings);
     let source_config = (source_kind.parse)(src)?;
     let source: SourceCommon = from_node(src, "source", (source_kind.keys)())?;
 
     // destination: { name, alias?, config }.
     let dst = required("destination")?;
     known_keys(dst, DESTINATION_KEYS, "destination", " (connector options go under `config`)")?;
+    if let Some((k, _)) = dst.entries().iter().find(|(k, _)| k.as_str() == Some("buffer_size")) {
+        warnings.push(err(
+            "`destination.buffer_size` has no effect (in bizon neither): the buffer is `destination.config.buffer_size`",
+            k,
+            "destination.buffer_size",
+        ));
+    }
     let dst_name_node = dst.get("name").ok_or_else(|| err("missing required key `name`", dst, "destination"))?;
     // `name: null` parses as YAML's null: read it as the `null` destination it names.
     let dst_name: String = match dst_name_node.value {
@@ -325,7 +397,7 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let common: DestinationCommon = from_node(dst_cfg, "destination.config", (kind.keys)())?;
     let destination = DestinationSection { kind, alias, common, config };
 
-    let engine = engine::parse(root.get("engine"))?;
+    let engine = engine::parse(root.get("engine"), &mut warnings)?;
     let opt = |key: &str| root.get(key).filter(|n| n.value != yaml::Value::Null);
     let transforms: Vec<TransformConfig> =
         opt("transforms").map(|n| from_node(n, "transforms", &[])).transpose()?.unwrap_or_default();
@@ -335,8 +407,16 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
     let alerting = opt("alerting").map(|n| from_node(n, "alerting", &[])).transpose()?;
     let secrets = opt("secrets").map(|n| from_node(n, "secrets", &[])).transpose()?;
 
+    if options.strict {
+        if let Some(w) = warnings.first() {
+            let mut e = w.clone();
+            e.message.push_str(" (an error with --strict)");
+            return Err(e);
+        }
+    }
     let cfg = BizonConfig {
         name,
+        id,
         source_kind,
         source,
         source_config,
@@ -348,10 +428,13 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
         alerting,
         secrets,
         root,
+        warnings,
     };
     validate::validate(&cfg)?;
     Ok(cfg)
 }
 
+#[cfg(test)]
+mod parity_tests;
 #[cfg(test)]
 mod tests;

@@ -127,6 +127,16 @@ fn destination_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             "destination.config.unnest",
         ));
     }
+    // bizon fills `record_schemas` from the `streams:` entries' `record_schema`: their columns
+    // are checked where the routes are built (stream_target).
+    if cfg.streams.iter().any(|s| s.destination.get("record_schema").is_some()) {
+        for s in &cfg.streams {
+            if let Err(e) = super::stream_target(s, cfg.destination.config.as_ref()) {
+                return Err(err(e.to_string(), root.get("streams").unwrap_or(root), "streams"));
+            }
+        }
+        return Ok(());
+    }
     if common.record_schemas.as_ref().is_none_or(Vec::is_empty) {
         return Err(err(
             "`unnest: true` needs at least one entry in `record_schemas`",

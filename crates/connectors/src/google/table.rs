@@ -154,19 +154,31 @@ pub struct Column {
     /// `NULLABLE`, `REQUIRED` or `REPEATED`.
     pub mode: String,
     pub description: Option<String>,
+    /// BigQuery fills the column with it when a row leaves it out.
+    pub default_value_expression: Option<String>,
     /// A RECORD column's columns.
     pub fields: Vec<Column>,
 }
 
 impl Column {
     pub fn new(name: &str, kind: &str, mode: &str) -> Self {
-        Column { name: name.into(), kind: kind.into(), mode: mode.into(), description: None, fields: Vec::new() }
+        Column {
+            name: name.into(),
+            kind: kind.into(),
+            mode: mode.into(),
+            description: None,
+            default_value_expression: None,
+            fields: Vec::new(),
+        }
     }
 
     pub fn resource(&self) -> Json {
         let mut j = json!({"name": self.name, "type": self.kind, "mode": self.mode});
         if let Some(d) = &self.description {
             j["description"] = json!(d);
+        }
+        if let Some(e) = &self.default_value_expression {
+            j["defaultValueExpression"] = json!(e);
         }
         if !self.fields.is_empty() {
             j["fields"] = self.fields.iter().map(Column::resource).collect();
@@ -233,7 +245,14 @@ pub fn typed_columns(schema: &[ColumnConfig]) -> Result<Vec<Column>> {
                 }
                 (_, None) => Vec::new(),
             };
-            Ok(Column { name: c.name.clone(), kind: kind.into(), mode, description: c.description.clone(), fields })
+            Ok(Column {
+                name: c.name.clone(),
+                kind: kind.into(),
+                mode,
+                description: c.description.clone(),
+                default_value_expression: c.default_value_expression.clone(),
+                fields,
+            })
         })
         .collect()
 }

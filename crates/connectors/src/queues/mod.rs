@@ -26,6 +26,9 @@ struct BrokerDetails<Q, C> {
     /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
     #[serde(default)]
     max_nb_messages: Option<u64>,
+    /// bizon's bound of the queue in bytes: the broker holds the messages; accepted with a warning.
+    #[serde(default)]
+    max_bytes: Option<u64>,
     /// Ours: ordered lanes the pages are spread over, one consumer each (default 1).
     #[serde(default)]
     lanes: Option<usize>,
@@ -45,7 +48,7 @@ where
     C: for<'de> Deserialize<'de> + Default,
 {
     let keys: BrokerKeys<Q, C> = from_node(queue, "engine.queue", &[])?;
-    let _ = keys.config.max_nb_messages;
+    let _ = (keys.config.max_nb_messages, keys.config.max_bytes);
     let lanes = match keys.config.lanes {
         None => 1,
         Some(n) if (1..=MAX_LANES).contains(&n) => n,

@@ -243,6 +243,10 @@ pub struct ColumnConfig {
     pub description: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// A SQL expression the destination fills the column with when a row has no value for it
+    /// (BigQuery's `defaultValueExpression`, e.g. `CURRENT_TIMESTAMP()`).
+    #[serde(default)]
+    pub default_value_expression: Option<String>,
     /// A RECORD (STRUCT) column's own columns, nested as deep as needed (BigQuery destinations;
     /// an addition: bizon's record_schemas accept RECORD but cannot say what it holds).
     #[serde(default)]
