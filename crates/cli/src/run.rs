@@ -126,6 +126,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         key: cfg.stream_key(),
         sync_mode: cfg.source.sync_mode,
         cursor_field: cfg.source.cursor_field.clone(),
+        filter_after_watermark: cfg.filters_after_watermark(),
         max_iterations: cfg.source.max_iterations,
         force_ignore_checkpoint: cfg.source.force_ignore_checkpoint,
         reset: args.reset || cfg.source.reset,

@@ -120,3 +120,25 @@ fn source_keys_bizon_ignores_warn_with_their_line_and_strict_makes_them_errors()
     assert!(o.status.success() && !text(&o).contains("no jobs"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bizons_incremental_file_example_runs_twice_reading_everything_each_time() {
+    // bizon's file_incremental.example.yml: the dummy source cannot filter by `updated_at`, and its
+    // records have no such field, so the engine keeps every record on every run (as bizon does).
+    let dir = scratch("incremental");
+    let cfg =
+        "name: dummy to file (incremental)\nsource:\n  name: dummy\n  stream: creatures\n  sync_mode: incremental\n  \
+               cursor_field: updated_at\n  authentication:\n    type: api_key\n    params:\n      token: dummy_key\n\
+               destination:\n  name: file\n  config:\n    format: json\n";
+    std::fs::write(dir.join("c.yml"), cfg).unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let o = bizon(&dir, &["run", "c.yml", "--no-progress"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("cannot filter by `updated_at` itself"), "{}", text(&o));
+        let out = std::fs::read_to_string(dir.join("creatures.json")).unwrap_or_default();
+        lines.push(out.lines().count());
+    }
+    assert!(lines[0] > 0 && lines[1] == 2 * lines[0], "appended each run: {lines:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

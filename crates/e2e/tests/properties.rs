@@ -29,6 +29,7 @@ fn spec(buffer_bytes: u64, runner: Runner, max_retries: u32) -> PipelineSpec {
         key: StreamKey { pipeline: "props".into(), source: "generator".into(), stream: "records".into() },
         sync_mode: SyncMode::FullRefresh,
         cursor_field: None,
+        filter_after_watermark: false,
         max_iterations: None,
         force_ignore_checkpoint: false,
         reset: false,

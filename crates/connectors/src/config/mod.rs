@@ -75,6 +75,12 @@ impl BizonConfig {
         self.id.as_deref().unwrap_or(&self.name)
     }
 
+    /// An incremental run of a source that cannot filter by `cursor_field` itself: it reads
+    /// everything and the engine keeps the records above the watermark.
+    pub fn filters_after_watermark(&self) -> bool {
+        filters_after_watermark(self.source_kind, &self.source)
+    }
+
     /// The identity jobs and watermarks are keyed by.
     pub fn stream_key(&self) -> bizon_core::StreamKey {
         bizon_core::StreamKey {
@@ -233,6 +239,14 @@ fn known_keys(node: &Node, allowed: &[&str], path: &str, advice: &str) -> Result
     Ok(())
 }
 
+fn filters_after_watermark(kind: &SourceDescriptor, source: &SourceCommon) -> bool {
+    use bizon_core::config::SyncMode;
+    source.sync_mode == SyncMode::Incremental
+        && source.cursor_field.is_some()
+        && !kind.supports(SyncMode::Incremental)
+        && kind.supports(SyncMode::FullRefresh)
+}
+
 /// `source:` without the keys neither bizon's common source keys nor the connector declare, each
 /// noted in `warnings` (bizon's behaviour: a warning, the key ignored). A key within a typo of a
 /// known one stays, so the parse reports it with the suggestion.
@@ -362,6 +376,18 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
     let src = &ignore_unknown_source_keys(src, source_kind, &mut warnings);
     let source_config = (source_kind.parse)(src)?;
     let source: SourceCommon = from_node(src, "source", (source_kind.keys)())?;
+    if filters_after_watermark(source_kind, &source) {
+        let field = source.cursor_field.as_deref().unwrap_or_default();
+        warnings.push(err(
+            format!(
+                "source `{}` cannot filter by `{field}` itself: every incremental run reads everything and keeps \
+                 the records whose `{field}` is above the last run's watermark",
+                source_kind.name
+            ),
+            src.get("sync_mode").unwrap_or(src),
+            "source.sync_mode",
+        ));
+    }
 
     // destination: { name, alias?, config }.
     let dst = required("destination")?;

@@ -355,3 +355,38 @@ fn every_key_of_bizons_kafka_and_streaming_models_loads_with_streams_schemas() {
     .unwrap_err();
     assert!(e.path == "streams" && e.message.contains("`VARCHAR`"), "{e:?}");
 }
+
+/// bizon's `logger_incremental.example.yml` and `file_incremental.example.yml` as shipped.
+const BIZON_INCREMENTAL_EXAMPLES: [&str; 2] = [
+    "name: dummy to logger (incremental)\n\nsource:\n  name: dummy\n  stream: creatures\n  sync_mode: incremental\n  \
+     cursor_field: updated_at  # Field to filter records by timestamp\n  authentication:\n    type: api_key\n    \
+     params:\n      token: dummy_key\n\ndestination:\n  name: logger\n  config:\n    dummy: dummy\n",
+    "name: dummy to file (incremental)\nsource:\n  name: dummy\n  stream: creatures\n  sync_mode: incremental\n  \
+     cursor_field: updated_at  # Field to filter records by timestamp\n  authentication:\n    type: api_key\n    \
+     params:\n      token: dummy_key\ndestination:\n  name: file\n  config:\n    format: json\n",
+];
+
+#[test]
+fn bizons_incremental_examples_load_and_the_engine_filters_for_sources_that_cannot() {
+    for text in BIZON_INCREMENTAL_EXAMPLES {
+        let c = load(text, &no_env).unwrap_or_else(|e| panic!("{}", e.render("f.yml")));
+        assert!(c.filters_after_watermark());
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "source `dummy` cannot filter by `updated_at` itself: every incremental run reads everything \
+                 and keeps the records whose `updated_at` is above the last run's watermark (at `source.sync_mode`)"
+            ),
+            "{w:?}"
+        );
+    }
+    // A source that filters by itself: no warning, no engine filter.
+    let generator = "name: g\nsource:\n  name: generator\n  stream: records\n  sync_mode: incremental\n  \
+                     cursor_field: updated_at\ndestination:\n  name: logger\n";
+    let c = load(generator, &no_env).unwrap();
+    assert!(!c.filters_after_watermark() && c.warnings.is_empty(), "{:?}", warnings(&c));
+    // Without cursor_field there is nothing to filter by: still an error.
+    let e = load(&BIZON_INCREMENTAL_EXAMPLES[0].replace("  cursor_field: updated_at", "  #"), &no_env).unwrap_err();
+    assert!(e.message.contains("needs `cursor_field`"), "{}", e.message);
+}

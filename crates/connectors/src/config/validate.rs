@@ -63,7 +63,7 @@ fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
             "source.sync_mode",
         ));
     }
-    if !kind.supports(mode) {
+    if !kind.supports(mode) && !cfg.filters_after_watermark() {
         let able: Vec<_> =
             registry::available(registry::SOURCES).filter(|d| d.supports(mode)).map(|d| d.name).collect();
         return Err(err(

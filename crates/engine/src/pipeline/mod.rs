@@ -71,6 +71,10 @@ pub struct PipelineSpec {
     pub key: StreamKey,
     pub sync_mode: SyncMode,
     pub cursor_field: Option<String>,
+    /// The source cannot filter by `cursor_field` itself: an incremental run reads everything
+    /// (the source is asked for a full read) and keeps the records whose `cursor_field` is above
+    /// the watermark.
+    pub filter_after_watermark: bool,
     pub max_iterations: Option<u64>,
     pub force_ignore_checkpoint: bool,
     /// Forget the watermark and re-read everything into a replaced target.

@@ -7,7 +7,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use bizon_core::{Backend, DestinationCursor, Json, Page, ReadContext, Result, Source};
+use bizon_core::config::SyncMode;
+use bizon_core::record::cursor_cmp;
+use bizon_core::{Backend, DestinationCursor, Json, Page, ReadContext, RecordBatch, Result, Source};
 
 use super::PipelineSpec;
 use crate::progress::Counters;
@@ -17,6 +19,8 @@ use crate::spans;
 pub(super) struct PageReader<'r, 'b> {
     source: &'r mut dyn Source,
     ctx: &'r ReadContext,
+    /// With [`PipelineSpec::filter_after_watermark`]: what the source is told (a full read).
+    full_read: Option<ReadContext>,
     /// Shared with the consumer (same process): the source cursor is saved through it.
     backend: &'r Mutex<&'b mut dyn Backend>,
     spec: &'r PipelineSpec,
@@ -38,9 +42,15 @@ impl<'r, 'b> PageReader<'r, 'b> {
         counters: &'r Counters,
         start: &DestinationCursor,
     ) -> Self {
+        let full_read = (spec.filter_after_watermark && ctx.sync_mode == SyncMode::Incremental).then(|| ReadContext {
+            sync_mode: SyncMode::FullRefresh,
+            watermark: None,
+            cursor_field: ctx.cursor_field.clone(),
+        });
         PageReader {
             source,
             ctx,
+            full_read,
             backend,
             spec,
             job_id,
@@ -65,12 +75,16 @@ impl<'r, 'b> PageReader<'r, 'b> {
             return Ok(None);
         }
         let t = spans::start();
-        let page = self.source.get(&self.pagination, self.ctx)?;
+        let mut page = self.source.get(&self.pagination, self.full_read.as_ref().unwrap_or(self.ctx))?;
         spans::end("extract", iteration, page.records.len() as u64, t);
         let c = self.counters;
         c.records_extracted.fetch_add(page.records.len() as u64, Ordering::Relaxed);
         c.bytes_extracted.fetch_add(page.records.byte_len() as u64, Ordering::Relaxed);
         c.iterations_extracted.fetch_add(1, Ordering::Relaxed);
+        if let (Some(_), Some(field), Some(watermark)) = (&self.full_read, &self.ctx.cursor_field, &self.ctx.watermark)
+        {
+            page.records = above_watermark(&page.records, field, watermark);
+        }
         self.save_source_cursor(iteration, &page.next)?;
         self.pagination = page.next.clone();
         self.iteration += 1;
@@ -85,5 +99,44 @@ impl<'r, 'b> PageReader<'r, 'b> {
             backend.save_source_cursor(self.job_id, iteration, pagination)?;
         }
         Ok(())
+    }
+}
+
+/// The records whose `field` (a top-level key, or a JSON pointer such as `/properties/updated`)
+/// is above `watermark`; a record without the field (or unparsable) is kept: it cannot be placed,
+/// and dropping it could lose it.
+fn above_watermark(records: &RecordBatch, field: &str, watermark: &Json) -> RecordBatch {
+    let mut kept = RecordBatch::with_capacity(records.len(), records.byte_len());
+    for (i, r) in records.iter().enumerate() {
+        let value = serde_json::from_slice::<Json>(r.data).ok().and_then(|j| {
+            let v = if field.starts_with('/') { j.pointer(field).cloned() } else { j.get(field).cloned() };
+            v.filter(|v| !v.is_null())
+        });
+        if value.is_none_or(|v| cursor_cmp(&v, watermark).is_gt()) {
+            kept.push_routed(records.route(i), r.id, r.timestamp, |out| out.extend_from_slice(r.data));
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_records_above_the_watermark_and_those_without_the_field() {
+        let mut records = RecordBatch::default();
+        for (id, data) in [
+            ("a", r#"{"updated": "2024-01-03"}"#),
+            ("b", r#"{"updated": "2024-01-09"}"#),
+            ("c", r#"{"other": 1}"#),
+            ("d", r#"{"updated": "2024-01-05", "p": {"n": 7}}"#),
+        ] {
+            records.push(id, 0, data.as_bytes());
+        }
+        let ids = |b: RecordBatch| b.iter().map(|r| r.id.to_owned()).collect::<Vec<_>>();
+        assert_eq!(ids(above_watermark(&records, "updated", &Json::from("2024-01-05"))), ["b", "c"]);
+        assert_eq!(ids(above_watermark(&records, "/p/n", &Json::from(6))), ["a", "b", "c", "d"]);
+        assert_eq!(ids(above_watermark(&records, "/p/n", &Json::from(7))), ["a", "b", "c"]);
     }
 }

@@ -26,6 +26,7 @@ pub fn spec(runner: Runner, role: Role, buffer_bytes: u64) -> PipelineSpec {
         key: key(),
         sync_mode: SyncMode::FullRefresh,
         cursor_field: None,
+        filter_after_watermark: false,
         max_iterations: None,
         force_ignore_checkpoint: false,
         reset: false,
