@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// No progress bar or progress lines (the final summary is still printed).
     #[arg(long)]
     pub no_progress: bool,
+    /// Write the run's outcome as JSON to this file (bizon's layout: status running / success /
+    /// failure, failure_class, job_id, records_written, started_at, duration_s, error). It reads
+    /// `running` until the run ends, so a run killed from outside leaves that behind.
+    #[arg(long, value_name = "FILE")]
+    pub result_json: Option<PathBuf>,
     /// Seconds between progress log lines when stderr is not a terminal.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_PROGRESS_INTERVAL_SECS)]
     pub progress_interval: f64,

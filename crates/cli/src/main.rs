@@ -6,6 +6,7 @@ mod args;
 mod catalog;
 mod jobs;
 mod load;
+mod result;
 mod run;
 mod secrets;
 mod supervise;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use bizon_core::config::{LogLevel, RunnerType, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MS};
-use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, Runner};
+use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, RunSummary, Runner};
 
 use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
 use crate::load::{load, open_backend};
@@ -63,6 +63,16 @@ impl<W: std::io::Write> std::io::Write for Redacting<W> {
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let result = args.result_json.as_deref().map(crate::result::ResultFile::start).transpose()?;
+    let outcome = execute(&args);
+    if let Some(r) = &result {
+        r.finish(&outcome);
+    }
+    outcome.map(|_| ())
+}
+
+/// The run; its summary (`None` from the process runner's supervisor, whose children ran it).
+fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
     let cfg = load(&args.config)?;
     init_logging(args.log_level, cfg.engine.runner.log_level, args.log_format);
     let runner = match args.runner.map(|r| match r {
@@ -97,7 +107,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                     cfg.engine.backend.spec.describe()
                 )));
             }
-            return crate::supervise::supervise(&args, broker.as_ref());
+            return crate::supervise::supervise(args, broker.as_ref()).map(|()| None);
         }
     };
     let failpoints = Arc::new(Failpoints::from_env().map_err(usage)?);
@@ -193,5 +203,5 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         summary.resumed_after.map(|i| format!(", resumed after iteration {i}")).unwrap_or_default(),
         if summary.retries > 0 { format!(", {} retries", summary.retries) } else { String::new() },
     );
-    Ok(())
+    Ok(Some(summary))
 }

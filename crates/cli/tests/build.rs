@@ -142,3 +142,37 @@ fn bizons_incremental_file_example_runs_twice_reading_everything_each_time() {
     assert!(lines[0] > 0 && lines[1] == 2 * lines[0], "appended each run: {lines:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn result_json_records_success_and_config_failures_as_bizon_does() {
+    let dir = scratch("result-json");
+    let cfg = "name: p\nsource:\n  name: generator\n  stream: records\n  total: 250\n  page_size: 100\n\
+               destination:\n  name: null\n";
+    std::fs::write(dir.join("c.yml"), cfg).unwrap();
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect("result file")).expect("JSON")
+    };
+    let o = bizon(&dir, &["run", "c.yml", "--no-progress", "--result-json", "ok.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = read("ok.json");
+    assert_eq!(r["status"], "success", "{r}");
+    assert_eq!(r["records_written"], 250, "{r}");
+    assert!(r["failure_class"].is_null() && r["error"].is_null(), "{r}");
+    assert!(r["job_id"].as_str().is_some_and(|id| text(&o).contains(id)), "{r}");
+    assert!(r["duration_s"].as_f64().is_some_and(|d| d >= 0.0), "{r}");
+    assert!(r["started_at"].as_str().is_some_and(|t| t.ends_with("+00:00") && t.starts_with("20")), "{r}");
+    assert!(!dir.join("ok.json.tmp").exists());
+
+    std::fs::write(dir.join("bad.yml"), cfg.replace("total: 250", "totl: 250")).unwrap();
+    let o = bizon(&dir, &["run", "bad.yml", "--no-progress", "--result-json", "bad.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = read("bad.json");
+    assert_eq!((r["status"].as_str(), r["failure_class"].as_str()), (Some("failure"), Some("config")), "{r}");
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("totl")), "{r}");
+
+    // An unwritable path stops the run before anything runs.
+    let o = bizon(&dir, &["run", "c.yml", "--no-progress", "--result-json", "no/such/dir/r.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--result-json no/such/dir/r.json"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
