@@ -128,10 +128,22 @@ pub enum LogArg {
 
 #[derive(Subcommand)]
 pub enum ConfigCmd {
-    /// Parse and validate a config without running anything.
-    Validate(ConfigArgs),
+    /// Parse and validate a config without running anything (placeholders and secret
+    /// references are resolved as a run would, unless --skip-references).
+    Validate(ValidateArgs),
     /// Print the resolved config as JSON, secrets masked.
     Show(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Do not resolve `${VAR}`, `env://`, `BIZON_ENV_*` or `gsm://` references: check them as
+    /// literal text, and a field that cannot hold text (a port, a flag) with a stand-in of its
+    /// type. For CI without access to the secrets.
+    #[arg(long)]
+    pub skip_references: bool,
 }
 
 #[derive(Subcommand)]
@@ -152,8 +164,28 @@ pub enum StreamCmd {
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
     },
-    /// Forget the stream's watermark and unfinished jobs: the next run re-reads everything.
-    Reset(ConfigArgs),
+    /// Request a reset of an incremental stream: its next run re-reads everything, replaces
+    /// the target and continues incrementally from there (bizon's deferred reset; scheduled runs
+    /// pick it up with no change to their command line). `--now` also resets the state at once.
+    Reset(ResetArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Reset this stream instead of the config's `source.stream` (for configs templated across
+    /// streams).
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Withdraw the stream's pending reset requests instead of adding one.
+    #[arg(long, conflicts_with = "now")]
+    pub cancel: bool,
+    /// Also reset at once: forget the watermark and cancel the stream's unfinished jobs now (any
+    /// sync mode; a running job must be stopped first). An incremental stream's next run still
+    /// replaces the target.
+    #[arg(long)]
+    pub now: bool,
 }
 
 #[derive(Subcommand)]

@@ -6,14 +6,22 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use bizon_connectors::registry;
-use bizon_core::config::masked_json;
+use bizon_core::config::{masked_json, SyncMode};
+use bizon_core::JobStatus;
 
-use crate::args::ConfigArgs;
-use crate::load::{load, open_backend};
+use crate::args::{ConfigArgs, ResetArgs, ValidateArgs};
+use crate::load::{load, load_with, open_backend};
 use crate::{failed, usage, Failure};
 
-pub fn config_validate(a: &ConfigArgs) -> Result<(), Failure> {
-    let cfg = load(a)?;
+pub fn config_validate(v: &ValidateArgs) -> Result<(), Failure> {
+    let a = &v.config;
+    let cfg = load_with(a, v.skip_references)?;
+    if cfg.unchecked_references > 0 {
+        println!(
+            "{} field(s) hold an unresolved reference and were checked with a stand-in, not their value",
+            cfg.unchecked_references
+        );
+    }
     println!(
         "{}: valid (pipeline `{}`: {} / {} → {}, {})",
         a.config.display(),
@@ -127,14 +135,78 @@ pub fn stream_list(source: &str, config: Option<PathBuf>, env_file: Option<PathB
     Ok(())
 }
 
-pub fn stream_reset(a: &ConfigArgs) -> Result<(), Failure> {
-    let cfg = load(a)?;
+/// `stream reset`: bizon's deferred reset (a request the next run takes up), `--cancel` to
+/// withdraw it, `--now` to also forget the state at once.
+pub fn stream_reset(a: &ResetArgs) -> Result<(), Failure> {
+    let cfg = load(&a.config)?;
+    let mut key = cfg.stream_key();
+    if let Some(stream) = &a.stream {
+        let known = cfg.source_kind.streams;
+        if !known.is_empty() && !known.contains(&stream.as_str()) {
+            let hint = bizon_core::suggest::closest(stream, known.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(usage(anyhow!(
+                "--stream `{stream}`: source `{}` has no such stream{hint}; its streams: {}",
+                cfg.source_kind.name,
+                known.join(", ")
+            )));
+        }
+        key.stream = stream.clone();
+    }
+    let incremental = cfg.source.sync_mode == SyncMode::Incremental;
+    if !incremental && !a.now {
+        return Err(usage(anyhow!(
+            "only incremental streams can be reset, but sync_mode is `{mode}`: a `{mode}` stream already rebuilds \
+             its target on every run (`--now` cancels its unfinished jobs)",
+            mode = cfg.source.sync_mode.as_str()
+        )));
+    }
     let mut backend = open_backend(&cfg)?;
-    let key = cfg.stream_key();
-    let n = backend.reset_stream(&key).map_err(failed)?;
+    let label = format!("stream `{}` of pipeline `{}`", key.stream, key.pipeline);
+    if cfg.engine.backend.spec.describe().starts_with("sqlite") {
+        eprintln!(
+            "warning: the sqlite backend is a local file ({}): only runs using that file see this",
+            cfg.engine.backend.spec.describe()
+        );
+    }
+    if a.cancel {
+        let n = backend.cancel_resets(&key).map_err(failed)?;
+        if n == 0 {
+            println!("no pending reset request for {label}");
+        } else {
+            println!("{label}: {n} pending reset request(s) canceled");
+        }
+        return Ok(());
+    }
+    if a.now {
+        // not under a running job: taking the pipeline's lock names it if there is one
+        let _lock = backend.lock_pipeline(&key).map_err(failed)?;
+        let n = backend.reset_stream(&key).map_err(failed)?;
+        println!("{label} reset now: watermark forgotten, {n} unfinished job(s) canceled");
+        if !incremental {
+            return Ok(());
+        }
+    }
+    if !backend.pending_resets(&key).map_err(failed)?.is_empty() {
+        println!("a reset is already pending for {label}: nothing to add");
+        return Ok(());
+    }
+    let ran = backend
+        .list_jobs(&key.pipeline, 1000)
+        .map_err(failed)?
+        .iter()
+        .any(|(j, _)| j.key == key && j.status == JobStatus::Succeeded);
+    if !ran && !a.now {
+        eprintln!(
+            "warning: {label} has no successful run yet: check the stream name; a stream that never ran \
+             already reads everything on its next run"
+        );
+    }
+    backend.request_reset(&key, &bizon_engine::pipeline::new_job_id()).map_err(failed)?;
     println!(
-        "stream `{}` of pipeline `{}` reset: watermark forgotten, {n} unfinished job(s) canceled; the next run re-reads everything",
-        key.stream, key.pipeline
+        "reset requested for {label}: the next run re-reads the whole stream, replaces the target and \
+         continues incrementally from there (`--cancel` withdraws the request)"
     );
     Ok(())
 }

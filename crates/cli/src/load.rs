@@ -48,10 +48,15 @@ pub fn read_config(args: &ConfigArgs) -> Result<String, Failure> {
 }
 
 pub fn load(args: &ConfigArgs) -> Result<BizonConfig, Failure> {
+    load_with(args, false)
+}
+
+/// [`load`], leaving references unresolved when `skip_references` (`config validate`).
+pub fn load_with(args: &ConfigArgs, skip_references: bool) -> Result<BizonConfig, Failure> {
     let text = read_config(args)?;
     let env = env_lookup(args)?;
     let file = args.config.display().to_string();
-    let options = bizon_connectors::LoadOptions { strict: args.strict };
+    let options = bizon_connectors::LoadOptions { strict: args.strict, skip_references };
     let cfg = bizon_connectors::load_with(&text, &env, options).map_err(|e| usage(anyhow!(e.render(&file))))?;
     for w in &cfg.warnings {
         eprintln!("warning: {}", w.render(&file));

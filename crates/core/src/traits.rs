@@ -135,6 +135,11 @@ pub enum JobStatus {
     Canceled,
     /// Stopped by SIGINT/SIGTERM after a final commit: resumable.
     Stopped,
+    /// Not a run: a `bizon stream reset` request the stream's next run turns into a reset
+    /// (bizon's `stream_resets` row). Never resumed.
+    ResetRequested,
+    /// A reset request a run took up (its `error` names the job).
+    ResetConsumed,
 }
 
 impl JobStatus {
@@ -145,6 +150,8 @@ impl JobStatus {
             JobStatus::Failed => "failed",
             JobStatus::Canceled => "canceled",
             JobStatus::Stopped => "stopped",
+            JobStatus::ResetRequested => "reset_requested",
+            JobStatus::ResetConsumed => "reset_consumed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -154,6 +161,8 @@ impl JobStatus {
             "failed" => JobStatus::Failed,
             "canceled" => JobStatus::Canceled,
             "stopped" => JobStatus::Stopped,
+            "reset_requested" => JobStatus::ResetRequested,
+            "reset_consumed" => JobStatus::ResetConsumed,
             _ => return None,
         })
     }
@@ -355,7 +364,56 @@ pub trait Backend: Send {
     }
     /// Newest first, with their last destination cursor.
     fn list_jobs(&mut self, pipeline: &str, limit: usize) -> Result<Vec<(Job, Option<DestinationCursor>)>>;
+
+    /// The stream's pending reset requests (`bizon stream reset`), oldest first. They are job
+    /// rows with status `reset_requested`, so every backend keeps them with no table of its
+    /// own; a request is newer than every job that ran before it, so the newest rows hold it.
+    fn pending_resets(&mut self, key: &StreamKey) -> Result<Vec<Job>> {
+        let mut pending: Vec<Job> = self
+            .list_jobs(&key.pipeline, PENDING_RESET_SCAN)?
+            .into_iter()
+            .map(|(job, _)| job)
+            .filter(|job| &job.key == key && job.status == JobStatus::ResetRequested)
+            .collect();
+        pending.reverse();
+        Ok(pending)
+    }
+    /// Ask the stream's next run to reset it: re-read everything and replace the target.
+    fn request_reset(&mut self, key: &StreamKey, request_id: &str) -> Result<()> {
+        let now = crate::time::now_micros();
+        self.create_job(&Job {
+            id: request_id.to_owned(),
+            key: key.clone(),
+            sync_mode: SyncMode::Incremental,
+            reset: true,
+            status: JobStatus::ResetRequested,
+            since: None,
+            created_at: now,
+            updated_at: now,
+            pid: std::process::id(),
+            total_records: None,
+            error: None,
+        })
+    }
+    /// Withdraw the stream's pending reset requests; returns how many there were.
+    fn cancel_resets(&mut self, key: &StreamKey) -> Result<u64> {
+        let pending = self.pending_resets(key)?;
+        for request in &pending {
+            self.set_job_status(&request.id, JobStatus::Canceled, Some("reset request canceled"))?;
+        }
+        Ok(pending.len() as u64)
+    }
+    /// Mark the pending requests as taken up by `job_id` (the reset job that serves them).
+    fn consume_resets(&mut self, requests: &[Job], job_id: &str) -> Result<()> {
+        for request in requests {
+            self.set_job_status(&request.id, JobStatus::ResetConsumed, Some(&format!("consumed by job {job_id}")))?;
+        }
+        Ok(())
+    }
 }
+
+/// How many of a pipeline's newest job rows [`Backend::pending_resets`] looks through.
+const PENDING_RESET_SCAN: usize = 1000;
 
 /// An external queue between producer and consumer (RabbitMQ, Kafka): pages travel as
 /// [`crate::wire`] messages; a delivery is acknowledged only after the destination commit that

@@ -215,6 +215,40 @@ fn placeholders_resolve_and_config_show_masks_them() {
     assert!(!stdout(&out).contains("from-dotenv-secret"));
 }
 
+/// `config validate --skip-references` (bizon's flag, for CI without the secrets): references
+/// stay unresolved, text fields take them as text, typed fields a stand-in; a field no stand-in
+/// fits is still an error at its place.
+#[test]
+fn config_validate_skip_references_checks_a_config_without_its_secrets() {
+    let s = Scratch::new("skipref");
+    let text = "name: skipref\nsource:\n  name: generator\n  stream: records\n  total: ${TOTAL}\n\
+                destination:\n  name: postgres\n  config:\n    host: ${PG_HOST}\n    port: env://PG_PORT\n    \
+                database: test\n    username: BIZON_ENV_PG_USER\n    password: gsm://projects/p/secrets/pg/versions/3\n";
+    let cfg = s.write("c.yml", text);
+    let cfg = cfg.to_str().unwrap();
+    let out = s.run(&["config", "validate", cfg]);
+    assert_eq!(out.status.code(), Some(2), "resolved as a run would: {}", stderr(&out));
+    assert!(stderr(&out).contains("`TOTAL` is not set"), "{}", stderr(&out));
+
+    let out = s.run(&["config", "validate", cfg, "--skip-references"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 field(s) hold an unresolved reference"), "total and port: {}", stdout(&out));
+    assert!(stdout(&out).contains("c.yml: valid"), "{}", stdout(&out));
+    assert!(s.files().iter().all(|f| f == "c.yml"), "nothing written: {:?}", s.files());
+
+    // a typo is still found with references unresolved
+    let typo = s.write("typo.yml", &text.replace("database: test", "databse: test"));
+    let out = s.run(&["config", "validate", typo.to_str().unwrap(), "--skip-references"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("did you mean `database`"), "{}", stderr(&out));
+    // a field no stand-in fits: named with its place
+    let mode = s.write("mode.yml", &text.replace("  stream: records\n", "  stream: records\n  sync_mode: ${MODE}\n"));
+    let out = s.run(&["config", "validate", mode.to_str().unwrap(), "--skip-references"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("mode.yml:5:") && err.contains("`${MODE}`") && err.contains("no stand-in"), "{err}");
+}
+
 #[test]
 fn python_only_features_get_a_clear_error() {
     let s = Scratch::new("python");

@@ -112,13 +112,67 @@ fn incremental_appends_only_newer_records_and_reset_rereads_all() {
     assert!(err.contains("completed: 100 records"), "{err}");
     assert_exactly_once(&s.path("out.json"), 1600);
 
-    // `bizon stream reset` does the same from the command line.
+    // `bizon stream reset` (bizon's deferred reset): a request the next run takes up.
     let out = s.run(&["stream", "reset", &cfg]);
-    assert!(stdout(&out).contains("watermark forgotten"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("reset requested for stream `records`"), "{}", stdout(&out));
+    let again = stdout(&s.run(&["stream", "reset", &cfg]));
+    assert!(again.contains("a reset is already pending"), "{again}");
+    assert!(stdout(&s.run(&["job", "list", &cfg])).contains("reset_requested"));
+    // --cancel withdraws it: the next run is a plain incremental one.
+    let out = stdout(&s.run(&["stream", "reset", &cfg, "--cancel"]));
+    assert!(out.contains("1 pending reset request(s) canceled"), "{out}");
+    let out = stdout(&s.run(&["stream", "reset", &cfg, "--cancel"]));
+    assert!(out.contains("no pending reset request"), "{out}");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 0 records"), "{err}");
+    // Requested again: the next run re-reads everything and replaces the target, once.
+    ok(&s.run(&["stream", "reset", &cfg]));
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 1600 records") && err.contains("a stream reset was requested"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1600);
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 0 records"), "the request was taken up once: {err}");
+    assert!(stdout(&s.run(&["job", "list", &cfg])).contains("reset_consumed"));
+
+    // --now forgets the watermark at once; the next run still replaces the target.
+    let out = stdout(&s.run(&["stream", "reset", &cfg, "--now"]));
+    assert!(out.contains("watermark forgotten") && out.contains("reset requested"), "{out}");
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
     assert!(err.contains("completed: 1600 records"), "{err}");
-    let ids = read_ids(&s.path("out.json"));
-    assert_eq!(ids.len(), 1600 + 1600, "after `stream reset` an incremental run re-reads all and appends");
+    assert_exactly_once(&s.path("out.json"), 1600);
+
+    // --stream names another stream: a stream the source lacks is refused with a suggestion.
+    let bad = s.run(&["stream", "reset", &cfg, "--stream", "record"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("did you mean `records`?"), "{}", stderr(&bad));
+}
+
+/// A deferred reset killed mid-run: the next run resumes the reset (not an append), takes the
+/// request up, and the target holds every record once.
+#[test]
+fn a_requested_reset_killed_mid_run_resumes_as_a_reset() {
+    let s = Scratch::new("reset-kill");
+    let inc = "  sync_mode: incremental\n  cursor_field: updated_at\n  page_size: 500\n  rate_limit: 100000\n";
+    let cfg = generator_to_file(&s, "resetkill", 100_000, inc, "    buffer_size: 0\n").to_str().unwrap().to_owned();
+    ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert_exactly_once(&s.path("out.json"), 100_000);
+    ok(&s.run(&["stream", "reset", &cfg]));
+    kill_mid_run(&s, &cfg, 400);
+    let logs = run_until_done(&s, &cfg, 2);
+    assert!(logs[0].contains("resumed after iteration"), "{}", logs[0]);
+    assert_exactly_once(&s.path("out.json"), 100_000);
+    let jobs = stdout(&s.run(&["job", "list", &cfg]));
+    assert!(jobs.contains("reset_consumed") && !jobs.contains("reset_requested"), "{jobs}");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 0 records"), "{err}");
+
+    // A full refresh stream has nothing to reset later (bizon's rule); --now still cancels.
+    let full = generator_to_file(&s, "resetkill-full", 10, "", "").to_str().unwrap().to_owned();
+    let out = s.run(&["stream", "reset", &full]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("only incremental streams can be reset"), "{}", stderr(&out));
+    let out = stdout(&s.run(&["stream", "reset", &full, "--now"]));
+    assert!(out.contains("0 unfinished job(s) canceled") && !out.contains("reset requested"), "{out}");
 }
 
 #[test]

@@ -39,7 +39,15 @@ pub struct LoadOptions {
     /// Every warning is an error (bizon's `config validate --strict`): unknown source keys, keys
     /// that have no effect here.
     pub strict: bool,
+    /// Leave `${VAR}`, `env://`, `BIZON_ENV_*` and `gsm://` references unresolved and check
+    /// them as literal text (bizon's `config validate --skip-references`, for CI without the
+    /// secrets); a field that cannot hold the text is checked with a stand-in of its type.
+    pub skip_references: bool,
 }
+
+/// What `--skip-references` tries in place of a reference a field refused as text: a number, a
+/// boolean, a URL. A field none of them fits is reported.
+const REFERENCE_STAND_INS: &[&str] = &["1", "true", "https://reference.invalid/"];
 
 #[derive(Debug, Clone)]
 pub struct BizonConfig {
@@ -61,6 +69,9 @@ pub struct BizonConfig {
     /// What was accepted but is ignored (unknown source keys, keys with no effect here), located:
     /// the CLI prints them; with [`LoadOptions::strict`] the first one is the load's error.
     pub warnings: Vec<yaml::Error>,
+    /// With [`LoadOptions::skip_references`]: fields holding an unresolved reference that were
+    /// checked with a stand-in of their type instead of their text.
+    pub unchecked_references: usize,
 }
 
 impl BizonConfig {
@@ -328,6 +339,42 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
 /// [`load`] with options.
 pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<BizonConfig, yaml::Error> {
     let mut root = yaml::parse(text)?;
+    if !options.skip_references {
+        return load_root(root, env, options);
+    }
+    let mut references = Vec::new();
+    interp::mark_references(&mut root, &mut references);
+    // per reference a field refused: the error its own text got, and the stand-ins tried
+    let mut tried: Vec<(Mark, yaml::Error, usize)> = Vec::new();
+    loop {
+        let e = match load_root(root.clone(), env, options) {
+            Ok(mut cfg) => {
+                cfg.unchecked_references = tried.len();
+                return Ok(cfg);
+            }
+            Err(e) => e,
+        };
+        let Some(mark) = e.mark.filter(|m| references.contains(m)) else { return Err(e) };
+        let next = match tried.iter_mut().find(|(m, ..)| *m == mark) {
+            Some((_, _, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                tried.push((mark, e, 0));
+                0
+            }
+        };
+        let Some(stand_in) = REFERENCE_STAND_INS.get(next) else {
+            let (_, mut first, _) = tried.into_iter().find(|(m, ..)| *m == mark).expect("tried above");
+            first.message.push_str(" (an unresolved reference, and no stand-in of a number, a boolean or a URL fits)");
+            return Err(first);
+        };
+        interp::replace_at(&mut root, mark, stand_in);
+    }
+}
+
+fn load_root(mut root: yaml::Node, env: &dyn Env, options: LoadOptions) -> Result<BizonConfig, yaml::Error> {
     let top = Mark { line: 1, col: 1 };
     match &root.value {
         yaml::Value::Map(_) => {}
@@ -340,8 +387,10 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
         }
         _ => return Err(err(format!("expected a mapping at the top level, found {}", root.kind_name()), &root, "")),
     }
-    let env = ConfigEnv::new(&root, env)?;
-    interp::resolve(&mut root, &env, "")?;
+    if !options.skip_references {
+        let env = ConfigEnv::new(&root, env)?;
+        interp::resolve(&mut root, &env, "")?;
+    }
     known_keys(&root, TOP_LEVEL_KEYS, "", "")?;
     let required = |key: &str| {
         root.get(key)
@@ -455,6 +504,7 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
         secrets,
         root,
         warnings,
+        unchecked_references: 0,
     };
     validate::validate(&cfg)?;
     Ok(cfg)

@@ -135,7 +135,7 @@ fn unknown_source_keys_are_ignored_with_a_warning_and_typos_stay_errors() {
         ["f.yml:31:3: unknown key `page_token_from_last_year` for source `dummy`: ignored, as bizon does \
           (at `source.page_token_from_last_year`)"]
     );
-    let e = load_with(&text, &no_env, LoadOptions { strict: true }).unwrap_err();
+    let e = load_with(&text, &no_env, LoadOptions { strict: true, ..Default::default() }).unwrap_err();
     assert_eq!(e.mark, Some(Mark { line: 31, col: 3 }));
     assert!(e.message.ends_with("ignored, as bizon does (an error with --strict)"), "{}", e.message);
     // Within a typo of a known key: still an error naming the key meant.
@@ -249,7 +249,7 @@ fn every_key_of_bizons_bigquery_models_loads_and_the_dead_buffer_size_warns() {
     let columns = crate::google::table::typed_columns(schema).unwrap();
     assert_eq!(columns[1].resource()["defaultValueExpression"], "CURRENT_TIMESTAMP()");
     assert!(columns[0].resource().get("defaultValueExpression").is_none());
-    assert!(load_with(BIGQUERY, &no_env, LoadOptions { strict: true }).is_err());
+    assert!(load_with(BIGQUERY, &no_env, LoadOptions { strict: true, ..Default::default() }).is_err());
 }
 
 /// The Kafka source with every key, `bigquery_streaming_v2` unnested from the `streams:`

@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 
-use super::yaml::{Error, Node, Value};
+use super::yaml::{Error, Mark, Node, Value};
 
 /// Where variables come from: the process environment first, then a `.env` file.
 pub trait Env {
@@ -67,6 +67,43 @@ pub fn resolve(node: &mut Node, env: &dyn Env, path: &str) -> Result<(), Error> 
         Value::Null => {}
     }
     Ok(())
+}
+
+/// Whether `s` holds a placeholder or a secret reference (what [`resolve_str`] would replace).
+pub fn holds_reference(s: &str) -> bool {
+    let t = s.trim();
+    (t.starts_with("BIZON_ENV_") && !t.contains(char::is_whitespace))
+        || t.starts_with("env://")
+        || t.starts_with("gsm://")
+        || s.contains("${")
+}
+
+/// Leave every placeholder unresolved (`config validate --skip-references`): flag the scalars
+/// holding one as from the environment (masked) and return where they are.
+pub fn mark_references(node: &mut Node, out: &mut Vec<Mark>) {
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| mark_references(n, out)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| mark_references(v, out)),
+        Value::Scalar { text, .. } if holds_reference(text) => {
+            node.from_env = true;
+            out.push(node.mark);
+        }
+        Value::Scalar { .. } | Value::Null => {}
+    }
+}
+
+/// Put `text` (a plain scalar, typed by the field it lands in) in place of the scalar at `mark`.
+pub fn replace_at(node: &mut Node, mark: Mark, text: &str) -> bool {
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().any(|n| replace_at(n, mark, text)),
+        Value::Map(entries) => entries.iter_mut().any(|(_, v)| replace_at(v, mark, text)),
+        Value::Scalar { text: t, plain } if node.mark == mark => {
+            *t = text.to_owned();
+            *plain = true;
+            true
+        }
+        Value::Scalar { .. } | Value::Null => false,
+    }
 }
 
 /// The resolved string, or `None` when `s` holds no placeholder.

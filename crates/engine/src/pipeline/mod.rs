@@ -316,6 +316,33 @@ impl Pipeline<'_> {
 
     /// Resume the newest unfinished job of the stream, or create a new one.
     fn find_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
+        let requests = self.take_up_reset_requests()?;
+        let (job, after) = self.resume_or_create_job()?;
+        if !requests.is_empty() {
+            self.backend.consume_resets(&requests, &job.id)?;
+        }
+        Ok((job, after))
+    }
+
+    /// Pending `bizon stream reset` requests of an incremental stream make this run a reset,
+    /// unless the unfinished job is a reset started after them (a reset run that crashed before
+    /// marking them taken up): that job resumes and takes them up.
+    fn take_up_reset_requests(&mut self) -> Result<Vec<Job>> {
+        if self.spec.sync_mode != SyncMode::Incremental {
+            return Ok(Vec::new());
+        }
+        let key = self.spec.key.clone();
+        let requests = self.backend.pending_resets(&key)?;
+        let Some(newest) = requests.iter().map(|r| r.created_at).max() else { return Ok(requests) };
+        let in_flight = self.backend.resumable_job(&key)?.is_some_and(|j| j.reset && j.created_at >= newest);
+        if !in_flight && !self.spec.reset {
+            tracing::info!(stream = %key.stream, requests = requests.len(), "a stream reset was requested (`bizon stream reset`): this run re-reads everything and replaces the target");
+            self.spec.reset = true;
+        }
+        Ok(requests)
+    }
+
+    fn resume_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
         let key = self.spec.key.clone();
         if self.spec.reset {
             let n = self.backend.reset_stream(&key)?;
