@@ -45,6 +45,9 @@ pub enum Command {
     /// Check that every environment placeholder of a config resolves.
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// Carry state over from bizon (Python).
+    #[command(subcommand)]
+    State(StateCmd),
 }
 
 #[derive(clap::Args)]
@@ -211,6 +214,32 @@ pub enum JobCmd {
         /// Job id (see `bizon job list`).
         job_id: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum StateCmd {
+    /// Import a stream's incremental watermark from bizon's backend (its SQLite file or
+    /// PostgreSQL tables: stream_jobs, destination_cursors), so the next incremental run here
+    /// reads only what changed after bizon's last successful run.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// This pipeline's config: the stream and backend to import into.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The bizon config that ran the stream: its `engine.backend` (default: sqlite
+    /// `bizon.sqlite3` in the working directory, as bizon's), `id` or `name`, `source.name` and
+    /// `source.stream` say where to read. Often the same file as CONFIG.
+    #[arg(long, value_name = "BIZON_CONFIG")]
+    pub from_bizon: PathBuf,
+    /// Print what would be imported; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a watermark or unfinished job this stream already has here.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ mod load;
 mod result;
 mod run;
 mod secrets;
+mod state;
 mod supervise;
 mod telemetry;
 
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use bizon_core::ErrorKind;
 use clap::Parser;
 
-use args::{Cli, Command, ConfigCmd, DestinationCmd, JobCmd, SecretsCmd, SourceCmd, StreamCmd};
+use args::{Cli, Command, ConfigCmd, DestinationCmd, JobCmd, SecretsCmd, SourceCmd, StateCmd, StreamCmd};
 
 /// An error with its exit code.
 pub struct Failure {
@@ -74,5 +75,6 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Job(JobCmd::List { config, limit }) => jobs::list(&config, limit),
         Command::Job(JobCmd::Show { config, job_id }) => jobs::show(&config, &job_id),
         Command::Secrets(SecretsCmd::Check(a)) => secrets::check(&a),
+        Command::State(StateCmd::Import(a)) => state::import(&a),
     }
 }

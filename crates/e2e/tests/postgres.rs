@@ -334,7 +334,7 @@ fn postgres_source_incremental_reads_only_newer_rows() {
         ))
         .unwrap();
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
-    assert!(err.contains("completed: 251 records"), "250 new rows + 1 updated:\n{err}");
+    assert!(err.contains("completed: 250 records"), "250 new rows + 1 updated:\n{err}");
     let (rows, distinct) = schema.count("records");
     assert_eq!((rows, distinct), (1251, 1250), "the updated row is appended again (append-only incremental)");
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
@@ -516,4 +516,150 @@ fn tls_modes_verify_what_they_promise() {
     assert_eq!(out.status.code(), Some(1), "a self-signed certificate is not in the system roots");
     assert!(stderr(&out).contains("UnknownIssuer") || stderr(&out).contains("certificate"), "{}", stderr(&out));
     assert_eq!(schema.count("creatures").0, 5);
+}
+
+/// bizon 0.6.4's `stream_jobs` and `destination_cursors` as SQLAlchemy creates them
+/// (`engine/backend/models.py`); `{ts}` is `DATETIME` in SQLite, `TIMESTAMP WITHOUT TIME ZONE`
+/// in PostgreSQL.
+fn bizon_tables(ts: &str) -> String {
+    format!(
+        "CREATE TABLE stream_jobs (id VARCHAR(100) NOT NULL, name VARCHAR(100) NOT NULL, source_name VARCHAR(100) NOT NULL, \
+         stream_name VARCHAR(100) NOT NULL, sync_mode VARCHAR(100) NOT NULL, attempt INTEGER, total_records_to_fetch INTEGER, \
+         created_at {ts} NOT NULL, updated_at {ts}, incremental_state VARCHAR, status VARCHAR(100), \
+         error_message VARCHAR(255), PRIMARY KEY (id)); \
+         CREATE TABLE destination_cursors (id VARCHAR(100) NOT NULL, job_id VARCHAR(100) REFERENCES stream_jobs (id), \
+         name VARCHAR(100) NOT NULL, source_name VARCHAR(100) NOT NULL, stream_name VARCHAR(100) NOT NULL, \
+         destination_name VARCHAR(100) NOT NULL, from_source_iteration INTEGER, to_source_iteration INTEGER, \
+         rows_written INTEGER, success BOOLEAN NOT NULL, attempt INTEGER, error_message VARCHAR(500), created_at {ts}, \
+         updated_at {ts}, pagination VARCHAR, PRIMARY KEY (id));"
+    )
+}
+
+/// Rows a bizon 0.6.4 run leaves for pipeline `name`, stream `src`: succeeded jobs started at
+/// `succeeded` (seconds after 2024-01-01), a failed and a running job after them (with the
+/// running one's destination cursor), and another stream's newer job. Ids start with `tag`.
+fn bizon_rows(name: &str, tag: &str, succeeded: &[u32]) -> String {
+    let at = |secs: u32| format!("2024-01-01 00:{:02}:{:02}.000000", secs / 60, secs % 60);
+    let mut sql = String::new();
+    let mut job = |id: &str, stream: &str, status: &str, secs: u32| {
+        sql.push_str(&format!(
+            "INSERT INTO stream_jobs (id, name, source_name, stream_name, sync_mode, attempt, total_records_to_fetch, \
+             created_at, updated_at, incremental_state, status, error_message) VALUES ('{tag}{id}', '{name}', 'postgres', \
+             '{stream}', 'incremental', 0, NULL, '{}', '{}', NULL, '{status}', NULL);",
+            at(secs),
+            at(secs + 1)
+        ))
+    };
+    for (i, secs) in succeeded.iter().enumerate() {
+        job(&format!("succeeded{i}"), "src", "succeeded", *secs);
+    }
+    let last = succeeded.iter().max().copied().unwrap_or(0);
+    job("failed", "src", "failed", last + 30);
+    job("running", "src", "running", last + 40);
+    job("other", "other", "succeeded", last + 50);
+    sql.push_str(&format!(
+        "INSERT INTO destination_cursors (id, job_id, name, source_name, stream_name, destination_name, \
+         from_source_iteration, to_source_iteration, rows_written, success, attempt) VALUES \
+         ('{tag}c', '{tag}running', '{name}', 'postgres', 'src', 'file', 0, 3, 70, true, 0);"
+    ));
+    sql
+}
+
+/// The config for `bizon state import` tests: PostgreSQL source (incremental on updated_at) →
+/// PostgreSQL, our sqlite backend; and bizon's config of the same pipeline with its `backend`.
+fn import_configs(s: &Scratch, schema: &Schema, name: &str, bizon_backend: &str) -> (String, String) {
+    let body = format!(
+        "name: {name}\n{}{}",
+        source_config(&schema, "src", "  sync_mode: incremental\n  cursor_field: updated_at\n  batch_size: 300\n"),
+        dest_config(schema, ""),
+    );
+    let ours = format!(
+        "{body}engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        s.path("state.db").display()
+    );
+    let bizon = format!("{body}engine:\n  backend:\n{bizon_backend}");
+    (s.write("c.yml", &ours).to_str().unwrap().to_owned(), s.write("bizon.yml", &bizon).to_str().unwrap().to_owned())
+}
+
+/// `bizon state import` from a bizon 0.6.4 SQLite backend: the newest successful job's start is
+/// the watermark, so the next incremental run reads only rows changed after it; importing twice
+/// changes nothing; an existing watermark needs --force.
+#[test]
+fn state_import_from_a_bizon_sqlite_backend_continues_after_bizons_watermark() {
+    let s = Scratch::new("import-sqlite");
+    let schema = Schema::new("impsq");
+    create_source_table(&schema, 1000);
+    let bizon_db = s.path("bizon_state");
+    let conn = rusqlite::Connection::open(format!("{}.sqlite3", bizon_db.display())).unwrap();
+    conn.execute_batch(&bizon_tables("DATETIME")).unwrap();
+    conn.execute_batch(&bizon_rows("impsq", "a-", &[300, 600])).unwrap();
+    let backend =
+        format!("    type: sqlite\n    config:\n      database: {}\n      schema: NOT_USED\n", bizon_db.display());
+    let (cfg, bizon_cfg) = import_configs(&s, &schema, "impsq", &backend);
+
+    let out = ok_stdout(&s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg, "--dry-run"]));
+    assert!(out.contains("watermark \"2024-01-01T00:10:00.000000+00:00\"") && out.contains("dry run"), "{out}");
+    assert!(out.contains("bizon job a-running (running") && out.contains("70 records"), "{out}");
+    assert!(stdout(&s.run(&["job", "list", &cfg])).contains("no jobs"), "a dry run writes nothing");
+
+    let out = ok_stdout(&s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg]));
+    assert!(out.contains("imported: stream `src` of pipeline `impsq`"), "{out}");
+    assert!(stdout(&s.run(&["job", "list", &cfg])).contains("a-succeeded1 "), "bizon's job id");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 400 records"), "rows after 00:10:00 only:\n{err}");
+    let min: i64 = client()
+        .query_one(&format!("SELECT min(source_record_id::bigint) FROM \"{}\".records", schema.0), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!((schema.count("records"), min), ((400, 400), 601));
+    let out = ok_stdout(&s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg]));
+    assert!(out.contains("already imported"), "{out}");
+
+    // bizon ran again meanwhile: its newer watermark replaces ours only with --force
+    conn.execute_batch(&bizon_rows("impsq", "b-", &[900])).unwrap();
+    let refused = s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("already has a watermark") && stderr(&refused).contains("--force"),
+        "{}",
+        stderr(&refused)
+    );
+    ok_stdout(&s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg, "--force"]));
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 100 records"), "rows after 00:15:00:\n{err}");
+}
+
+/// The same from a bizon backend in PostgreSQL (bizon's tables in the connection's search_path,
+/// here a database of the test's own).
+#[test]
+fn state_import_from_a_bizon_postgres_backend_continues_after_bizons_watermark() {
+    let s = Scratch::new("import-pg");
+    let schema = Schema::new("imppg");
+    create_source_table(&schema, 1000);
+    let db = format!("bizon_t_import_{}_{}", std::process::id(), bizon_core::time::now_micros() % 1_000_000_000);
+    client().batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    struct DropDb(String);
+    impl Drop for DropDb {
+        fn drop(&mut self) {
+            let _ = client().batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+        }
+    }
+    let _drop = DropDb(db.clone());
+    let cfg = format!("host={} port={} user={} dbname={db}", pg_host(), pg_port(), pg_user());
+    let mut bizon_pg = postgres::Client::connect(&cfg, postgres::NoTls).unwrap();
+    bizon_pg.batch_execute(&bizon_tables("TIMESTAMP WITHOUT TIME ZONE")).unwrap();
+    bizon_pg.batch_execute(&bizon_rows("imppg", "", &[120, 750])).unwrap();
+    let backend = format!(
+        "    type: postgres\n    config:\n      host: {}\n      port: {}\n      database: {db}\n      username: {}\n      \
+         password: unused\n      schema: public\n      syncCursorInDBEvery: 2\n",
+        pg_host(),
+        pg_port(),
+        pg_user()
+    );
+    let (cfg, bizon_cfg) = import_configs(&s, &schema, "imppg", &backend);
+    let out = ok_stdout(&s.run(&["state", "import", &cfg, "--from-bizon", &bizon_cfg]));
+    assert!(out.contains("watermark \"2024-01-01T00:12:30.000000+00:00\"") && out.contains("imported"), "{out}");
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 250 records"), "rows after 00:12:30 only:\n{err}");
+    assert_eq!(schema.count("records"), (250, 250));
 }

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
+pub mod bizon_state;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

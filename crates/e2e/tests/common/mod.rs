@@ -87,6 +87,12 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Stdout of a successful run.
+pub fn ok_stdout(o: &Output) -> String {
+    ok(o);
+    stdout(o)
+}
+
 /// Assert success, showing stderr otherwise.
 pub fn ok(o: &Output) -> String {
     assert!(o.status.success(), "bizon failed ({:?}):\n{}\n{}", o.status.code(), stdout(o), stderr(o));
