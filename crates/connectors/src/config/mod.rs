@@ -339,21 +339,36 @@ pub fn load(text: &str, env: &dyn Env) -> Result<BizonConfig, yaml::Error> {
 /// [`load`] with options.
 pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<BizonConfig, yaml::Error> {
     let mut root = yaml::parse(text)?;
-    if !options.skip_references {
-        return load_root(root, env, options);
-    }
     let mut references = Vec::new();
-    interp::mark_references(&mut root, &mut references);
+    if options.skip_references {
+        interp::mark_references(&mut root, &mut references);
+    }
     // per reference a field refused: the error its own text got, and the stand-ins tried
     let mut tried: Vec<(Mark, yaml::Error, usize)> = Vec::new();
+    // unknown keys nested in `source` (bizon's models ignore them), dropped from the tree
+    let mut ignored: Vec<yaml::Error> = Vec::new();
     loop {
         let e = match load_root(root.clone(), env, options) {
             Ok(mut cfg) => {
                 cfg.unchecked_references = tried.len();
+                ignored.append(&mut cfg.warnings);
+                cfg.warnings = ignored;
                 return Ok(cfg);
             }
             Err(e) => e,
         };
+        if let Some(warning) = ignorable_source_key(&e) {
+            if options.strict {
+                let mut e = e;
+                e.message.push_str(" (an error with --strict)");
+                return Err(e);
+            }
+            if !remove_key_at(&mut root, warning.mark.unwrap_or_default()) {
+                return Err(e);
+            }
+            ignored.push(warning);
+            continue;
+        }
         let Some(mark) = e.mark.filter(|m| references.contains(m)) else { return Err(e) };
         let next = match tried.iter_mut().find(|(m, ..)| *m == mark) {
             Some((_, _, n)) => {
@@ -371,6 +386,35 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
             return Err(first);
         };
         interp::replace_at(&mut root, mark, stand_in);
+    }
+}
+
+/// An unknown key somewhere inside `source` (`source.http.x`, `source.authentication.x`): bizon's
+/// source models ignore such keys, so it becomes a warning, unless it is a typo of a known key
+/// (the error suggests it).
+fn ignorable_source_key(e: &yaml::Error) -> Option<yaml::Error> {
+    // serde's refusal of an undeclared key (a typo of a known one carries a suggestion)
+    if !e.path.starts_with("source.") || !e.message.contains(" Valid keys: ") || e.message.contains("did you mean") {
+        return None;
+    }
+    let key = e.message.strip_prefix("unknown key `")?.split('`').next()?;
+    let mut w = e.clone();
+    w.message = format!("unknown key `{key}` in `{}`: ignored, as bizon does", e.path.rsplit_once('.')?.0);
+    Some(w)
+}
+
+/// Drop the map entry whose key is at `mark`.
+fn remove_key_at(node: &mut Node, mark: Mark) -> bool {
+    match &mut node.value {
+        yaml::Value::Map(entries) => {
+            if let Some(i) = entries.iter().position(|(k, _)| k.mark == mark) {
+                entries.remove(i);
+                return true;
+            }
+            entries.iter_mut().any(|(_, v)| remove_key_at(v, mark))
+        }
+        yaml::Value::Seq(items) => items.iter_mut().any(|v| remove_key_at(v, mark)),
+        _ => false,
     }
 }
 

@@ -141,6 +141,26 @@ fn unknown_source_keys_are_ignored_with_a_warning_and_typos_stay_errors() {
     // Within a typo of a known key: still an error naming the key meant.
     let e = load(&LOGGER.replace("  max_iterations: 3", "  max_iteration: 3"), &no_env).unwrap_err();
     assert!(e.message.contains("unknown key `max_iteration`; did you mean `max_iterations`?"), "{}", e.message);
+    // Nested in `source` (bizon's sub-models ignore unknown keys): a warning at the key, the
+    // key dropped; a typo there stays an error; --strict makes the rest errors too.
+    let nested = LOGGER
+        .replace("    raise_for_status: true\n", "    raise_for_status: true\n    pool_connections: 4\n")
+        .replace("      retry_after_max: 120\n", "      retry_after_max: 120\n      jitter_mode: full\n");
+    let c = load(&nested, &no_env).unwrap_or_else(|e| panic!("{}", e.render("f.yml")));
+    assert_eq!(
+        warnings(&c),
+        [
+            "f.yml:28:7: unknown key `jitter_mode` in `source.http.retries`: ignored, as bizon does \
+             (at `source.http.retries.jitter_mode`)",
+            "f.yml:30:5: unknown key `pool_connections` in `source.http`: ignored, as bizon does \
+             (at `source.http.pool_connections`)"
+        ]
+    );
+    let e = load_with(&nested, &no_env, LoadOptions { strict: true, ..Default::default() }).unwrap_err();
+    assert!(e.message.ends_with("(an error with --strict)") && e.path.starts_with("source.http"), "{e:?}");
+    let e =
+        load(&LOGGER.replace("    timeout: 10\n", "    timeout: 10\n    raise_for_stat: true\n"), &no_env).unwrap_err();
+    assert!(e.message.contains("did you mean `raise_for_status`?"), "{}", e.message);
     // Outside `source`, an unknown key is an error (bizon forbids them there too).
     let e = load(&LOGGER.replace("  alias: logger", "  alias: logger\n  colour: red"), &no_env).unwrap_err();
     assert!(e.message.contains("unknown key `colour`"), "{}", e.message);
