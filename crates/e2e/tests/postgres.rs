@@ -570,7 +570,7 @@ fn bizon_rows(name: &str, tag: &str, succeeded: &[u32]) -> String {
 fn import_configs(s: &Scratch, schema: &Schema, name: &str, bizon_backend: &str) -> (String, String) {
     let body = format!(
         "name: {name}\n{}{}",
-        source_config(&schema, "src", "  sync_mode: incremental\n  cursor_field: updated_at\n  batch_size: 300\n"),
+        source_config(schema, "src", "  sync_mode: incremental\n  cursor_field: updated_at\n  batch_size: 300\n"),
         dest_config(schema, ""),
     );
     let ours = format!(
