@@ -334,7 +334,7 @@ fn postgres_source_incremental_reads_only_newer_rows() {
         ))
         .unwrap();
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
-    assert!(err.contains("completed: 250 records"), "250 new rows + 1 updated:\n{err}");
+    assert!(err.contains("completed: 251 records"), "250 new rows + 1 updated:\n{err}");
     let (rows, distinct) = schema.count("records");
     assert_eq!((rows, distinct), (1251, 1250), "the updated row is appended again (append-only incremental)");
     let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
