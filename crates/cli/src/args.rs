@@ -136,6 +136,9 @@ pub enum ConfigCmd {
     Validate(ValidateArgs),
     /// Print the resolved config as JSON, secrets masked.
     Show(ConfigArgs),
+    /// Print the JSON Schema of a pipeline config (every connector of this build: keys, types,
+    /// defaults, descriptions), for editors: e.g. `# yaml-language-server: $schema=bizon.json`.
+    Schema,
 }
 
 #[derive(clap::Args)]

@@ -41,6 +41,12 @@ pub fn config_show(a: &ConfigArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+pub fn config_schema() -> Result<(), Failure> {
+    let schema = bizon_connectors::config::schema::config_schema();
+    println!("{}", serde_json::to_string_pretty(&schema).map_err(failed)?);
+    Ok(())
+}
+
 /// A list of names, or `-`.
 fn or_dash(names: Vec<&str>) -> String {
     if names.is_empty() {

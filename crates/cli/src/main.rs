@@ -60,6 +60,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => run::run(args),
         Command::Config(ConfigCmd::Validate(a)) => catalog::config_validate(&a),
         Command::Config(ConfigCmd::Show(a)) => catalog::config_show(&a),
+        Command::Config(ConfigCmd::Schema) => catalog::config_schema(),
         Command::Source(SourceCmd::List) => {
             catalog::source_list();
             Ok(())

@@ -35,6 +35,8 @@ pub struct SourceDescriptor {
     pub capabilities: SourceCapabilities,
     /// The connector's own keys (beside [`SourceCommon`]'s), from its serde struct.
     pub keys: fn() -> &'static [&'static str],
+    /// JSON Schema of the same struct (`bizon config schema`, docs/connectors).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Parse and validate the connector's keys from the `source:` mapping (no I/O).
     pub parse: fn(&Node) -> Result<Arc<dyn SourceSpec>, yaml::Error>,
 }
@@ -102,6 +104,8 @@ pub struct DestinationDescriptor {
     pub capabilities: DestinationCapabilities,
     /// The connector's own keys under `config:` (beside [`DestinationCommon`]'s).
     pub keys: fn() -> &'static [&'static str],
+    /// JSON Schema of the same struct (`bizon config schema`, docs/connectors).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Parse and validate `destination.config` (no I/O).
     pub parse: fn(&Node) -> Result<Arc<dyn DestinationSpec>, yaml::Error>,
 }
@@ -148,7 +152,7 @@ pub fn parse_destination<T: DestinationSpec + DeserializeOwned + 'static>(
 }
 
 /// The keys of `engine.backend` (bizon's two forms merged: under `config:` or beside `type`).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendFields {
     #[serde(default)]
@@ -217,6 +221,8 @@ pub struct QueueDescriptor {
     pub description: &'static str,
     /// Parse `engine.queue` (`type`, `config: {queue, consumer, lanes, max_nb_messages}`).
     pub parse: fn(&Node) -> Result<Arc<dyn BrokerSpec>, yaml::Error>,
+    /// JSON Schema of `engine.queue.config` (`bizon config schema`).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 /// A parsed broker queue config.

@@ -27,7 +27,7 @@ pub(crate) fn default_schema() -> String {
 
 /// Connection keys (bizon's backend names: `database`, `schema`, `host`, `port`, `username`,
 /// `password`) plus `sslmode`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgConnection {
     #[serde(default = "default_host")]

@@ -145,6 +145,7 @@ fn usage_errors_exit_2_and_every_verb_has_help() {
         &["run"][..],
         &["config", "validate"],
         &["config", "show"],
+        &["config", "schema"],
         &["source", "list"],
         &["stream", "list"],
         &["stream", "reset"],
@@ -152,6 +153,7 @@ fn usage_errors_exit_2_and_every_verb_has_help() {
         &["job", "list"],
         &["job", "show"],
         &["secrets", "check"],
+        &["state", "import"],
     ] {
         let mut args = verb.to_vec();
         args.push("--help");

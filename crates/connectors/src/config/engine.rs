@@ -19,7 +19,7 @@ pub const DEFAULT_QUEUE_MB: u64 = 8;
 pub const DEFAULT_SYNC_CURSOR_EVERY: u64 = 10;
 
 /// The in-memory queue's names: ours and bizon's.
-const MEMORY_QUEUES: &[&str] = &["memory", "python_queue"];
+pub(super) const MEMORY_QUEUES: &[&str] = &["memory", "python_queue"];
 
 #[derive(Debug, Clone)]
 pub struct EngineSpec {
@@ -77,7 +77,7 @@ struct MemoryQueueKeys {
     config: Option<MemoryQueueDetails>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MemoryQueueDetails {
     #[serde(default)]
@@ -91,7 +91,7 @@ struct MemoryQueueDetails {
     consumer: Option<MemoryQueueConsumer>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MemoryQueueBounds {
     /// bizon: max messages (0 = unbounded in count).
@@ -102,12 +102,17 @@ struct MemoryQueueBounds {
     max_size_mb: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MemoryQueueConsumer {
     /// bizon's polling interval of its Python queue: accepted, no effect.
     #[serde(default)]
     poll_interval: Option<f64>,
+}
+
+/// JSON Schema of the in-memory queue's `engine.queue.config` (`bizon config schema`).
+pub(super) fn memory_queue_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    <MemoryQueueDetails as schemars::JsonSchema>::json_schema(g)
 }
 
 /// The engine of a config without `engine:`: SQLite in `./bizon.db`, the in-memory queue, the

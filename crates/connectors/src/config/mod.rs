@@ -5,6 +5,7 @@
 //! touches the network.
 
 mod engine;
+pub mod schema;
 mod validate;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use super::bigquery::{BigQuery, TableRef};
 
 /// bizon's `time_partitioning`: `{type, field}` or a bare type (`DAY`); `field: null` =
 /// ingestion-time partitioning.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum TimePartitioning {
     Type(PartitionType),
@@ -26,7 +26,7 @@ pub enum TimePartitioning {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum PartitionType {
     #[default]
@@ -137,7 +137,7 @@ pub fn effective_partitioning(
 }
 
 /// bizon's `authentication` of the BigQuery destinations.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BigQueryAuthentication {
     /// The key's JSON text, or the path of the key file; empty: Application Default Credentials.

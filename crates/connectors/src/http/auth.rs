@@ -38,7 +38,7 @@ fn refresh_grant() -> String {
 }
 
 /// `api_key` and `bearer` params (bizon's `TokenAuthParams`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenParams {
     pub token: String,
@@ -50,7 +50,7 @@ pub struct TokenParams {
 }
 
 /// `basic` params (bizon's `BasicHttpAuthParams`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicParams {
     pub username: String,
@@ -63,7 +63,7 @@ pub struct BasicParams {
 }
 
 /// `oauth` params (bizon's `Oauth2AuthParams`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthParams {
     pub token_refresh_endpoint: String,
@@ -97,7 +97,7 @@ pub struct OAuthParams {
 }
 
 /// `cookies` params (bizon's `CookiesAuthParams`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CookiesParams {
     pub cookies: BTreeMap<String, String>,

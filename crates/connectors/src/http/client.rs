@@ -15,7 +15,7 @@ use super::redact::Redactor;
 use super::settings::HttpSettings;
 
 /// HTTP methods the connectors use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     #[default]

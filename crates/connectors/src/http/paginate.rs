@@ -11,7 +11,7 @@ use serde_json::json;
 use super::client::{Body, Request, Response};
 
 /// How a stream pages (`paginator:` of a `rest` stream).
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Paginator {
     /// One request, one page.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::descriptor::{BrokerSpec, QueueDescriptor};
 
 /// `engine.queue.config.queue` (bizon's keys: bootstrap_server, topic; ours: the rest).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaQueueConfig {
     /// `host:port[,host:port…]`.
@@ -45,7 +45,7 @@ pub struct KafkaQueueConfig {
 }
 
 /// `engine.queue.config.consumer` (bizon's keys).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConsumerConfig {
     #[serde(default = "default_group")]
@@ -398,4 +398,5 @@ pub const DESCRIPTOR: QueueDescriptor = QueueDescriptor {
         let (queue, consumer, lanes) = super::broker_keys(node)?;
         Ok(std::sync::Arc::new(KafkaSpec { queue, consumer, lanes }))
     },
+    schema: super::config_schema::<KafkaQueueConfig, KafkaConsumerConfig>,
 };

@@ -20,8 +20,9 @@ struct BrokerKeys<Q, C> {
     config: BrokerDetails<Q, C>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, bound(deserialize = "Q: Deserialize<'de>, C: Deserialize<'de> + Default"))]
+#[schemars(bound = "Q: schemars::JsonSchema, C: schemars::JsonSchema + Default")]
 struct BrokerDetails<Q, C> {
     /// bizon's bound on queued messages: the broker holds them here, so it is accepted and unused.
     #[serde(default)]
@@ -35,6 +36,14 @@ struct BrokerDetails<Q, C> {
     queue: Q,
     #[serde(default)]
     consumer: C,
+}
+
+/// JSON Schema of a broker's `engine.queue.config` with its own `queue` / `consumer` keys.
+#[allow(dead_code)] // used by the feature-gated brokers only
+pub(crate) fn config_schema<Q: schemars::JsonSchema, C: schemars::JsonSchema + Default>(
+    g: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    <BrokerDetails<Q, C> as schemars::JsonSchema>::json_schema(g)
 }
 
 /// Most lanes a broker queue may have.

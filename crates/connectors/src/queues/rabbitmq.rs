@@ -24,7 +24,7 @@ use crate::descriptor::{BrokerSpec, QueueDescriptor};
 use tokio::runtime::{Handle, Runtime};
 
 /// `engine.queue.config.queue` (bizon's keys: host, port, queue_name, exchange; ours: the rest).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitQueueConfig {
     pub host: String,
@@ -47,7 +47,7 @@ pub struct RabbitQueueConfig {
 }
 
 /// `engine.queue.config.consumer`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitConsumerConfig {
     /// bizon's polling interval (seconds); deliveries are pushed here, so it is accepted and unused.
@@ -366,4 +366,5 @@ pub const DESCRIPTOR: QueueDescriptor = QueueDescriptor {
         let (queue, consumer, lanes) = super::broker_keys(node)?;
         Ok(std::sync::Arc::new(RabbitSpec { queue, consumer, lanes }))
     },
+    schema: super::config_schema::<RabbitQueueConfig, RabbitConsumerConfig>,
 };

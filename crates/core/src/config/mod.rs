@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::Json;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     /// Re-read everything into a staging target, swap it in atomically at the end.
@@ -42,7 +42,7 @@ impl SyncMode {
 }
 
 /// What a record that cannot be decoded or loaded does to the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Fail the run, naming the record and the error (default).
@@ -58,7 +58,7 @@ fn default_init_pipeline() -> bool {
 }
 
 /// Keys every source accepts (bizon's `SourceConfig`), beside the connector's own.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceCommon {
     /// Connector name (`bizon source list`).
@@ -96,7 +96,7 @@ pub struct SourceCommon {
 
 /// `source.http`: bizon's `HttpConfig` keys (timeout, retries, raise_for_status) and bizon-rs's
 /// throttles. HTTP sources use these defaults when the section is absent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Seconds: one number for both, or `[connect, read]` (default `[10, 60]`).
@@ -120,7 +120,7 @@ pub struct HttpConfig {
 }
 
 /// `source.http.timeout`: one number of seconds, or `[connect, read]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HttpTimeout {
     Both(f64),
@@ -128,7 +128,7 @@ pub enum HttpTimeout {
 }
 
 /// `source.http.retries` (bizon's `HttpRetryConfig`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRetryConfig {
     /// Retries across all causes (default 10).
@@ -149,7 +149,7 @@ pub struct HttpRetryConfig {
     pub retry_after_max: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(rename = "type")]
@@ -171,7 +171,7 @@ pub struct AuthConfig {
 /// The schema registry's API when `schema_registry_type` is not set.
 pub const DEFAULT_SCHEMA_REGISTRY_TYPE: &str = "apicurio";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     Oauth,
@@ -181,7 +181,7 @@ pub enum AuthType {
     Cookies,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default)]
@@ -202,7 +202,7 @@ fn default_threads() -> u32 {
 }
 
 /// Keys every destination's `config:` accepts (bizon's `AbstractDestinationDetailsConfig`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationCommon {
     /// Flush (make durable and commit the cursor) after this many MB; 0 = after every page.
@@ -224,7 +224,7 @@ pub struct DestinationCommon {
     pub destination_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSchemaConfig {
     pub destination_id: String,
@@ -233,7 +233,7 @@ pub struct RecordSchemaConfig {
     pub clustering_keys: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnConfig {
     pub name: String,
@@ -254,7 +254,7 @@ pub struct ColumnConfig {
 }
 
 /// bizon's inline Python transform: parsed so it can be rejected with a clear message.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     pub label: String,
@@ -263,7 +263,7 @@ pub struct TransformConfig {
 }
 
 /// bizon's `streams:` routing entry (used by the Kafka source).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     pub name: String,
@@ -272,7 +272,7 @@ pub struct StreamConfig {
 }
 
 /// bizon's `monitoring:` (Datadog), plus `prometheus` and `otlp` exporters.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringConfig {
     #[serde(rename = "type")]
@@ -283,7 +283,7 @@ pub struct MonitoringConfig {
     pub enable_tracing: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MonitorType {
     /// DogStatsD over UDP to the agent (bizon's).
@@ -295,7 +295,7 @@ pub enum MonitorType {
 }
 
 /// The keys of every exporter (each checks that it got its own).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorDetails {
     /// Datadog: the agent's host (or the env var holding it, as on Kubernetes) and port (default
@@ -343,7 +343,7 @@ pub const DEFAULT_LINGER_SECONDS: f64 = 0.0;
 /// Seconds between metric pushes when `interval_seconds` is not set.
 pub const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertingConfig {
     #[serde(rename = "type")]
@@ -358,13 +358,13 @@ pub struct AlertingConfig {
 /// Levels that alert when `log_levels` is not set: failures only (bizon's default).
 pub const DEFAULT_ALERT_LOG_LEVELS: &[&str] = &["ERROR"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertMethod {
     Slack,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     pub webhook_url: String,
@@ -378,14 +378,14 @@ pub struct SlackConfig {
 /// minutes).
 pub const DEFAULT_STUCK_AFTER_SECONDS: u64 = 900;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     #[serde(default)]
     pub gsm: Option<GsmSettings>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GsmSettings {
     /// The project of `gsm://ID` references (else GOOGLE_CLOUD_PROJECT, else the credentials').
@@ -396,7 +396,7 @@ pub struct GsmSettings {
     pub api_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunnerType {
     /// Producer and consumer on two threads (default).
@@ -408,7 +408,7 @@ pub enum RunnerType {
     Stream,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum LogLevel {
     #[serde(alias = "trace")]
     TRACE,
@@ -424,7 +424,7 @@ pub enum LogLevel {
     CRITICAL,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerConfig {
     #[serde(rename = "type", default)]
@@ -435,7 +435,7 @@ pub struct RunnerConfig {
     pub log_level: Option<LogLevel>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerDetails {
     #[serde(default)]

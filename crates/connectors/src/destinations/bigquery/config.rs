@@ -20,7 +20,7 @@ fn three() -> u32 {
 }
 
 /// bizon's `gcs_buffer_format` (bizon itself writes only Parquet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BufferFormat {
     #[default]
@@ -29,7 +29,7 @@ pub enum BufferFormat {
 }
 
 /// The destination's own keys under `config:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     pub project_id: String,
@@ -100,6 +100,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: true,
     },
     keys: struct_fields::<BatchConfig>,
+    schema: <BatchConfig as schemars::JsonSchema>::json_schema,
     parse,
 };
 

@@ -22,7 +22,7 @@ pub(crate) fn rows_per_request() -> u32 {
 }
 
 /// The destination's own keys under `config:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamingConfig {
     pub project_id: String,
@@ -70,6 +70,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: true,
     },
     keys: struct_fields::<StreamingConfig>,
+    schema: <StreamingConfig as schemars::JsonSchema>::json_schema,
     parse,
 };
 

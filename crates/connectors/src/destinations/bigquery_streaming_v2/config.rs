@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::google::table::{bq_type, DestinationKeys, TimePartitioning};
 
 /// How rows travel in `AppendRows` requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RowFormat {
     /// Protobuf messages described by a descriptor made from the table's columns (every column
@@ -28,7 +28,7 @@ pub enum RowFormat {
 }
 
 /// The destination's own keys under `config:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamingV2Config {
     pub project_id: String,
@@ -88,6 +88,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: true,
     },
     keys: struct_fields::<StreamingV2Config>,
+    schema: <StreamingV2Config as schemars::JsonSchema>::json_schema,
     parse,
 };
 

@@ -51,7 +51,7 @@ use serde_json::json;
 
 use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileFormat {
     /// Newline-delimited JSON, one row per line.
@@ -61,7 +61,7 @@ pub enum FileFormat {
     Parquet,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
@@ -86,6 +86,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: false,
     },
     keys: struct_fields::<FileConfig>,
+    schema: <FileConfig as schemars::JsonSchema>::json_schema,
     parse: parse_destination::<FileConfig>,
 };
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoggerConfig {
     /// Accepted for compatibility with bizon's examples (`dummy: dummy`); unused.
@@ -29,6 +29,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: false,
     },
     keys: struct_fields::<LoggerConfig>,
+    schema: <LoggerConfig as schemars::JsonSchema>::json_schema,
     parse: parse_destination::<LoggerConfig>,
 };
 

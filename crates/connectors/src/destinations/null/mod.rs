@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::descriptor::{parse_destination, DestinationCapabilities, DestinationDescriptor, DestinationSpec};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NullConfig {
     /// Probability (0..1) that a write fails with a transient error.
@@ -39,6 +39,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: false,
     },
     keys: struct_fields::<NullConfig>,
+    schema: <NullConfig as schemars::JsonSchema>::json_schema,
     parse: parse_destination::<NullConfig>,
 };
 

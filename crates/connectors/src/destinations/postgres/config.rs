@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 use crate::pg::PgConnection;
 
 /// The destination's own keys; the table is `destination_id` (default: the stream name).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     #[serde(default = "crate::pg::default_host")]
@@ -58,6 +58,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         network: true,
     },
     keys: struct_fields::<PostgresConfig>,
+    schema: <PostgresConfig as schemars::JsonSchema>::json_schema,
     parse: parse_destination::<PostgresConfig>,
 };
 

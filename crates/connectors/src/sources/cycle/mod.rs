@@ -95,7 +95,7 @@ pub fn customers_query(cursor: Option<&str>) -> String {
 }
 
 /// `source:` keys of `cycle` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CycleConfig {
     /// Slug of the Cycle product, sent as the query's `$slug` variable.
@@ -224,5 +224,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<CycleConfig>,
+    schema: <CycleConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

@@ -14,7 +14,7 @@ use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, Sour
 
 pub const STREAMS: &[&str] = &["creatures", "plants"];
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DummyConfig {
     /// Seconds to sleep before each (fake) API call.
@@ -76,6 +76,7 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: false },
     keys: struct_fields::<DummyConfig>,
+    schema: <DummyConfig as schemars::JsonSchema>::json_schema,
     parse: parse_source::<DummyConfig>,
 };
 

@@ -42,7 +42,7 @@ fn default_page_limit() -> u64 {
 }
 
 /// `source:` keys of `gbif` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GbifConfig {
     /// Records per request; GBIF accepts at most 300, so a larger value is capped (as bizon).
@@ -203,5 +203,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<GbifConfig>,
+    schema: <GbifConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

@@ -37,7 +37,7 @@ fn default_step_ms() -> u64 {
 /// microseconds since the epoch (fixed, so runs are reproducible).
 pub const DEFAULT_START_MICROS: i64 = 1_704_067_200_000_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Number of records in the stream.
@@ -71,6 +71,7 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: false },
     keys: struct_fields::<GeneratorConfig>,
+    schema: <GeneratorConfig as schemars::JsonSchema>::json_schema,
     parse: parse_source::<GeneratorConfig>,
 };
 

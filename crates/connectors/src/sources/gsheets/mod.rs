@@ -52,7 +52,7 @@ fn rows_per_page() -> u32 {
 }
 
 /// `source:` keys of `gsheets` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GsheetsConfig {
     /// The spreadsheet's URL (`https://docs.google.com/spreadsheets/d/<id>/…`) or its id.
@@ -322,6 +322,7 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<GsheetsConfig>,
+    schema: <GsheetsConfig as schemars::JsonSchema>::json_schema,
     parse,
 };
 

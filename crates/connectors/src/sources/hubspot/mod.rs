@@ -70,7 +70,7 @@ fn default_base_url() -> String {
 }
 
 /// `source:` keys of `hubspot` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotConfig {
     /// API root; the default OAuth token endpoint is `{base_url}/oauth/v1/token`.
@@ -82,7 +82,7 @@ pub struct HubSpotConfig {
 }
 
 /// `properties:` (bizon's `PropertiesConfig`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PropertiesConfig {
     /// `all` (every property of the object type) or `selected`.
@@ -93,7 +93,7 @@ pub struct PropertiesConfig {
     pub selected_properties: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PropertiesStrategy {
     #[default]
@@ -237,5 +237,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<HubSpotConfig>,
+    schema: <HubSpotConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

@@ -31,7 +31,7 @@ fn default_timeout() -> u64 {
 }
 
 /// bizon's `topics` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     pub name: String,
@@ -39,7 +39,7 @@ pub struct TopicConfig {
     pub destination_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 pub enum Encoding {
     /// JSON text (bizon's `utf-8`).
     #[serde(rename = "utf-8", alias = "utf8", alias = "json")]
@@ -50,7 +50,7 @@ pub enum Encoding {
     Avro,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// Topics to read (bizon); with `streams:` they come from the streams' `source.topic`.
@@ -107,6 +107,7 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental, SyncMode::Stream],
     capabilities: SourceCapabilities { own_position: true, dead_letters: true, network: true },
     keys: struct_fields::<KafkaSourceConfig>,
+    schema: <KafkaSourceConfig as schemars::JsonSchema>::json_schema,
     parse: parse_source::<KafkaSourceConfig>,
 };
 

@@ -55,7 +55,7 @@ fn default_base_url() -> String {
 
 /// `source:` keys of `periscope` (beside the common ones; `authentication` is `type: cookies`
 /// with `params.cookies.cf_bm` and `params.cookies.periscope_session`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriscopeConfig {
     /// Name of the workspace (bizon requires it; no request uses it).
@@ -231,5 +231,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<PeriscopeConfig>,
+    schema: <PeriscopeConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

@@ -29,7 +29,7 @@ fn default_base_url() -> String {
 }
 
 /// `source:` keys of `pokeapi` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PokeApiConfig {
     /// API root; a stream is read from `{base_url}/{stream}`. Default: the public PokéAPI.
@@ -99,5 +99,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<PokeApiConfig>,
+    schema: <PokeApiConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

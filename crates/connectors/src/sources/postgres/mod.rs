@@ -22,7 +22,7 @@ fn default_batch() -> u64 {
     10_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     #[serde(default)]
@@ -76,6 +76,7 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<PostgresSourceConfig>,
+    schema: <PostgresSourceConfig as schemars::JsonSchema>::json_schema,
     parse: parse_source::<PostgresSourceConfig>,
 };
 

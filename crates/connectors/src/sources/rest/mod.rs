@@ -19,7 +19,7 @@ use crate::http::{self, AuthSpec, Endpoint, HttpSettings, HttpStream, Method, Pa
 mod tests;
 
 /// `source:` keys of `rest` (beside the common ones).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestConfig {
     /// Prefix of every stream's `path` (`https://api.example.com/v1`).
@@ -32,7 +32,7 @@ pub struct RestConfig {
 }
 
 /// One stream of a `rest` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestStream {
     pub name: String,
@@ -62,7 +62,7 @@ pub struct RestStream {
 }
 
 /// `incremental:` of a stream: the request parameter that receives the watermark.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestIncremental {
     pub param: String,
@@ -74,7 +74,7 @@ pub struct RestIncremental {
 }
 
 /// `parent:` of a child stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestParent {
     /// The parent stream's name.
@@ -238,5 +238,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<RestConfig>,
+    schema: <RestConfig as schemars::JsonSchema>::json_schema,
     parse,
 };

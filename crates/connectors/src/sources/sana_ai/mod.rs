@@ -36,7 +36,7 @@ fn default_rows_per_page() -> usize {
 
 /// `source:` keys of `sana_ai` (beside the common ones; `authentication` is bizon's `oauth`
 /// with `grant_type: client_credentials`, see the example).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SanaConfig {
     /// Insights SQL query (a widget's `</>` button in Sana copies it).
@@ -123,5 +123,6 @@ pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     modes: &[SyncMode::FullRefresh],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
     keys: struct_fields::<SanaConfig>,
+    schema: <SanaConfig as schemars::JsonSchema>::json_schema,
     parse,
 };
