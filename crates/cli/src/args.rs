@@ -69,7 +69,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Override `engine.runner.type`: thread (producer and consumer threads), stream (one loop)
-    /// or process (producer and consumer as two child processes; needs a broker queue).
+    /// or process (producer and consumer as two child processes over a broker queue; with the
+    /// in-memory queue it runs as thread).
     #[arg(long, value_enum)]
     pub runner: Option<RunnerArg>,
     /// Run one end of a broker queue (engine.queue rabbitmq): `producer` reads the source and

@@ -95,20 +95,21 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
         }
         RunnerType::Stream => Runner::Stream,
         RunnerType::Process if args.role.is_some() => Runner::Thread,
-        RunnerType::Process => {
-            let Some(broker) = &cfg.engine.queue.broker else {
-                return Err(usage(anyhow!(
-                    "runner `process` runs the producer and the consumer as separate processes, which talk through a broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)"
-                )));
-            };
-            if !cfg.engine.backend.spec.shared() {
-                return Err(usage(anyhow!(
-                    "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not {}",
-                    cfg.engine.backend.spec.describe()
-                )));
+        RunnerType::Process => match &cfg.engine.queue.broker {
+            None => {
+                tracing::warn!("{}", bizon_connectors::config::PROCESS_IN_MEMORY);
+                Runner::Thread
             }
-            return crate::supervise::supervise(args, broker.as_ref()).map(|()| None);
-        }
+            Some(broker) => {
+                if !cfg.engine.backend.spec.shared() {
+                    return Err(usage(anyhow!(
+                        "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not {}",
+                        cfg.engine.backend.spec.describe()
+                    )));
+                }
+                return crate::supervise::supervise(args, broker.as_ref()).map(|()| None);
+            }
+        },
     };
     let failpoints = Arc::new(Failpoints::from_env().map_err(usage)?);
 

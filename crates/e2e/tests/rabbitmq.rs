@@ -110,20 +110,28 @@ fn the_process_runner_moves_every_record_exactly_once_through_two_child_processe
     assert!(!queues().lines().any(|q| q.trim() == queue), "queue {queue} left behind");
 }
 
+/// bizon runs `runner: process` over its in-memory (multiprocessing) queue; here that config
+/// runs the thread runner with a warning (one process, producer and consumer on their own
+/// cores), from the YAML and from `--runner process`; `--strict` refuses it.
 #[test]
-fn the_process_runner_refuses_the_in_memory_queue() {
+fn the_process_runner_with_the_in_memory_queue_runs_as_thread() {
     let s = Scratch::new("rmq-proc-mem");
-    let cfg = generator_to_file(&s, "procmem", 10, "", "");
-    use_process_runner(cfg.to_str().unwrap());
-    for cmd in [&["config", "validate"][..], &["run"][..]] {
-        let mut args = cmd.to_vec();
-        args.push(cfg.to_str().unwrap());
-        let out = s.run(&args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
-        assert!(err.contains("runner `process`") && err.contains("engine.queue.type to rabbitmq"), "{err}");
-    }
-    assert!(!s.path("out.json").exists());
+    let cfg = generator_to_file(&s, "procmem", 1000, "  page_size: 100\n", "");
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let out = s.run(&["run", &cfg, "--runner", "process", "--no-progress"]);
+    let err = ok(&out);
+    assert!(err.contains("runner `process` with the in-memory queue runs as `thread`"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1000);
+    use_process_runner(&cfg);
+    let out = s.run(&["config", "validate", &cfg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning:") && stderr(&out).contains("runs as `thread`"), "{}", stderr(&out));
+    let strict = s.run(&["config", "validate", &cfg, "--strict"]);
+    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
+    std::fs::remove_file(s.path("out.json")).unwrap();
+    let err = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(err.contains("completed: 1000 records"), "{err}");
+    assert_exactly_once(&s.path("out.json"), 1000);
 }
 
 /// Read the supervisor's "producer pid P, consumer pid C" line from a running process runner;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bizon_core::config::yaml::{self, from_node, Node};
-use bizon_core::config::RunnerConfig;
+use bizon_core::config::{RunnerConfig, RunnerType};
 use serde::Deserialize;
 
 use super::{err, lookup};
@@ -128,6 +128,25 @@ fn defaults() -> Result<EngineSpec, yaml::Error> {
 }
 
 pub(super) fn parse(node: Option<&Node>, warnings: &mut Vec<yaml::Error>) -> Result<EngineSpec, yaml::Error> {
+    let spec = parse_sections(node, warnings)?;
+    if spec.runner.kind == RunnerType::Process && spec.queue.broker.is_none() {
+        // bizon runs its process runner over a multiprocessing queue; one process here does what
+        // it is for (producer and consumer on cores of their own)
+        let at = node.and_then(|n| n.get("runner")).map(|r| r.get("type").unwrap_or(r));
+        if let Some(at) = at {
+            warnings.push(err(PROCESS_IN_MEMORY, at, "engine.runner.type"));
+        }
+    }
+    Ok(spec)
+}
+
+/// Why `runner: process` with the in-memory queue runs the thread runner (a config warning, and
+/// the run's log line for `--runner process`).
+pub const PROCESS_IN_MEMORY: &str = "runner `process` with the in-memory queue runs as `thread` here: producer and \
+     consumer on threads of one process, each on a core of its own (what bizon's process runner is for); separate \
+     processes need a broker queue (engine.queue.type rabbitmq or kafka)";
+
+fn parse_sections(node: Option<&Node>, warnings: &mut Vec<yaml::Error>) -> Result<EngineSpec, yaml::Error> {
     let mut spec = defaults()?;
     let Some(node) = node.filter(|n| n.value != yaml::Value::Null) else { return Ok(spec) };
     let keys: EngineKeys = from_node(node, "engine", &["backend", "queue"])?;

@@ -18,7 +18,9 @@ use bizon_core::config::{
 };
 use bizon_core::Json;
 
-pub use engine::{BackendSection, EngineSpec, QueueSpec, DEFAULT_QUEUE_MB, DEFAULT_SYNC_CURSOR_EVERY};
+pub use engine::{
+    BackendSection, EngineSpec, QueueSpec, DEFAULT_QUEUE_MB, DEFAULT_SYNC_CURSOR_EVERY, PROCESS_IN_MEMORY,
+};
 
 use crate::descriptor::{DestinationDescriptor, DestinationSpec, SourceDescriptor, SourceSpec, TableSpec};
 use crate::error::ConfigError;

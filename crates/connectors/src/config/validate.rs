@@ -179,15 +179,8 @@ fn engine_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     }
     if cfg.engine.runner.kind == RunnerType::Process {
         let n: &Node = engine.get("runner").and_then(|r| r.get("type")).unwrap_or(engine);
-        if cfg.engine.queue.broker.is_none() {
-            return Err(err(
-                "runner `process` runs the producer and the consumer as separate processes, which talk through a \
-                 broker: set engine.queue.type to rabbitmq or kafka (the in-memory queue lives inside one process)",
-                n,
-                "engine.runner.type",
-            ));
-        }
-        if !cfg.engine.backend.spec.shared() {
+        // with the in-memory queue it runs as `thread` (a warning from engine::parse)
+        if cfg.engine.queue.broker.is_some() && !cfg.engine.backend.spec.shared() {
             return Err(err(
                 format!(
                     "runner `process` needs a backend both processes share: sqlite (a file) or postgres, not {}",
