@@ -48,6 +48,15 @@ pub enum Command {
     /// Carry state over from bizon (Python).
     #[command(subcommand)]
     State(StateCmd),
+    /// Print a shell completion script: `bizon completions bash > /etc/bash_completion.d/bizon`,
+    /// `bizon completions zsh > "${fpath[1]}/_bizon"`, `bizon completions fish >
+    /// ~/.config/fish/completions/bizon.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `bizon manpage > /usr/local/share/man/man1/bizon.1`.
+    Manpage,
 }
 
 #[derive(clap::Args)]

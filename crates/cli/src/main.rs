@@ -46,6 +46,11 @@ pub fn by_kind(kind: ErrorKind, e: impl Into<anyhow::Error>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // a listing piped into `head` ends quietly when the reader goes, as Unix tools do; a run
+        // keeps ignoring SIGPIPE so a closed log reader never kills it mid-commit
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -77,5 +82,14 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Job(JobCmd::Show { config, job_id }) => jobs::show(&config, &job_id),
         Command::Secrets(SecretsCmd::Check(a)) => secrets::check(&a),
         Command::State(StateCmd::Import(a)) => state::import(&a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "bizon", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(failed)
+        }
     }
 }

@@ -195,7 +195,7 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
         Outcome::LaneDone => "finished its lane (the last lane to finish completes the job)",
     };
     eprintln!(
-        "bizon: job {} {what}: {} records, {:.1} MB in {:.2} s ({:.0} records/s){}{}",
+        "bizon: job {} {what}: {} records, {:.1} MB of record payload in {:.2} s ({:.0} records/s){}{}",
         summary.job_id,
         summary.records,
         summary.bytes as f64 / 1e6,

@@ -154,6 +154,8 @@ fn usage_errors_exit_2_and_every_verb_has_help() {
         &["job", "show"],
         &["secrets", "check"],
         &["state", "import"],
+        &["completions"],
+        &["manpage"],
     ] {
         let mut args = verb.to_vec();
         args.push("--help");
@@ -321,7 +323,45 @@ fn progress_lines_without_a_terminal_and_a_bar_on_one() {
         let screen = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{screen}");
         assert!(screen.contains("/30000 records") && screen.contains("ETA"), "progress bar expected:\n{screen}");
+        // the rate in whole records per second, never `998,541.4951/s`
+        let rate = screen.split(" records/s").next().and_then(|b| b.rsplit(' ').next()).unwrap_or_default();
+        assert!(!rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit()), "rate `{rate}` in:\n{screen}");
     }
+}
+
+/// Shell completions and the man page come from the CLI definition; a listing piped into a
+/// reader that goes away (`| head`) ends quietly instead of panicking on the broken pipe.
+#[test]
+fn completions_man_page_and_a_closed_pipe() {
+    let s = Scratch::new("completions");
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef bizon"), ("fish", "complete -c bizon")] {
+        let out = stdout(&s.run(&["completions", shell]));
+        assert!(out.contains(marker), "{shell}:\n{out}");
+        for verb in ["run", "validate", "reset", "import", "skip-references", "from-bizon"] {
+            assert!(out.contains(verb), "{shell} completion lacks `{verb}`");
+        }
+    }
+    let bad = s.run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let man = stdout(&s.run(&["manpage"]));
+    assert!(man.starts_with(".ie") || man.contains(".TH bizon"), "{}", &man[..man.len().min(200)]);
+    assert!(man.contains("config") && man.contains("stream") && man.contains("Exit codes"), "man page content");
+
+    // `bizon config schema | head -c 10`: the reader closes after 10 bytes of ~140 kB
+    let mut child = s
+        .cmd(&["config", "schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
 }
 
 #[test]

@@ -163,12 +163,15 @@ fn bar(stop: &AtomicBool, c: &Counters) {
         if styled_total != Some(total) {
             let template = if total > 0 {
                 pb.set_length(total);
-                "{spinner} {bar:30} {pos}/{len} records  {per_sec}  {percent}%  ETA {eta}"
+                "{spinner} {bar:30} {pos}/{len} records  {rate}  {percent}%  ETA {eta}"
             } else {
-                "{spinner} {pos} records  {per_sec}  {elapsed}"
+                "{spinner} {pos} records  {rate}  {elapsed}"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
-                pb.set_style(style);
+                // whole records per second (indicatif's `{per_sec}` prints four decimals)
+                pb.set_style(style.with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} records/s", s.per_sec());
+                }));
             }
             styled_total = Some(total);
         }
