@@ -147,17 +147,7 @@ pub fn stream_reset(a: &ResetArgs) -> Result<(), Failure> {
     let cfg = load(&a.config)?;
     let mut key = cfg.stream_key();
     if let Some(stream) = &a.stream {
-        let known = cfg.source_kind.streams;
-        if !known.is_empty() && !known.contains(&stream.as_str()) {
-            let hint = bizon_core::suggest::closest(stream, known.iter().copied())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(usage(anyhow!(
-                "--stream `{stream}`: source `{}` has no such stream{hint}; its streams: {}",
-                cfg.source_kind.name,
-                known.join(", ")
-            )));
-        }
+        cfg.source_kind.check_stream(stream).map_err(|m| usage(anyhow!("--stream: {m}")))?;
         key.stream = stream.clone();
     }
     let incremental = cfg.source.sync_mode == SyncMode::Incremental;

@@ -106,14 +106,12 @@ pub fn import(a: &ImportArgs) -> Result<(), Failure> {
         println!("already imported (job {} is here): nothing to do", last.id);
         return Ok(());
     }
-    let current = ours.stream_watermark(&key).map_err(failed)?;
-    let unfinished = ours.resumable_job(&key).map_err(failed)?;
-    if (current.is_some() || unfinished.is_some()) && !a.force {
-        let what = match (&current, &unfinished) {
-            (Some(w), _) => format!("a watermark ({w})"),
-            (None, Some(j)) => format!("an unfinished job ({})", j.id),
-            (None, None) => unreachable!("checked above"),
-        };
+    let existing = match (ours.stream_watermark(&key).map_err(failed)?, ours.resumable_job(&key).map_err(failed)?) {
+        (Some(w), _) => Some(format!("a watermark ({w})")),
+        (None, Some(j)) => Some(format!("an unfinished job ({})", j.id)),
+        (None, None) => None,
+    };
+    if let (Some(what), false) = (existing, a.force) {
         return Err(usage(anyhow!("{target} already has {what} here; --force replaces it with bizon's")));
     }
     if a.force {

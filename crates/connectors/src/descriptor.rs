@@ -46,6 +46,20 @@ impl SourceDescriptor {
         self.modes.contains(&mode)
     }
 
+    /// `stream` is one of the fixed streams (a source whose streams come from its connection
+    /// takes any); else the message naming them, with the closest as a suggestion.
+    pub fn check_stream(&self, stream: &str) -> Result<(), String> {
+        if self.streams.is_empty() || self.streams.contains(&stream) {
+            return Ok(());
+        }
+        let hint = bizon_core::suggest::did_you_mean(stream, self.streams.iter().copied());
+        Err(format!(
+            "source `{}` has no stream `{stream}`{hint} Available streams: {}",
+            self.name,
+            self.streams.join(", ")
+        ))
+    }
+
     /// The sync modes, for listings: `full_refresh, incremental`.
     pub fn modes_text(&self) -> String {
         self.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")

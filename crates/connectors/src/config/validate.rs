@@ -32,19 +32,7 @@ fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     let src = root.get("source").unwrap_or(root);
     let at = |key: &str| src.get(key).unwrap_or(src);
     let kind = cfg.source_kind;
-    if !kind.streams.is_empty() && !kind.streams.contains(&cfg.source.stream.as_str()) {
-        let hint = bizon_core::suggest::did_you_mean(&cfg.source.stream, kind.streams.iter().copied());
-        return Err(err(
-            format!(
-                "source `{}` has no stream `{}`{hint} Available streams: {}",
-                kind.name,
-                cfg.source.stream,
-                kind.streams.join(", ")
-            ),
-            at("stream"),
-            "source.stream",
-        ));
-    }
+    kind.check_stream(&cfg.source.stream).map_err(|m| err(m, at("stream"), "source.stream"))?;
     if let Some(path) = &cfg.source.source_file_path {
         return Err(err(
             format!(

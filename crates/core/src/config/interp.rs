@@ -69,13 +69,10 @@ pub fn resolve(node: &mut Node, env: &dyn Env, path: &str) -> Result<(), Error> 
     Ok(())
 }
 
-/// Whether `s` holds a placeholder or a secret reference (what [`resolve_str`] would replace).
+/// Whether `s` holds a placeholder or a secret reference: what [`resolve_str`] would replace
+/// (asked with no variables, it answers `Ok(None)` only for plain text).
 pub fn holds_reference(s: &str) -> bool {
-    let t = s.trim();
-    (t.starts_with("BIZON_ENV_") && !t.contains(char::is_whitespace))
-        || t.starts_with("env://")
-        || t.starts_with("gsm://")
-        || s.contains("${")
+    !matches!(resolve_str(s, &|_: &str| None::<String>), Ok(None))
 }
 
 /// Leave every placeholder unresolved (`config validate --skip-references`): flag the scalars
