@@ -9,7 +9,9 @@ mod common;
 use bizon_testkit::google::{SecretServer, TokenServer};
 use common::*;
 
-const PASSWORD: &str = "pg-Sup3r-s3cret-value";
+/// The password of the `bizon_pw_test` role, which the server checks (scram-sha-256; scripts/test.sh
+/// creates the role): the run succeeds only if the reference was resolved to this value.
+const PASSWORD: &str = "p@ss:w/rd with spaces";
 const OUT_DIR: &str = "resolved-out";
 
 struct Setup {
@@ -41,13 +43,13 @@ impl Setup {
     }
 
     /// generator → file at `path: gsm://out-path`; the PostgreSQL backend's password a reference too
-    /// (the local server trusts 127.0.0.1: the password is sent, not checked).
+    /// (the role authenticates by password: a wrong or unresolved value fails the run).
     fn config(&self, extra_reference: &str) -> String {
         let text = format!(
             "name: gsm\nsource:\n  name: generator\n  stream: records\n  total: 500\n\
              destination:\n  name: file\n  config:\n    path: gsm://out-path\n\
              engine:\n  backend:\n    type: postgres\n    config:\n      host: 127.0.0.1\n      port: 5432\n      \
-             database: test\n      schema: {schema}\n      username: postgres\n      password: gsm://pg-password\n\
+             database: test\n      schema: {schema}\n      username: bizon_pw_test\n      password: gsm://pg-password\n\
              {extra_reference}\
              secrets:\n  gsm:\n    project_id: proj\n    api_url: {url}\n",
             schema = self.schema.0,
