@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|bigquery|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|notion|bigquery|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -33,6 +33,10 @@
 #            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
 #            parents with one child each (CPU per request); prints records/s, requests/s, peak
 #            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
+#   notion   the notion source's blocks_markdown over 200 pages (2 databases; every 10th page a
+#            tree four levels deep) against `bizon-fake-notion`, a Notion stand-in answering each
+#            request after 100 ms and allowing 3 requests/s on average (429 with Retry-After
+#            beyond): wall time against the rate-limit floor (requests / 3 per s), peak RSS
 #   bigquery bigquery_streaming (insertAll), bigquery (Parquet load jobs, buffer_size 50 MB) and
 #            bigquery_streaming_v2 (Storage Write gRPC), with bizon 0.6.4's bigquery_streaming_v2 beside it
 #            into the local BigQuery emulator (scripts/bqemulator.sh): 1M generator records of
@@ -522,6 +526,47 @@ YML
   # (2,020 requests), so start-up and the 10 ms resolution of the CPU time do not blur it.
   http_workload http-requests-2k-c8 8 2000 one_child_each
   kill $api_pid 2>/dev/null || true
+fi
+if [[ $MODE == notion || $MODE == all ]]; then
+  cargo build --release --quiet -p bizon-e2e --bin bizon-fake-notion
+  "$(dirname "$BIN")/bizon-fake-notion" --pages 100 --deep-every 10 --delay-ms 100 --rate 3 > "$WORK/notion.txt" &
+  notion_pid=$!
+  trap 'kill $notion_pid 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  for _ in $(seq 50); do grep -q databases= "$WORK/notion.txt" 2>/dev/null && break; sleep 0.1; done
+  notion=$(sed -n 's/^url=//p' "$WORK/notion.txt")
+  dbs=$(sed -n 's/^databases=//p' "$WORK/notion.txt")
+  notion_stat() { curl -s "$notion/stats" | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
+  cat > "$WORK/notion.yml" <<YML
+name: bench-notion
+source:
+  name: notion
+  stream: blocks_markdown
+  authentication:
+    type: api_key
+    params:
+      token: secret_notion_test_token_0123456789
+  database_ids: [${dbs}]
+  base_url: $notion
+destination:
+  name: file
+  config:
+    path: $WORK/notion-blocks.json
+engine:
+  backend:
+    type: sqlite
+    config:
+      database: $WORK/notion-blocks-state
+YML
+  before=$(notion_stat requests); throttled_before=$(notion_stat throttled)
+  measure notion-blocks "$WORK/notion.yml"
+  requests=$(( $(notion_stat requests) - before )); throttled=$(( $(notion_stat throttled) - throttled_before ))
+  floor=$(echo "$requests / 3" | bc -l)
+  lines=$(wc -l < "$WORK/notion-blocks.json")
+  row notion-blocks-markdown-200p "$lines" "$(stat -c %s "$WORK/notion-blocks.json")" "$WALL" "$CPU" "$RSS_MB" \
+    "requests=$requests 429s=$throttled floor_s=$(printf '%.1f' "$floor") wall/floor=$(echo "$WALL / $floor" | bc -l | xargs printf '%.3f')"
+  target "notion blocks_markdown: wall / rate-limit floor" "$(echo "$WALL / $floor" | bc -l)" "<=" 1.1
+  target "notion blocks_markdown peak RSS MB" "$RSS_MB" "<=" 40
+  kill $notion_pid 2>/dev/null || true
 fi
 if [[ $MODE == bigquery || $MODE == all ]]; then
   # bigquery_streaming into the local emulator (scripts/bqemulator.sh, PyPI bqemulator on DuckDB):

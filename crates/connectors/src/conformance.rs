@@ -71,6 +71,19 @@ fn every_registered_source_runs_the_conformance_suite() {
             name @ ("rest" | "pokeapi" | "gbif" | "hubspot" | "cycle" | "sana_ai" | "periscope") => {
                 crate::http::conformance::run(name, &|text| source_of(d, text))
             }
+            #[cfg(feature = "http")]
+            "notion" => {
+                use bizon_testkit::notion::{FakeNotion, NotionOptions};
+                let ws = crate::sources::notion::tests::workspace(3, 2);
+                let dbs = ws.database_ids();
+                let expected: usize =
+                    dbs.iter().flat_map(|d| ws.database_page_ids(d)).map(|p| ws.block_ids_preorder(&p, 5).len()).sum();
+                let notion = FakeNotion::start(ws, NotionOptions::default());
+                let scope = format!("database_ids: [{}]\npage_size: 4\n", dbs.join(", "));
+                let text = crate::sources::notion::tests::config(&notion.url(), "blocks_markdown", &scope);
+                let (spec, common) = source_of(d, &text);
+                source_suite(&|| spec.build(&common, &[]), &ReadContext::default(), expected);
+            }
             #[cfg(feature = "bigquery")]
             "gsheets" => {
                 use bizon_testkit::google::{FakeSheets, TokenServer};

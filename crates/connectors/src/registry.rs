@@ -52,6 +52,7 @@ pub static SOURCES: &[Entry<SourceDescriptor>] = &[
     entry!("sana_ai", "http", sources::sana_ai::DESCRIPTOR),
     entry!("periscope", "http", sources::periscope::DESCRIPTOR),
     entry!("gsheets", "bigquery", sources::gsheets::DESCRIPTOR),
+    entry!("notion", "http", sources::notion::DESCRIPTOR),
 ];
 
 pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
@@ -77,7 +78,7 @@ pub static QUEUES: &[Entry<QueueDescriptor>] = &[
 ];
 
 /// bizon's connectors that bizon-rs does not have yet (a config naming one is told so).
-pub const PLANNED_SOURCES: &[&str] = &["notion"];
+pub const PLANNED_SOURCES: &[&str] = &[];
 pub const PLANNED_DESTINATIONS: &[&str] = &[];
 pub const PLANNED_BACKENDS: &[&str] = &[];
 
@@ -158,7 +159,7 @@ mod tests {
             find(SOURCES, PLANNED_SOURCES, "generatr").err(),
             Some(Missing::Unknown { closest: Some("generator") })
         );
-        assert_eq!(find(SOURCES, PLANNED_SOURCES, "notion").err(), Some(Missing::Planned));
+        assert_eq!(find(SOURCES, &["salesforce"], "salesforce").err(), Some(Missing::Planned));
         let kafka = find(SOURCES, PLANNED_SOURCES, "kafka");
         if cfg!(feature = "kafka") {
             assert!(kafka.is_ok());

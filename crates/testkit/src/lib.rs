@@ -12,4 +12,5 @@ pub mod fixtures;
 pub mod google;
 pub mod http;
 pub mod memory;
+pub mod notion;
 pub mod source;

@@ -37,8 +37,6 @@ fn unknown_connectors_list_the_available_ones() {
     assert!(e.message.contains("file"), "{}", e.message);
     let e = load(&README.replace("name: dummy", "name: salesforce"), &no_env).unwrap_err();
     assert!(e.message.contains("unknown source `salesforce`") && e.message.contains("generator"), "{}", e.message);
-    let e = load(&README.replace("name: dummy", "name: notion"), &no_env).unwrap_err();
-    assert!(e.message.contains("source `notion` is not available in this build yet"), "{}", e.message);
 }
 
 #[test]

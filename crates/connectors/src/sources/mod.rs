@@ -15,6 +15,8 @@ pub mod hubspot;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "http")]
+pub mod notion;
+#[cfg(feature = "http")]
 pub mod periscope;
 #[cfg(feature = "http")]
 pub mod pokeapi;
