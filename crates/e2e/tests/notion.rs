@@ -1,5 +1,5 @@
 //! `notion` end to end: the real binary walks a generated workspace on testkit's Notion
-//! stand-in (answers after 15 ms, every 23rd request a 429 with `Retry-After: 1`) into a file,
+//! stand-in (answers after 15 ms, 4 % of requests at random a 429 with `Retry-After: 1`) into a file,
 //! is killed with signal 9 at seeded moments mid-walk and resumes: every block exactly once, in
 //! reading order per page; then an incremental run after edits reads exactly the edited pages'
 //! blocks; the integration token appears in no output.
@@ -42,7 +42,7 @@ fn kill_9_mid_walk_then_resume_writes_every_block_once_and_increments_read_the_e
     let expected: Vec<String> = pages.iter().flat_map(|p| ws.block_ids_preorder(p, 5)).collect();
     let options = NotionOptions {
         latency: Some(Duration::from_millis(15)),
-        throttle_every: 23,
+        throttle_share: 0.04,
         retry_after_seconds: 1,
         ..Default::default()
     };

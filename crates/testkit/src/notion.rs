@@ -1095,13 +1095,22 @@ pub struct NotionOptions {
     pub rate_per_second: Option<f64>,
     /// Every Nth request (counting all) is answered 429 regardless; 0 = never.
     pub throttle_every: u64,
+    /// This share of requests, drawn at random (seeded by the request's number: the same
+    /// requests each run), is answered 429 regardless; 0 = none.
+    pub throttle_share: f64,
     /// The `Retry-After` of 429 answers.
     pub retry_after_seconds: u64,
 }
 
 impl Default for NotionOptions {
     fn default() -> Self {
-        NotionOptions { latency: None, rate_per_second: None, throttle_every: 0, retry_after_seconds: 1 }
+        NotionOptions {
+            latency: None,
+            rate_per_second: None,
+            throttle_every: 0,
+            throttle_share: 0.0,
+            retry_after_seconds: 1,
+        }
     }
 }
 
@@ -1170,6 +1179,16 @@ impl NotionHandler {
     fn throttle(&self, n: u64) -> bool {
         if self.options.throttle_every > 0 && n.is_multiple_of(self.options.throttle_every) {
             return true;
+        }
+        if self.options.throttle_share > 0.0 {
+            // splitmix64 of the request number: a uniform draw in [0, 1).
+            let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^= x >> 31;
+            if ((x >> 11) as f64 / (1u64 << 53) as f64) < self.options.throttle_share {
+                return true;
+            }
         }
         let Some(rate) = self.options.rate_per_second.filter(|r| *r > 0.0) else { return false };
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());

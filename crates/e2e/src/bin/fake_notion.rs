@@ -45,7 +45,7 @@ fn main() {
         latency: (delay > 0).then(|| Duration::from_millis(delay)),
         rate_per_second: (rate > 0.0).then_some(rate),
         throttle_every: arg(&args, "--throttle-every", 0),
-        retry_after_seconds: 1,
+        ..NotionOptions::default()
     };
     let workspace = Workspace::generate(&spec);
     let databases = workspace.database_ids();

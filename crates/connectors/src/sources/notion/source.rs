@@ -2,8 +2,8 @@
 //! walk (listing the pages to walk may take a few), and the pagination it returns says exactly
 //! where the next one starts: a killed run resumes at the first uncommitted request.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{mpsc, Arc};
 
 use bizon_core::config::{SourceCommon, SyncMode};
 use bizon_core::{Error, Json, Page, ReadContext, Result, Source};
@@ -125,13 +125,39 @@ struct PagesState {
     page_ids: VecDeque<String>,
 }
 
-/// The `notion` source.
-pub struct NotionSource {
+/// What the walk reads below a block.
+enum Below {
+    Nothing,
+    Children,
+    Inline,
+    TooDeep,
+}
+
+/// How far ahead of the walk a fetch may be and still be kept.
+const PREFETCH_WINDOW: usize = 64;
+
+/// A children page to fetch: the parent and the cursor (`None`: the first page).
+type ChildrenKey = (String, Option<String>);
+
+/// A children page fetched ahead of the walk, by a thread of its own.
+type Prefetch = mpsc::Receiver<Result<Option<List>>>;
+
+/// Notion's API: the source's client, root and page size (cloned into prefetch threads).
+#[derive(Clone)]
+struct Api {
     client: Arc<HttpClient>,
     base: String,
+    page_size: u32,
+}
+
+/// The `notion` source.
+pub struct NotionSource {
+    api: Api,
     config: NotionConfig,
     stream: Stream,
     incremental: bool,
+    /// Children pages being fetched ahead of the walk (at most `max_workers - 1`).
+    prefetched: HashMap<ChildrenKey, Prefetch>,
 }
 
 impl NotionSource {
@@ -176,16 +202,16 @@ impl NotionSource {
             }
         }
         Ok(NotionSource {
-            client,
-            base: config.base_url.trim_end_matches('/').to_owned(),
+            api: Api { client, base: config.base_url.trim_end_matches('/').to_owned(), page_size: config.page_size },
             config: config.clone(),
             stream,
             incremental: common.sync_mode == SyncMode::Incremental,
+            prefetched: HashMap::new(),
         })
     }
+}
 
-    // ---- requests ----
-
+impl Api {
     fn request(&self, req: Request) -> Request {
         req.header("Notion-Version", NOTION_VERSION)
     }
@@ -226,7 +252,7 @@ impl NotionSource {
     }
 
     fn page_size(&self) -> (&'static str, String) {
-        ("page_size", self.config.page_size.to_string())
+        ("page_size", self.page_size.to_string())
     }
 
     /// A database by id; a configured one that is missing is an error naming it.
@@ -248,7 +274,7 @@ impl NotionSource {
 
     /// One page of a data source's query.
     fn query(&self, data_source: &str, cursor: Option<&str>, filter: Option<&Json>) -> Result<List> {
-        let mut body = json!({ "page_size": self.config.page_size });
+        let mut body = json!({ "page_size": self.page_size });
         if let Some(c) = cursor {
             body["start_cursor"] = json!(c);
         }
@@ -263,7 +289,7 @@ impl NotionSource {
     /// sorts by `last_edited_time`, newest first.
     fn search(&self, object: &str, cursor: Option<&str>, newest_first: bool) -> Result<List> {
         let mut body = json!({
-            "page_size": self.config.page_size,
+            "page_size": self.page_size,
             "filter": { "property": "object", "value": object },
         });
         if let Some(c) = cursor {
@@ -289,9 +315,9 @@ impl NotionSource {
             None => Ok(None),
         }
     }
+}
 
-    // ---- incremental ----
-
+impl NotionSource {
     /// The watermark of an incremental run (`None`: a full read).
     fn watermark<'a>(&self, ctx: &'a ReadContext) -> Option<&'a str> {
         (ctx.sync_mode == SyncMode::Incremental).then(|| ctx.watermark.as_ref().and_then(Json::as_str)).flatten()
@@ -312,12 +338,12 @@ impl NotionSource {
     // ---- streams ----
 
     fn users(&self, pagination: &Json) -> Result<Page> {
-        let mut query = vec![self.page_size()];
+        let mut query = vec![self.api.page_size()];
         if let Some(c) = pagination.get("start_cursor").and_then(Json::as_str) {
             query.push(("start_cursor", c.to_owned()));
         }
-        let answer = self.get_json("/users", &query)?.ok_or_else(|| Error::permanent("GET /users answered 404"))?;
-        let list = self.list(answer, "listing users")?;
+        let answer = self.api.get_json("/users", &query)?.ok_or_else(|| Error::permanent("GET /users answered 404"))?;
+        let list = self.api.list(answer, "listing users")?;
         Ok(to_page(with_ids(list.results, "user")?, next_cursor(list.next)))
     }
 
@@ -325,7 +351,7 @@ impl NotionSource {
     /// at the first object not edited after the watermark.
     fn searched(&self, object: &str, pagination: &Json, watermark: Option<&str>, incremental: bool) -> Result<Page> {
         let cursor = pagination.get("start_cursor").and_then(Json::as_str);
-        let mut list = self.search(object, cursor, incremental)?;
+        let mut list = self.api.search(object, cursor, incremental)?;
         if let Some(w) = watermark {
             if let Some(stop) = list.results.iter().position(|r| edited(r).is_none_or(|e| e <= w)) {
                 list.results.truncate(stop);
@@ -345,7 +371,7 @@ impl NotionSource {
             None => self.config.database_ids.iter().cloned().collect(),
         };
         let Some(id) = remaining.pop_front() else { return Ok(to_page(Vec::new(), json!({}))) };
-        let database = self.database(&id)?;
+        let database = self.api.database(&id)?;
         let records = if self.stream == Stream::Databases {
             with_ids(vec![database], "database")?
         } else {
@@ -380,7 +406,7 @@ impl NotionSource {
             Some(s) => serde_json::from_value(s.clone()).map_err(|e| bad_cursor(pagination, e))?,
             None => BTreeSet::new(),
         };
-        let mut list = self.search("data_source", cursor, incremental)?;
+        let mut list = self.api.search("data_source", cursor, incremental)?;
         if let Some(w) = watermark {
             if let Some(stop) = list.results.iter().position(|r| edited(r).is_none_or(|e| e <= w)) {
                 list.results.truncate(stop);
@@ -394,7 +420,7 @@ impl NotionSource {
             if (scoped && !self.config.database_ids.iter().any(|d| d == db)) || !seen.insert(db.to_owned()) {
                 continue;
             }
-            match self.get_json(&format!("/databases/{db}"), &[])? {
+            match self.api.get_json(&format!("/databases/{db}"), &[])? {
                 Some(d) => records.push(d),
                 None => warn!(database = db, "a searched data source's database is not shared with the integration"),
             }
@@ -419,7 +445,7 @@ impl NotionSource {
         };
         if !st.loaded {
             for db in &self.config.database_ids {
-                for ds in Self::data_source_ids(&self.database(db)?) {
+                for ds in Api::data_source_ids(&self.api.database(db)?) {
                     st.sources.push_back((ds, db.clone()));
                 }
             }
@@ -428,14 +454,14 @@ impl NotionSource {
         }
         let mut records = Vec::new();
         if let Some((ds, db)) = st.sources.front().cloned() {
-            let list = self.query(&ds, st.source_cursor.as_deref(), self.filter(&db, watermark).as_ref())?;
+            let list = self.api.query(&ds, st.source_cursor.as_deref(), self.filter(&db, watermark).as_ref())?;
             records = list.results;
             st.source_cursor = list.next;
             if st.source_cursor.is_none() {
                 st.sources.pop_front();
             }
         } else if let Some(id) = st.page_ids.pop_front() {
-            match self.get_json(&format!("/pages/{id}"), &[])? {
+            match self.api.get_json(&format!("/pages/{id}"), &[])? {
                 Some(p) if watermark.is_none_or(|w| edited(&p).is_some_and(|e| e > w)) => records.push(p),
                 Some(_) => {}
                 None => warn!(page = %id, "configured page not found or not shared with the integration: skipped"),
@@ -456,7 +482,7 @@ impl NotionSource {
             let mut seen = BTreeSet::new();
             let mut cursor = None;
             loop {
-                let list = self.search("page", cursor.as_deref(), watermark.is_some())?;
+                let list = self.api.search("page", cursor.as_deref(), watermark.is_some())?;
                 let mut stop = false;
                 for p in &list.results {
                     let e = edited(p).map(str::to_owned);
@@ -488,7 +514,7 @@ impl NotionSource {
             }
             let mut cursor = None;
             loop {
-                let list = self.search("data_source", cursor.as_deref(), false)?;
+                let list = self.api.search("data_source", cursor.as_deref(), false)?;
                 for ds in &list.results {
                     let ds_id = object_id(ds, "data source")?;
                     let db = ds.pointer("/parent/database_id").and_then(Json::as_str).map(str::to_owned);
@@ -504,7 +530,7 @@ impl NotionSource {
                     }
                     let mut qc = None;
                     loop {
-                        let pages = self.query(&ds_id, qc.as_deref(), None)?;
+                        let pages = self.api.query(&ds_id, qc.as_deref(), None)?;
                         for p in &pages.results {
                             let id = object_id(p, "page")?;
                             if seen.insert(id.clone()) {
@@ -536,7 +562,7 @@ impl NotionSource {
         let incremental = self.incremental;
         for id in &self.config.page_ids {
             let e = if incremental {
-                match self.get_json(&format!("/pages/{id}"), &[])? {
+                match self.api.get_json(&format!("/pages/{id}"), &[])? {
                     Some(p) => edited(&p).map(str::to_owned),
                     None => {
                         warn!(page = %id, "configured page not found or not shared with the integration: skipped");
@@ -562,10 +588,10 @@ impl NotionSource {
         }
         for db in &self.config.database_ids {
             let filter = self.filter(db, watermark);
-            for ds in Self::data_source_ids(&self.database(db)?) {
+            for ds in Api::data_source_ids(&self.api.database(db)?) {
                 let mut cursor = None;
                 loop {
-                    let list = self.query(&ds, cursor.as_deref(), filter.as_ref())?;
+                    let list = self.api.query(&ds, cursor.as_deref(), filter.as_ref())?;
                     for p in &list.results {
                         let id = object_id(p, "page")?;
                         let e = edited(p).map(str::to_owned);
@@ -594,7 +620,7 @@ impl NotionSource {
 impl NotionSource {
     /// One step of a block stream: list the pages to walk (first call), then walk them with at
     /// most one children request per call, writing blocks in reading order.
-    fn blocks(&self, pagination: &Json, watermark: Option<&str>) -> Result<Page> {
+    fn blocks(&mut self, pagination: &Json, watermark: Option<&str>) -> Result<Page> {
         let mut walk: Walk = if pagination.is_null() || pagination.as_object().is_some_and(|m| m.is_empty()) {
             Walk::default()
         } else {
@@ -654,14 +680,9 @@ impl NotionSource {
                         *next_order += 1;
                         pw.order += 1;
                         let deeper = *depth + 1;
-                        let within = deeper < self.config.max_recursion_depth;
-                        let recursive = self.config.fetch_blocks_recursively;
-                        if recursive && kind == "child_database" && self.stream == Stream::Blocks {
-                            if within {
-                                push = Some(Frame::Inline { id: id.clone(), depth: deeper, pages: None });
-                            }
-                        } else if recursive && has_children && kind != "child_page" && kind != "child_database" {
-                            if within {
+                        match self.below(&kind, has_children, *depth) {
+                            Below::Inline => push = Some(Frame::Inline { id: id.clone(), depth: deeper, pages: None }),
+                            Below::Children => {
                                 push = Some(Frame::Children {
                                     parent: id.clone(),
                                     depth: deeper,
@@ -670,10 +691,12 @@ impl NotionSource {
                                     pending: VecDeque::new(),
                                     cursor: None,
                                     started: false,
-                                });
-                            } else {
-                                debug!(block = %id, depth = deeper, "max_recursion_depth reached: children not read");
+                                })
                             }
+                            Below::TooDeep => {
+                                debug!(block = %id, depth = deeper, "max_recursion_depth reached: children not read")
+                            }
+                            Below::Nothing => {}
                         }
                         records.push((id, self.record(block, &kind)));
                     } else if !*started || cursor.is_some() {
@@ -681,7 +704,7 @@ impl NotionSource {
                             break;
                         }
                         fetched = true;
-                        match self.children(parent, cursor.as_deref()) {
+                        match self.take_children(parent, cursor.as_deref()) {
                             Ok(Some(list)) => {
                                 *pending = list.results.into();
                                 *cursor = list.next;
@@ -734,9 +757,104 @@ impl NotionSource {
                 pw.frames.push(f);
             }
         }
+        self.prefetch(&walk);
         let mut page = to_page(records, self.walk_next(&walk)?);
         page.cursor_max = self.incremental.then_some(newest).flatten().map(Json::String);
         Ok(page)
+    }
+
+    /// What the walk reads below a block at `depth` (bizon's rules): its children unless it is
+    /// a child page or database, an inline database's pages in `blocks`, nothing past
+    /// `max_recursion_depth` or without `fetch_blocks_recursively`.
+    fn below(&self, kind: &str, has_children: bool, depth: u32) -> Below {
+        let within = depth + 1 < self.config.max_recursion_depth;
+        if !self.config.fetch_blocks_recursively {
+            Below::Nothing
+        } else if kind == "child_database" && self.stream == Stream::Blocks {
+            if within {
+                Below::Inline
+            } else {
+                Below::TooDeep
+            }
+        } else if has_children && kind != "child_page" && kind != "child_database" {
+            if within {
+                Below::Children
+            } else {
+                Below::TooDeep
+            }
+        } else {
+            Below::Nothing
+        }
+    }
+
+    /// A children page: the one fetched ahead when there is one, else fetched now.
+    fn take_children(&mut self, parent: &str, cursor: Option<&str>) -> Result<Option<List>> {
+        let key = (parent.to_owned(), cursor.map(str::to_owned));
+        match self.prefetched.remove(&key).map(|rx| rx.recv()) {
+            Some(Ok(fetched)) => fetched,
+            // The fetching thread ended without an answer: fetch here.
+            Some(Err(_)) | None => self.api.children(parent, cursor),
+        }
+    }
+
+    /// Start fetching the children pages the walk needs next while it writes what it has, up
+    /// to `max_workers - 1` at once and within the source's rate limit (the threads share its
+    /// client). Only the walk's state is checkpointed: a fetch ahead is lost with the process.
+    fn prefetch(&mut self, walk: &Walk) {
+        let room = (self.config.max_workers as usize).saturating_sub(1);
+        if room == 0 {
+            return;
+        }
+        let ahead = self.upcoming(walk, PREFETCH_WINDOW);
+        // A fetch the walk will not need soon (it skipped it) gives its place back.
+        self.prefetched.retain(|k, _| ahead.contains(k));
+        for key in ahead {
+            if self.prefetched.len() >= room {
+                break;
+            }
+            if self.prefetched.contains_key(&key) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel();
+            let api = self.api.clone();
+            let (parent, cursor) = key.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(api.children(&parent, cursor.as_deref()));
+            });
+            self.prefetched.insert(key, rx);
+        }
+    }
+
+    /// The children pages the walk will fetch next, about in the order it will: the current
+    /// level's blocks that have children, its next page, the levels above, then the next pages.
+    fn upcoming(&self, walk: &Walk, n: usize) -> Vec<ChildrenKey> {
+        let mut out = Vec::new();
+        if let Some(pw) = &walk.walking {
+            for frame in pw.frames.iter().rev() {
+                let Frame::Children { parent, depth, pending, cursor, started, .. } = frame else { break };
+                if !*started {
+                    out.push((parent.clone(), None));
+                }
+                for b in pending {
+                    let kind = b.get("type").and_then(Json::as_str).unwrap_or_default();
+                    let has_children = b.get("has_children").and_then(Json::as_bool).unwrap_or(false);
+                    if let (Below::Children, Some(id)) =
+                        (self.below(kind, has_children, *depth), b.get("id").and_then(Json::as_str))
+                    {
+                        out.push((id.to_owned(), None));
+                    }
+                }
+                if let Some(c) = cursor {
+                    out.push((parent.clone(), Some(c.clone())));
+                }
+                if out.len() >= n {
+                    break;
+                }
+            }
+        }
+        out.extend(walk.items.iter().take(n).map(|i| (i.id.clone(), None)));
+        out.truncate(n);
+        out
     }
 
     fn walk_next(&self, walk: &Walk) -> Result<Json> {
@@ -771,15 +889,15 @@ impl NotionSource {
     /// The pages of an inline database (no `database_filters`, as bizon); none when it is not
     /// shared with the integration.
     fn inline_pages(&self, id: &str) -> Result<VecDeque<String>> {
-        let Some(db) = self.get_json(&format!("/databases/{id}"), &[])? else {
+        let Some(db) = self.api.get_json(&format!("/databases/{id}"), &[])? else {
             warn!(database = %id, "notion: an inline database is not shared with the integration: its pages are skipped");
             return Ok(VecDeque::new());
         };
         let mut pages = VecDeque::new();
-        for ds in Self::data_source_ids(&db) {
+        for ds in Api::data_source_ids(&db) {
             let mut cursor = None;
             loop {
-                let list = self.query(&ds, cursor.as_deref(), None)?;
+                let list = self.api.query(&ds, cursor.as_deref(), None)?;
                 for p in &list.results {
                     pages.push_back(object_id(p, "page")?);
                 }

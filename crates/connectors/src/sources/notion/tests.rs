@@ -1,5 +1,5 @@
 //! `notion` against testkit's Notion stand-in (the API's documented shapes, paging at
-//! `page_size`, 429s with `Retry-After`): every stream's ids, the block-type fixture's Markdown,
+//! `page_size`, random 429s with `Retry-After`): every stream's ids, the block-type fixture's Markdown,
 //! incremental runs, `database_filters`, restarts from every checkpoint, and errors.
 
 use std::collections::BTreeSet;
@@ -103,7 +103,7 @@ fn every_stream_reads_its_objects_once_with_bizons_ids() {
     let users = ws.user_ids();
     let all_dss = ws.data_source_ids();
     let notion =
-        FakeNotion::start(ws, NotionOptions { throttle_every: 41, retry_after_seconds: 0, ..Default::default() });
+        FakeNotion::start(ws, NotionOptions { throttle_share: 0.03, retry_after_seconds: 0, ..Default::default() });
     let scope = format!("{}{}page_size: 50\n", ids_yaml("database_ids", &dbs), ids_yaml("page_ids", &standalone));
     let read_stream = |stream: &str| {
         let (mut s, _) = build(&config(&notion.url(), stream, &scope));
