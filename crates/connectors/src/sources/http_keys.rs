@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::descriptor::{own_keys, SourceSpec};
 use crate::http::AuthSpec;
+use std::sync::Arc;
 
 /// Parse and validate a built-in HTTP source's keys; `base_url` picks its base-URL key's value.
 pub fn parse<T: SourceSpec + DeserializeOwned + 'static>(
@@ -41,4 +42,36 @@ pub fn check_stream(source: &str, streams: &[&str], common: &SourceCommon) -> bi
         common.stream,
         streams.join(", ")
     )))
+}
+
+/// For a source that authenticates only with a token (`api_key`, or `bearer`, which sends the
+/// same header): its spec, or a located error when `authentication` is missing (naming what
+/// `token` must be) or of another type (naming what the source authenticates with).
+pub fn require_token<T: SourceSpec + 'static>(
+    node: &Node,
+    spec: T,
+    auth: AuthSpec,
+    source: &str,
+    token: &str,
+    credential: &str,
+) -> Result<Arc<dyn SourceSpec>, yaml::Error> {
+    match auth {
+        AuthSpec::Token { .. } => Ok(Arc::new(spec)),
+        AuthSpec::None => Err(yaml::Error::new(
+            format!("`{source}` needs `authentication` (type `api_key`, params `token`: {token})"),
+            node.mark,
+            "source.authentication",
+        )),
+        other => {
+            let at = node.get("authentication").and_then(|a| a.get("type")).unwrap_or(node);
+            Err(yaml::Error::new(
+                format!(
+                    "`{source}` authenticates with {credential}: authentication type `api_key` (or `bearer`), not `{}`",
+                    other.kind_name()
+                ),
+                at.mark,
+                "source.authentication.type",
+            ))
+        }
+    }
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::descriptor::{SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::error::ConfigError;
 use crate::http::stream::to_page;
-use crate::http::{self, AuthSpec, HttpClient, HttpSettings, Request};
+use crate::http::{self, HttpClient, HttpSettings, Request};
 use crate::sources::http_keys;
 
 #[cfg(test)]
@@ -123,25 +123,7 @@ impl SourceSpec for CycleConfig {
 /// are parse errors. `bearer` sends the same header, so it is accepted too.
 fn parse(node: &Node) -> std::result::Result<Arc<dyn SourceSpec>, yaml::Error> {
     let (c, auth) = http_keys::parse::<CycleConfig>(node, |c| &c.base_url)?;
-    match auth {
-        AuthSpec::Token { .. } => Ok(Arc::new(c)),
-        AuthSpec::None => Err(yaml::Error::new(
-            "`cycle` needs `authentication` (type `api_key`, params `token`: the Cycle API key)",
-            node.mark,
-            "source.authentication",
-        )),
-        other => {
-            let at = node.get("authentication").and_then(|a| a.get("type")).unwrap_or(node);
-            Err(yaml::Error::new(
-                format!(
-                    "`cycle` authenticates with an API key: authentication type `api_key` (or `bearer`), not `{}`",
-                    other.kind_name()
-                ),
-                at.mark,
-                "source.authentication.type",
-            ))
-        }
-    }
+    http_keys::require_token(node, c, auth, "cycle", "the Cycle API key", "an API key")
 }
 
 /// The `cycle` customers stream.

@@ -35,9 +35,9 @@ use bizon_core::config::{SourceCommon, SyncMode};
 use bizon_core::{Json, Source};
 use serde::Deserialize;
 
-use crate::descriptor::{own_keys, SourceCapabilities, SourceDescriptor, SourceSpec};
+use crate::descriptor::{SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::error::ConfigError;
-use crate::http::AuthSpec;
+use crate::sources::http_keys;
 pub use markdown::{block as block_markdown, rich_text};
 pub use source::NotionSource;
 
@@ -147,36 +147,8 @@ impl SourceSpec for NotionConfig {
 /// Notion authenticates with the integration's token: bizon's `api_key` or `bearer` (both send
 /// `Authorization: Bearer <token>`). Anything else, or none, is refused at parse time.
 fn parse(node: &Node) -> std::result::Result<Arc<dyn SourceSpec>, yaml::Error> {
-    let auth = AuthSpec::from_node(node.get("authentication"))?;
-    let c: NotionConfig = own_keys(node, "source", struct_fields::<SourceCommon>(), struct_fields::<NotionConfig>())?;
-    c.validate().map_err(|e| yaml::Error::new(e.to_string(), node.mark, "source"))?;
-    if !c.base_url.starts_with("http://") && !c.base_url.starts_with("https://") {
-        let at = node.get("base_url").unwrap_or(node);
-        return Err(yaml::Error::new(
-            format!("`base_url` must start with http:// or https://, got {:?}", c.base_url),
-            at.mark,
-            "source.base_url",
-        ));
-    }
-    match auth {
-        AuthSpec::Token { .. } => Ok(Arc::new(c)),
-        AuthSpec::None => Err(yaml::Error::new(
-            "`notion` needs `authentication` (type `api_key`, params `token`: the integration's secret)",
-            node.mark,
-            "source.authentication",
-        )),
-        other => {
-            let at = node.get("authentication").and_then(|a| a.get("type")).unwrap_or(node);
-            Err(yaml::Error::new(
-                format!(
-                    "`notion` authenticates with the integration's token: type `api_key` (or `bearer`), not `{}`",
-                    other.kind_name()
-                ),
-                at.mark,
-                "source.authentication.type",
-            ))
-        }
-    }
+    let (c, auth) = http_keys::parse::<NotionConfig>(node, |c| &c.base_url)?;
+    http_keys::require_token(node, c, auth, "notion", "the integration's secret", "the integration's token")
 }
 
 /// The `notion` source in the registry.
