@@ -285,6 +285,20 @@ impl Api {
         self.list(answer, &format!("querying data source {data_source}"))
     }
 
+    /// Every page of a data source's query, in order.
+    fn query_all(&self, data_source: &str, filter: Option<&Json>) -> Result<Vec<Json>> {
+        let mut pages = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut list = self.query(data_source, cursor.as_deref(), filter)?;
+            pages.append(&mut list.results);
+            cursor = list.next;
+            if cursor.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
+
     /// One page of the search API over one object type (`page` or `data_source`); `newest_first`
     /// sorts by `last_edited_time`, newest first.
     fn search(&self, object: &str, cursor: Option<&str>, newest_first: bool) -> Result<List> {
@@ -528,26 +542,18 @@ impl NotionSource {
                             database: true,
                         });
                     }
-                    let mut qc = None;
-                    loop {
-                        let pages = self.api.query(&ds_id, qc.as_deref(), None)?;
-                        for p in &pages.results {
-                            let id = object_id(p, "page")?;
-                            if seen.insert(id.clone()) {
-                                let e = edited(p).map(str::to_owned);
-                                items.push_back(Item {
-                                    source: Some(id.clone()),
-                                    id,
-                                    db: db.clone(),
-                                    page: None,
-                                    edited: e,
-                                    database: false,
-                                });
-                            }
-                        }
-                        qc = pages.next;
-                        if qc.is_none() {
-                            break;
+                    for p in self.api.query_all(&ds_id, None)? {
+                        let id = object_id(&p, "page")?;
+                        if seen.insert(id.clone()) {
+                            let e = edited(&p).map(str::to_owned);
+                            items.push_back(Item {
+                                source: Some(id.clone()),
+                                id,
+                                db: db.clone(),
+                                page: None,
+                                edited: e,
+                                database: false,
+                            });
                         }
                     }
                 }
@@ -589,25 +595,17 @@ impl NotionSource {
         for db in &self.config.database_ids {
             let filter = self.filter(db, watermark);
             for ds in Api::data_source_ids(&self.api.database(db)?) {
-                let mut cursor = None;
-                loop {
-                    let list = self.api.query(&ds, cursor.as_deref(), filter.as_ref())?;
-                    for p in &list.results {
-                        let id = object_id(p, "page")?;
-                        let e = edited(p).map(str::to_owned);
-                        items.push_back(Item {
-                            source: Some(id.clone()),
-                            id,
-                            db: Some(db.clone()),
-                            page: None,
-                            edited: e,
-                            database: false,
-                        });
-                    }
-                    cursor = list.next;
-                    if cursor.is_none() {
-                        break;
-                    }
+                for p in self.api.query_all(&ds, filter.as_ref())? {
+                    let id = object_id(&p, "page")?;
+                    let e = edited(&p).map(str::to_owned);
+                    items.push_back(Item {
+                        source: Some(id.clone()),
+                        id,
+                        db: Some(db.clone()),
+                        page: None,
+                        edited: e,
+                        database: false,
+                    });
                 }
             }
         }
@@ -895,16 +893,8 @@ impl NotionSource {
         };
         let mut pages = VecDeque::new();
         for ds in Api::data_source_ids(&db) {
-            let mut cursor = None;
-            loop {
-                let list = self.api.query(&ds, cursor.as_deref(), None)?;
-                for p in &list.results {
-                    pages.push_back(object_id(p, "page")?);
-                }
-                cursor = list.next;
-                if cursor.is_none() {
-                    break;
-                }
+            for p in self.api.query_all(&ds, None)? {
+                pages.push_back(object_id(&p, "page")?);
             }
         }
         Ok(pages)
