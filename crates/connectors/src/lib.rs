@@ -20,6 +20,7 @@ pub mod queues;
 pub mod registry;
 pub mod sources;
 pub mod sslmode;
+pub mod transforms;
 
 pub use config::{load, load_with, BizonConfig, LoadOptions};
 pub use error::ConfigError;

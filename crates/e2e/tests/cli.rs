@@ -254,17 +254,15 @@ fn config_validate_skip_references_checks_a_config_without_its_secrets() {
 }
 
 #[test]
-fn python_only_features_get_a_clear_error() {
+fn custom_python_sources_get_a_clear_error() {
     let s = Scratch::new("python");
     let cfg = s.write(
         "c.yml",
-        &format!(
-            "{README_CONFIG}transforms:\n  - label: upper\n    python: |\n      data['name'] = data['name'].upper()\n"
-        ),
+        &README_CONFIG.replace("  stream: creatures\n", "  stream: creatures\n  source_file_path: my_source.py\n"),
     );
     let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("inline Python transforms are not supported"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("custom Python sources (`source_file_path: my_source.py`)"), "{}", stderr(&out));
 }
 
 #[test]

@@ -110,13 +110,28 @@ impl BizonConfig {
     }
 
     /// The destination of the run: the configured one, or a router over one target per
-    /// `streams:` entry and the dead-letter file.
+    /// `streams:` entry and the dead-letter file; behind the `transforms` when there are some.
     pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
+        let destination = self.build_routed_destination()?;
+        if self.transforms.is_empty() {
+            return Ok(destination);
+        }
+        let interpreter = crate::transforms::python::interpreter();
+        Ok(Box::new(crate::transforms::Transformed::new(destination, self.transforms.clone(), interpreter)))
+    }
+
+    fn build_routed_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
         use crate::destinations::router::{Part, Router, Takes};
         let spec = &self.destination;
         let id = spec.destination_id(&self.source.stream);
         let typed = spec.typed_columns(&self.source.stream).transpose()?;
-        let dead_letter = self.source_config.dead_letter_path(&id).or_else(|| spec.config.dead_letter_path(&id));
+        // records a transform fails on under `on_error: dead_letter` go where the connectors' go
+        let transform_dead_letters = self.transforms.iter().any(|t| t.on_error == OnError::DeadLetter);
+        let dead_letter = self
+            .source_config
+            .dead_letter_path(&id)
+            .or_else(|| spec.config.dead_letter_path(&id))
+            .or_else(|| dead_letter_file(OnError::DeadLetter, &None, &id).filter(|_| transform_dead_letters));
         if self.streams.is_empty() && dead_letter.is_none() {
             return Ok(spec.config.build(&id, typed));
         }

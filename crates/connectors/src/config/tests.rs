@@ -80,6 +80,13 @@ fn cross_field_rules() {
     assert!(e.message.contains("cursor_field"), "{}", e.message);
     let e = load(&README.replace("stream: creatures", "stream: animals"), &no_env).unwrap_err();
     assert!(e.message.contains("creatures, plants"), "{}", e.message);
-    let e = load(&format!("{README}transforms:\n  - label: t\n    python: data['x'] = 1\n"), &no_env).unwrap_err();
-    assert!(e.message.contains("Python transforms are not supported"), "{}", e.message);
+    let cfg = load(&format!("{README}transforms:\n  - label: t\n    python: data['x'] = 1\n"), &no_env).unwrap();
+    assert_eq!(cfg.transforms[0].on_error, bizon_core::config::OnError::Fail);
+    let text = format!(
+        "{README}transforms:\n  - label: t\n    python: data['x'] = 1\n  - label: empty\n    on_error: dead_letter\n"
+    );
+    let e = load(&text, &no_env).unwrap_err();
+    assert!(e.message.contains("transform `empty` has no code"), "{}", e.message);
+    assert_eq!(e.path, "transforms[1].python");
+    assert_eq!(e.mark.map(|m| m.line), text.lines().position(|l| l.contains("label: empty")).map(|l| l + 1));
 }

@@ -11,20 +11,29 @@ use crate::registry;
 pub(super) fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     source_rules(cfg)?;
     streams_rules(cfg)?;
-    if let Some(t) = cfg.transforms.first() {
-        let n = cfg.root.get("transforms").unwrap_or(&cfg.root);
-        return Err(err(
-            format!(
-                "transform `{}`: inline Python transforms are not supported by bizon-rs; remove `transforms` \
-                 (declarative transforms are planned) or reshape records in the source",
-                t.label
-            ),
-            n,
-            "transforms",
-        ));
-    }
+    transform_rules(cfg)?;
     destination_rules(cfg)?;
     engine_rules(cfg)
+}
+
+/// Every transform has code: bizon requires `python` (a native language is planned beside it).
+fn transform_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let list = cfg.root.get("transforms").unwrap_or(&cfg.root);
+    let items: &[Node] = match &list.value {
+        yaml::Value::Seq(items) => items,
+        _ => &[],
+    };
+    for (i, t) in cfg.transforms.iter().enumerate() {
+        if t.python.as_deref().is_none_or(|p| p.trim().is_empty()) {
+            let at = items.get(i).unwrap_or(list);
+            return Err(err(
+                format!("transform `{}` has no code: set `python` (its code sees the record as `data`)", t.label),
+                at,
+                &format!("transforms[{i}].python"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {

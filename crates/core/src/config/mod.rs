@@ -253,13 +253,20 @@ pub struct ColumnConfig {
     pub fields: Option<Vec<ColumnConfig>>,
 }
 
-/// bizon's inline Python transform: parsed so it can be rejected with a clear message.
+/// bizon's inline Python transform: `python` runs with the record's payload as the dict `data`
+/// (mutate it or assign a new value), in a Python worker process, in the consumer.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
+    /// Names the transform in logs and errors.
     pub label: String,
+    /// Python code (dedented, run as bizon runs it: `exec(code, {}, {"data": record})`).
     #[serde(default)]
     pub python: Option<String>,
+    /// A record this transform raises on: fail the run (default), or write it with the exception
+    /// to the dead-letter file and go on (an addition: bizon always fails).
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 /// bizon's `streams:` routing entry (used by the Kafka source).
