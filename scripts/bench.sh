@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|notion|bigquery|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|notion|bigquery|transforms|startup|all]   (default: all)
 #   quick    1M-record workloads
 #   full     adds the 10M-record workloads
 #   rss      peak RSS at 1M / 5M / 10M records with the default config
@@ -42,6 +42,8 @@
 #            bigquery_streaming_v2 (Storage Write gRPC), with bizon 0.6.4's bigquery_streaming_v2 beside it
 #            into the local BigQuery emulator (scripts/bqemulator.sh): 1M generator records of
 #            ~200 B (BQ_RECORDS) each, full refresh; records/s, MB/s, peak RSS
+#   transforms  generator → file, 1M records of ~200 B, without and with a two-line Python
+#            transform (upper-case one field, add one); bizon 0.6.4 with the same transform
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
 set -euo pipefail
@@ -722,6 +724,47 @@ YML
     rm -rf "$WORK/py"
   fi
   kill $meta_pid 2>/dev/null || true
+fi
+if [[ $MODE == transforms || $MODE == all ]]; then
+  # generator → file, 1M records of ~200 B: without a transform, then with bizon's two-line
+  # Python transform (upper-case one field, add one) in the Python worker; CPU includes the
+  # worker's. Then bizon 0.6.4 (PyPI) with the same transform on the same records (a custom
+  # source: bizon has no generator) → its file destination, TF_BIZON_RECORDS (200k) of them.
+  tf_n=${TF_RECORDS:-1000000}
+  tf_code="    python: |\n      data['name'] = data['name'].upper()\n      data['origin'] = 'bench'"
+  cfg=$(config tf-none "$tf_n" 200 file)
+  measure tf-none "$cfg"
+  row tf-none "$tf_n" "$(stat -c %s "$WORK/tf-none.json")" "$WALL" "$CPU" "$RSS_MB" "no transform"
+  none_wall=$WALL
+  cfg=$(config tf-python "$tf_n" 200 file)
+  printf "transforms:\n  - label: upper\n$tf_code\n" >> "$cfg"
+  measure tf-python "$cfg"
+  grep -q '"name\\": \\"RECORD-' "$WORK/tf-python.json" || { echo "tf-python: records not transformed"; exit 1; }
+  [ "$(wc -l < "$WORK/tf-python.json")" = "$tf_n" ] || { echo "tf-python: wrong row count"; exit 1; }
+  row tf-python "$tf_n" "$(stat -c %s "$WORK/tf-python.json")" "$WALL" "$CPU" "$RSS_MB" \
+    "python worker; $(echo "scale=2; $WALL / $none_wall" | bc -l)x the time without"
+  py_rs_rps=$(echo "$tf_n / $WALL" | bc -l)
+  rm -f "$WORK"/tf-*.json
+  bizon_py=${BIZON_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4/bin/python}
+  if [ ! -x "$bizon_py" ] && [ -z "${BIZON_PY:-}" ]; then
+    venv=$(dirname "$(dirname "$bizon_py")")
+    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q bizon==0.6.4 >/dev/null 2>&1 \
+      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
+  fi
+  if [ -x "$bizon_py" ]; then
+    py_n=${TF_BIZON_RECORDS:-200000}
+    mkdir -p "$WORK/py" && cp "$ROOT/scripts/bench/bizon_generator.py" "$WORK/py/"
+    printf "name: bench-bizon-tf\nsource:\n  name: generator\n  stream: records\n  total: $py_n\n  page_size: 10000\ndestination:\n  name: file\n  config:\n    destination_id: bizon_tf\ntransforms:\n  - label: upper\n$tf_code\n" > "$WORK/py/bizon-tf.yml"
+    (cd "$WORK/py" && /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$(dirname "$bizon_py")/bizon" run bizon-tf.yml \
+      --custom-source bizon_generator.py > "$WORK/py/log.txt" 2>&1) || { tail -20 "$WORK/py/log.txt"; exit 1; }
+    read -r WALL USER SYS RSS < "$WORK/time.txt"
+    py_lines=$(wc -l < "$WORK/py/bizon_tf.json")
+    row "bizon-0.6.4-python-transform" "$py_lines" "$(stat -c %s "$WORK/py/bizon_tf.json")" "$WALL" "$(echo "$USER + $SYS" | bc -l)" \
+      "$(echo "scale=1; $RSS / 1024" | bc -l)" "(Python; custom generator source)"
+    [ "$py_lines" = "$py_n" ] || { echo "bizon wrote $py_lines rows, expected $py_n"; tail -20 "$WORK/py/log.txt"; exit 1; }
+    target "python transform: bizon-rs vs bizon 0.6.4 (records/s ratio)" "$(echo "$py_rs_rps / ($py_n / $WALL)" | bc -l)" ">=" 5
+    rm -rf "$WORK/py"
+  fi
 fi
 if [[ $MODE == startup || $MODE == all ]]; then
   cfg=$(config startup 0 200 file)
