@@ -20,6 +20,10 @@ EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 GRANT CREATE ON DATABASE test TO bizon_pw_test;
 SQL
+# Custom Python sources run bizon's API on pydantic v2 and requests (what bizon itself needs);
+# the transform and custom-source tests use the `python3` on PATH.
+python3 -c 'import pydantic, requests; assert pydantic.VERSION >= "2"' 2>/dev/null \
+  || python3 -m pip install -q 'pydantic>=2,<3' requests
 # End-to-end tests spawn the binary and kill it: keep their parallelism at the core count.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(nproc)}"
 log=$(mktemp)

@@ -71,6 +71,11 @@ pub struct ConfigArgs {
     /// (otherwise ignored, as bizon does) and keys that have no effect here.
     #[arg(long)]
     pub strict: bool,
+    /// A custom bizon source: the Python file holding its AbstractSource subclass (sets
+    /// `source.source_file_path`, as bizon's flag does). It runs in a Python worker: `python3`,
+    /// or the interpreter BIZON_PYTHON names.
+    #[arg(long, value_name = "FILE.py")]
+    pub custom_source: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -126,7 +126,7 @@ pub fn stream_list(source: &str, config: Option<PathBuf>, env_file: Option<PathB
                  `streams` a `rest` source declares): pass --config with a pipeline using it"
             )));
         };
-        let cfg = load(&ConfigArgs { config, env_file, strict: false })?;
+        let cfg = load(&ConfigArgs { config, env_file, strict: false, custom_source: None })?;
         if cfg.source_kind.name != source {
             return Err(usage(anyhow!("the config's source is `{}`, not `{source}`", cfg.source_kind.name)));
         }

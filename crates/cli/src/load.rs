@@ -56,7 +56,11 @@ pub fn load_with(args: &ConfigArgs, skip_references: bool) -> Result<BizonConfig
     let text = read_config(args)?;
     let env = env_lookup(args)?;
     let file = args.config.display().to_string();
-    let options = bizon_connectors::LoadOptions { strict: args.strict, skip_references };
+    let options = bizon_connectors::LoadOptions {
+        strict: args.strict,
+        skip_references,
+        custom_source: args.custom_source.as_ref().map(|p| p.display().to_string()),
+    };
     let cfg = bizon_connectors::load_with(&text, &env, options).map_err(|e| usage(anyhow!(e.render(&file))))?;
     for w in &cfg.warnings {
         eprintln!("warning: {}", w.render(&file));

@@ -53,7 +53,12 @@ pub fn import(a: &ImportArgs) -> Result<(), Failure> {
     }
     // bizon's config: read as bizon does (its placeholders resolved with the same .env), only
     // the keys that locate its state; the rest may hold what this build does not run.
-    let bizon_args = ConfigArgs { config: a.from_bizon.clone(), env_file: a.config.env_file.clone(), strict: false };
+    let bizon_args = ConfigArgs {
+        config: a.from_bizon.clone(),
+        env_file: a.config.env_file.clone(),
+        strict: false,
+        custom_source: None,
+    };
     let file = a.from_bizon.display().to_string();
     let text = read_config(&bizon_args)?;
     let env = env_lookup(&bizon_args)?;

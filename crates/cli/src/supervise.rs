@@ -25,6 +25,9 @@ pub fn supervise(args: &RunArgs, broker: &dyn BrokerSpec) -> Result<(), Failure>
     let spawn = |role: &str| {
         let mut c = std::process::Command::new(&exe);
         c.arg("run").arg(&args.config.config).args(["--role", role, "--runner", "process", "--no-progress"]);
+        if let Some(file) = &args.config.custom_source {
+            c.arg("--custom-source").arg(file);
+        }
         if let Some(f) = &args.config.env_file {
             c.arg("--env-file").arg(f);
         }

@@ -254,15 +254,18 @@ fn config_validate_skip_references_checks_a_config_without_its_secrets() {
 }
 
 #[test]
-fn custom_python_sources_get_a_clear_error() {
+fn a_custom_source_config_validates_and_a_missing_file_is_a_config_error() {
     let s = Scratch::new("python");
-    let cfg = s.write(
-        "c.yml",
-        &README_CONFIG.replace("  stream: creatures\n", "  stream: creatures\n  source_file_path: my_source.py\n"),
-    );
+    let text = README_CONFIG
+        .replace("  stream: creatures\n", "  stream: creatures\n  source_file_path: my_source.py\n  my_own_key: 3\n");
+    let cfg = s.write("c.yml", &text);
+    s.write("my_source.py", "");
     let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("custom Python sources (`source_file_path: my_source.py`)"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("my_own_key"), "the custom source's keys are its own: {}", stderr(&out));
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress", "--custom-source", "missing.py"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("custom source `missing.py`: no such file"), "{}", stderr(&out));
 }
 
 #[test]

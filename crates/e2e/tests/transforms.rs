@@ -93,3 +93,29 @@ fn kill_9_mid_run_with_a_transform_then_resume_lands_every_record_once() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.lines().all(|l| l.contains(r#"\"origin\": \"bizon-rs\"}"#)), "every row transformed");
 }
+
+#[test]
+fn bizons_dummy_transform_example_gives_bizons_bytes() {
+    // The rows bizon 0.6.4 wrote for this config (dummy → file, 2026-12-05): `source_data` as
+    // its transform step leaves it (`json.dumps`, key order kept, added keys last).
+    let s = Scratch::new("transform-dummy");
+    let cfg = s.write(
+        "c.yml",
+        "name: dummy_to_file_transform\nsource:\n  name: dummy\n  stream: creatures\n  authentication:\n    type: api_key\n    params:\n      token: dummy_key\n\
+         destination:\n  name: file\n  config:\n    destination_id: out\n    format: json\n\
+         transforms:\n  - label: upper_name\n    python: |\n      data['name'] = data['name'].upper()\n      data['cookies'] = 'chocolate'\n",
+    );
+    ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let got: Vec<(String, String)> = rows(&s.path("out.json"))
+        .iter()
+        .map(|r| (r["source_record_id"].as_str().unwrap().to_owned(), r["source_data"].as_str().unwrap().to_owned()))
+        .collect();
+    let bizon = [
+        ("9898", r#"{"id": 9898, "name": "BIZON", "age": 26, "cookies": "chocolate"}"#),
+        ("88787", r#"{"id": 88787, "name": "CROCO", "age": 23, "cookies": "chocolate"}"#),
+        ("98", r#"{"id": 98, "name": "FROGGY", "age": 26, "cookies": "chocolate"}"#),
+        ("3333", r#"{"id": 3333, "name": "TURTLE", "age": 23, "cookies": "chocolate"}"#),
+        ("56565", r#"{"id": 56565, "name": "POULPO", "age": 26, "cookies": "chocolate"}"#),
+    ];
+    assert_eq!(got, bizon.map(|(i, d)| (i.to_owned(), d.to_owned())).to_vec());
+}

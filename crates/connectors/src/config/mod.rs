@@ -37,7 +37,7 @@ const DESTINATION_KEYS: &[&str] = &["name", "alias", "config", "buffer_size"];
 const MAX_ID_CHARS: usize = 100;
 
 /// How a config is loaded.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Every warning is an error (bizon's `config validate --strict`): unknown source keys, keys
     /// that have no effect here.
@@ -46,6 +46,8 @@ pub struct LoadOptions {
     /// them as literal text (bizon's `config validate --skip-references`, for CI without the
     /// secrets); a field that cannot hold the text is checked with a stand-in of its type.
     pub skip_references: bool,
+    /// bizon's `run --custom-source FILE.py`: sets `source.source_file_path`.
+    pub custom_source: Option<String>,
 }
 
 /// What `--skip-references` tries in place of a reference a field refused as text: a number, a
@@ -97,9 +99,11 @@ impl BizonConfig {
 
     /// The identity jobs and watermarks are keyed by.
     pub fn stream_key(&self) -> bizon_core::StreamKey {
+        // a custom source is known by its own name, as in bizon
+        let custom = std::ptr::eq(self.source_kind, &crate::sources::python::DESCRIPTOR);
         bizon_core::StreamKey {
             pipeline: self.job_name().to_owned(),
-            source: self.source_kind.name.into(),
+            source: if custom { self.source.name.clone() } else { self.source_kind.name.into() },
             stream: self.source.stream.clone(),
         }
     }
@@ -116,7 +120,7 @@ impl BizonConfig {
         if self.transforms.is_empty() {
             return Ok(destination);
         }
-        let interpreter = crate::transforms::python::interpreter();
+        let interpreter = crate::pyproc::interpreter();
         Ok(Box::new(crate::transforms::Transformed::new(destination, self.transforms.clone(), interpreter)))
     }
 
@@ -279,6 +283,27 @@ fn filters_after_watermark(kind: &SourceDescriptor, source: &SourceCommon) -> bo
 /// `source:` without the keys neither bizon's common source keys nor the connector declare, each
 /// noted in `warnings` (bizon's behaviour: a warning, the key ignored). A key within a typo of a
 /// known one stays, so the parse reports it with the suggestion.
+/// `source` with `source_file_path` set to `file` (`--custom-source`).
+fn with_source_file(src: &Node, file: &str) -> Node {
+    let mut out = src.clone();
+    if let yaml::Value::Map(entries) = &mut out.value {
+        entries.retain(|(k, _)| k.as_str() != Some("source_file_path"));
+        let scalar = |t: &str| Node::new(yaml::Value::Scalar { text: t.to_owned(), plain: false }, src.mark);
+        entries.push((scalar("source_file_path"), scalar(file)));
+    }
+    out
+}
+
+/// The keys of `source` that bizon's `SourceConfig` declares (a custom source's own go to its class).
+fn only_common_keys(src: &Node) -> Node {
+    let common = yaml::struct_fields::<SourceCommon>();
+    let mut out = src.clone();
+    if let yaml::Value::Map(entries) = &mut out.value {
+        entries.retain(|(k, _)| k.as_str().is_some_and(|k| common.contains(&k)));
+    }
+    out
+}
+
 fn ignore_unknown_source_keys(src: &Node, kind: &SourceDescriptor, warnings: &mut Vec<yaml::Error>) -> Node {
     let common = yaml::struct_fields::<SourceCommon>();
     let own = (kind.keys)();
@@ -366,7 +391,7 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
     // unknown keys nested in `source` (bizon's models ignore them), dropped from the tree
     let mut ignored: Vec<yaml::Error> = Vec::new();
     loop {
-        let e = match load_root(root.clone(), env, options) {
+        let e = match load_root(root.clone(), env, &options) {
             Ok(mut cfg) => {
                 cfg.unchecked_references = tried.len();
                 ignored.append(&mut cfg.warnings);
@@ -436,7 +461,7 @@ fn remove_key_at(node: &mut Node, mark: Mark) -> bool {
     }
 }
 
-fn load_root(mut root: yaml::Node, env: &dyn Env, options: LoadOptions) -> Result<BizonConfig, yaml::Error> {
+fn load_root(mut root: yaml::Node, env: &dyn Env, options: &LoadOptions) -> Result<BizonConfig, yaml::Error> {
     let top = Mark { line: 1, col: 1 };
     match &root.value {
         yaml::Value::Map(_) => {}
@@ -482,11 +507,28 @@ fn load_root(mut root: yaml::Node, env: &dyn Env, options: LoadOptions) -> Resul
     }
     let src_name_node = src.get("name").ok_or_else(|| err("missing required key `name`", src, "source"))?;
     let src_name: String = from_node(src_name_node, "source.name", &[])?;
-    let source_kind =
-        lookup("source", registry::SOURCES, registry::PLANNED_SOURCES, &src_name, src_name_node, "source.name")?;
-    let src = &ignore_unknown_source_keys(src, source_kind, &mut warnings);
+    let with_file;
+    let src = match &options.custom_source {
+        Some(file) => {
+            with_file = with_source_file(src, file);
+            &with_file
+        }
+        None => src,
+    };
+    // a custom Python source: its class takes every key of the mapping (bizon's discovery)
+    let custom = src.get("source_file_path").is_some_and(|n| n.value != yaml::Value::Null);
+    let source_kind = if custom {
+        &crate::sources::python::DESCRIPTOR
+    } else {
+        lookup("source", registry::SOURCES, registry::PLANNED_SOURCES, &src_name, src_name_node, "source.name")?
+    };
+    let src = &if custom { src.clone() } else { ignore_unknown_source_keys(src, source_kind, &mut warnings) };
     let source_config = (source_kind.parse)(src)?;
-    let source: SourceCommon = from_node(src, "source", (source_kind.keys)())?;
+    let source: SourceCommon = if custom {
+        from_node(&only_common_keys(src), "source", &[])?
+    } else {
+        from_node(src, "source", (source_kind.keys)())?
+    };
     if filters_after_watermark(source_kind, &source) {
         let field = source.cursor_field.as_deref().unwrap_or_default();
         warnings.push(err(

@@ -42,16 +42,6 @@ fn source_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     let at = |key: &str| src.get(key).unwrap_or(src);
     let kind = cfg.source_kind;
     kind.check_stream(&cfg.source.stream).map_err(|m| err(m, at("stream"), "source.stream"))?;
-    if let Some(path) = &cfg.source.source_file_path {
-        return Err(err(
-            format!(
-                "custom Python sources (`source_file_path: {path}`) are not supported by bizon-rs; \
-                 a source is a Rust module in crates/connectors/src/sources/<name> plus one registry entry"
-            ),
-            at("source_file_path"),
-            "source.source_file_path",
-        ));
-    }
     let mode = cfg.source.sync_mode;
     if mode == SyncMode::Incremental && cfg.source.cursor_field.is_none() && !kind.capabilities.own_position {
         return Err(err(

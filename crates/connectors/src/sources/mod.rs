@@ -22,6 +22,7 @@ pub mod periscope;
 pub mod pokeapi;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod python;
 #[cfg(feature = "http")]
 pub mod rest;
 #[cfg(feature = "http")]

@@ -1,11 +1,6 @@
-//! The supervised Python worker that runs bizon's inline transforms: one long-lived process per
-//! consumer, fed whole pages over its stdin and answering on its stdout (protocol in
-//! `worker.py`). Its stderr (what the transforms print, a traceback) goes to the run's log, and
-//! its last line names the cause when the worker dies.
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+//! The Python worker that runs bizon's inline transforms: one long-lived, supervised process
+//! ([`PyProcess`]) per consumer, fed whole pages over its stdin and answering on its stdout
+//! (protocol in `worker.py`).
 
 use bizon_core::record::DEAD_LETTER;
 use bizon_core::{Error, RecordBatch, Result};
@@ -13,17 +8,10 @@ use serde_json::json;
 
 use bizon_core::config::TransformConfig;
 
+use crate::pyproc::PyProcess;
+
 /// The worker's program, run with `python -c`.
 const WORKER: &str = include_str!("worker.py");
-
-/// The interpreter when `BIZON_PYTHON` is not set: the `python3` on PATH (a virtualenv's, when
-/// it is active), so the transforms import what the user installed there.
-pub const DEFAULT_PYTHON: &str = "python3";
-
-/// The interpreter the workers run: `BIZON_PYTHON`, else `python3` on PATH.
-pub fn interpreter() -> String {
-    std::env::var("BIZON_PYTHON").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| DEFAULT_PYTHON.into())
-}
 
 /// One record's answer.
 pub enum Answer<'a> {
@@ -36,12 +24,7 @@ pub enum Answer<'a> {
 }
 
 pub struct PythonWorker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    /// The last line the worker wrote to stderr.
-    stderr_tail: Arc<Mutex<String>>,
-    interpreter: String,
+    process: PyProcess,
     request: Vec<u8>,
     reply: Vec<u8>,
 }
@@ -49,53 +32,16 @@ pub struct PythonWorker {
 impl PythonWorker {
     /// Start the worker and compile every transform in it (a syntax error is a config error).
     pub fn start(interpreter: &str, transforms: &[TransformConfig]) -> Result<Self> {
-        let mut child = Command::new(interpreter)
-            .args(["-c", WORKER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::config(format!(
-                    "cannot start the Python interpreter `{interpreter}` for `transforms`: {e} \
-                     (install Python 3, or set BIZON_PYTHON to the interpreter of your virtualenv)"
-                ))
-            })?;
-        let stderr_tail = Arc::new(Mutex::new(String::new()));
-        if let Some(err) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            std::thread::Builder::new()
-                .name("python-stderr".into())
-                .spawn(move || {
-                    for line in BufReader::new(err).lines() {
-                        let Ok(line) = line else { break };
-                        tracing::info!(target: "bizon::python", "{line}");
-                        if !line.trim().is_empty() {
-                            *tail.lock().unwrap_or_else(|p| p.into_inner()) = line;
-                        }
-                    }
-                })
-                .map_err(|e| Error::internal(format!("cannot start the Python stderr reader: {e}")))?;
-        }
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().ok_or_else(|| Error::internal("no worker stdout"))?);
-        let mut worker = PythonWorker {
-            child,
-            stdin,
-            stdout,
-            stderr_tail,
-            interpreter: interpreter.to_owned(),
-            request: Vec::new(),
-            reply: Vec::new(),
-        };
+        let process = PyProcess::spawn(interpreter, WORKER, &[], "the Python transform worker")?;
+        let mut worker = PythonWorker { process, request: Vec::new(), reply: Vec::new() };
         let setup = json!({"transforms": transforms.iter().map(|t| json!({
             "label": t.label, "python": t.python.as_deref().unwrap_or("")
         })).collect::<Vec<_>>()});
         let mut line = setup.to_string().into_bytes();
         line.push(b'\n');
-        worker.send(&line)?;
+        worker.process.send(&line)?;
         let mut head = Vec::new();
-        worker.read_line(&mut head)?;
+        worker.process.read_line(&mut head)?;
         if head == b"ok" {
             return Ok(worker);
         }
@@ -104,7 +50,7 @@ impl PythonWorker {
                 let label = transforms.get(i).map_or("?", |t| t.label.as_str());
                 Err(Error::config(format!("transform `{label}` does not compile: {msg}")))
             }
-            _ => Err(worker.died(&format!("answered {:?} to its setup", String::from_utf8_lossy(&head)))),
+            _ => Err(worker.process.died(&format!("answered {:?} to its setup", String::from_utf8_lossy(&head)))),
         }
     }
 
@@ -153,73 +99,20 @@ impl PythonWorker {
 
     /// Send a page of `sent` records and read the reply into `self.reply`.
     fn exchange(&mut self, body: &[u8], sent: usize) -> Result<()> {
-        self.send(format!("{}\n", body.len()).as_bytes())?;
-        self.send(body)?;
+        let p = &mut self.process;
+        p.send(format!("{}\n", body.len()).as_bytes())?;
+        p.send(body)?;
         let mut head = Vec::new();
-        self.read_line(&mut head)?;
+        p.read_line(&mut head)?;
         let text = String::from_utf8_lossy(&head);
         let mut parts = text.split(' ').map(str::parse::<usize>);
         let (Some(Ok(lines)), Some(Ok(bytes))) = (parts.next(), parts.next()) else {
-            return Err(self.died(&format!("answered {text:?} to a page")));
+            return Err(p.died(&format!("answered {text:?} to a page")));
         };
         if lines != sent {
-            return Err(self.died(&format!("answered {lines} records to a page of {sent}")));
+            return Err(p.died(&format!("answered {lines} records to a page of {sent}")));
         }
-        self.reply.clear();
-        self.reply.resize(bytes, 0);
-        let mut reply = std::mem::take(&mut self.reply);
-        let read = self.stdout.read_exact(&mut reply);
-        self.reply = reply;
-        read.map_err(|e| self.died(&format!("stopped mid-answer ({e})")))
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        let written = match self.stdin.as_mut() {
-            Some(w) => w.write_all(bytes).and_then(|_| w.flush()),
-            None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
-        };
-        written.map_err(|e| self.died(&format!("stopped reading ({e})")))
-    }
-
-    fn read_line(&mut self, into: &mut Vec<u8>) -> Result<()> {
-        match self.stdout.read_until(b'\n', into) {
-            Ok(n) if n > 0 && into.ends_with(b"\n") => {
-                into.pop();
-                Ok(())
-            }
-            Ok(_) => Err(self.died("closed its output")),
-            Err(e) => Err(self.died(&format!("cannot be read ({e})"))),
-        }
-    }
-
-    /// The error for a worker that stopped answering: its exit status and last stderr line.
-    fn died(&mut self, what: &str) -> Error {
-        self.stdin = None;
-        let mut status = None;
-        for _ in 0..50 {
-            match self.child.try_wait() {
-                Ok(Some(s)) => {
-                    status = Some(s);
-                    break;
-                }
-                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                Err(_) => break,
-            }
-        }
-        // the stderr reader may still be draining the worker's last words
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let status = status.map_or_else(|| "still running".to_owned(), |s| s.to_string());
-        let tail = if tail.is_empty() { String::new() } else { format!("; its last stderr line: {tail}") };
-        Error::permanent(format!("the Python transform worker (`{}`) {what}: {status}{tail}", self.interpreter))
-    }
-}
-
-impl Drop for PythonWorker {
-    fn drop(&mut self) {
-        self.stdin = None; // EOF: the worker returns
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        p.read_exact(bytes, &mut self.reply)
     }
 }
 

@@ -57,7 +57,7 @@ fn batch(records: &[(&str, &str)]) -> RecordBatch {
 /// Run `transforms` over `records`; the records written (id, route, payload) or the error.
 fn run(transforms: Vec<TransformConfig>, input: RecordBatch) -> Result<Vec<(String, u16, String)>> {
     let capture = Capture::default();
-    let mut t = Transformed::new(Box::new(capture.clone()), transforms, python::interpreter());
+    let mut t = Transformed::new(Box::new(capture.clone()), transforms, crate::pyproc::interpreter());
     t.open(&ctx(), None)?;
     t.write(&input, &meta())?;
     t.write(&input, &meta())?; // a second page on the same worker

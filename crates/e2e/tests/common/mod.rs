@@ -166,10 +166,22 @@ pub fn kill_at_seeded_moments(
     min_ms: u64,
     spread_ms: u64,
 ) -> (usize, bool) {
+    kill_runs_at_seeded_moments(s, &["run", cfg, "--no-progress"], seed, kills, min_ms, spread_ms)
+}
+
+/// [`kill_at_seeded_moments`] of the command `args`.
+pub fn kill_runs_at_seeded_moments(
+    s: &Scratch,
+    args: &[&str],
+    seed: u64,
+    kills: usize,
+    min_ms: u64,
+    spread_ms: u64,
+) -> (usize, bool) {
     let mut rng = Rng(seed);
     let mut interrupted = 0;
     for kill in 0..kills {
-        let mut child = s.spawn(&["run", cfg, "--no-progress"]);
+        let mut child = s.spawn(args);
         let delay = min_ms + rng.below(spread_ms);
         std::thread::sleep(Duration::from_millis(delay));
         if let Some(status) = child.try_wait().unwrap() {

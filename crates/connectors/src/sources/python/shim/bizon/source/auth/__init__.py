@@ -1,0 +1,1 @@
+"""bizon-rs's stand-in for the bizon.source.auth package."""
