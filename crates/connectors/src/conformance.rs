@@ -63,6 +63,15 @@ fn every_registered_source_runs_the_conformance_suite() {
                 source_suite(&make, &ReadContext::default(), 95);
                 source_suite(&make, &incremental("updated_at", json!("2024-01-01T00:00:00.019000+00:00")), 75);
             }
+            "command" => {
+                // a Singer tap: pages end at its STATEs; a restart from any of them re-reads nothing
+                let dir = TempDir::new("conformance-command");
+                let tap = dir.join("tap.py");
+                std::fs::write(&tap, crate::sources::command::tests::SINGER_TAP).unwrap();
+                let text = format!("name: command\nstream: users\ncommand: [python3, {}, '35']\n", tap.display());
+                let (spec, common) = source_of(d, &text);
+                source_suite(&|| spec.build(&common, &[]), &ReadContext::default(), 35);
+            }
             #[cfg(feature = "postgres")]
             "postgres" => postgres_source(d),
             #[cfg(feature = "kafka")]

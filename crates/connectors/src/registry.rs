@@ -42,6 +42,7 @@ macro_rules! entry {
 pub static SOURCES: &[Entry<SourceDescriptor>] = &[
     entry!(sources::dummy::DESCRIPTOR),
     entry!(sources::generator::DESCRIPTOR),
+    entry!(sources::command::DESCRIPTOR),
     entry!("postgres", "postgres", sources::postgres::DESCRIPTOR),
     entry!("kafka", "kafka", sources::kafka::DESCRIPTOR),
     entry!("rest", "http", sources::rest::DESCRIPTOR),

@@ -96,3 +96,28 @@ fn a_failing_custom_source_fails_the_run_naming_its_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn the_command_examples_in_python_and_shell_run_from_the_repository_root() {
+    let s = Scratch::new("command-examples");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let copy = |rel: &str| {
+        let to = s.path(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    };
+    for f in ["examples/command_python_to_file.yml", "examples/command_shell_to_file.yml"] {
+        copy(f);
+    }
+    copy("examples/command/singer_tap.py");
+    copy("examples/command/tap.sh");
+    let err = ok(&s.run(&["run", "examples/command_python_to_file.yml", "--no-progress"]));
+    assert_eq!(summary_records(&err), 160, "{err}");
+    let rows = std::fs::read_to_string(s.path("countries.json")).unwrap();
+    assert_eq!(rows.lines().count(), 160);
+    assert!(rows.lines().last().unwrap().contains(r#""source_record_id":"159""#), "{rows:.300}");
+    let err = ok(&s.run(&["run", "examples/command_shell_to_file.yml", "--no-progress"]));
+    assert_eq!(summary_records(&err), 1000, "{err}");
+    assert!(err.contains("tap.sh starting"), "the command's LOG line is in the run's log: {err}");
+    assert_exactly_once(&s.path("numbers.json"), 1000);
+}

@@ -1,5 +1,6 @@
 //! Sources: one folder each.
 
+pub mod command;
 #[cfg(feature = "http")]
 pub mod cycle;
 pub mod dummy;
