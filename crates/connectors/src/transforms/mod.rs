@@ -12,27 +12,29 @@ use bizon_core::{
     BatchMeta, Destination, DestinationContext, DestinationCursor, Error, Json, RecordBatch, Rejected, Result,
 };
 
-use python::{Answer, PythonWorker};
+use python::{Answer, WorkerPool};
 
 /// The run's destination behind its transforms.
 pub struct Transformed {
     inner: Box<dyn Destination>,
     transforms: Vec<TransformConfig>,
     interpreter: String,
-    /// Started by `open` (and again after a failed attempt dropped it).
-    worker: Option<PythonWorker>,
+    /// Started by `open`.
+    worker: Option<WorkerPool>,
+    /// Workers in the pool.
+    pool: usize,
     /// Records the transforms sent to the dead-letter file since the last `take_dead_lettered`.
     diverted: u64,
 }
 
 impl Transformed {
     pub fn new(inner: Box<dyn Destination>, transforms: Vec<TransformConfig>, interpreter: String) -> Self {
-        Transformed { inner, transforms, interpreter, worker: None, diverted: 0 }
+        Transformed { inner, transforms, interpreter, worker: None, pool: python::pool_size(), diverted: 0 }
     }
 
-    fn worker(&mut self) -> Result<&mut PythonWorker> {
+    fn worker(&mut self) -> Result<&mut WorkerPool> {
         if self.worker.is_none() {
-            self.worker = Some(PythonWorker::start(&self.interpreter, &self.transforms)?);
+            self.worker = Some(WorkerPool::start(&self.interpreter, &self.transforms, self.pool)?);
         }
         Ok(self.worker.as_mut().expect("started above"))
     }

@@ -26,6 +26,8 @@ pub enum Answer<'a> {
 pub struct PythonWorker {
     process: PyProcess,
     request: Vec<u8>,
+    /// Records in the last request.
+    sent: usize,
     reply: Vec<u8>,
 }
 
@@ -33,7 +35,7 @@ impl PythonWorker {
     /// Start the worker and compile every transform in it (a syntax error is a config error).
     pub fn start(interpreter: &str, transforms: &[TransformConfig]) -> Result<Self> {
         let process = PyProcess::spawn(interpreter, WORKER, &[], "the Python transform worker")?;
-        let mut worker = PythonWorker { process, request: Vec::new(), reply: Vec::new() };
+        let mut worker = PythonWorker { process, request: Vec::new(), sent: 0, reply: Vec::new() };
         let setup = json!({"transforms": transforms.iter().map(|t| json!({
             "label": t.label, "python": t.python.as_deref().unwrap_or("")
         })).collect::<Vec<_>>()});
@@ -54,54 +56,30 @@ impl PythonWorker {
         }
     }
 
-    /// Run the transforms over every record of `batch` but the dead letters; `answer(i, …)` is
-    /// called for each record, in order.
-    pub fn page(&mut self, batch: &RecordBatch, mut answer: impl FnMut(usize, Answer<'_>) -> Result<()>) -> Result<()> {
+    /// Send records `range` of `batch`, but the dead letters, as one request.
+    fn send(&mut self, batch: &RecordBatch, range: std::ops::Range<usize>) -> Result<()> {
         let mut body = std::mem::take(&mut self.request);
         body.clear();
         body.push(b'[');
         let mut sent = 0usize;
-        for (i, r) in batch.iter().enumerate() {
-            if batch.route(i) == DEAD_LETTER {
-                continue;
-            }
+        for i in range.filter(|i| batch.route(*i) != DEAD_LETTER) {
             if sent > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(r.data);
+            body.extend_from_slice(batch.get(i).data);
             sent += 1;
         }
         body.push(b']');
-        let result = self.exchange(&body, sent);
+        self.sent = sent;
+        let p = &mut self.process;
+        let result = p.send(format!("{}\n", body.len()).as_bytes()).and_then(|_| p.send(&body));
         self.request = body;
-        result?;
-        let reply = std::mem::take(&mut self.reply);
-        let mut lines = reply.split(|b| *b == b'\n');
-        let mut outcome = Ok(());
-        for i in 0..batch.len() {
-            let line = if batch.route(i) == DEAD_LETTER { None } else { Some(lines.next().unwrap_or_default()) };
-            let a = match line {
-                None => Answer::Untouched,
-                Some(line) if !line.starts_with(b"!") => Answer::Record(line),
-                Some(line) => {
-                    let (index, msg) = parse_failure(line).unwrap_or((None, "unreadable worker answer".into()));
-                    Answer::Failed(index, msg)
-                }
-            };
-            if let Err(e) = answer(i, a) {
-                outcome = Err(e);
-                break;
-            }
-        }
-        self.reply = reply;
-        outcome
+        result
     }
 
-    /// Send a page of `sent` records and read the reply into `self.reply`.
-    fn exchange(&mut self, body: &[u8], sent: usize) -> Result<()> {
+    /// Read the reply to the last `send` into `self.reply`.
+    fn receive(&mut self) -> Result<()> {
         let p = &mut self.process;
-        p.send(format!("{}\n", body.len()).as_bytes())?;
-        p.send(body)?;
         let mut head = Vec::new();
         p.read_line(&mut head)?;
         let text = String::from_utf8_lossy(&head);
@@ -109,10 +87,64 @@ impl PythonWorker {
         let (Some(Ok(lines)), Some(Ok(bytes))) = (parts.next(), parts.next()) else {
             return Err(p.died(&format!("answered {text:?} to a page")));
         };
-        if lines != sent {
-            return Err(p.died(&format!("answered {lines} records to a page of {sent}")));
+        if lines != self.sent {
+            return Err(p.died(&format!("answered {lines} records to a page of {}", self.sent)));
         }
         p.read_exact(bytes, &mut self.reply)
+    }
+}
+
+/// Pages shorter than this go to one worker (splitting them costs more than it saves).
+const MIN_SHARE: usize = 256;
+
+/// The workers of one consumer: each page is split between them, so the transforms use as many
+/// cores as there are workers (`BIZON_PYTHON_WORKERS`, default: the cores, at most 4).
+pub struct WorkerPool {
+    workers: Vec<PythonWorker>,
+}
+
+/// How many workers a consumer starts.
+pub fn pool_size() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    std::env::var("BIZON_PYTHON_WORKERS").ok().and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(cores)
+}
+
+impl WorkerPool {
+    pub fn start(interpreter: &str, transforms: &[TransformConfig], size: usize) -> Result<Self> {
+        let workers = (0..size.max(1)).map(|_| PythonWorker::start(interpreter, transforms)).collect::<Result<_>>()?;
+        Ok(WorkerPool { workers })
+    }
+
+    /// Run the transforms over every record of `batch` but the dead letters; `answer(i, …)` is
+    /// called for each record, in order.
+    pub fn page(&mut self, batch: &RecordBatch, mut answer: impl FnMut(usize, Answer<'_>) -> Result<()>) -> Result<()> {
+        let n = batch.len();
+        let k = self.workers.len().min(n.div_ceil(MIN_SHARE)).max(1);
+        let share = n.div_ceil(k).max(1);
+        let range = |w: usize| (w * share).min(n)..((w + 1) * share).min(n);
+        // every worker gets its share before any reply is read: they run at once
+        for (w, worker) in self.workers[..k].iter_mut().enumerate() {
+            worker.send(batch, range(w))?;
+        }
+        for worker in &mut self.workers[..k] {
+            worker.receive()?;
+        }
+        for (w, worker) in self.workers[..k].iter().enumerate() {
+            let mut lines = worker.reply.split(|b| *b == b'\n');
+            for i in range(w) {
+                let line = if batch.route(i) == DEAD_LETTER { None } else { Some(lines.next().unwrap_or_default()) };
+                let a = match line {
+                    None => Answer::Untouched,
+                    Some(line) if !line.starts_with(b"!") => Answer::Record(line),
+                    Some(line) => {
+                        let (index, msg) = parse_failure(line).unwrap_or((None, "unreadable worker answer".into()));
+                        Answer::Failed(index, msg)
+                    }
+                };
+                answer(i, a)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -224,3 +224,41 @@ fn a_missing_interpreter_is_a_config_error_naming_it_and_the_fix() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("`/nonexistent/python3`") && e.message().contains("BIZON_PYTHON"), "{}", e.message());
 }
+
+#[test]
+fn a_page_split_between_three_workers_comes_back_in_order_with_its_failures_placed() {
+    let capture = Capture::default();
+    let code = "if data['i'] % 250 == 249:\n    raise ValueError('bad %d' % data['i'])\ndata['w'] = data['i'] * 2";
+    let mut t = Transformed::new(
+        Box::new(capture.clone()),
+        vec![transform("split", code, OnError::DeadLetter)],
+        crate::pyproc::interpreter(),
+    );
+    t.pool = 3;
+    t.open(&ctx(), None).unwrap();
+    let mut input = RecordBatch::with_capacity(1000, 16_000);
+    for i in 0..1000u32 {
+        let route = if i == 500 { DEAD_LETTER } else { 0 };
+        input.push_routed(route, &format!("r{i}"), i64::from(i), |o| {
+            o.extend_from_slice(format!("{{\"i\":{i}}}").as_bytes())
+        });
+    }
+    t.write(&input, &meta()).unwrap();
+    assert_eq!(t.take_dead_lettered(), 4, "249, 499, 749, 999");
+    let batches = capture.batches.lock().unwrap();
+    let b = &batches[0];
+    assert_eq!(b.len(), 1000);
+    for i in 0..1000usize {
+        let r = b.get(i);
+        assert_eq!((r.id, r.timestamp), (format!("r{i}").as_str(), i as i64), "record {i} in its place");
+        let data = std::str::from_utf8(r.data).unwrap();
+        match i {
+            500 => assert_eq!((b.route(i), data), (DEAD_LETTER, r#"{"i":500}"#)),
+            _ if i % 250 == 249 => {
+                assert_eq!(b.route(i), DEAD_LETTER);
+                assert!(data.contains(&format!("ValueError: bad {i}")), "{data}");
+            }
+            _ => assert_eq!((b.route(i), data), (0, format!("{{\"i\": {i}, \"w\": {}}}", i * 2).as_str())),
+        }
+    }
+}
