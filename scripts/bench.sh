@@ -133,6 +133,19 @@ file_workload() {
   LAST_RSS=$RSS_MB
 }
 
+# bizon_python OVERRIDE NAME PACKAGE: the python of a cached virtualenv (~/.cache/bizon-rs/NAME)
+# holding PACKAGE, installed once from PyPI; OVERRIDE (BIZON_PY…) wins. When PyPI cannot be
+# reached the path does not exist and the caller skips bizon's figure.
+bizon_python() {
+  local py=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/$2/bin/python}
+  if [ ! -x "$py" ] && [ -z "$1" ]; then
+    local venv; venv=$(dirname "$(dirname "$py")")
+    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q "$3" >/dev/null 2>&1 \
+      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped" >&2; rm -rf "$venv"; }
+  fi
+  echo "$py"
+}
+
 # target LABEL VALUE OP LIMIT: print whether a target of issue #4 is met (informational).
 target() {
   local verdict=missed
@@ -490,12 +503,7 @@ YML
   # bizon 0.6.4 (PyPI) on the same server: its gbif source with the module's BASE_URL pointed here
   # (bizon has no override key), thread runner, file destination. Installed once into a cached
   # virtualenv; skipped when PyPI cannot be reached.
-  bizon_py=${BIZON_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4/bin/python}
-  if [ ! -x "$bizon_py" ] && [ -z "${BIZON_PY:-}" ]; then
-    venv=$(dirname "$(dirname "$bizon_py")")
-    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q bizon==0.6.4 >/dev/null 2>&1 \
-      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
-  fi
+  bizon_py=$(bizon_python "${BIZON_PY:-}" bizon-0.6.4 bizon==0.6.4)
   if [ -x "$bizon_py" ]; then
     mkdir -p "$WORK/py" && cat > "$WORK/py/bizon-py.yml" <<YML
 name: bench-bizon-py
@@ -684,12 +692,7 @@ YML
   # BigQuery and Storage Write clients pointed at the emulator (bizon has no endpoint keys: the
   # runner below patches the two client constructors). Installed once into a cached virtualenv;
   # skipped when PyPI cannot be reached.
-  bizon_bq_py=${BIZON_BQ_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4-bigquery/bin/python}
-  if [ ! -x "$bizon_bq_py" ] && [ -z "${BIZON_BQ_PY:-}" ]; then
-    venv=$(dirname "$(dirname "$bizon_bq_py")")
-    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q "bizon[bigquery]==0.6.4" >/dev/null 2>&1 \
-      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
-  fi
+  bizon_bq_py=$(bizon_python "${BIZON_BQ_PY:-}" bizon-0.6.4-bigquery "bizon[bigquery]==0.6.4")
   if [ -x "$bizon_bq_py" ]; then
     py_n=${BIZON_BQ_RECORDS:-$bq_n}
     mkdir -p "$WORK/py"
@@ -742,15 +745,10 @@ if [[ $MODE == transforms || $MODE == all ]]; then
   grep -q '"name\\": \\"RECORD-' "$WORK/tf-python.json" || { echo "tf-python: records not transformed"; exit 1; }
   [ "$(wc -l < "$WORK/tf-python.json")" = "$tf_n" ] || { echo "tf-python: wrong row count"; exit 1; }
   row tf-python "$tf_n" "$(stat -c %s "$WORK/tf-python.json")" "$WALL" "$CPU" "$RSS_MB" \
-    "python worker; $(echo "scale=2; $WALL / $none_wall" | bc -l)x the time without"
+    "python workers; $(echo "scale=2; $WALL / $none_wall" | bc -l)x the time without"
   py_rs_rps=$(echo "$tf_n / $WALL" | bc -l)
   rm -f "$WORK"/tf-*.json
-  bizon_py=${BIZON_PY:-${XDG_CACHE_HOME:-$HOME/.cache}/bizon-rs/bizon-0.6.4/bin/python}
-  if [ ! -x "$bizon_py" ] && [ -z "${BIZON_PY:-}" ]; then
-    venv=$(dirname "$(dirname "$bizon_py")")
-    python3 -m venv "$venv" >/dev/null 2>&1 && "$venv/bin/pip" install -q bizon==0.6.4 >/dev/null 2>&1 \
-      || { echo "bizon 0.6.4 could not be installed from PyPI: its figure is skipped"; rm -rf "$venv"; }
-  fi
+  bizon_py=$(bizon_python "${BIZON_PY:-}" bizon-0.6.4 bizon==0.6.4)
   if [ -x "$bizon_py" ]; then
     py_n=${TF_BIZON_RECORDS:-200000}
     mkdir -p "$WORK/py" && cp "$ROOT/scripts/bench/bizon_generator.py" "$WORK/py/"
