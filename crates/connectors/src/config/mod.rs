@@ -99,8 +99,8 @@ impl BizonConfig {
 
     /// The identity jobs and watermarks are keyed by.
     pub fn stream_key(&self) -> bizon_core::StreamKey {
-        // a custom source is known by its own name, as in bizon
-        let custom = std::ptr::eq(self.source_kind, &crate::sources::python::DESCRIPTOR);
+        // a custom source (picked by `source_file_path`) is known by its own name, as in bizon
+        let custom = self.source.source_file_path.is_some();
         bizon_core::StreamKey {
             pipeline: self.job_name().to_owned(),
             source: if custom { self.source.name.clone() } else { self.source_kind.name.into() },
@@ -130,12 +130,16 @@ impl BizonConfig {
         let id = spec.destination_id(&self.source.stream);
         let typed = spec.typed_columns(&self.source.stream).transpose()?;
         // records a transform fails on under `on_error: dead_letter` go where the connectors' go
-        let transform_dead_letters = self.transforms.iter().any(|t| t.on_error == OnError::DeadLetter);
+        let transforms_on_error = if self.transforms.iter().any(|t| t.on_error == OnError::DeadLetter) {
+            OnError::DeadLetter
+        } else {
+            OnError::Fail
+        };
         let dead_letter = self
             .source_config
             .dead_letter_path(&id)
             .or_else(|| spec.config.dead_letter_path(&id))
-            .or_else(|| dead_letter_file(OnError::DeadLetter, &None, &id).filter(|_| transform_dead_letters));
+            .or_else(|| dead_letter_file(transforms_on_error, &None, &id));
         if self.streams.is_empty() && dead_letter.is_none() {
             return Ok(spec.config.build(&id, typed));
         }
@@ -280,9 +284,6 @@ fn filters_after_watermark(kind: &SourceDescriptor, source: &SourceCommon) -> bo
         && kind.supports(SyncMode::FullRefresh)
 }
 
-/// `source:` without the keys neither bizon's common source keys nor the connector declare, each
-/// noted in `warnings` (bizon's behaviour: a warning, the key ignored). A key within a typo of a
-/// known one stays, so the parse reports it with the suggestion.
 /// `source` with `source_file_path` set to `file` (`--custom-source`).
 fn with_source_file(src: &Node, file: &str) -> Node {
     let mut out = src.clone();
@@ -304,6 +305,9 @@ fn only_common_keys(src: &Node) -> Node {
     out
 }
 
+/// `source:` without the keys neither bizon's common source keys nor the connector declare, each
+/// noted in `warnings` (bizon's behaviour: a warning, the key ignored). A key within a typo of a
+/// known one stays, so the parse reports it with the suggestion.
 fn ignore_unknown_source_keys(src: &Node, kind: &SourceDescriptor, warnings: &mut Vec<yaml::Error>) -> Node {
     let common = yaml::struct_fields::<SourceCommon>();
     let own = (kind.keys)();
