@@ -42,7 +42,8 @@
 #            bigquery_streaming_v2 (Storage Write gRPC), with bizon 0.6.4's bigquery_streaming_v2 beside it
 #            into the local BigQuery emulator (scripts/bqemulator.sh): 1M generator records of
 #            ~200 B (BQ_RECORDS) each, full refresh; records/s, MB/s, peak RSS
-#   transforms  generator → file, 1M records of ~200 B, without and with a two-line Python
+#   transforms  generator → file, 1M records of ~200 B, without a transform, with the same two
+#               lines in jq (in-process), and with a two-line Python
 #            transform (upper-case one field, add one); bizon 0.6.4 with the same transform
 #   startup  --version, config validate, an empty run
 # BENCH_DIR (default: a temp dir) holds outputs; it is removed at the end.
@@ -747,6 +748,15 @@ if [[ $MODE == transforms || $MODE == all ]]; then
   row tf-python "$tf_n" "$(stat -c %s "$WORK/tf-python.json")" "$WALL" "$CPU" "$RSS_MB" \
     "python workers; $(echo "scale=2; $WALL / $none_wall" | bc -l)x the time without"
   py_rs_rps=$(echo "$tf_n / $WALL" | bc -l)
+  # (b) the same two lines in the native language (jq, in-process)
+  cfg=$(config tf-jq "$tf_n" 200 file)
+  printf 'transforms:\n  - label: upper\n    jq: .name |= ascii_upcase | .origin = "bench"\n' >> "$cfg"
+  measure tf-jq "$cfg"
+  grep -q '"name\\":\\"RECORD-' "$WORK/tf-jq.json" || { echo "tf-jq: records not transformed"; exit 1; }
+  [ "$(wc -l < "$WORK/tf-jq.json")" = "$tf_n" ] || { echo "tf-jq: wrong row count"; exit 1; }
+  row tf-jq "$tf_n" "$(stat -c %s "$WORK/tf-jq.json")" "$WALL" "$CPU" "$RSS_MB" \
+    "jq in-process; $(echo "scale=2; $WALL / $none_wall" | bc -l)x the time without"
+  target "jq transform records/s" "$(echo "$tf_n / $WALL" | bc -l)" ">=" 1000000
   rm -f "$WORK"/tf-*.json
   bizon_py=$(bizon_python "${BIZON_PY:-}" bizon-0.6.4 bizon==0.6.4)
   if [ -x "$bizon_py" ]; then

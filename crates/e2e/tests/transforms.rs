@@ -119,3 +119,79 @@ fn bizons_dummy_transform_example_gives_bizons_bytes() {
     ];
     assert_eq!(got, bizon.map(|(i, d)| (i.to_owned(), d.to_owned())).to_vec());
 }
+
+/// The same two lines in the native language.
+const UPPER_AND_ADD_JQ: &str =
+    "transforms:\n  - label: upper\n    jq: |\n      .name |= ascii_upcase\n      | .origin = \"bizon-rs\"\n";
+
+#[test]
+fn a_million_records_through_a_jq_program_land_once_each_transformed() {
+    let s = Scratch::new("transform-jq-1m");
+    let total = 1_000_000;
+    let cfg = generator_to_file(&s, "tjq1m", total, "  page_size: 5000\n", "");
+    edit_config(cfg.to_str().unwrap(), "engine:\n", &format!("{UPPER_AND_ADD_JQ}engine:\n"));
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let err = ok(&out);
+    assert_eq!(summary_records(&err), total, "{err}");
+    let out = s.path("out.json");
+    assert_exactly_once(&out, total);
+    // content: every record went through the program (compact JSON out), the rest as it was
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut checked = 0u64;
+    for line in text.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let data = row["source_data"].as_str().unwrap();
+        let id = row["source_record_id"].as_str().unwrap();
+        assert!(data.starts_with(&format!("{{\"id\":{id},\"updated_at\":\"")), "{data:.120}");
+        assert!(data.contains(&format!("\"name\":\"RECORD-{id}\",\"payload\":\"")), "{data:.120}");
+        assert!(data.ends_with("\",\"origin\":\"bizon-rs\"}"), "{data:.120}");
+        checked += 1;
+    }
+    assert_eq!(checked, total);
+}
+
+#[test]
+fn a_jq_program_is_checked_by_config_validate_at_its_line_and_column_and_filters_records() {
+    let s = Scratch::new("transform-jq-validate");
+    let cfg = generator_to_file(&s, "tjqv", 100, "  page_size: 10\n", "");
+    let bad = "transforms:\n  - label: tidy\n    jq: |\n      select(.id % 2 == 0)\n      | .name |= ascii_upcase(1)\n";
+    edit_config(cfg.to_str().unwrap(), "engine:\n", &format!("{bad}engine:\n"));
+    let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let line = text.lines().position(|l| l.contains("ascii_upcase(1)")).unwrap() + 1;
+    // `ascii_upcase` is at column 18 of its line: 6 spaces of indentation, then `| .name |= `
+    assert!(
+        err.contains(&format!(
+            "pipeline.yml:{line}:18: transform `tidy`: jq program does not compile: undefined filter `ascii_upcase/1`"
+        )),
+        "{err}"
+    );
+    let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    assert_ne!(out.status.code(), Some(0), "a run refuses it too");
+    assert!(!s.path("out.json").exists());
+
+    // fixed: odd ids are filtered out, the others upper-cased; a record the program raises on
+    // goes to the dead-letter file under on_error: dead_letter
+    let good = "    on_error: dead_letter\n    jq: |\n      select(.id % 2 == 0)\n      | if .id == 42 then error(\"no 42\") else . end\n      | .name |= ascii_upcase\n";
+    edit_config(
+        cfg.to_str().unwrap(),
+        "    jq: |\n      select(.id % 2 == 0)\n      | .name |= ascii_upcase(1)\n",
+        good,
+    );
+    ok(&s.run(&["config", "validate", cfg.to_str().unwrap()]));
+    let err = ok(&s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]));
+    let mut ids = read_ids(&s.path("out.json"));
+    ids.sort_unstable();
+    assert_eq!(ids, (0..100).filter(|i| i % 2 == 0 && *i != 42).collect::<Vec<_>>(), "{err}");
+    for row in rows(&s.path("out.json")) {
+        let data = source_data(&row);
+        assert_eq!(data["name"], format!("RECORD-{}", data["id"]));
+    }
+    let dead = rows(&s.path("records_dead_letter.json"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let row = source_data(&dead[0]);
+    assert_eq!((row["transform"].as_str(), row["error"].as_str()), (Some("tidy"), Some("no 42")));
+    assert_eq!(row["record"]["name"], "record-42", "the record as it arrived");
+}

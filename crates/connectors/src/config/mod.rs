@@ -121,7 +121,10 @@ impl BizonConfig {
             return Ok(destination);
         }
         let interpreter = crate::pyproc::interpreter();
-        Ok(Box::new(crate::transforms::Transformed::new(destination, self.transforms.clone(), interpreter)))
+        let streams = self.streams.iter().map(|s| s.name.clone()).collect();
+        crate::transforms::Transformed::new(destination, self.transforms.clone(), interpreter, streams)
+            .map(|t| Box::new(t) as Box<dyn bizon_core::Destination>)
+            .map_err(|e| ConfigError::Invalid { key: "transforms", message: e.message().to_owned() })
     }
 
     fn build_routed_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
@@ -397,6 +400,7 @@ pub fn load_with(text: &str, env: &dyn Env, options: LoadOptions) -> Result<Bizo
     loop {
         let e = match load_root(root.clone(), env, &options) {
             Ok(mut cfg) => {
+                validate::jq_rules(&cfg, text)?;
                 cfg.unchecked_references = tried.len();
                 ignored.append(&mut cfg.warnings);
                 cfg.warnings = ignored;

@@ -74,6 +74,33 @@ fn bizon_backend_forms_are_both_accepted() {
 }
 
 #[test]
+#[cfg(feature = "jq")]
+fn jq_programs_compile_at_load_with_errors_at_their_line_and_column_in_the_file() {
+    let ok = format!("{README}transforms:\n  - label: up\n    jq: .name |= ascii_upcase\n");
+    assert_eq!(load(&ok, &no_env).unwrap().transforms[0].jq.as_deref(), Some(".name |= ascii_upcase"));
+    // a block scalar: the error is on the program's third line, at `frobnicate`
+    let text = format!(
+        "{README}transforms:\n  - label: tidy\n    jq: |\n      .a = 1\n      | .b = 2\n      |  frobnicate(.a)\n"
+    );
+    let e = load(&text, &no_env).unwrap_err();
+    assert_eq!(e.message, "transform `tidy`: jq program does not compile: undefined filter `frobnicate/1`");
+    assert_eq!(e.path, "transforms[0].jq");
+    let line = text.lines().position(|l| l.contains("frobnicate")).unwrap() + 1;
+    assert_eq!(e.mark.map(|m| (m.line, m.col)), Some((line, 10)));
+    // plain and quoted one-liners
+    let text = format!("{README}transforms:\n  - label: p\n    jq: .a = (1\n");
+    let e = load(&text, &no_env).unwrap_err();
+    assert!(e.message.ends_with("`(` is never closed"), "{}", e.message);
+    assert_eq!(e.mark.map(|m| m.col), Some(14));
+    let text = format!("{README}transforms:\n  - label: q\n    jq: \".a | nope\"\n");
+    let e = load(&text, &no_env).unwrap_err();
+    assert_eq!(e.mark.map(|m| m.col), Some(15));
+    // one language per transform
+    let text = format!("{README}transforms:\n  - label: both\n    python: data['x'] = 1\n    jq: .x = 1\n");
+    assert!(load(&text, &no_env).unwrap_err().message.contains("has both `python` and `jq`"));
+}
+
+#[test]
 fn cross_field_rules() {
     let e =
         load(&README.replace("stream: creatures", "stream: creatures\n  sync_mode: incremental"), &no_env).unwrap_err();
@@ -87,6 +114,6 @@ fn cross_field_rules() {
     );
     let e = load(&text, &no_env).unwrap_err();
     assert!(e.message.contains("transform `empty` has no code"), "{}", e.message);
-    assert_eq!(e.path, "transforms[1].python");
+    assert_eq!(e.path, "transforms[1]");
     assert_eq!(e.mark.map(|m| m.line), text.lines().position(|l| l.contains("label: empty")).map(|l| l + 1));
 }

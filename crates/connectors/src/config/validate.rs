@@ -16,7 +16,7 @@ pub(super) fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     engine_rules(cfg)
 }
 
-/// Every transform has code: bizon requires `python` (a native language is planned beside it).
+/// Every transform has code: `python` (bizon's) or `jq`, not both.
 fn transform_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     let list = cfg.root.get("transforms").unwrap_or(&cfg.root);
     let items: &[Node] = match &list.value {
@@ -24,12 +24,61 @@ fn transform_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
         _ => &[],
     };
     for (i, t) in cfg.transforms.iter().enumerate() {
-        if t.python.as_deref().is_none_or(|p| p.trim().is_empty()) {
-            let at = items.get(i).unwrap_or(list);
+        let at = items.get(i).unwrap_or(list);
+        let code = |c: &Option<String>| c.as_deref().is_some_and(|p| !p.trim().is_empty());
+        match (code(&t.python), code(&t.jq)) {
+            (false, false) => {
+                return Err(err(
+                    format!(
+                        "transform `{}` has no code: set `python` (its code sees the record as `data`) or `jq` (a jq program over the record)",
+                        t.label
+                    ),
+                    at,
+                    &format!("transforms[{i}]"),
+                ))
+            }
+            (true, true) => {
+                return Err(err(
+                    format!("transform `{}` has both `python` and `jq`: give it one (two transforms run in order)", t.label),
+                    at.get("jq").unwrap_or(at),
+                    &format!("transforms[{i}].jq"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `jq` programs compile, or the error is placed at its line and column in the config `text`.
+pub(super) fn jq_rules(cfg: &BizonConfig, text: &str) -> Result<(), yaml::Error> {
+    let list = cfg.root.get("transforms").unwrap_or(&cfg.root);
+    for (i, t) in cfg.transforms.iter().enumerate() {
+        let Some(code) = t.jq.as_deref() else { continue };
+        let node = match &list.value {
+            yaml::Value::Seq(items) => items.get(i).and_then(|n| n.get("jq")).unwrap_or(list),
+            _ => list,
+        };
+        let path = format!("transforms[{i}].jq");
+        #[cfg(feature = "jq")]
+        if let Err(e) = crate::transforms::jq::compile(code) {
+            let (line, col) = crate::transforms::jq::place_in_file(text, node.mark, code, e.offset);
+            return Err(yaml::Error::new(
+                format!("transform `{}`: jq program does not compile: {}", t.label, e.message),
+                yaml::Mark { line, col },
+                &path,
+            ));
+        }
+        #[cfg(not(feature = "jq"))]
+        {
+            let _ = (code, text);
             return Err(err(
-                format!("transform `{}` has no code: set `python` (its code sees the record as `data`)", t.label),
-                at,
-                &format!("transforms[{i}].python"),
+                format!(
+                    "transform `{}` is a jq program, and this build of bizon has no jq (cargo feature `jq`)",
+                    t.label
+                ),
+                node,
+                &path,
             ));
         }
     }

@@ -28,7 +28,7 @@ impl Destination for Capture {
 }
 
 fn transform(label: &str, python: &str, on_error: OnError) -> TransformConfig {
-    TransformConfig { label: label.into(), python: Some(python.into()), on_error }
+    TransformConfig { label: label.into(), python: Some(python.into()), jq: None, on_error }
 }
 
 fn ctx() -> DestinationContext {
@@ -57,7 +57,7 @@ fn batch(records: &[(&str, &str)]) -> RecordBatch {
 /// Run `transforms` over `records`; the records written (id, route, payload) or the error.
 fn run(transforms: Vec<TransformConfig>, input: RecordBatch) -> Result<Vec<(String, u16, String)>> {
     let capture = Capture::default();
-    let mut t = Transformed::new(Box::new(capture.clone()), transforms, crate::pyproc::interpreter());
+    let mut t = Transformed::new(Box::new(capture.clone()), transforms, crate::pyproc::interpreter(), vec![]).unwrap();
     t.open(&ctx(), None)?;
     t.write(&input, &meta())?;
     t.write(&input, &meta())?; // a second page on the same worker
@@ -219,7 +219,9 @@ fn a_missing_interpreter_is_a_config_error_naming_it_and_the_fix() {
         Box::new(Capture::default()),
         vec![transform("t", "pass", OnError::Fail)],
         "/nonexistent/python3".into(),
-    );
+        vec![],
+    )
+    .unwrap();
     let e = t.open(&ctx(), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("`/nonexistent/python3`") && e.message().contains("BIZON_PYTHON"), "{}", e.message());
@@ -233,7 +235,9 @@ fn a_page_split_between_three_workers_comes_back_in_order_with_its_failures_plac
         Box::new(capture.clone()),
         vec![transform("split", code, OnError::DeadLetter)],
         crate::pyproc::interpreter(),
-    );
+        vec![],
+    )
+    .unwrap();
     t.pool = 3;
     t.open(&ctx(), None).unwrap();
     let mut input = RecordBatch::with_capacity(1000, 16_000);
@@ -260,5 +264,144 @@ fn a_page_split_between_three_workers_comes_back_in_order_with_its_failures_plac
             }
             _ => assert_eq!((b.route(i), data), (0, format!("{{\"i\": {i}, \"w\": {}}}", i * 2).as_str())),
         }
+    }
+}
+
+#[cfg(feature = "jq")]
+mod jq_programs {
+    use super::*;
+
+    fn jq(label: &str, code: &str, on_error: OnError) -> TransformConfig {
+        TransformConfig { label: label.into(), python: None, jq: Some(code.into()), on_error }
+    }
+
+    /// A record written: id, route, payload.
+    type Written = (String, u16, String);
+
+    /// One page through `transforms` with `streams:` names; the records written or the error.
+    fn run_routed(
+        transforms: Vec<TransformConfig>,
+        streams: &[&str],
+        input: &RecordBatch,
+    ) -> Result<(Vec<Written>, u64)> {
+        let capture = Capture::default();
+        let streams = streams.iter().map(|s| s.to_string()).collect();
+        let mut t = Transformed::new(Box::new(capture.clone()), transforms, crate::pyproc::interpreter(), streams)?;
+        t.open(&ctx(), None)?;
+        t.write(input, &meta())?;
+        let dead = t.take_dead_lettered();
+        let b = capture.batches.lock().unwrap()[0].clone();
+        let out = (0..b.len())
+            .map(|i| (b.get(i).id.to_owned(), b.route(i), String::from_utf8(b.get(i).data.to_vec()).unwrap()))
+            .collect();
+        Ok((out, dead))
+    }
+
+    #[test]
+    fn map_filter_rename_cast_and_hash_in_one_program() {
+        let code = r#"select(.keep)
+            | .name |= ascii_upcase
+            | .origin = "bench"
+            | rename("n"; "count")
+            | .count |= tostring
+            | .score |= tonumber
+            | .email |= sha256
+            | del(.keep)"#;
+        let input = batch(&[
+            ("a", r#"{"keep":true,"name":"bob","n":7,"score":"1.5","email":"bob@example.com"}"#),
+            ("b", r#"{"keep":false,"name":"ann"}"#),
+            ("c", r#"{"keep":true,"name":"é x","n":12345678901234,"score":"2","email":"x"}"#),
+        ]);
+        let (out, dead) = run_routed(vec![jq("tidy", code, OnError::Fail)], &[], &input).unwrap();
+        assert_eq!(dead, 0);
+        let ids: Vec<_> = out.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(ids, ["a", "c"], "b is filtered out");
+        // `del` moves the last key into the deleted one's place (jaq's objects are index maps)
+        assert_eq!(
+            out[0].2,
+            r#"{"origin":"bench","name":"BOB","count":"7","score":1.5,"email":"5ff860bf1190596c7188ab851db691f0f3169c453936e9e1eba2f9a47f7a0018"}"#
+        );
+        // non-ASCII survives; a big integer keeps its digits
+        assert_eq!(
+            out[1].2,
+            r#"{"origin":"bench","name":"é X","count":"12345678901234","score":2,"email":"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}"#
+        );
+    }
+
+    #[test]
+    fn programs_chain_with_python_transforms_in_order() {
+        let transforms = vec![
+            jq("first", ".a = 1", OnError::Fail),
+            transform("second", "data['b'] = data['a'] + 1", OnError::Fail),
+            jq("third", ".c = .b * 10", OnError::Fail),
+        ];
+        let (out, _) = run_routed(transforms, &[], &batch(&[("1", "{}")])).unwrap();
+        assert_eq!(out[0].2, r#"{"a":1,"b":2,"c":20}"#);
+    }
+
+    #[test]
+    fn route_sends_records_to_streams_by_name() {
+        let code = r#"if .kind == "order" then route("orders") else route("users") end"#;
+        let input = batch(&[("1", r#"{"kind":"order"}"#), ("2", r#"{"kind":"user"}"#)]);
+        let (out, _) = run_routed(vec![jq("split", code, OnError::Fail)], &["users", "orders"], &input).unwrap();
+        assert_eq!(out.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 0]);
+        // an unknown stream is the record's error, naming the streams there are
+        let e = run_routed(vec![jq("split", r#"route("nope")"#, OnError::Fail)], &["users"], &input).unwrap_err();
+        assert!(e.message().contains(r#"route("nope"): no such stream (streams: users)"#), "{}", e.message());
+    }
+
+    #[test]
+    fn a_failing_record_fails_the_run_or_goes_to_the_dead_letter_file() {
+        let code = r#"if .n == 2 then error("bad value \(.n)") else .ok = true end"#;
+        let input = batch(&[("r1", r#"{"n":1}"#), ("r2", r#"{"n":2}"#), ("r3", r#"{"n":3}"#)]);
+        let e = run_routed(vec![jq("checker", code, OnError::Fail)], &[], &input).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Permanent);
+        assert!(e.message().contains("transform `checker` failed on record `r2`: bad value 2"), "{}", e.message());
+        let (out, dead) = run_routed(vec![jq("checker", code, OnError::DeadLetter)], &[], &input).unwrap();
+        assert_eq!(dead, 1);
+        assert_eq!(out[0], ("r1".into(), 0, r#"{"n":1,"ok":true}"#.into()));
+        assert_eq!(out[1].1, DEAD_LETTER);
+        assert_eq!(
+            out[1].2,
+            r#"{"source_record_id":"r2","transform":"checker","error":"bad value 2","record":{"n":2}}"#
+        );
+        assert_eq!(out[2], ("r3".into(), 0, r#"{"n":3,"ok":true}"#.into()));
+        // several outputs are an error too, and so is a value JSON cannot hold
+        let e = run_routed(vec![jq("many", ".a, .b", OnError::Fail)], &[], &input).unwrap_err();
+        assert!(e.message().contains("gave 2 outputs"), "{}", e.message());
+        let e = run_routed(vec![jq("nan", ".x = nan", OnError::Fail)], &[], &input).unwrap_err();
+        assert!(e.message().contains("cannot be written as JSON"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_big_page_is_split_over_threads_and_comes_back_in_order() {
+        let mut input = RecordBatch::with_capacity(5000, 100_000);
+        for i in 0..5000u32 {
+            input.push(&format!("r{i}"), 7, format!(r#"{{"i":{i}}}"#).as_bytes());
+        }
+        let code = "if .i % 1000 == 999 then empty elif .i % 700 == 0 then error(\"x\") else .j = .i * 2 end";
+        let (out, dead) = run_routed(vec![jq("t", code, OnError::DeadLetter)], &[], &input).unwrap();
+        assert_eq!(out.len(), 5000 - 5);
+        assert_eq!(dead, 8); // 0, 700, …, 4900
+        let mut expected = (0..5000u32).filter(|i| i % 1000 != 999);
+        for (id, route, data) in &out {
+            let i = expected.next().unwrap();
+            assert_eq!(id, &format!("r{i}"));
+            if i % 700 == 0 {
+                assert_eq!(*route, DEAD_LETTER);
+            } else {
+                assert_eq!(data, &format!(r#"{{"i":{i},"j":{}}}"#, i * 2));
+            }
+        }
+    }
+
+    #[test]
+    fn compile_errors_say_what_and_where() {
+        let e = jq::compile(".a = (1").err().unwrap();
+        assert_eq!((e.message.as_str(), e.offset), ("`(` is never closed", 5));
+        let e = jq::compile(".a |\n  frobnicate(1)").err().unwrap();
+        assert_eq!((e.message.as_str(), e.offset), ("undefined filter `frobnicate/1`", 7));
+        let e = jq::compile(".a | | .b").err().unwrap();
+        assert!(e.message.starts_with("expected term, found `|`"), "{}", e.message);
     }
 }

@@ -253,8 +253,9 @@ pub struct ColumnConfig {
     pub fields: Option<Vec<ColumnConfig>>,
 }
 
-/// bizon's inline Python transform: `python` runs with the record's payload as the dict `data`
-/// (mutate it or assign a new value), in a Python worker process, in the consumer.
+/// A transform: bizon's inline Python (`python` runs with the record's payload as the dict `data`,
+/// to mutate or re-assign, in a Python worker process) or a jq program (`jq`, in-process); in
+/// the consumer, in order, before the row layout.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
@@ -263,6 +264,11 @@ pub struct TransformConfig {
     /// Python code (dedented, run as bizon runs it: `exec(code, {}, {"data": record})`).
     #[serde(default)]
     pub python: Option<String>,
+    /// A jq program (an addition: bizon has Python only), run in-process on the record's payload
+    /// as `.`: its one output replaces the record, no output drops it, `route("stream")` sends it
+    /// to a `streams:` entry; `sha256` and `rename(from; to)` are there beside jq's own filters.
+    #[serde(default)]
+    pub jq: Option<String>,
     /// A record this transform raises on: fail the run (default), or write it with the exception
     /// to the dead-letter file and go on (an addition: bizon always fails).
     #[serde(default)]
