@@ -16,6 +16,7 @@ pub mod http;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod pg;
+pub mod process;
 pub mod pyproc;
 pub mod queues;
 pub mod registry;

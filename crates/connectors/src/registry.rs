@@ -60,6 +60,7 @@ pub static DESTINATIONS: &[Entry<DestinationDescriptor>] = &[
     entry!(destinations::logger::DESCRIPTOR),
     entry!(destinations::file::DESCRIPTOR),
     entry!(destinations::null::DESCRIPTOR),
+    entry!(destinations::command::DESCRIPTOR),
     entry!("postgres", "postgres", destinations::postgres::DESCRIPTOR),
     entry!("bigquery", "bigquery", destinations::bigquery::DESCRIPTOR),
     entry!("bigquery_streaming", "bigquery", destinations::bigquery_streaming::DESCRIPTOR),

@@ -6,6 +6,7 @@ pub mod bigquery;
 pub mod bigquery_streaming;
 #[cfg(feature = "bigquery")]
 pub mod bigquery_streaming_v2;
+pub mod command;
 pub mod file;
 pub mod logger;
 pub mod null;

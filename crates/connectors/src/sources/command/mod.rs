@@ -8,8 +8,7 @@
 //! command from the last committed STATE and skips the records of it already committed.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStdout, Stdio};
 
 use bizon_core::config::yaml::struct_fields;
 use bizon_core::config::{OnError, SourceCommon, SyncMode};
@@ -21,14 +20,8 @@ use serde_json::json;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::error::ConfigError;
-
-/// The executable: a list (program and arguments) or one string run by `sh -c`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum CommandLine {
-    Argv(Vec<String>),
-    Shell(String),
-}
+pub use crate::process::CommandLine;
+use crate::process::StderrTail;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,13 +81,7 @@ impl SourceSpec for CommandSourceConfig {
         if self.page_size == 0 {
             return Err(ConfigError::AtLeastOne { key: "page_size" });
         }
-        match &self.command {
-            CommandLine::Argv(v) if v.is_empty() || v[0].trim().is_empty() => {
-                Err(ConfigError::Empty { key: "command" })
-            }
-            CommandLine::Shell(s) if s.trim().is_empty() => Err(ConfigError::Empty { key: "command" }),
-            _ => Ok(()),
-        }
+        self.command.validate()
     }
 }
 
@@ -102,7 +89,7 @@ impl SourceSpec for CommandSourceConfig {
 struct Running {
     child: Child,
     out: BufReader<ChildStdout>,
-    stderr_tail: Arc<Mutex<String>>,
+    stderr_tail: StderrTail,
     /// The last STATE seen, and the records read after it.
     state: Json,
     after: u64,
@@ -135,10 +122,7 @@ pub struct CommandSource {
 
 impl CommandSource {
     fn describe(&self) -> String {
-        match &self.config.command {
-            CommandLine::Argv(v) => format!("command `{}`", v.join(" ")),
-            CommandLine::Shell(s) => format!("command `{s}`"),
-        }
+        format!("command `{}`", self.config.command.text())
     }
 
     /// Start the command from `pagination` (the last committed STATE, records to skip after it).
@@ -146,18 +130,7 @@ impl CommandSource {
         let state = pagination.get("state").cloned().unwrap_or(Json::Null);
         let skip = pagination.get("after").and_then(Json::as_u64).unwrap_or(0);
         let position = pagination.get("position").and_then(Json::as_u64).unwrap_or(0);
-        let mut cmd = match &self.config.command {
-            CommandLine::Argv(v) => {
-                let mut c = Command::new(&v[0]);
-                c.args(&v[1..]);
-                c
-            }
-            CommandLine::Shell(s) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(s);
-                c
-            }
-        };
+        let mut cmd = self.config.command.command();
         let mut state_file = None;
         if !state.is_null() {
             static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -174,19 +147,7 @@ impl CommandSource {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::config(format!("cannot start the {}: {e}", self.describe())))?;
-        let stderr_tail = Arc::new(Mutex::new(String::new()));
-        if let Some(err) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines() {
-                    let Ok(line) = line else { break };
-                    tracing::info!(target: "bizon::command", "{line}");
-                    if !line.trim().is_empty() {
-                        *tail.lock().unwrap_or_else(|p| p.into_inner()) = line;
-                    }
-                }
-            });
-        }
+        let stderr_tail = StderrTail::start(&mut child);
         let out = BufReader::new(child.stdout.take().ok_or_else(|| Error::internal("no command stdout"))?);
         tracing::info!(command = %self.describe(), resumed = !state.is_null(), skip, "command started");
         self.run = Some(Running { child, out, stderr_tail, state, after: 0, position, _state_file: state_file });
@@ -267,8 +228,7 @@ impl CommandSource {
         if status.success() {
             return Ok(Message::End);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50)); // its last stderr lines
-        let tail = run.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tail = run.stderr_tail.last();
         let code = status.code().map_or_else(|| status.to_string(), |c| format!("exit code {c}"));
         let last = if tail.is_empty() { String::new() } else { format!("; its last stderr line: {tail}") };
         Err(Error::permanent(format!("the {} failed: {code}{last}", self.describe())))
