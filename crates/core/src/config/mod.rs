@@ -86,7 +86,8 @@ pub struct SourceCommon {
     /// bizon test knob; accepted for compatibility.
     #[serde(default = "default_init_pipeline")]
     pub init_pipeline: bool,
-    /// bizon's custom Python source file: not supported here (rejected with a clear error).
+    /// bizon's custom Python source: the file holding its AbstractSource subclass (as
+    /// `--custom-source`), run in a Python worker with bizon's API shipped alongside.
     #[serde(default)]
     pub source_file_path: Option<String>,
     /// HTTP policy of HTTP sources (bizon's `source.http`, plus rate and concurrency limits).
