@@ -109,6 +109,11 @@ pub fn destination_list() {
         }
         println!("  {:<8} {:<22} {} [{}]", d.name, c.guarantee.as_str(), d.description, or_dash(can));
     }
+    // `unnest` is the engine's stage, not a capability: say so where the capabilities are listed
+    println!(
+        "Every destination takes `unnest` + `record_schemas` (rows flattened and cast to the column types before \
+         it); \"typed columns\": it also creates its table's columns with those types."
+    );
     let out = left_out(registry::DESTINATIONS);
     if !out.is_empty() {
         println!("Not in this build: {}", out.join(", "));

@@ -101,7 +101,9 @@ pub struct DestinationCapabilities {
     pub guarantee: Guarantee,
     /// Commits its rows and the cursor in one transaction (at most one such part in a router).
     pub transactional: bool,
-    /// Maps record fields to typed columns (`unnest` + `record_schemas`).
+    /// Creates typed columns of a table from `record_schemas` (`unnest`). Every destination
+    /// takes `unnest` (the engine's normalization stage gives it flat, typed rows); this one
+    /// also declares the columns with their types.
     pub typed_columns: bool,
     /// Can split a job over several broker lanes, one consumer each.
     pub lanes: bool,
@@ -137,9 +139,14 @@ pub trait DestinationSpec: Debug + Send + Sync {
     /// `typed`: the record columns (name, type) when `unnest: true`.
     fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination>;
     /// The target of one `streams:` entry (named `name`), for destinations that write one part
-    /// per stream.
-    fn build_stream(&self, name: &str, _stream: &StreamConfig) -> Box<dyn Destination> {
-        self.build(name, None)
+    /// per stream. `typed`: its `record_schema` columns under `unnest: true`.
+    fn build_stream(
+        &self,
+        name: &str,
+        _stream: &StreamConfig,
+        typed: Option<Vec<(String, String)>>,
+    ) -> Box<dyn Destination> {
+        self.build(name, typed)
     }
     /// One destination writing every stream's table in one transaction, if the connector can.
     fn build_routed(&self, _tables: Vec<TableSpec>) -> Option<Box<dyn Destination>> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod normalize;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 #[cfg(feature = "postgres")]

@@ -116,7 +116,13 @@ impl BizonConfig {
     /// The destination of the run: the configured one, or a router over one target per
     /// `streams:` entry and the dead-letter file; behind the `transforms` when there are some.
     pub fn build_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
-        let destination = self.build_routed_destination()?;
+        let mut destination = self.build_routed_destination()?;
+        if let Some(routes) = self.unnest_routes() {
+            // the destination's own policy for a value its column cannot hold
+            let id = self.destination.destination_id(&self.source.stream);
+            let dead_letter = self.destination.config.dead_letter_path(&id).is_some();
+            destination = Box::new(crate::normalize::Unnested::new(destination, routes, dead_letter));
+        }
         if self.transforms.is_empty() {
             return Ok(destination);
         }
@@ -125,6 +131,27 @@ impl BizonConfig {
         crate::transforms::Transformed::new(destination, self.transforms.clone(), interpreter, streams)
             .map(|t| Box::new(t) as Box<dyn bizon_core::Destination>)
             .map_err(|e| ConfigError::Invalid { key: "transforms", message: e.message().to_owned() })
+    }
+
+    /// With `unnest: true`, the schema of each route for the normalization stage: the
+    /// destination's `record_schemas` entry, or with `streams:` each entry's `record_schema`.
+    pub fn unnest_routes(&self) -> Option<crate::normalize::Routes> {
+        use crate::normalize::{Routes, Schema};
+        let spec = &self.destination;
+        if !spec.common.unnest {
+            return None;
+        }
+        if !self.streams.is_empty() {
+            let schemas = self
+                .streams
+                .iter()
+                .map(|s| s.destination.get("record_schema").and_then(Schema::of_json).map(Arc::new))
+                .collect();
+            return Some(Routes::PerStream(schemas));
+        }
+        let id = spec.destination_id(&self.source.stream);
+        let entry = spec.common.record_schemas.as_ref()?.iter().find(|s| s.destination_id == id)?;
+        Some(Routes::Single(Arc::new(Schema::of_columns(&entry.record_schema))))
     }
 
     fn build_routed_destination(&self) -> Result<Box<dyn bizon_core::Destination>, ConfigError> {
@@ -159,6 +186,7 @@ impl BizonConfig {
             let targets =
                 self.streams.iter().map(|s| stream_target(s, spec.config.as_ref())).collect::<Result<Vec<_>, _>>()?;
             let names: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+            let targets_typed: Vec<_> = targets.iter().map(|(_, t)| t.clone()).collect();
             match spec.config.build_routed(targets) {
                 Some(destination) => parts.push(Part {
                     name: "tables".into(),
@@ -168,7 +196,9 @@ impl BizonConfig {
                 }),
                 None => {
                     for (i, name) in names.into_iter().enumerate() {
-                        let destination = spec.config.build_stream(&name, &self.streams[i]);
+                        // a stream with a `record_schema` gets the normalized rows under `unnest`
+                        let typed = targets_typed[i].clone().filter(|_| spec.common.unnest);
+                        let destination = spec.config.build_stream(&name, &self.streams[i], typed);
                         parts.push(Part { name, takes: Takes::Route(i as u16), destination, transactional: false });
                     }
                 }

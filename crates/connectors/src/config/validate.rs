@@ -147,22 +147,9 @@ fn destination_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     if !common.unnest {
         return Ok(());
     }
-    let caps = cfg.destination.kind.capabilities;
-    if !caps.typed_columns {
-        let able: Vec<_> = registry::available(registry::DESTINATIONS)
-            .filter(|d| d.capabilities.typed_columns)
-            .map(|d| d.name)
-            .collect();
-        return Err(err(
-            format!(
-                "`unnest` is not supported by the `{}` destination yet (destinations with typed columns: {})",
-                cfg.destination.kind.name,
-                able.join(", ")
-            ),
-            dst.get("unnest").unwrap_or(dst),
-            "destination.config.unnest",
-        ));
-    }
+    // every destination takes `unnest`: the normalization stage (crate::normalize) gives it
+    // the typed rows.
+    //
     // bizon fills `record_schemas` from the `streams:` entries' `record_schema`: their columns
     // are checked where the routes are built (stream_target).
     if cfg.streams.iter().any(|s| s.destination.get("record_schema").is_some()) {

@@ -1,4 +1,6 @@
-//! `file` destination: NDJSON in bizon's row layout, exactly-once across kill -9.
+//! `file` destination: NDJSON in bizon's row layout, exactly-once across kill -9. With `unnest`
+//! each line is the record's row as the normalization stage made it (`crate::normalize`): the
+//! `record_schemas` columns, typed, in schema order — bizon's unnested file layout.
 //!
 //! The file itself is the buffer: rows are serialized straight into a write buffer and handed
 //! to the OS in large sequential writes; `flush` fsyncs and returns the byte offset, which the
@@ -76,7 +78,7 @@ pub struct FileConfig {
 /// The `file` destination in the registry.
 pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
     name: "file",
-    description: "NDJSON file in bizon's row layout (byte offset in the cursor, truncate on resume), or Parquet parts",
+    description: "NDJSON file in bizon's row layout or, with unnest, typed rows (byte offset in the cursor, truncate on resume), or Parquet parts",
     capabilities: DestinationCapabilities {
         guarantee: Guarantee::ExactlyOnce,
         transactional: false,
@@ -91,14 +93,14 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
 };
 
 impl DestinationSpec for FileConfig {
-    fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
+    fn build(&self, destination_id: &str, typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         match self.format {
             #[cfg(feature = "parquet")]
             FileFormat::Parquet => Box::new(parquet::ParquetFiles::new(PathBuf::from(
                 self.path.clone().unwrap_or_else(|| format!("{destination_id}.parquet")),
             ))),
             // Refused by `validate` when the feature is off.
-            _ => Box::new(FileDestination::new(self, destination_id)),
+            _ => Box::new(FileDestination::new(self, destination_id).with_unnested_rows(typed.is_some())),
         }
     }
 
@@ -119,9 +121,14 @@ impl DestinationSpec for FileConfig {
     }
 
     /// A `streams:` entry writes its own file: its `destination.path`, else `<name>.json`.
-    fn build_stream(&self, name: &str, stream: &StreamConfig) -> Box<dyn Destination> {
+    fn build_stream(
+        &self,
+        name: &str,
+        stream: &StreamConfig,
+        typed: Option<Vec<(String, String)>>,
+    ) -> Box<dyn Destination> {
         let path = stream.destination.get("path").and_then(Json::as_str).map(str::to_owned);
-        Box::new(FileDestination::new(&FileConfig { path, ..self.clone() }, name))
+        Box::new(FileDestination::new(&FileConfig { path, ..self.clone() }, name).with_unnested_rows(typed.is_some()))
     }
 }
 
@@ -148,6 +155,8 @@ pub struct FileDestination {
     published: bool,
     /// (device, inode) of the file being written: a flush checks the path still names it.
     written: Option<(u64, u64)>,
+    /// `unnest`: each line is the record's payload (the normalized row), not bizon's layout.
+    unnested: bool,
 }
 
 impl FileDestination {
@@ -165,7 +174,14 @@ impl FileDestination {
             offset: 0,
             published: false,
             written: None,
+            unnested: false,
         }
+    }
+
+    /// Write each record's payload as its line (`unnest`: the normalization stage's rows).
+    pub fn with_unnested_rows(mut self, on: bool) -> Self {
+        self.unnested = on;
+        self
     }
 
     pub fn target(&self) -> &Path {
@@ -507,7 +523,22 @@ impl Destination for FileDestination {
         while from < batch.len() {
             let to = (from + step).min(batch.len());
             let before = self.buf.len();
-            super::write_rows(&mut self.buf, batch, from..to, meta);
+            if self.unnested {
+                for r in (from..to).map(|i| batch.get(i)) {
+                    let at = self.buf.len();
+                    self.buf.extend_from_slice(r.data);
+                    // a value kept as written may span lines; in JSON a raw line break is only
+                    // ever whitespace between tokens, so a space keeps the row one line
+                    for b in &mut self.buf[at..] {
+                        if *b == b'\n' || *b == b'\r' {
+                            *b = b' ';
+                        }
+                    }
+                    self.buf.push(b'\n');
+                }
+            } else {
+                super::write_rows(&mut self.buf, batch, from..to, meta);
+            }
             self.offset += (self.buf.len() - before) as u64;
             if self.buf.len() >= WRITE_CHUNK {
                 self.spill()?;

@@ -23,7 +23,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
     capabilities: DestinationCapabilities {
         guarantee: Guarantee::None,
         transactional: false,
-        typed_columns: true,
+        typed_columns: false,
         lanes: true,
         dead_letters: false,
         network: false,
