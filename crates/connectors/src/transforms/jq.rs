@@ -6,6 +6,7 @@
 //! `route("stream")` sends the record to a `streams:` entry, `sha256` hashes a value (a string's
 //! UTF-8 bytes, anything else its compact JSON), `rename(from; to)` renames a key.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::Arc;
@@ -154,6 +155,9 @@ struct Chunk {
 pub struct JqStage {
     transforms: Vec<TransformConfig>,
     programs: Vec<Arc<Program>>,
+    /// When every program is made of field-level steps only: those steps, run without jaq on
+    /// the records they give the same bytes for (see [`FieldPlan`]).
+    plan: Option<FieldPlan>,
     /// `streams:` names, by route.
     streams: Arc<Vec<String>>,
     threads: usize,
@@ -179,7 +183,8 @@ impl JqStage {
                     .map_err(|e| Error::config(format!("transform `{}` does not compile: {}", t.label, e.message)))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(JqStage { transforms, programs, streams: Arc::new(streams), threads: thread_count() })
+        let plan = FieldPlan::of(transforms.iter().map(|t| t.jq.as_deref().unwrap_or_default()));
+        Ok(JqStage { transforms, programs, plan, streams: Arc::new(streams), threads: thread_count() })
     }
 
     /// The page after the programs, and how many records went to the dead-letter file.
@@ -250,6 +255,18 @@ impl JqStage {
 
     /// One record through every program, its output appended to `out`.
     fn record(&self, data: &[u8], route: u16, out: &mut Vec<u8>) -> Fate {
+        if let Some(plan) = &self.plan {
+            let start = out.len();
+            if plan.run(data, out) {
+                return Fate::Out { end: out.len(), route };
+            }
+            out.truncate(start);
+        }
+        self.interpret(data, route, out)
+    }
+
+    /// One record through jaq.
+    fn interpret(&self, data: &[u8], route: u16, out: &mut Vec<u8>) -> Fate {
         let mut value = match jaq_json::read::parse_single(data) {
             Ok(v) => v,
             Err(e) => return Fate::Failed(0, format!("the record is not JSON: {e}")),
@@ -380,5 +397,438 @@ pub fn place_in_file(text: &str, mark: bizon_core::config::yaml::Mark, code: &st
         _ if lead.trim().is_empty() => (mark.line + k, mark.col + c),
         _ if k == 0 => (mark.line, mark.col + c),
         _ => (mark.line + k, c + 1),
+    }
+}
+
+/// One field-level step of a program.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// `.k |= ascii_upcase` / `ascii_downcase`
+    Case(String, bool),
+    /// `.k |= sha256`
+    Sha256(String),
+    /// `.k = "text"` or an integer: the value's JSON
+    Set(String, Vec<u8>),
+    /// `del(.k)`
+    Del(String),
+    /// `rename("a"; "b")`
+    Rename(String, String),
+}
+
+/// The common shape of a transform — a pipeline of `.k |= ascii_upcase`, `.k = "const"`,
+/// `del(.k)`, `rename(..)`, `.k |= sha256` on top-level keys — run straight on the record's
+/// bytes: no value tree, untouched values copied as they came. It is taken only for records it
+/// gives jaq's bytes for (an object whose text jaq would write back unchanged: no escapes, no
+/// whitespace inside values, no `-0`, no duplicate key; the keys a step reads present and
+/// strings); any other record, and every other program, goes through jaq.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPlan(Vec<Step>);
+
+impl FieldPlan {
+    /// The plan of these programs run in order, if each is made of such steps only.
+    pub fn of<'a>(programs: impl Iterator<Item = &'a str>) -> Option<FieldPlan> {
+        use jaq_core::load::parse::Term;
+        let mut steps = Vec::new();
+        for code in programs {
+            let term: Term<&str> = load::parse(code, |p| p.term())?;
+            flatten(&term, &mut steps)?;
+        }
+        Some(FieldPlan(steps))
+    }
+
+    /// Run the plan on one record, appending its output; `false` (and `out` to be truncated)
+    /// when the record must go through jaq.
+    fn run(&self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(mut fields) = top_level(data) else { return false };
+        for i in 1..fields.len() {
+            if fields[..i].iter().any(|(k, _)| *k == fields[i].0) {
+                return false;
+            }
+        }
+        let find = |fields: &[Field<'_>], k: &str| fields.iter().position(|(f, _)| *f == k);
+        for step in &self.0 {
+            match step {
+                Step::Case(k, upper) => {
+                    let Some(i) = find(&fields, k) else { return false };
+                    let v = fields[i].1.to_mut();
+                    if v.first() != Some(&b'"') {
+                        return false;
+                    }
+                    if *upper {
+                        v.make_ascii_uppercase()
+                    } else {
+                        v.make_ascii_lowercase()
+                    }
+                }
+                Step::Sha256(k) => {
+                    use sha2::Digest as _;
+                    let Some(i) = find(&fields, k) else { return false };
+                    let v = &fields[i].1;
+                    if v.len() < 2 || v[0] != b'"' {
+                        return false;
+                    }
+                    let digest = sha2::Sha256::digest(&v[1..v.len() - 1]);
+                    let mut hex = Vec::with_capacity(66);
+                    hex.push(b'"');
+                    hex.extend(digest.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]));
+                    hex.push(b'"');
+                    fields[i].1 = Cow::Owned(hex);
+                }
+                Step::Set(k, v) => set(&mut fields, k, Cow::Owned(v.clone())),
+                Step::Del(k) => {
+                    if let Some(i) = find(&fields, k) {
+                        fields.swap_remove(i); // as jaq's index map does
+                    }
+                }
+                Step::Rename(from, to) => {
+                    if let Some(i) = find(&fields, from) {
+                        let v = fields[i].1.clone();
+                        set(&mut fields, to, v);
+                        if let Some(i) = find(&fields, from) {
+                            fields.swap_remove(i);
+                        }
+                    }
+                }
+            }
+        }
+        out.push(b'{');
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // a key holds no escape and no control character (checked when read)
+            out.push(b'"');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(v);
+        }
+        out.push(b'}');
+        true
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A top-level key and its value's JSON text.
+type Field<'a> = (&'a str, Cow<'a, [u8]>);
+
+/// `.k = v`: in place when `k` is there, else last.
+fn set<'a>(fields: &mut Vec<Field<'a>>, k: &'a str, v: Cow<'a, [u8]>) {
+    match fields.iter().position(|(f, _)| *f == k) {
+        Some(i) => fields[i].1 = v,
+        None => fields.push((k, v)),
+    }
+}
+
+/// The top-level keys and values' text of a record jaq writes back as the same bytes: an
+/// object, valid UTF-8, no escape and no control character anywhere (so a string ends at its
+/// next quote), no whitespace inside a value, no `-0` (jaq writes `0`). `None` for any other.
+fn top_level(data: &[u8]) -> Option<Vec<Field<'_>>> {
+    // one pass the compiler vectorizes: no escape, no control character (raw line breaks too,
+    // which compact records do not have)
+    if data.iter().fold(false, |bad, &c| bad | (c < 0x20) | (c == b'\\')) {
+        return None;
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let b = text.as_bytes();
+    let ws = |i: &mut usize| {
+        while b.get(*i).is_some_and(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t')) {
+            *i += 1;
+        }
+    };
+    // the end (exclusive) of the string opening at `i`
+    let string_end = |i: usize| memchr::memchr(b'"', &b[i + 1..]).map(|p| i + p + 2);
+    let mut fields = Vec::with_capacity(16);
+    let mut i = 0;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    ws(&mut i);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let end = string_end(i)?;
+            let key = &text[i + 1..end - 1];
+            i = end;
+            ws(&mut i);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i += 1;
+            ws(&mut i);
+            let start = i;
+            match b.get(i)? {
+                b'"' => i = string_end(i)?,
+                b'{' | b'[' => {
+                    let mut depth = 0usize;
+                    loop {
+                        match b.get(i)? {
+                            b'"' => {
+                                i = string_end(i)?;
+                                continue;
+                            }
+                            b'{' | b'[' => depth += 1,
+                            b'}' | b']' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    i += 1;
+                                    break;
+                                }
+                            }
+                            b' ' | b'\n' | b'\r' | b'\t' => return None,
+                            b'-' if b.get(i + 1) == Some(&b'0')
+                                && !matches!(b.get(i + 2), Some(b'.' | b'e' | b'E')) =>
+                            {
+                                return None
+                            }
+                            _ => {}
+                        }
+                        i += 1;
+                    }
+                    // nested values are rare in flat records: checked in full
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&b[start..i]).ok()?;
+                }
+                _ => {
+                    while b.get(i).is_some_and(|c| !matches!(c, b',' | b'}' | b' ' | b'\n' | b'\r' | b'\t')) {
+                        i += 1;
+                    }
+                    if !scalar(&text[start..i]) {
+                        return None;
+                    }
+                }
+            }
+            fields.push((key, Cow::Borrowed(&b[start..i])));
+            ws(&mut i);
+            match b.get(i)? {
+                b',' => {
+                    i += 1;
+                    ws(&mut i);
+                }
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    ws(&mut i);
+    (i == b.len()).then_some(fields)
+}
+
+/// `true`, `false`, `null` or a JSON number other than `-0`.
+fn scalar(s: &str) -> bool {
+    if matches!(s, "true" | "false" | "null") {
+        return true;
+    }
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - from
+    };
+    let int_start = i;
+    let n = digits(&mut i);
+    if n == 0 || (n > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    let integral = i == b.len();
+    if integral && s == "-0" {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// The steps of one term, if it is a pipeline of field-level steps.
+fn flatten(term: &jaq_core::load::parse::Term<&str>, steps: &mut Vec<Step>) -> Option<()> {
+    use jaq_core::load::parse::{BinaryOp, Term};
+    match term {
+        Term::BinOp(l, BinaryOp::Pipe(None), r) => {
+            flatten(l, steps)?;
+            flatten(r, steps)
+        }
+        Term::BinOp(l, BinaryOp::Update, r) => {
+            let k = key(l)?;
+            let step = match &**r {
+                Term::Call("ascii_upcase", a) if a.is_empty() => Step::Case(k, true),
+                Term::Call("ascii_downcase", a) if a.is_empty() => Step::Case(k, false),
+                Term::Call("sha256", a) if a.is_empty() => Step::Sha256(k),
+                _ => return None,
+            };
+            steps.push(step);
+            Some(())
+        }
+        Term::BinOp(l, BinaryOp::Assign, r) => {
+            let k = key(l)?;
+            let v = match &**r {
+                Term::Str(None, _) => {
+                    let s = string(r)?;
+                    let mut v = Vec::new();
+                    write_str(&mut v, s.as_bytes());
+                    v
+                }
+                // integers only: jaq keeps other numbers' text in ways not worth copying here
+                Term::Num(n)
+                    if !n.is_empty()
+                        && n.len() < 16
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                        && (n.len() == 1 || !n.starts_with('0')) =>
+                {
+                    n.as_bytes().to_vec()
+                }
+                _ => return None,
+            };
+            steps.push(Step::Set(k, v));
+            Some(())
+        }
+        Term::Call("del", a) if a.len() == 1 => {
+            steps.push(Step::Del(key(&a[0])?));
+            Some(())
+        }
+        Term::Call("rename", a) if a.len() == 2 => {
+            steps.push(Step::Rename(string(&a[0])?, string(&a[1])?));
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+/// `.k` or `."k"` / `.["k"]`: the key.
+fn key(term: &jaq_core::load::parse::Term<&str>) -> Option<String> {
+    use jaq_core::load::parse::Term;
+    use jaq_core::path::{Opt, Part};
+    match term {
+        Term::Path(head, path) if matches!(**head, Term::Id) && path.0.len() == 1 => match &path.0[0] {
+            (Part::Index(k), Opt::Essential) => string(k),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A string literal without escapes or interpolation.
+fn string(term: &jaq_core::load::parse::Term<&str>) -> Option<String> {
+    use jaq_core::load::lex::StrPart;
+    use jaq_core::load::parse::Term;
+    match term {
+        Term::Str(None, parts) => match &parts[..] {
+            [StrPart::Str(s)] if !s.contains('\\') => Some((*s).to_owned()),
+            [] => Some(String::new()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn stage(code: &str) -> JqStage {
+        let t = TransformConfig { label: "t".into(), python: None, jq: Some(code.into()), on_error: OnError::Fail };
+        JqStage::new(vec![t], vec![]).unwrap()
+    }
+
+    #[test]
+    fn field_level_programs_are_planned_and_others_are_not() {
+        let plan = |c: &str| FieldPlan::of([c].into_iter());
+        assert_eq!(
+            plan(r#".name |= ascii_upcase | .origin = "bench""#),
+            Some(FieldPlan(vec![Step::Case("name".into(), true), Step::Set("origin".into(), br#""bench""#.to_vec())]))
+        );
+        assert!(plan(r#"del(.a) | rename("b"; "c") | .d |= sha256 | .e = 42 | ."f g" |= ascii_downcase"#).is_some());
+        for other in [
+            ".",
+            ".a.b = 1",
+            ".a = 1.5",
+            ".a = -1",
+            ".a = \"x\\n\"",
+            "select(.a)",
+            ".a |= tostring",
+            "del(.a, .b)",
+            ".a = .b",
+            ".[\"a\"]? = 1",
+        ] {
+            assert_eq!(plan(other), None, "{other}");
+        }
+    }
+
+    /// The plan's bytes are jaq's, record by record; where it cannot promise that, jaq runs.
+    #[test]
+    fn the_plan_writes_what_jaq_writes() {
+        let programs = [
+            r#".name |= ascii_upcase | .origin = "bench""#,
+            r#"del(.id) | .name |= ascii_downcase"#,
+            r#"rename("name"; "n") | .x = 0 | del(.tags)"#,
+            r#"rename("name"; "name")"#,
+            r#"rename("name"; "id") | .id |= sha256"#,
+            r#".name = "é ✓" | .tags = 7 | del(.missing)"#,
+        ];
+        let records = [
+            r#"{"id":1,"name":"Bob é","tags":["a",{"b":null}],"n":1.50,"big":123456789012345678901234567890}"#,
+            r#"{"name":"x","id":-0}"#,
+            r#"{"name":"x","v":[1, 2]}"#,
+            r#"{"name":"a\nb","id":2}"#,
+            r#"{"name":"\u00e9","id":3}"#,
+            r#"{"name":"x","name":"y"}"#,
+            r#"{"name":5}"#,
+            r#"{"id":4}"#,
+            r#"{ "name" : "spaced" , "id" : -0.5 }"#,
+            r#"[1,2]"#,
+            r#"{}"#,
+            r#"{"name":"x","a":-0.0,"b":1e-3,"c":true,"d":null,"e":[],"f":{},"g":-12}"#,
+            r#"{"name":"x","bad":01}"#,
+            r#"{"name":"x","bad":[1,,2]}"#,
+            r#"{"name":"x"} trailing"#,
+            "{\"name\":\"x\",\"v\":{\"a\":\"b c\",\"d\":[{}]}}",
+            " {\"name\" :\"x\"} ",
+            " \t{\"name\":\"x\"}\n",
+        ];
+        let mut planned = 0;
+        for code in programs {
+            let stage = stage(code);
+            let plan = stage.plan.clone().unwrap_or_else(|| panic!("{code} is planned"));
+            for r in records {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                let interpreted = stage.interpret(r.as_bytes(), 0, &mut slow);
+                if plan.run(r.as_bytes(), &mut fast) {
+                    planned += 1;
+                    assert!(matches!(interpreted, Fate::Out { .. }), "{code} on {r}: jaq failed, the plan did not");
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow), "{code} on {r}");
+                }
+                // and through the stage's own choice: always jaq's bytes or jaq's error
+                let mut chosen = Vec::new();
+                match (stage.record(r.as_bytes(), 0, &mut chosen), interpreted) {
+                    (Fate::Out { .. }, Fate::Out { .. }) => assert_eq!(chosen, slow, "{code} on {r}"),
+                    (Fate::Failed(_, a), Fate::Failed(_, b)) => assert_eq!(a, b),
+                    _ => panic!("{code} on {r}: the stage and jaq disagree"),
+                }
+            }
+        }
+        assert!(planned >= 15, "the plan ran on the plain records ({planned})");
     }
 }

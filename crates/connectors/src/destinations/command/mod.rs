@@ -89,7 +89,12 @@ impl DestinationSpec for CommandDestinationConfig {
     }
 
     /// A `streams:` entry starts its own target, its records named after the entry.
-    fn build_stream(&self, name: &str, _stream: &StreamConfig) -> Box<dyn Destination> {
+    fn build_stream(
+        &self,
+        name: &str,
+        _stream: &StreamConfig,
+        _typed: Option<Vec<(String, String)>>,
+    ) -> Box<dyn Destination> {
         Box::new(CommandDestination::new(self.clone(), name))
     }
 }
