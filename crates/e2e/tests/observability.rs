@@ -38,7 +38,9 @@ fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
             if let Some(v) = metric(&body, "bizon_written_records_total") {
                 written.push(v);
             }
-            let done = metric(&body, "bizon_completion_percent") == Some(100.0);
+            // the last page's counters are updated one after the other: a scrape may fall between
+            let done = metric(&body, "bizon_completion_percent") == Some(100.0)
+                && metric(&body, "bizon_latency_seconds_count").is_some_and(|n| n >= 300.0);
             last_body = body;
             if done {
                 break;
