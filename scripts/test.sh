@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, connector conformance suites and end-to-end tests that run
 # the real `bizon` binary (kill -9 included), the local PostgreSQL and RabbitMQ servers and a
-# Kafka-protocol mock broker (a workspace binary). Idempotent: installs the build's Debian packages
+# Kafka-protocol mock broker (a workspace binary), then the Kafka suites again against Tansu (a real
+# Kafka-protocol broker, scripts/tansu.sh). Idempotent: installs the build's Debian packages
 # and starts PostgreSQL / RabbitMQ when missing (scripts/deps.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,14 @@ cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
 # left out: it turns every feature on.
 cargo test -p bizon -p bizon-connectors --no-default-features --all-targets "$@" 2>&1 \
   | tee -a "$log" || status=$?
+# The Kafka queue and Kafka source suites again, against a real Kafka-protocol broker: Tansu in
+# memory (scripts/tansu.sh installs and starts it). The run above used librdkafka's mock cluster;
+# BIZON_TEST_KAFKA_FLAVOUR tells the tests where Tansu differs (README, "what differs"). The broker
+# is stopped afterwards: it keeps every message in memory, and the next run starts a fresh one.
+tansu=$(./scripts/tansu.sh) || { status=1; tansu=; }
+[ -z "$tansu" ] || BIZON_TEST_KAFKA=$tansu BIZON_TEST_KAFKA_FLAVOUR=tansu \
+  cargo test -p bizon-e2e --test kafka --test kafka_source "$@" 2>&1 | tee -a "$log" || status=$?
+./scripts/tansu.sh stop
 # One closing line over every test binary (cargo prints one `test result:` per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

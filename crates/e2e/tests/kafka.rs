@@ -1,6 +1,7 @@
 //! End-to-end runs through a Kafka-protocol broker: `bizon-kafka-mock` (librdkafka's mock
 //! cluster in its own process, one per test). Point `BIZON_TEST_KAFKA` at `host:port` of a real
-//! Kafka or Redpanda to run the same tests against it (topics are unique per test).
+//! Kafka or Redpanda to run the same tests against it (topics are unique per test);
+//! scripts/test.sh runs them against Tansu too (scripts/tansu.sh), with no test adapted.
 
 mod common;
 

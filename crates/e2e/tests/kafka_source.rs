@@ -1,6 +1,8 @@
 //! The `kafka` source end to end: the real `bizon` binary reads topics of a Kafka-protocol broker
 //! (`bizon-kafka-mock`, or `BIZON_TEST_KAFKA`) filled by `bizon-kafka-load` (message `i` on
-//! partition `i % 4` at offset `i / 4`, key `{"id":i}`, a ~200-byte JSON value).
+//! partition `i % 4` at offset `i / 4`, key `{"id":i}`, a ~200-byte JSON value). scripts/test.sh
+//! runs them against Tansu too (`BIZON_TEST_KAFKA_FLAVOUR=tansu`): see [`tansu_batches`] and the
+//! two retention tests for what differs there.
 
 mod common;
 
@@ -13,8 +15,32 @@ const PARTITIONS: u64 = 4;
 
 /// Produce messages `from..from+count` into `topic` (created with 4 partitions if missing).
 fn load(bootstrap: &str, topic: &str, from: u64, count: u64) {
+    load_with(bootstrap, topic, from, count, &[]);
+}
+
+/// [`load`] for a topic a bounded read (full refresh, incremental) will read up to its end: on
+/// Tansu, one message per produced batch (see [`tansu_batches`]).
+fn load_bounded(broker: &Broker, topic: &str, from: u64, count: u64) {
+    let batch: &[&str] = if tansu_batches(broker) { &["--batch", "1"] } else { &[] };
+    load_with(&broker.bootstrap, topic, from, count, batch);
+}
+
+/// Tansu 0.6 answers ListOffsets(latest) with the last record batch's base offset + 1, not the
+/// offset after its last record: a bounded read, which stops at the end offsets it took at the
+/// start, would miss all but the first message of the newest batch of each partition. Against
+/// Tansu the tests that read a topic up to its end therefore produce one message per batch (the
+/// watermark is then exact); the assertions stay the same. `true` when that applies.
+fn tansu_batches(broker: &Broker) -> bool {
+    if broker.is_tansu() {
+        eprintln!("adapted against tansu: one message per produced batch (its high watermark counts the last batch as one message)");
+    }
+    broker.is_tansu()
+}
+
+fn load_with(bootstrap: &str, topic: &str, from: u64, count: u64, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_bizon-kafka-load"))
         .args([bootstrap, topic, "--from", &from.to_string(), "--count", &count.to_string()])
+        .args(extra)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -177,11 +203,16 @@ fn a_million_json_messages_stream_to_postgres_exactly_once_through_five_kills() 
 /// A message's key and value (`None`: absent, e.g. a tombstone).
 type Message<'a> = (Option<&'a [u8]>, Option<Vec<u8>>);
 
-/// Produce messages to partition 0 of `topic` (created by the broker if missing).
-fn produce(bootstrap: &str, topic: &str, messages: &[Message<'_>]) {
+/// Produce messages to partition 0 of `topic` (created by the broker if missing); on Tansu one
+/// message per batch, so that a bounded read sees them all (see [`tansu_batches`]).
+fn produce(broker: &Broker, topic: &str, messages: &[Message<'_>]) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", &broker.bootstrap);
+    if tansu_batches(broker) {
+        config.set("batch.num.messages", "1");
+    }
+    let producer: BaseProducer = config.create().expect("producer");
     for (key, value) in messages {
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(0);
         if let Some(k) = key {
@@ -256,7 +287,7 @@ fn avro_messages_decode_through_a_local_schema_registry() {
     };
     let key: &[u8] = br#"{"tenant":"t1"}"#;
     produce(
-        &broker.bootstrap,
+        &broker,
         &topic,
         &[
             (Some(key), Some(framed(1, Some("a@x.io"), "PRO"))),
@@ -292,7 +323,7 @@ fn an_unknown_schema_id_fails_the_run_naming_the_message_and_the_id() {
     let broker = Broker::start();
     let s = Scratch::new("kafka-avro-404");
     let topic = topic("avro404");
-    produce(&broker.bootstrap, &topic, &[(None, Some(vec![0, 0, 0, 0, 9, 2]))]);
+    produce(&broker, &topic, &[(None, Some(vec![0, 0, 0, 0, 9, 2]))]);
     let (url, _) = registry(vec![]);
     let source = avro_source(&broker, &topic, &url, Some("confluent"));
     let cfg = pipeline(&s, "kafka_avro_404", &source, &file_block(&s, ""), "");
@@ -316,7 +347,7 @@ fn debezium_change_events_become_flattened_rows() {
     };
     let key: &[u8] = br#"{"id":7}"#;
     produce(
-        &broker.bootstrap,
+        &broker,
         &topic,
         &[
             (Some(key), event("c", serde_json::Value::Null, serde_json::json!({"id": 7, "email": "a@x.io"}))),
@@ -372,12 +403,12 @@ fn two_topics_routed_by_streams_land_in_two_tables_with_their_own_schemas() {
         (None, Some(e.to_string().into_bytes()))
     };
     produce(
-        &broker.bootstrap,
+        &broker,
         &users,
         &(1..=3).map(|i| cdc(serde_json::json!({"id": i, "email": format!("u{i}@x.io")}))).collect::<Vec<_>>(),
     );
     produce(
-        &broker.bootstrap,
+        &broker,
         &orders,
         &(1..=5)
             .map(|i| cdc(serde_json::json!({"id": 100 + i, "user_id": i % 3 + 1, "amount": i as f64 * 1.5})))
@@ -450,7 +481,7 @@ fn malformed_messages_go_to_the_dead_letter_file_with_their_offsets_and_errors()
     let mut messages =
         vec![good(0), (None, Some(b"{\"id\": 1,".to_vec())), good(2), (Some(bad_key), Some(b"{}".to_vec()))];
     messages.extend((4..10).map(good));
-    produce(&broker.bootstrap, &topic, &messages);
+    produce(&broker, &topic, &messages);
     let dlq = s.path("dead.json");
     let extra = format!("  on_error: dead_letter\n  dead_letter_path: {}\n", dlq.display());
     let cfg = pipeline(
@@ -485,7 +516,7 @@ fn a_malformed_message_fails_the_run_by_default_naming_topic_partition_and_offse
     let broker = Broker::start();
     let s = Scratch::new("kafka-on-error-fail");
     let topic = topic("fail");
-    produce(&broker.bootstrap, &topic, &[(None, Some(b"{\"ok\":1}".to_vec())), (None, Some(b"oops".to_vec()))]);
+    produce(&broker, &topic, &[(None, Some(b"{\"ok\":1}".to_vec())), (None, Some(b"oops".to_vec()))]);
     let cfg = pipeline(&s, "kafka_fail", &source_block(&broker, &topic, "full_refresh", ""), &file_block(&s, ""), "");
     let out = s.run(&["run", &cfg, "--no-progress"]);
     let err = stderr(&out);
@@ -499,11 +530,11 @@ fn bounded_reads_stop_at_the_high_water_mark_and_incremental_reads_only_new_mess
     let broker = Broker::start();
     let s = Scratch::new("kafka-bounded");
     let topic = topic("bounded");
-    load(&broker.bootstrap, &topic, 0, 10_000);
+    load_bounded(&broker, &topic, 0, 10_000);
     let cfg = pipeline(&s, "kafka_bounded", &source_block(&broker, &topic, "incremental", ""), &file_block(&s, ""), "");
     let err = run_to_completion(&s, &cfg);
     assert!(err.contains("completed: 10000 records"), "{err}");
-    load(&broker.bootstrap, &topic, 10_000, 2_000);
+    load_bounded(&broker, &topic, 10_000, 2_000);
     let err = run_to_completion(&s, &cfg);
     assert!(err.contains("completed: 2000 records"), "{err}");
     let ids = file_message_indexes(&s.path("out.json"));
@@ -522,7 +553,7 @@ fn streams_routed_to_files_with_dead_letters_stay_exactly_once_through_kills() {
     let s = Scratch::new("kafka-streams-files");
     let (a, b) = (topic("route_a"), topic("route_b"));
     let bad: Vec<Message<'_>> = (0..3).map(|i| (None, Some(format!("not json {i}").into_bytes()))).collect();
-    produce(&broker.bootstrap, &a, &bad); // partition 0, offsets 0..3 of topic a
+    produce(&broker, &a, &bad); // partition 0, offsets 0..3 of topic a
     let total = 100_000;
     load(&broker.bootstrap, &a, 0, total);
     load(&broker.bootstrap, &b, 0, total);
@@ -648,7 +679,7 @@ fn apicurio_framed_avro_decodes_with_bizons_default_registry_type() {
     framed.extend(77u64.to_be_bytes());
     #[allow(deprecated)]
     framed.extend(apache_avro::to_avro_datum(&schema, r).unwrap());
-    produce(&broker.bootstrap, &topic, &[(None, Some(framed))]);
+    produce(&broker, &topic, &[(None, Some(framed))]);
     let (url, served) = registry(vec![(77, schema_text.to_owned())]);
     let source = avro_source(&broker, &topic, &url, None);
     let cfg = pipeline(&s, "kafka_apicurio", &source, &file_block(&s, ""), "");
@@ -682,14 +713,17 @@ fn an_unreachable_kafka_source_fails_in_bounded_time_naming_the_address() {
 #[test]
 fn messages_deleted_by_retention_before_they_were_read_are_reported_not_skipped_silently() {
     let broker = Broker::start();
+    if broker.skip_on_tansu("it deletes nothing by retention (memory storage), so no offset ever expires") {
+        return;
+    }
     let s = Scratch::new("kafka-expired");
     let topic = topic("expired");
     let message = |i: usize| (None, Some(format!(r#"{{"id":{i},"pad":"{}"}}"#, "y".repeat(300)).into_bytes()));
-    produce(&broker.bootstrap, &topic, &(0..10).map(message).collect::<Vec<_>>());
+    produce(&broker, &topic, &(0..10).map(message).collect::<Vec<_>>());
     let cfg = pipeline(&s, "kafka_expired", &source_block(&broker, &topic, "incremental", ""), &file_block(&s, ""), "");
     assert!(run_to_completion(&s, &cfg).contains("completed: 10 records"));
     // 10 MB more on partition 0: the mock broker keeps ~5 MB per partition, so offset 10 is deleted
-    produce(&broker.bootstrap, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
+    produce(&broker, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
     let err = run_to_completion(&s, &cfg);
     assert!(err.contains("messages expired (retention) before they were read"), "{err}");
     assert!(err.contains(&format!("topic=\"{topic}\" partition=0 from=10")), "{err}");
@@ -703,10 +737,13 @@ fn messages_deleted_by_retention_before_they_were_read_are_reported_not_skipped_
 fn a_stream_resuming_below_the_log_start_reports_the_expired_messages_and_goes_on() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let broker = Broker::start();
+    if broker.skip_on_tansu("it deletes nothing by retention (memory storage), so no offset ever expires") {
+        return;
+    }
     let s = Scratch::new("kafka-expired-stream");
     let topic = topic("expired_stream");
     let message = |i: usize| (None, Some(format!(r#"{{"id":{i},"pad":"{}"}}"#, "y".repeat(300)).into_bytes()));
-    produce(&broker.bootstrap, &topic, &(0..10).map(message).collect::<Vec<_>>());
+    produce(&broker, &topic, &(0..10).map(message).collect::<Vec<_>>());
     let cfg =
         pipeline(&s, "kafka_expired_stream", &source_block(&broker, &topic, "stream", ""), &file_block(&s, ""), "");
     let lines = || line_count(&s.path("out.json")) as i64;
@@ -714,7 +751,7 @@ fn a_stream_resuming_below_the_log_start_reports_the_expired_messages_and_goes_o
     wait_until("the first messages", Duration::from_secs(30), || lines() == 10);
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
-    produce(&broker.bootstrap, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
+    produce(&broker, &topic, &(10..33_000).map(message).collect::<Vec<_>>());
     let probe: BaseConsumer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().unwrap();
     let (low, high) = probe.fetch_watermarks(&topic, 0, Duration::from_secs(10)).unwrap();
@@ -743,7 +780,7 @@ fn a_poisoned_input_loads_every_good_record_and_dead_letters_every_bad_one_with_
     messages.extend((6..8).map(|i| event(serde_json::json!(i))));
     messages.push(event(serde_json::json!("seven"))); // offset 8: not an INTEGER
     messages.extend((9..12).map(|i| event(serde_json::json!(i))));
-    produce(&broker.bootstrap, &topic, &messages);
+    produce(&broker, &topic, &messages);
     let dlq = s.path("dead.json");
     let source = source_block(
         &broker,

@@ -1,8 +1,10 @@
-//! `bizon-kafka-load BOOTSTRAP TOPIC [--partitions N] [--from I] [--count N] [--size BYTES]`:
+//! `bizon-kafka-load BOOTSTRAP TOPIC [--partitions N] [--from I] [--count N] [--size BYTES] [--batch N]`:
 //! create the topic (N partitions, default 4; a broker without the admin API auto-creates it
 //! with its own default count) if missing and produce messages `I..I+count`,
 //! message `i` on partition `i % N` (so its offset is `i / N` on a fresh topic), with key
-//! `{"id":i}` and a JSON value of about BYTES bytes (default 200). Prints the count and rate.
+//! `{"id":i}` and a JSON value of about BYTES bytes (default 200), at most `--batch` messages per
+//! produced record batch (default 10000; 1 keeps Tansu's high watermark exact, see the README's
+//! test section). Prints the count and rate.
 //! Test and benchmark support for the Kafka source.
 
 use std::time::{Duration, Instant};
@@ -14,21 +16,21 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn usage(msg: &str) -> ! {
-    eprintln!("bizon-kafka-load: {msg}\nusage: bizon-kafka-load BOOTSTRAP TOPIC [--partitions N] [--from I] [--count N] [--size BYTES]");
+    eprintln!("bizon-kafka-load: {msg}\nusage: bizon-kafka-load BOOTSTRAP TOPIC [--partitions N] [--from I] [--count N] [--size BYTES] [--batch N]");
     std::process::exit(2);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(bootstrap), Some(topic)) = (args.first(), args.get(1)) else { usage("BOOTSTRAP and TOPIC are required") };
-    let mut opts = [("--partitions", 4u64), ("--from", 0), ("--count", 1000), ("--size", 200)];
+    let mut opts = [("--partitions", 4u64), ("--from", 0), ("--count", 1000), ("--size", 200), ("--batch", 10_000)];
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
         let Some(slot) = opts.iter_mut().find(|(f, _)| f == flag) else { usage(&format!("unknown option `{flag}`")) };
         let value = rest.next().and_then(|v| v.parse().ok());
         slot.1 = value.unwrap_or_else(|| usage(&format!("`{flag}` needs a number")));
     }
-    let [(_, partitions), (_, from), (_, count), (_, size)] = opts;
+    let [(_, partitions), (_, from), (_, count), (_, size), (_, batch)] = opts;
     let partitions = partitions.max(1) as i32;
 
     let mut config = ClientConfig::new();
@@ -54,7 +56,7 @@ fn main() {
     let producer: BaseProducer = config
         .clone()
         .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
+        .set("batch.num.messages", batch.max(1).to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "lz4")
         .create()

@@ -373,6 +373,22 @@ impl Broker {
         let bootstrap = line.trim().strip_prefix("bootstrap.servers=").expect("bootstrap line").to_owned();
         Broker { bootstrap, child: Some(child) }
     }
+
+    /// Whether this is Tansu (`BIZON_TEST_KAFKA_FLAVOUR=tansu` next to `BIZON_TEST_KAFKA`, as
+    /// scripts/test.sh sets them): a real Kafka-protocol broker that differs from librdkafka's mock
+    /// cluster where a test says so (README, "What differs from the mock").
+    pub fn is_tansu(&self) -> bool {
+        self.child.is_none() && std::env::var("BIZON_TEST_KAFKA_FLAVOUR").is_ok_and(|f| f == "tansu")
+    }
+
+    /// `true` (and says why on stderr) when the broker is Tansu: the caller skips a check that
+    /// rests on something only the mock cluster does.
+    pub fn skip_on_tansu(&self, why: &str) -> bool {
+        if self.is_tansu() {
+            eprintln!("skipped against tansu: {why}");
+        }
+        self.is_tansu()
+    }
 }
 
 impl Drop for Broker {
