@@ -42,6 +42,9 @@ pub enum Command {
     /// Jobs of a pipeline, with status, cursor and records.
     #[command(subcommand)]
     Job(JobCmd),
+    /// Connect to the source, destination, backend and queue of a config without moving data:
+    /// one line per component (ok, or the error and how to fix it); exit 1 on any error.
+    Check(CheckArgs),
     /// Check that every environment placeholder of a config resolves.
     #[command(subcommand)]
     Secrets(SecretsCmd),
@@ -76,6 +79,16 @@ pub struct ConfigArgs {
     /// or the interpreter BIZON_PYTHON names.
     #[arg(long, value_name = "FILE.py")]
     pub custom_source: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Seconds each component may take to answer (the source reads its first page, which it
+    /// then drops).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
 }
 
 #[derive(clap::Args)]

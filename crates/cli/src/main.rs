@@ -4,6 +4,7 @@
 
 mod args;
 mod catalog;
+mod check;
 mod jobs;
 mod load;
 mod result;
@@ -80,6 +81,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Job(JobCmd::List { config, limit }) => jobs::list(&config, limit),
         Command::Job(JobCmd::Show { config, job_id }) => jobs::show(&config, &job_id),
+        Command::Check(a) => check::check(&a),
         Command::Secrets(SecretsCmd::Check(a)) => secrets::check(&a),
         Command::State(StateCmd::Import(a)) => state::import(&a),
         Command::Completions { shell } => {

@@ -160,6 +160,9 @@ pub trait DestinationSpec: Debug + Send + Sync {
     fn dead_letter_path(&self, _destination_id: &str) -> Option<String> {
         None
     }
+    /// `bizon check`: reach the target of `destination_id` and look at it without creating or
+    /// writing anything; what was found (`connected to …, schema … writable`), or the error.
+    fn check(&self, destination_id: &str) -> bizon_core::Result<String>;
 }
 
 /// Parse a destination config struct from `destination.config` (the common keys are skipped)
@@ -234,6 +237,22 @@ pub trait BackendSpec: Debug + Send + Sync {
     fn shared(&self) -> bool;
     /// Kind and location, never a secret (`sqlite bizon.db`, `postgres host:port/db`).
     fn describe(&self) -> String;
+    /// `bizon check`: open it as a run does (its own tables are created when missing) and look
+    /// for the pipeline's unfinished job.
+    fn check(&self, key: &bizon_core::StreamKey) -> bizon_core::Result<String> {
+        unfinished_job(self.open()?.as_mut(), key)
+    }
+}
+
+/// What `bizon check` says of an opened backend: the pipeline's unfinished job, if any.
+pub fn unfinished_job(
+    backend: &mut dyn bizon_core::Backend,
+    key: &bizon_core::StreamKey,
+) -> bizon_core::Result<String> {
+    Ok(match backend.resumable_job(key)? {
+        Some(job) => format!("opened; job {} is unfinished: the next run resumes it", job.id),
+        None => String::from("opened; no unfinished job: the next run starts a new one"),
+    })
 }
 
 /// A broker queue (`engine.queue.type`); the in-memory queue is the engine's own.
@@ -252,6 +271,8 @@ pub trait BrokerSpec: Debug + Send + Sync {
     fn lanes(&self) -> usize;
     /// Connect.
     fn build(&self) -> bizon_core::Result<Box<dyn QueueBroker>>;
+    /// `bizon check`: reach the broker without publishing or consuming; what was found.
+    fn check(&self) -> bizon_core::Result<String>;
 }
 
 /// Deserialize a connector's own struct from a mapping shared with common keys; an unknown key

@@ -2,6 +2,7 @@
 //! that picks them by name. Heavy client libraries live only in this crate.
 
 pub mod backends;
+pub mod check;
 pub mod config;
 #[cfg(test)]
 mod conformance;

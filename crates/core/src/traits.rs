@@ -457,6 +457,12 @@ pub trait QueueSubscriber: Send {
     fn ack(&mut self, tag: u64) -> Result<()>;
     /// Acknowledge every delivery up to and including `tag`: the destination committed them.
     fn ack_through(&mut self, tag: u64) -> Result<()>;
+    /// Messages of this lane the broker holds that were not delivered yet (the lane's backlog,
+    /// for the `bizon_lane_pages_waiting` gauge); `None` when the broker cannot tell. Called
+    /// every few seconds, never per message.
+    fn waiting(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

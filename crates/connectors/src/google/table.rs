@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::auth::Credentials;
 use super::bigquery::{BigQuery, TableRef};
 
 /// bizon's `time_partitioning`: `{type, field}` or a bare type (`DAY`); `field: null` =
@@ -472,6 +473,22 @@ fn ddl_type(c: &Column) -> String {
         format!("ARRAY<{}>", c.kind)
     } else {
         c.kind.clone()
+    }
+}
+
+/// `bizon check` of a BigQuery destination: a token for the credentials, then the dataset
+/// looked up (read only). `creates`: the run creates a missing dataset.
+pub fn check_dataset(key: &str, api_url: Option<&str>, project: &str, dataset: &str, creates: bool) -> Result<String> {
+    let credentials = Credentials::from_config(Some(key))?;
+    let who = credentials.describe();
+    let bq = BigQuery::new(credentials, api_url, project);
+    let exists = bq.dataset_exists(project, dataset).map_err(|e| e.context(format!("as {who}")))?;
+    match (exists, creates) {
+        (true, _) => Ok(format!("dataset {project}.{dataset} found, as {who}")),
+        (false, true) => Ok(format!("dataset {project}.{dataset} is missing and is created by the run, as {who}")),
+        (false, false) => Err(Error::config(format!(
+            "dataset {project}.{dataset} does not exist (as {who}): create it or set create_dataset: true"
+        ))),
     }
 }
 

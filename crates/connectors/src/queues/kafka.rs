@@ -207,6 +207,27 @@ impl KafkaBroker {
         cfg.create().map_err(|e| self.error("cannot create a consumer", e))
     }
 
+    /// `bizon check`: the cluster's metadata (every topic, so asking creates none), and the
+    /// topic's partitions against the lanes.
+    fn check(&self) -> Result<String> {
+        let consumer = self.consumer()?;
+        let metadata = consumer.fetch_metadata(None, TIMEOUT).map_err(|e| self.error("cannot reach the cluster", e))?;
+        let brokers = metadata.brokers().len();
+        let topic = &self.config.topic;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            None => Ok(format!("{brokers} broker(s) answered; topic `{topic}` is missing and is created by the run")),
+            Some(t) if t.partitions().len() < self.lanes => Err(Error::config(format!(
+                "topic `{topic}` has {} partition(s), fewer than the {} lanes (one partition per lane): add \
+                 partitions or lower `lanes`",
+                t.partitions().len(),
+                self.lanes
+            ))),
+            Some(t) => {
+                Ok(format!("{brokers} broker(s) answered; topic `{topic}` has {} partition(s)", t.partitions().len()))
+            }
+        }
+    }
+
     /// The partition's high watermark (the offset the next message gets).
     fn high_watermark(&self, consumer: &BaseConsumer, partition: i32) -> Result<i64> {
         consumer
@@ -342,6 +363,9 @@ impl QueuePublisher for KafkaPublisher {
     }
 }
 
+/// How long a backlog question may hold the consumer up.
+const BACKLOG_TIMEOUT: Duration = Duration::from_secs(1);
+
 struct KafkaSubscriber {
     consumer: BaseConsumer,
     topic: String,
@@ -350,6 +374,17 @@ struct KafkaSubscriber {
 }
 
 impl QueueSubscriber for KafkaSubscriber {
+    /// The partition's high watermark minus the position the next delivery comes from.
+    fn waiting(&mut self) -> Option<u64> {
+        let (low, high) = self.consumer.fetch_watermarks(&self.topic, self.partition, BACKLOG_TIMEOUT).ok()?;
+        let position = self.consumer.position().ok()?;
+        let at = match position.find_partition(&self.topic, self.partition).map(|p| p.offset()) {
+            Some(Offset::Offset(n)) => n,
+            _ => low,
+        };
+        Some(high.saturating_sub(at).max(0) as u64)
+    }
+
     fn next(&mut self, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>> {
         match self.consumer.poll(timeout) {
             None => Ok(None),
@@ -387,6 +422,10 @@ impl BrokerSpec for KafkaSpec {
     }
     fn build(&self) -> Result<Box<dyn QueueBroker>> {
         Ok(Box::new(KafkaBroker::new(self.queue.clone(), self.consumer.clone(), self.lanes)))
+    }
+    fn check(&self) -> Result<String> {
+        let broker = KafkaBroker::new(self.queue.clone(), self.consumer.clone(), self.lanes);
+        broker.check().map(|found| format!("{}: {found}", broker.describe()))
     }
 }
 

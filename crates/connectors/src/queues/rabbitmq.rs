@@ -135,7 +135,7 @@ impl RabbitBroker {
     }
 
     /// A connection and a channel with every lane's queue declared (durable).
-    fn channel(&self) -> Result<(Connection, Channel)> {
+    async fn connect(&self) -> Result<Connection> {
         let c = &self.config;
         let uri = AMQPUri {
             scheme: if c.tls { AMQPScheme::AMQPS } else { AMQPScheme::AMQP },
@@ -148,12 +148,36 @@ impl RabbitBroker {
             query: AMQPQueryString::default(),
         };
         let props = ConnectionProperties::default().with_connection_name("bizon".into());
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
+            .await
+            .map_err(|_| self.error("cannot connect", format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| self.error("cannot connect", e))
+    }
+
+    /// `bizon check`: connect, then look each lane's queue up without declaring it (a passive
+    /// declare; a missing queue closes its channel, so each gets its own).
+    fn check(&self) -> Result<String> {
+        self.runtime.block_on(async {
+            let conn = self.connect().await?;
+            let mut found = Vec::new();
+            for lane in 0..self.lanes {
+                let queue = self.queue(lane);
+                let channel = conn.create_channel().await.map_err(|e| self.error("cannot open a channel", e))?;
+                let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+                found.push(match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                    Ok(q) => format!("`{queue}` holds {} message(s)", q.message_count()),
+                    Err(_) => format!("`{queue}` is missing and is created by the run"),
+                });
+            }
+            close(&conn).await;
+            Ok(format!("connected; {}", found.join(", ")))
+        })
+    }
+
+    fn channel(&self) -> Result<(Connection, Channel)> {
         let queues: Vec<String> = (0..self.lanes).map(|l| self.queue(l)).collect();
         self.runtime.block_on(async {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
-                .await
-                .map_err(|_| self.error("cannot connect", format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?
-                .map_err(|e| self.error("cannot connect", e))?;
+            let conn = self.connect().await?;
             let channel = conn.create_channel().await.map_err(|e| self.error("cannot open a channel", e))?;
             let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
             for queue in queues {
@@ -222,6 +246,7 @@ impl QueueBroker for RabbitBroker {
             conn,
             channel,
             consumer,
+            queue: queue.to_owned(),
             describe: self.describe(),
         }))
     }
@@ -230,6 +255,9 @@ impl QueueBroker for RabbitBroker {
         usize::from(self.prefetch)
     }
 }
+
+/// How long a backlog question may hold the consumer up.
+const BACKLOG_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn close(conn: &Connection) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bye".into())).await;
@@ -302,6 +330,7 @@ struct RabbitSubscriber {
     conn: Connection,
     channel: Channel,
     consumer: Consumer,
+    queue: String,
     describe: String,
 }
 
@@ -313,6 +342,14 @@ impl RabbitSubscriber {
 }
 
 impl QueueSubscriber for RabbitSubscriber {
+    /// The queue's ready messages (a passive declare: delivered, unacknowledged ones excluded).
+    fn waiting(&mut self) -> Option<u64> {
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let declare = self.channel.queue_declare(self.queue.as_str().into(), passive, FieldTable::default());
+        let q = self.handle.block_on(async { tokio::time::timeout(BACKLOG_TIMEOUT, declare).await }).ok()?.ok()?;
+        Some(u64::from(q.message_count()))
+    }
+
     fn next(&mut self, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>> {
         use futures_core::Stream;
         let consumer = &mut self.consumer;
@@ -355,6 +392,11 @@ impl BrokerSpec for RabbitSpec {
     }
     fn build(&self) -> Result<Box<dyn QueueBroker>> {
         Ok(Box::new(RabbitBroker::new(self.queue.clone(), &self.consumer, self.lanes)?))
+    }
+    /// Connecting opens a connection and a channel; nothing is declared or consumed.
+    fn check(&self) -> Result<String> {
+        let broker = RabbitBroker::new(self.queue.clone(), &self.consumer, self.lanes)?;
+        broker.check().map(|found| format!("{}: {found}", broker.describe()))
     }
 }
 

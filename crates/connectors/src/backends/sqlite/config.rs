@@ -25,6 +25,15 @@ impl BackendSpec for SqliteSpec {
     fn shared(&self) -> bool {
         self.path.is_some()
     }
+    /// A file that is not there yet is not created: its directory is checked instead.
+    fn check(&self, key: &bizon_core::StreamKey) -> Result<String> {
+        match &self.path {
+            Some(p) if !p.exists() => {
+                crate::check::writable_target(p).map(|w| format!("the first run creates it; {w}"))
+            }
+            _ => crate::descriptor::unfinished_job(self.open()?.as_mut(), key),
+        }
+    }
     fn describe(&self) -> String {
         match &self.path {
             Some(p) => format!("sqlite {}", p.display()),

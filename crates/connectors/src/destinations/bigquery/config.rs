@@ -140,6 +140,17 @@ pub fn parse_spec(node: &Node) -> Result<BatchSpec, yaml::Error> {
 }
 
 impl DestinationSpec for BatchSpec {
+    fn check(&self, _destination_id: &str) -> bizon_core::Result<String> {
+        let c = &self.config;
+        crate::google::table::check_dataset(
+            &self.keys.key.0,
+            c.api_url.as_deref(),
+            &c.project_id,
+            &c.dataset_id,
+            self.config.create_dataset,
+        )
+    }
+
     fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::new(BigQueryBatch::new(Arc::new(self.clone()), destination_id))
     }

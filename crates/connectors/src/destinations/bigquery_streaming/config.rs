@@ -104,6 +104,11 @@ pub(crate) fn check_rows_per_request(node: &Node, rows: u32, request: &str) -> R
 }
 
 impl DestinationSpec for StreamingSpec {
+    fn check(&self, _destination_id: &str) -> bizon_core::Result<String> {
+        let c = &self.config;
+        crate::google::table::check_dataset(&self.keys.key.0, c.api_url.as_deref(), &c.project_id, &c.dataset_id, true)
+    }
+
     fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::new(BigQueryStreaming::new(Arc::new(self.clone()), destination_id))
     }

@@ -125,6 +125,11 @@ pub fn parse_spec(node: &Node) -> Result<StreamingV2Spec, yaml::Error> {
 }
 
 impl DestinationSpec for StreamingV2Spec {
+    fn check(&self, _destination_id: &str) -> bizon_core::Result<String> {
+        let c = &self.config;
+        crate::google::table::check_dataset(&self.keys.key.0, c.api_url.as_deref(), &c.project_id, &c.dataset_id, true)
+    }
+
     fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::new(BigQueryStreamingV2::new(Arc::new(self.clone()), destination_id))
     }

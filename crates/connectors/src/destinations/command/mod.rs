@@ -83,6 +83,11 @@ impl DestinationSpec for CommandDestinationConfig {
         })
     }
 
+    /// The program is there to start (it is not started: it would wait for records).
+    fn check(&self, _destination_id: &str) -> bizon_core::Result<String> {
+        crate::check::program(&self.command)
+    }
+
     /// The stream's records go to the target as stream `destination_id`.
     fn build(&self, destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::new(CommandDestination::new(self.clone(), destination_id))

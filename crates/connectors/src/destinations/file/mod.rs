@@ -120,6 +120,14 @@ impl DestinationSpec for FileConfig {
         Ok(())
     }
 
+    fn check(&self, destination_id: &str) -> bizon_core::Result<String> {
+        let default = match self.format {
+            FileFormat::Parquet => format!("{destination_id}.parquet"),
+            FileFormat::Json => format!("{destination_id}.json"),
+        };
+        crate::check::writable_target(Path::new(self.path.as_deref().unwrap_or(&default)))
+    }
+
     /// A `streams:` entry writes its own file: its `destination.path`, else `<name>.json`.
     fn build_stream(
         &self,

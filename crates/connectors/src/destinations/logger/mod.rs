@@ -37,6 +37,10 @@ impl DestinationSpec for LoggerConfig {
     fn build(&self, _destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::<LoggerDestination>::default()
     }
+
+    fn check(&self, _destination_id: &str) -> Result<String> {
+        Ok(String::from("logs each record; nothing to connect to"))
+    }
 }
 
 #[derive(Default)]

@@ -59,6 +59,10 @@ impl DestinationSpec for NullConfig {
     fn build(&self, _destination_id: &str, _typed: Option<Vec<(String, String)>>) -> Box<dyn Destination> {
         Box::new(NullDestination::new(self.clone()))
     }
+
+    fn check(&self, _destination_id: &str) -> Result<String> {
+        Ok(String::from("discards records; nothing to connect to"))
+    }
 }
 
 pub struct NullDestination {

@@ -81,6 +81,42 @@ impl DestinationSpec for PostgresConfig {
         pg_type(kind)
     }
 
+    /// Connect, and ask whether the user may create the table: in the schema when it exists,
+    /// else the schema itself in the database.
+    fn check(&self, destination_id: &str) -> bizon_core::Result<String> {
+        let c = self.connection();
+        let mut client = c.connect()?;
+        let row = client
+            .query_one(
+                "SELECT current_user::text, \
+                        (SELECT has_schema_privilege(current_user, oid, 'CREATE') FROM pg_namespace WHERE nspname = $1), \
+                        has_database_privilege(current_user, current_database(), 'CREATE')",
+                &[&self.schema],
+            )
+            .map_err(|e| crate::pg::pg_error("checking privileges", &e))?;
+        let (user, in_schema, in_database): (String, Option<bool>, bool) = (row.get(0), row.get(1), row.get(2));
+        let table = crate::pg::qualified(&self.schema, destination_id);
+        match in_schema {
+            Some(true) => Ok(format!("connected to {} as {user}; may create {table}", c.describe())),
+            Some(false) => Err(bizon_core::Error::config(format!(
+                "connected to {} as {user}, who may not create tables in schema `{}` (GRANT CREATE ON SCHEMA {} TO {user})",
+                c.describe(),
+                self.schema,
+                crate::pg::ident(&self.schema)
+            ))),
+            None if in_database => Ok(format!(
+                "connected to {} as {user}; schema `{}` is missing and is created by the run",
+                c.describe(),
+                self.schema
+            )),
+            None => Err(bizon_core::Error::config(format!(
+                "connected to {} as {user}: schema `{}` is missing and {user} may not create it",
+                c.describe(),
+                self.schema
+            ))),
+        }
+    }
+
     fn dead_letter_path(&self, destination_id: &str) -> Option<String> {
         crate::config::dead_letter_file(self.on_error, &self.dead_letter_path, destination_id)
     }
