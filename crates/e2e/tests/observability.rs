@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,16 @@ fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
     let mut child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     let (mut written, mut last_body) = (Vec::new(), String::new());
+    let (mut live, mut ready) = (None, None);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
+        // Kubernetes' probes on the same address
+        if let (None, Some(r)) = (&live, http_get(port, "/healthz")) {
+            live = Some(r);
+        }
+        if let Some(r) = http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200")) {
+            ready.get_or_insert(r);
+        }
         if let Some(body) = http_get(port, "/metrics") {
             if let Some(v) = metric(&body, "bizon_written_records_total") {
                 written.push(v);
@@ -49,6 +58,11 @@ fn prometheus_metrics_are_scraped_during_the_run_and_completion_reaches_100() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(child.wait().unwrap().success());
+    let live = live.expect("/healthz answered");
+    assert!(live.starts_with("HTTP/1.1 200") && live.ends_with("ok\n"), "{live}");
+    let ready = ready.expect("/readyz turned 200 during the run");
+    assert!(ready.contains("ready: job "), "{ready}");
+    assert!(last_body.contains("bizon_lane_pages_waiting{") && last_body.contains(",lane=\"0\"}"), "{last_body}");
     let increasing = written.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(increasing >= 3, "the record counter grew across scrapes: {written:?}");
     assert!(written.windows(2).all(|w| w[1] >= w[0]), "a counter never decreases: {written:?}");
@@ -303,4 +317,147 @@ fn job_list_and_show_give_a_running_jobs_rate_percent_and_eta_from_the_backend()
     let out = stdout(&s.run(&["job", "list", &cfg]));
     let done: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!((done[1], done[8], done[9]), ("succeeded", "100.0", "-"), "{out}");
+}
+
+/// The metric names and label names of every sample line in a Prometheus text body.
+fn series(body: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut names, mut labels) = (BTreeSet::new(), BTreeSet::new());
+    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        names.insert(line[..end].to_owned());
+        if let Some(inner) = line[end..].strip_prefix('{').and_then(|r| r.rsplit_once('}')).map(|(i, _)| i) {
+            // label values are quoted and escaped; names are what precedes each `="`
+            let mut rest = inner;
+            while let Some(eq) = rest.find("=\"") {
+                labels.insert(rest[..eq].trim_start_matches(',').to_owned());
+                let mut chars = rest[eq + 2..].char_indices();
+                let mut close = rest.len() - eq - 2;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => {
+                            close = i;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                rest = &rest[eq + 2 + close + 1..];
+            }
+        }
+    }
+    (names, labels)
+}
+
+/// The PromQL of a dashboard: every panel target's `expr` and every templating query.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or_default().to_owned();
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = t["expr"].as_str() {
+                out.push((title.clone(), expr.to_owned()));
+            }
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = var["query"]["query"].as_str().or(var["definition"].as_str()) {
+            if q.contains("bizon_") {
+                out.push((format!("variable {}", var["name"]), q.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// The identifiers of a PromQL expression that name bizon metrics, and the label names it uses in
+/// matchers (`{name=~…}`) and groupings (`by (…)`, `label_values(…, name)`).
+fn promql_names(expr: &str) -> (Vec<String>, Vec<String>) {
+    let word = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let metrics = expr.match_indices("bizon_").map(|(at, _)| word(&expr[at..])).collect();
+    let mut labels = Vec::new();
+    for (at, _) in expr.match_indices('{') {
+        let inner = &expr[at + 1..at + expr[at..].find('}').unwrap()];
+        for matcher in inner.split(',').filter(|m| !m.trim().is_empty()) {
+            labels.push(word(matcher.trim()));
+        }
+    }
+    for (at, _) in expr.match_indices("by (") {
+        let inner = &expr[at + 4..at + expr[at..].find(')').unwrap()];
+        labels.extend(inner.split(',').map(|l| l.trim().to_owned()));
+    }
+    if let Some(rest) = expr.strip_prefix("label_values(") {
+        labels.push(rest.trim_end_matches(')').rsplit(',').next().unwrap().trim().to_owned());
+    }
+    (metrics, labels)
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_and_labels_bizon_exports() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/bizon.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // What a run exports: the union of its scrapes (the ETA exists only while the job runs).
+    let s = Scratch::new("grafana");
+    let port = free_port();
+    let monitoring =
+        format!("monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:{port}\n    linger_seconds: 3\n");
+    let cfg =
+        generator_to_file(&s, "dash", 200_000, "  page_size: 1000\n  rate_limit: 100000\n", "    buffer_size: 1\n");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap() + &monitoring).unwrap();
+    let mut child = s.spawn(&["run", cfg.to_str().unwrap(), "--no-progress"]);
+    let (mut names, mut labels) = (BTreeSet::new(), BTreeSet::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(body) = http_get(port, "/metrics") {
+            let (n, l) = series(&body);
+            names.extend(n);
+            labels.extend(l);
+            if metric(&body, "bizon_completion_percent") == Some(100.0) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(names.contains("bizon_eta_seconds") && names.contains("bizon_lane_pages_waiting"), "{names:?}");
+
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut queried = BTreeSet::new();
+    for (panel, expr) in &queries {
+        let (metrics, used) = promql_names(expr);
+        assert!(!metrics.is_empty(), "panel `{panel}` queries no bizon metric: {expr}");
+        for m in metrics {
+            assert!(names.contains(&m), "panel `{panel}` queries `{m}`, which bizon does not export ({names:?})");
+            queried.insert(m);
+        }
+        for l in used {
+            assert!(labels.contains(&l), "panel `{panel}` uses label `{l}`, which bizon does not export ({labels:?})");
+        }
+    }
+    // the views the dashboard exists for, each over the metric that measures it
+    for (title, metric) in [
+        ("Records/s", "bizon_written_records_total"),
+        ("Completion", "bizon_completion_percent"),
+        ("ETA", "bizon_eta_seconds"),
+        ("Commit latency", "bizon_commit_duration_seconds_bucket"),
+        ("Retries", "bizon_retries_total"),
+        ("Errors", "bizon_errors_total"),
+        ("Dead letters", "bizon_dead_letter_records_total"),
+        ("Pages waiting per lane", "bizon_lane_pages_waiting"),
+    ] {
+        assert!(
+            queries.iter().any(|(p, e)| p == title && promql_names(e).0.iter().any(|m| m == metric)),
+            "a `{title}` panel over {metric}: {queries:?}"
+        );
+    }
+    assert!(queried.len() >= 12, "{queried:?}");
+    // panel ids unique (Grafana keys its layout by them), every panel placed on the grid
+    let panels = dashboard["panels"].as_array().unwrap();
+    let ids: BTreeSet<_> = panels.iter().map(|p| p["id"].as_u64().expect("panel id")).collect();
+    assert_eq!(ids.len(), panels.len(), "unique panel ids");
+    assert!(panels.iter().all(|p| p["gridPos"]["w"].as_u64().is_some_and(|w| (1..=24).contains(&w))));
+    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40));
 }

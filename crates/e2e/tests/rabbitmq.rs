@@ -278,3 +278,52 @@ fn the_process_runner_starts_one_consumer_per_lane() {
     let (missing, dups) = missing_and_duplicates(&ids, 300_000);
     assert_eq!((missing, dups, ids.len()), (0, 0, 300_000));
 }
+
+/// The value and `lane` label of `bizon_lane_pages_waiting` in a Prometheus text body.
+fn lane_gauge(body: &str) -> Option<(String, f64)> {
+    let l = body.lines().find(|l| l.starts_with("bizon_lane_pages_waiting{"))?;
+    let lane = l.split("lane=\"").nth(1)?.split('"').next()?.to_owned();
+    Some((lane, l.rsplit(' ').next()?.parse().ok()?))
+}
+
+#[test]
+fn a_consumer_exports_the_pages_waiting_on_its_lane_in_the_broker() {
+    let s = Scratch::new("rmq-lane-gauge");
+    let queue = queue_name("rmqgauge");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // 400 pages over 2 lanes; each consumer takes 25 ms per page, so pages wait in the broker
+    let base = format!(
+        "name: rmqgauge\nsource:\n  name: generator\n  stream: records\n  total: 400000\n  page_size: 1000\n\
+         destination:\n  name: null\n  config:\n    latency_ms: 25\nengine:\n  backend:\n    type: sqlite\n    config:\n      \
+         database: {db}\n  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        host: 127.0.0.1\n        \
+         queue_name: {queue}\n      consumer:\n        prefetch: 4\n",
+        db = s.path("state.db").display()
+    );
+    let watched = s.write(
+        "watched.yml",
+        &format!("{base}monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:{port}\n"),
+    );
+    let plain = s.write("plain.yml", &base);
+    let a = s.spawn(&["run", watched.to_str().unwrap(), "--role", "consumer", "--no-progress"]);
+    let b = s.spawn(&["run", plain.to_str().unwrap(), "--role", "consumer", "--no-progress"]);
+    let producer = s.spawn(&["run", plain.to_str().unwrap(), "--role", "producer", "--no-progress"]);
+    let (mut seen, started) = (Vec::new(), Instant::now());
+    while started.elapsed() < Duration::from_secs(60) {
+        match http_get(port, "/metrics") {
+            Some(body) => seen.extend(lane_gauge(&body)),
+            None if !seen.is_empty() => break, // the consumer finished its lane
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for c in [a, b, producer] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!seen.is_empty(), "the consumer exported bizon_lane_pages_waiting");
+    let lane = &seen[0].0;
+    assert!(lane == "0" || lane == "1", "{seen:?}");
+    assert!(seen.iter().all(|(l, _)| l == lane), "one lane per consumer: {seen:?}");
+    let most = seen.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+    assert!(most > 0.0 && most <= 200.0, "pages waited on the lane, at most its 200: {seen:?}");
+}

@@ -42,6 +42,12 @@ pub struct Counters {
     pub retries: AtomicU64,
     pub errors: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// The lane this process writes (0 without lanes) and the pages waiting on it: in the
+    /// in-memory queue, or in the broker for a consumer. `lane_known`: a writer set them (a
+    /// producer-only process has no lane to report).
+    pub lane: AtomicU64,
+    pub lane_waiting: AtomicU64,
+    pub lane_known: AtomicBool,
     /// Gauges: in-memory queue depth, bytes written since the last commit.
     pub queue_messages: AtomicU64,
     pub queue_bytes: AtomicU64,

@@ -176,6 +176,10 @@ impl Subscriber {
 }
 
 impl QueueSubscriber for Subscriber {
+    fn waiting(&mut self) -> Option<u64> {
+        Some(self.broker.state().lanes[self.lane].len() as u64)
+    }
+
     fn next(&mut self, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>> {
         let deadline = Instant::now() + timeout;
         let mut s = self.broker.state();

@@ -115,7 +115,10 @@ impl DogStatsd {
                         self.client.count_with_tags(RECORDS_SYNCED, d).send();
                     }
                 }
-                Value::Gauge(v) => self.client.gauge_with_tags(s.name, v).send(),
+                Value::Gauge(v) => match s.lane {
+                    Some(lane) => self.client.gauge_with_tags(s.name, v).with_tag("lane", &lane.to_string()).send(),
+                    None => self.client.gauge_with_tags(s.name, v).send(),
+                },
                 Value::Histogram(h) => {
                     let count = self.count_delta(s.name, h.count());
                     let sum = self.sum_delta(s.name, h.sum_seconds());

@@ -97,6 +97,8 @@ pub struct Sample<'a> {
     pub name: &'static str,
     pub help: &'static str,
     pub value: Value<'a>,
+    /// The `lane` label (tag, attribute) of a per-lane series.
+    pub lane: Option<u64>,
 }
 
 /// Every metric of the run now. `started`: when the run started (rate, ETA).
@@ -107,89 +109,114 @@ pub fn samples(c: &Counters, started: Instant) -> Vec<Sample<'_>> {
             name: "bizon_extracted_records_total",
             help: "Records read from the source",
             value: Value::Counter(n(&c.records_extracted)),
+            lane: None,
         },
         Sample {
             name: "bizon_extracted_bytes_total",
             help: "Bytes of records read from the source",
             value: Value::Counter(n(&c.bytes_extracted)),
+            lane: None,
         },
         Sample {
             name: "bizon_extracted_iterations_total",
             help: "Pages (iterations) read from the source",
             value: Value::Counter(n(&c.iterations_extracted)),
+            lane: None,
         },
         Sample {
             name: "bizon_written_records_total",
             help: "Records handed to the destination",
             value: Value::Counter(n(&c.records_loaded)),
+            lane: None,
         },
         Sample {
             name: "bizon_written_bytes_total",
             help: "Bytes of records handed to the destination",
             value: Value::Counter(n(&c.bytes_loaded)),
+            lane: None,
         },
         Sample {
             name: "bizon_written_iterations_total",
             help: "Pages (iterations) handed to the destination",
             value: Value::Counter(n(&c.iterations_loaded)),
+            lane: None,
         },
         Sample {
             name: "bizon_job_records",
             help: "Records of the job written so far, earlier runs included",
             value: Value::Gauge(c.done() as f64),
+            lane: None,
         },
         Sample {
             name: "bizon_queue_messages",
             help: "Pages in the in-memory queue",
             value: Value::Gauge(n(&c.queue_messages) as f64),
+            lane: None,
         },
         Sample {
             name: "bizon_queue_bytes",
             help: "Bytes in the in-memory queue",
             value: Value::Gauge(n(&c.queue_bytes) as f64),
+            lane: None,
         },
         Sample {
             name: "bizon_buffer_bytes",
             help: "Bytes written since the last durable commit",
             value: Value::Gauge(n(&c.buffer_bytes) as f64),
+            lane: None,
         },
         Sample {
             name: "bizon_retries_total",
             help: "Attempts restarted from the last commit after a transient error",
             value: Value::Counter(n(&c.retries)),
+            lane: None,
         },
         Sample {
             name: "bizon_errors_total",
             help: "Errors (transient and fatal)",
             value: Value::Counter(n(&c.errors)),
+            lane: None,
         },
         Sample {
             name: "bizon_dead_letter_records_total",
             help: "Records sent to the dead-letter target",
             value: Value::Counter(n(&c.dead_letters)),
+            lane: None,
         },
         Sample {
             name: "bizon_latency_seconds",
             help: "Source extraction to durable commit, per page",
             value: Value::Histogram(&c.latency),
+            lane: None,
         },
         Sample {
             name: "bizon_commit_duration_seconds",
             help: "Destination flush plus cursor commit",
             value: Value::Histogram(&c.commits),
+            lane: None,
         },
     ];
+    if c.lane_known.load(Ordering::Relaxed) {
+        out.push(Sample {
+            name: "bizon_lane_pages_waiting",
+            help: "Pages waiting for this process on its lane: in the in-memory queue, or in the broker for a consumer",
+            value: Value::Gauge(n(&c.lane_waiting) as f64),
+            lane: Some(n(&c.lane)),
+        });
+    }
     if let Some(pct) = c.percent() {
         out.push(Sample {
             name: "bizon_completion_percent",
             help: "Records of the job written, in % of the total to read",
             value: Value::Gauge(pct),
+            lane: None,
         });
         if let Some(eta) = c.eta_seconds(started.elapsed()) {
             out.push(Sample {
                 name: "bizon_eta_seconds",
                 help: "Estimated seconds to completion",
                 value: Value::Gauge(eta),
+                lane: None,
             });
         }
     }

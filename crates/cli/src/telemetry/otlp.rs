@@ -120,8 +120,9 @@ impl Exporter {
         }
     }
 
-    /// Every metric now, cumulative since the run started. The points carry no attributes: the
-    /// resource names the pipeline, and the job id (unbounded) stays on the spans.
+    /// Every metric now, cumulative since the run started. The points carry no attributes but a
+    /// per-lane series' `lane`: the resource names the pipeline, and the job id (unbounded) stays
+    /// on the spans.
     pub fn push_metrics(&self, started: Instant) {
         let c = &self.counters;
         let (start, now) = (self.started_nanos, now_nanos());
@@ -141,7 +142,11 @@ impl Exporter {
                         aggregation_temporality: cumulative,
                         is_monotonic: true,
                     }),
-                    Value::Gauge(v) => metric::Data::Gauge(Gauge { data_points: vec![point(v)] }),
+                    Value::Gauge(v) => {
+                        let mut p = point(v);
+                        p.attributes.extend(s.lane.map(|l| kv("lane", l.to_string())));
+                        metric::Data::Gauge(Gauge { data_points: vec![p] })
+                    }
                     Value::Histogram(h) => {
                         let cumulative_counts = h.cumulative();
                         let mut prev = 0;

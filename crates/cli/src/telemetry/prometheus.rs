@@ -1,6 +1,8 @@
 //! The Prometheus endpoint (`monitoring.type: prometheus`): `GET /metrics` in the text
 //! exposition format (0.0.4). A `prometheus-client` collector reads the engine's counters at each
-//! scrape (the pipeline never touches the registry), and `tiny_http` serves it.
+//! scrape (the pipeline never touches the registry), and `tiny_http` serves it. The same address
+//! answers Kubernetes' probes: `GET /healthz` (200 while the process serves) and `GET /readyz`
+//! (200 once the run has its job, 503 before: config loaded, backend reached, lock taken).
 
 use std::borrow::Cow;
 use std::net::TcpListener;
@@ -53,7 +55,11 @@ impl Collector for RunCollector {
                 }
                 Value::Gauge(v) => {
                     let gauge = ConstGauge::new(v);
-                    gauge.encode(encoder.encode_descriptor(s.name, s.help, None, MetricType::Gauge)?)?;
+                    let mut metric = encoder.encode_descriptor(s.name, s.help, None, MetricType::Gauge)?;
+                    match s.lane {
+                        Some(lane) => gauge.encode(metric.encode_family(&[("lane", lane.to_string())])?)?,
+                        None => gauge.encode(metric)?,
+                    }
                 }
                 Value::Histogram(h) => {
                     let (buckets, count) = buckets(h);
@@ -111,6 +117,7 @@ pub fn text(registry: &Registry) -> Result<String, std::fmt::Error> {
 pub struct Endpoint {
     server: Server,
     registry: Registry,
+    counters: Arc<Counters>,
 }
 
 impl Endpoint {
@@ -128,7 +135,7 @@ impl Endpoint {
         let server = Server::from_listener(listener, None)
             .map_err(|source| TelemetryError::Serve { local: local.clone(), source })?;
         tracing::info!(address = %local, "serving metrics on /metrics");
-        Ok(Endpoint { server, registry: registry(labels, counters, started) })
+        Ok(Endpoint { server, registry: registry(labels, counters.clone(), started), counters })
     }
 
     /// Answers scrapes until `stop`; the listener closes when this returns.
@@ -144,16 +151,24 @@ impl Endpoint {
                 }
             };
             let path = request.url().split('?').next().unwrap_or_default();
-            let response = match (path, text(&self.registry)) {
-                ("/metrics", Ok(body)) => {
-                    let r = Response::from_string(body);
-                    match &content_type {
-                        Some(h) => r.with_header(h.clone()),
-                        None => r,
+            let response = match path {
+                "/metrics" => match text(&self.registry) {
+                    Ok(body) => {
+                        let r = Response::from_string(body);
+                        match &content_type {
+                            Some(h) => r.with_header(h.clone()),
+                            None => r,
+                        }
                     }
+                    Err(_) => Response::from_string("cannot encode the metrics\n").with_status_code(500),
+                },
+                "/healthz" => Response::from_string("ok\n"),
+                "/readyz" if self.counters.job().is_empty() => {
+                    Response::from_string("starting: no job yet\n").with_status_code(503)
                 }
-                ("/metrics", Err(_)) => Response::from_string("cannot encode the metrics\n").with_status_code(500),
-                _ => Response::from_string("metrics are on /metrics\n").with_status_code(404),
+                "/readyz" => Response::from_string(format!("ready: job {}\n", self.counters.job())),
+                _ => Response::from_string("metrics are on /metrics, probes on /healthz and /readyz\n")
+                    .with_status_code(404),
             };
             let _ = request.respond(response);
         }
@@ -170,6 +185,9 @@ mod tests {
         counters.records_loaded.store(42, Ordering::Relaxed);
         counters.latency.observe(0.003);
         counters.latency.observe(2.0);
+        counters.lane.store(3, Ordering::Relaxed);
+        counters.lane_waiting.store(7, Ordering::Relaxed);
+        counters.lane_known.store(true, Ordering::Relaxed);
         let labels = Labels {
             pipeline: "a \"quoted\"\\name\n".into(),
             source: "generator".into(),
@@ -186,5 +204,7 @@ mod tests {
         assert!(body.contains(&format!("bizon_latency_seconds_count{{{base}}} 2\n")), "{body}");
         assert!(body.contains("# TYPE bizon_queue_bytes gauge\n"), "{body}");
         assert!(!body.contains("job="), "no job label: {body}");
+        assert!(body.contains("# TYPE bizon_lane_pages_waiting gauge\n"), "{body}");
+        assert!(body.contains(&format!("bizon_lane_pages_waiting{{{base},lane=\"3\"}} 7.0\n")), "{body}");
     }
 }

@@ -98,6 +98,8 @@ pub(super) enum Producer {
 /// past it the rest was lost (a queue purged or a message dropped behind the engine's back), and
 /// the attempt restarts from the last commit instead of waiting for it forever.
 const LOST_TAIL_AFTER: Duration = Duration::from_secs(5);
+/// How often a consumer asks the broker for its lane's backlog (a round trip: never per page).
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
 /// Consume pages in iteration order from `start` on, write, commit, then acknowledge. A page
 /// already committed (a redelivery, a restarted producer's copy, another job's leftover) is
@@ -118,7 +120,16 @@ pub(super) fn consume(
     let mut held: Option<(u64, i64)> = None;
     let mut unacked = 0usize;
     let mut last_delivery = Instant::now();
+    let mut backlog_read: Option<Instant> = None;
+    w.counters.lane.store(lane as u64, Ordering::Relaxed);
     loop {
+        if backlog_read.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            backlog_read = Some(Instant::now());
+            if let Some(n) = subscriber.waiting() {
+                w.counters.lane_waiting.store(n, Ordering::Relaxed);
+                w.counters.lane_known.store(true, Ordering::Relaxed);
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             let outcome = w.stopped()?;
             if let Some((tag, _)) = held {

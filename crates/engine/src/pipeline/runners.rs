@@ -59,6 +59,8 @@ pub(super) fn thread_loop(
         let (items, bytes) = q.depth();
         counters.queue_messages.store(items as u64, Ordering::Relaxed);
         counters.queue_bytes.store(bytes as u64, Ordering::Relaxed);
+        counters.lane_waiting.store(items as u64, Ordering::Relaxed);
+        counters.lane_known.store(true, Ordering::Relaxed);
     };
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
