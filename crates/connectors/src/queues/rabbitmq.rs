@@ -134,7 +134,7 @@ impl RabbitBroker {
         Error::transient(format!("{}: {what}: {e}", self.describe()))
     }
 
-    /// A connection and a channel with every lane's queue declared (durable).
+    /// A connection, or an error once CONNECT_TIMEOUT passed without one.
     async fn connect(&self) -> Result<Connection> {
         let c = &self.config;
         let uri = AMQPUri {
@@ -174,6 +174,7 @@ impl RabbitBroker {
         })
     }
 
+    /// A connection and a channel with every lane's queue declared (durable).
     fn channel(&self) -> Result<(Connection, Channel)> {
         let queues: Vec<String> = (0..self.lanes).map(|l| self.queue(l)).collect();
         self.runtime.block_on(async {
