@@ -41,6 +41,9 @@ cargo test -p bizon -p bizon-connectors --no-default-features --all-targets "$@"
 # memory (scripts/tansu.sh installs and starts it). The run above used librdkafka's mock cluster;
 # BIZON_TEST_KAFKA_FLAVOUR tells the tests where Tansu differs (README, "what differs"). The broker
 # is stopped afterwards: it keeps every message in memory, and the next run starts a fresh one.
+# The end-to-end tests spawn target/debug/bizon, which the run above just rebuilt without the
+# connector features: build it again with the default features first (cached: a relink).
+cargo build -p bizon 2>&1 | tee -a "$log" || status=$?
 tansu=$(./scripts/tansu.sh) || { status=1; tansu=; }
 [ -z "$tansu" ] || BIZON_TEST_KAFKA=$tansu BIZON_TEST_KAFKA_FLAVOUR=tansu \
   cargo test -p bizon-e2e --test kafka --test kafka_source "$@" 2>&1 | tee -a "$log" || status=$?
