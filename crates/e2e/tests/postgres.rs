@@ -313,6 +313,51 @@ fn postgres_to_postgres_kill_9_exactly_once() {
     assert_eq!(row.get::<_, String>(1), "2024-01-01T00:00:42+00:00");
 }
 
+/// The issue-23 case: a table in bizon's own row layout (what our destination creates: no primary
+/// key) copied with `primary_key: bizon_id`, which has no index. It is read in block ranges (a
+/// warning says why and how to page by key) and a kill -9 mid-read resumes at the saved block.
+#[test]
+fn a_keyless_table_in_bizons_layout_is_copied_in_block_ranges_exactly_once_across_kills() {
+    let s = Scratch::new("pg2pg-blocks");
+    let schema = Schema::new("p2pblk");
+    client()
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{s}\"; CREATE TABLE \"{s}\".src (bizon_id text NOT NULL, bizon_extracted_at timestamp NOT NULL, \
+             bizon_loaded_at timestamp NOT NULL, source_record_id text NOT NULL, source_timestamp timestamp NOT NULL, \
+             source_data jsonb NOT NULL); INSERT INTO \"{s}\".src SELECT 'b-' || g, now(), now(), g::text, now(), \
+             jsonb_build_object('g', g) FROM generate_series(1, 600000) g; ANALYZE \"{s}\".src",
+            s = schema.0
+        ))
+        .unwrap();
+    let text = format!(
+        "name: pg2pgblk\n{}{}engine:\n  backend:\n    type: sqlite\n    config:\n      database: {}\n",
+        source_config(&schema, "src", "  primary_key: bizon_id\n  batch_size: 5000\n"),
+        dest_config(&schema, "    buffer_size: 2\n"),
+        s.path("state.db").display()
+    );
+    let cfg = s.write("c.yml", &text).to_str().unwrap().to_owned();
+    let (interrupted, completed) = kill_at_seeded_moments(&s, &cfg, 0x2323_0000, 4, 150, 600);
+    assert!(interrupted >= 3, "the kills must land mid-run (only {interrupted} did)");
+    if !completed {
+        run_until_done(&s, &cfg, 3);
+    }
+    assert_eq!(schema.count("records"), (600_000, 600_000));
+    let row = client()
+        .query_one(
+            &format!(
+                "SELECT source_data->'source_data'->>'g' FROM \"{}\".records WHERE source_record_id = 'b-4242'",
+                schema.0
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "4242");
+    // A second full refresh replaces the table with the same rows; its log says why it reads blocks.
+    let log = ok(&s.run(&["run", &cfg, "--no-progress"]));
+    assert!(log.contains("no btree index leads with the primary_key column"), "{log}");
+    assert_eq!(schema.count("records"), (600_000, 600_000));
+}
+
 #[test]
 fn postgres_source_incremental_reads_only_newer_rows() {
     let s = Scratch::new("pgsrc-inc");
