@@ -54,6 +54,8 @@ pub struct KafkaSource {
     /// The newest committed pagination, waiting to be committed to the group.
     durable: Arc<Mutex<Option<Json>>>,
     skipped: u64,
+    /// The record id being written (reused: one allocation per run, not per message).
+    id_buf: String,
 }
 
 impl KafkaSource {
@@ -74,6 +76,7 @@ impl KafkaSource {
             partitions_checked: Instant::now(),
             durable: Arc::new(Mutex::new(None)),
             skipped: 0,
+            id_buf: String::new(),
         }
     }
 

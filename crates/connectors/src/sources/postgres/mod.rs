@@ -156,11 +156,20 @@ pub struct PostgresSource {
     /// `FROM` clause: the quoted table or the parenthesized query.
     from: Option<String>,
     paging: Option<Paging>,
+    /// Records and payload bytes of the last page: the next page's batch is allocated once.
+    last_size: (usize, usize),
 }
 
 impl PostgresSource {
     pub fn new(config: PostgresSourceConfig, stream: &str) -> Self {
-        PostgresSource { config, stream: stream.to_owned(), client: None, from: None, paging: None }
+        PostgresSource {
+            config,
+            stream: stream.to_owned(),
+            client: None,
+            from: None,
+            paging: None,
+            last_size: (1024, 1 << 18),
+        }
     }
 
     fn table(&self) -> (String, String) {
@@ -278,24 +287,36 @@ impl PostgresSource {
     /// Run a page's query and turn its rows into records: (records, the last row's column
     /// `extra` when asked, the largest cursor value).
     fn fetch(&mut self, sql: &str, extra: Option<usize>) -> Result<(Page, Option<String>)> {
+        use postgres::fallible_iterator::FallibleIterator;
         let extracted_at = now_micros();
-        let r = self.client.as_mut().map(|c| c.query(sql, &[]));
-        let rows = match r {
-            Some(Ok(rows)) => rows,
+        let mut records = RecordBatch::with_capacity(self.last_size.0, self.last_size.1 + self.last_size.1 / 8);
+        let mut max_cursor: Option<Json> = None;
+        // Rows are streamed into the batch as they arrive: the page is held once, not twice.
+        let read = |c: &mut Client| -> std::result::Result<Option<String>, postgres::Error> {
+            let mut rows = c.query_raw(sql, std::iter::empty::<&str>())?;
+            let mut last_row = None;
+            while let Some(row) = rows.next()? {
+                let data: &str = row.try_get(0)?;
+                let id: Option<&str> = row.try_get(1)?;
+                records.push(id.unwrap_or_default(), extracted_at, data.as_bytes());
+                if let Some(c) = row.try_get::<_, Option<&str>>(2)? {
+                    max_cursor = cursor_max(max_cursor.take(), serde_json::from_str(c).ok());
+                }
+                last_row = Some(row);
+            }
+            match (extra, last_row) {
+                (Some(i), Some(row)) => row.try_get(i),
+                _ => Ok(None),
+            }
+        };
+        let last = match self.client.as_mut().map(read) {
+            Some(Ok(last)) => last,
             Some(Err(e)) => return Err(self.fail("reading a page", &e)),
             None => return Err(Error::internal("postgres source: no connection")),
         };
-        let mut records = RecordBatch::with_capacity(rows.len(), rows.len() * 256);
-        let mut max_cursor: Option<Json> = None;
-        for row in &rows {
-            let data: &str = row.get(0);
-            let id: Option<&str> = row.get(1);
-            records.push(id.unwrap_or_default(), extracted_at, data.as_bytes());
-            if let Some(c) = row.get::<_, Option<&str>>(2) {
-                max_cursor = cursor_max(max_cursor, serde_json::from_str(c).ok());
-            }
+        if !records.is_empty() {
+            self.last_size = (records.len(), records.byte_len());
         }
-        let last = extra.and_then(|i| rows.last().and_then(|r| r.get::<_, Option<String>>(i)));
         Ok((Page { records, next: json!({}), cursor_max: max_cursor, extracted_at }, last))
     }
 
