@@ -145,7 +145,7 @@ flame() {
     < "$folded" > "$PROFILE_DIR/$name.svg"
   awk '{ n = $NF; sub(/ [0-9]+$/, ""); k = split($0, f, ";"); own[f[k]] += n; total += n }
        END { for (s in own) printf "%.1f %s\n", 100 * own[s] / total, s }' "$folded" \
-    | sort -rn | head -n 12 | awk -v w="$name" '{ p = $1; $1 = ""; printf "profile %-30s %5.1f%%%s\n", w, p, $0 }'
+    | sort -rn | awk -v w="$name" 'NR <= 12 { p = $1; $1 = ""; printf "profile %-30s %5.1f%%%s\n", w, p, $0 }'
   rm -f "$WORK/$1.perf" "$WORK/$1.folded"
 }
 
