@@ -30,7 +30,7 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(nproc)}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # The build without the connector features (no cmake, librdkafka, lapin, tokio-postgres): its
 # connector and CLI tests (core and the engine have no features: the run above covers them) and
 # the shipped binary's dummy / generator → file / logger / null runs. The end-to-end package is

@@ -82,7 +82,7 @@ impl PostgresSourceConfig {
 /// The `postgres` source in the registry.
 pub const DESCRIPTOR: SourceDescriptor = SourceDescriptor {
     name: "postgres",
-    description: "a table or query, keyset-paged; streams are tables",
+    description: "a table or query, keyset-paged on an indexed key, else in block ranges; streams are tables",
     streams: &[],
     modes: &[SyncMode::FullRefresh, SyncMode::Incremental],
     capabilities: SourceCapabilities { own_position: false, dead_letters: false, network: true },
