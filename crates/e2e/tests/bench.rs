@@ -75,7 +75,8 @@ fn every_benchmark_section_with_rows_sets_its_memory_ceiling() {
         let name = body.split_whitespace().next().unwrap_or_default();
         if prints_rows && name != "compare" {
             sections += 1;
-            let first = body.lines().nth(1).unwrap_or_default().trim();
+            // the first line after the `if` that is not a comment
+            let first = body.lines().skip(1).map(str::trim).find(|l| !l.starts_with('#')).unwrap_or_default();
             assert!(first.starts_with("RSS_CEIL="), "section {name} must set RSS_CEIL first:\n{first}");
         }
     }
