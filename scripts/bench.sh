@@ -214,6 +214,18 @@ null_workload() {
   NULL_RPS=$(echo "$total / $WALL" | bc -l)
 }
 
+PSQL=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
+# psql_copy SCHEMA TABLE -> COPY_S: seconds `psql \copy` takes to load the rows exported to
+# $WORK/rows.copy into an empty copy of SCHEMA.TABLE (the server's own bulk-load ceiling).
+psql_copy() {
+  "${PSQL[@]}" -c "DROP TABLE IF EXISTS $1.${2}_copy; CREATE TABLE $1.${2}_copy (LIKE $1.$2); CHECKPOINT"
+  sync
+  local t0 t1; t0=$(date +%s.%N)
+  "${PSQL[@]}" -c "\\copy $1.${2}_copy FROM '$WORK/rows.copy'"
+  t1=$(date +%s.%N)
+  COPY_S=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
+}
+
 if [[ $MODE == quick || $MODE == full || $MODE == all || $MODE == profile ]]; then
   RSS_CEIL=32
   null_workload gen-null-1M-200B 1000000 200
@@ -302,7 +314,6 @@ if [[ $MODE == postgres || $MODE == all || $MODE == profile ]]; then
   # the queue (8 MB) and the destination
   RSS_CEIL=64
   export PGOPTIONS='-c client_min_messages=warning'
-  PSQL=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
   S=bizon_bench_$$
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS $S CASCADE; CREATE SCHEMA $S"
   # BENCH_PG_SSLMODE (default prefer, libpq's default) applies to bizon and psql alike.
@@ -315,15 +326,6 @@ if [[ $MODE == postgres || $MODE == all || $MODE == profile ]]; then
     username: postgres
     sslmode: $PGSSLMODE
     schema: $S"
-  # psql_copy TABLE: time \copy of the rows exported to $WORK/rows.copy into an empty copy of TABLE.
-  psql_copy() {
-    "${PSQL[@]}" -c "DROP TABLE IF EXISTS $S.${1}_copy; CREATE TABLE $S.${1}_copy (LIKE $S.$1); CHECKPOINT"
-    sync
-    local t0 t1; t0=$(date +%s.%N)
-    "${PSQL[@]}" -c "\\copy $S.${1}_copy FROM '$WORK/rows.copy'"
-    t1=$(date +%s.%N)
-    COPY_S=$(echo "$t1 - $t0" | bc -l | xargs printf '%.3f')
-  }
   # pg_workload NAME SOURCE_YAML TABLE TOTAL [EXTRA_DESTINATION_YAML [TARGET]]: BENCH_PG_ROUNDS
   # (default 3) interleaved rounds of bizon and `psql \copy` of the same rows, each after a CHECKPOINT
   # so neither absorbs the other's WAL flush; the median round is reported against TARGET (0.9).
@@ -345,7 +347,7 @@ YML
       "${PSQL[@]}" -c "CHECKPOINT"
       measure "$1" "$WORK/$1.yml"
       [ "$r" = 0 ] && "${PSQL[@]}" -c "\\copy $S.$3 TO '$WORK/rows.copy'"
-      psql_copy "$3"
+      psql_copy "$S" "$3"
       results+=("$(echo "scale=4; $COPY_S / $WALL" | bc -l) $WALL $CPU $RSS_MB $COPY_S")
     done
     rm -f "$WORK/rows.copy"
@@ -506,14 +508,10 @@ YML
         "$WALL" "$CPU" "$RSS_MB" "batch_size=$2"
       target "$1 msgs/s (kafka → postgres)" "$(echo "1000000 / $WALL" | bc -l)" ">=" 300000
       # The server's own ceiling for these rows: psql \copy of the same table into an empty copy.
-      local t0 t1 k="bizon_bench_k$$"
-      psql -q -X -h 127.0.0.1 -U postgres -d test -c "\\copy $k.events TO '$WORK/events.copy'" \
-        -c "CREATE TABLE $k.events_copy (LIKE $k.events); CHECKPOINT"
-      t0=$(date +%s.%N)
-      psql -q -X -h 127.0.0.1 -U postgres -d test -c "\\copy $k.events_copy FROM '$WORK/events.copy'"
-      t1=$(date +%s.%N)
-      rm -f "$WORK/events.copy"
-      printf '%-34s %s\n' "  server ceiling ($1)" "psql \\copy of the same rows: $(echo "$t1 - $t0" | bc -l | xargs printf '%.2f') s = $(echo "1000000 / ($t1 - $t0)" | bc -l | xargs printf '%.0f') rows/s"
+      "${PSQL[@]}" -c "\\copy bizon_bench_k$$.events TO '$WORK/rows.copy'"
+      psql_copy "bizon_bench_k$$" events
+      rm -f "$WORK/rows.copy"
+      printf '%-34s %s\n' "  server ceiling ($1)" "psql \\copy of the same rows: $COPY_S s = $(echo "1000000 / $COPY_S" | bc -l | xargs printf '%.0f') rows/s"
     fi
     rm -f "$WORK/$1.json"
   }

@@ -284,8 +284,8 @@ impl PostgresSource {
         format!("SELECT row_to_json(q.*)::text, {id}::text, {cursor_sel}")
     }
 
-    /// Run a page's query and turn its rows into records: (records, the last row's column
-    /// `extra` when asked, the largest cursor value).
+    /// Run a page's query and turn its rows into a page (its `next` left empty for the caller,
+    /// the largest cursor value set), with the last row's column `extra` when asked.
     fn fetch(&mut self, sql: &str, extra: Option<usize>) -> Result<(Page, Option<String>)> {
         use postgres::fallible_iterator::FallibleIterator;
         let extracted_at = now_micros();
