@@ -101,20 +101,55 @@ fn pages_go_to_lane_i_mod_n_each_lane_chains_its_own_cursor_and_the_last_lane_co
 }
 
 #[test]
-fn a_late_consumer_takes_an_unfinished_lane_not_a_finished_one() {
-    // lane 0's consumer finishes and exits before lane 1 has a consumer; the next consumer to
-    // start finds lane 0's lock free, but lane 0 is done: it must consume lane 1
+fn a_consumer_that_finishes_its_lane_takes_the_next_free_one() {
+    // every page is published before any consumer starts: one consumer finishes lane 0, finds
+    // lane 1 free and unfinished, consumes it too and completes the job (work stealing)
     let (total, page) = (100u64, 10u64);
     let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(2, 8), Table::default());
     let mut producer = store.handle();
     let published = run(spec(Runner::Thread, Role::Producer, 0), (total, page), &table, &mut producer, Some(&broker));
     assert_eq!(published.unwrap().outcome, Outcome::Published, "2 × 8 in flight: all 10 pages published");
-    let mut first = store.handle();
-    let s = run(spec(Runner::Thread, Role::Consumer, 0), (total, page), &table, &mut first, Some(&broker)).unwrap();
-    assert_eq!(s.outcome, Outcome::LaneDone);
-    let mut late = store.handle();
-    let s = run(spec(Runner::Thread, Role::Consumer, 0), (total, page), &table, &mut late, Some(&broker)).unwrap();
-    assert_eq!(s.outcome, Outcome::Completed, "the late consumer took lane 1 and completed the job");
+    let mut only = store.handle();
+    let s = run(spec(Runner::Thread, Role::Consumer, 0), (total, page), &table, &mut only, Some(&broker)).unwrap();
+    assert_eq!(s.outcome, Outcome::Completed, "one consumer consumed both lanes and completed the job");
+    assert_eq!(s.records, total, "its summary counts the records of both lanes");
+    assert_exactly_once(&table, total);
+    check_lane_targets(&table, 2, 10);
+    assert_eq!(job_status(&store), JobStatus::Succeeded);
+}
+
+#[test]
+fn a_consumer_finding_every_lane_taken_waits_and_takes_each_lane_its_holder_leaves() {
+    let (total, page) = (100u64, 10u64);
+    let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(2, 8), Table::default());
+    let mut producer = store.handle();
+    run(spec(Runner::Thread, Role::Producer, 0), (total, page), &table, &mut producer, Some(&broker)).unwrap();
+    // two consumers that hold the lanes and do nothing (paused processes, say)
+    let mut holder = store.handle();
+    let l0 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(0), ..key() }).unwrap();
+    let l1 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(1), ..key() }).unwrap();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let mut b = store.handle();
+            run(spec(Runner::Thread, Role::Consumer, 0), (total, page), &table, &mut b, Some(&broker))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(!waiting.is_finished(), "no free lane: the consumer waits instead of failing");
+        assert!(table.ids().is_empty());
+        drop(l0);
+        // it takes lane 0 and consumes it, then waits for lane 1
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while table.ids().len() < 50 {
+            assert!(std::time::Instant::now() < deadline, "lane 0 consumed once its holder left");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "lane 1 is unfinished and held: the consumer waits for it");
+        assert_eq!(table.ids().len(), 50, "lane 1 untouched while held");
+        drop(l1);
+        let s = waiting.join().unwrap().expect("the consumer's run");
+        assert_eq!(s.outcome, Outcome::Completed);
+    });
     assert_exactly_once(&table, total);
     check_lane_targets(&table, 2, 10);
 }
@@ -142,10 +177,10 @@ fn lanes_need_a_consumer_each_and_a_lane_lock_is_exclusive() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("2 lanes need one consumer each"), "{e}");
 
-    // both lanes taken: a third consumer is refused naming the pipeline
+    // a lane lock is exclusive
     let mut holder = store.handle();
     let _l0 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(0), ..key() }).unwrap();
-    let _l1 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(1), ..key() }).unwrap();
-    let e = run(spec(Runner::Thread, Role::Consumer, 0), (10, 5), &table, &mut b, Some(&broker)).unwrap_err();
-    assert!(e.message().contains("all 2 consumer lanes of pipeline `engine-test` are taken"), "{e}");
+    let mut other = store.handle();
+    assert!(other.lock_pipeline(&StreamKey { pipeline: lane_lock(0), ..key() }).is_err());
+    assert!(other.lock_pipeline(&StreamKey { pipeline: lane_lock(1), ..key() }).is_ok());
 }

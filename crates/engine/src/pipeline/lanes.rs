@@ -76,29 +76,51 @@ pub(super) fn claim_lane(backend: &mut dyn Backend, key: &StreamKey, lanes: usiz
     unreachable!("lanes >= 1")
 }
 
-/// A consumer claims its lane before the job exists (it waits for the producer), so the first
-/// free lane may be one whose consumer already finished it and exited. Once the job is known, a
-/// consumer on a finished lane moves to a free unfinished one, if there is one (taking its lock
-/// before the caller drops the old one): else that lane would never get a consumer and the job
-/// would never complete. `None`: stay (the lane is unfinished, or no unfinished lane is free).
-pub(super) fn leave_finished_lane(
+/// What a consumer without an unfinished lane of its own can do next.
+pub(super) enum NextLane {
+    /// It took this unfinished lane (free, or its holder's lease expired).
+    Take(Box<dyn Send>, usize),
+    /// Every lane of the job is done: nothing left to consume.
+    AllDone,
+    /// Stopped by a signal while waiting for a lane.
+    Stopped,
+}
+
+/// Work stealing: a consumer whose lane is finished (or that found every lane taken) takes an
+/// unfinished lane that is free, or one whose holder's lease expired (the backend's lock takes over
+/// a lock whose heartbeat stopped; a killed holder's lock is gone at once). While every
+/// unfinished lane has a live consumer it waits, polling every `poll`, so a consumer that dies is
+/// replaced within a poll; it returns once every lane is done.
+pub(super) fn take_unfinished_lane(
     backend: &mut dyn Backend,
     key: &StreamKey,
     job_id: &str,
-    lane: usize,
     lanes: usize,
-) -> Result<Option<(Box<dyn Send>, usize)>> {
-    let done: Vec<bool> =
-        lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
-    if lanes < 2 || !done[lane] {
-        return Ok(None);
-    }
-    for other in (0..lanes).filter(|k| !done[*k]) {
-        if let Ok(lock) = backend.lock_pipeline(&lane_key(key, other, lanes)) {
-            return Ok(Some((lock, other)));
+    stop: &std::sync::atomic::AtomicBool,
+    poll: std::time::Duration,
+) -> Result<NextLane> {
+    let mut logged = false;
+    loop {
+        let done: Vec<bool> =
+            lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+        if done.iter().all(|d| *d) {
+            return Ok(NextLane::AllDone);
         }
+        for lane in (0..lanes).filter(|k| !done[*k]) {
+            if let Ok(lock) = backend.lock_pipeline(&lane_key(key, lane, lanes)) {
+                return Ok(NextLane::Take(lock, lane));
+            }
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(NextLane::Stopped);
+        }
+        if !logged {
+            let open: Vec<usize> = (0..lanes).filter(|k| !done[*k]).collect();
+            tracing::info!(lanes, unfinished = ?open, "every unfinished lane has a consumer: waiting to take one that frees up");
+            logged = true;
+        }
+        std::thread::sleep(poll);
     }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use bizon_core::{
 };
 
 use self::broker::{broker_loop, consume, produce, remove_queue, Producer};
-use self::lanes::{claim_lane, lane_cursor_id, leave_finished_lane, slowest_lane};
+use self::lanes::{claim_lane, lane_cursor_id, slowest_lane, take_unfinished_lane, NextLane};
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
 use self::writer::Writer;
@@ -140,6 +140,9 @@ pub struct Pipeline<'a> {
 /// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
 /// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
 /// sort by creation time and two processes starting jobs at the same moment still differ.
+/// How often a consumer waiting for a lane looks again.
+const LANE_POLL: Duration = Duration::from_millis(500);
+
 pub fn new_job_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
@@ -157,31 +160,89 @@ impl Pipeline<'_> {
             )));
         }
         // producer and consumers hold their own locks: one producer, one consumer per lane
-        let (mut _lock, mut lane) = match self.spec.role {
-            Role::Consumer => claim_lane(&mut *self.backend, &self.spec.key, lanes)?,
+        let (mut lock, mut lane) = match self.spec.role {
+            Role::Consumer => match claim_lane(&mut *self.backend, &self.spec.key, lanes) {
+                Ok((lock, lane)) => (Some(lock), lane),
+                // more consumers than lanes: this one waits for a lane once the job is known
+                Err(e) if lanes > 1 => {
+                    tracing::info!(reason = %e, "no free lane yet");
+                    (None, 0)
+                }
+                Err(e) => return Err(e),
+            },
             role => {
                 let mut key = self.spec.key.clone();
                 if role == Role::Producer {
                     key.pipeline = format!("{}#producer", key.pipeline);
                 }
-                (self.backend.lock_pipeline(&key)?, 0)
+                (Some(self.backend.lock_pipeline(&key)?), 0)
             }
         };
         let (job, resumed) = match self.spec.role {
             Role::Consumer => self.wait_for_job()?,
             _ => self.find_or_create_job()?,
         };
-        if self.spec.role == Role::Consumer {
-            if let Some((lock, other)) = leave_finished_lane(&mut *self.backend, &self.spec.key, &job.id, lane, lanes)?
-            {
-                tracing::info!(
-                    lane,
-                    to_lane = other,
-                    "lane already finished by another consumer: taking an unfinished one"
-                );
-                (_lock, lane) = (lock, other);
+        if self.spec.role != Role::Consumer || lanes == 1 {
+            return self.run_lane(&job, resumed, lane, lanes, started);
+        }
+        // A consumer over several lanes moves on to another unfinished lane when its own is done
+        // (work stealing): it returns once every lane is done, or on a stop.
+        let mut summary: Option<RunSummary> = None;
+        let mut first = true;
+        loop {
+            let finished = |b: &mut dyn Backend, lane| {
+                b.destination_cursor(&lane_cursor_id(&job.id, lane, lanes)).map(|c| c.is_some_and(|c| c.done))
+            };
+            if lock.is_none() || finished(&mut *self.backend, lane)? {
+                match take_unfinished_lane(&mut *self.backend, &self.spec.key, &job.id, lanes, &self.stop, LANE_POLL)? {
+                    NextLane::Take(l, other) => {
+                        if lock.is_some() {
+                            tracing::info!(lane, to_lane = other, "lane finished: taking an unfinished one");
+                        }
+                        // the new lock is taken before the old one is released
+                        (lock, lane) = (Some(l), other);
+                    }
+                    // Every lane is done. A consumer arriving now (on a done lane) runs the last
+                    // lane's finish again, which completes the job if a crash stopped it after
+                    // the last commit (idempotent); one that just finished a lane has nothing left.
+                    NextLane::AllDone if first && lock.is_some() => {}
+                    NextLane::AllDone | NextLane::Stopped => break,
+                }
+            }
+            first = false;
+            let lane_summary = self.run_lane(&job, resumed, lane, lanes, started)?;
+            let more = lane_summary.outcome == Outcome::LaneDone && !self.stop.load(Ordering::SeqCst);
+            summary = Some(match summary {
+                None => lane_summary,
+                Some(s) => RunSummary { records: s.records + lane_summary.records, ..lane_summary },
+            });
+            if !more {
+                break;
             }
         }
+        drop(lock);
+        Ok(summary.unwrap_or_else(|| RunSummary {
+            job_id: job.id.clone(),
+            outcome: Outcome::LaneDone,
+            resumed_after: resumed,
+            records: 0,
+            bytes: 0,
+            job_records: 0,
+            elapsed: started.elapsed(),
+            retries: 0,
+        }))
+    }
+
+    /// Run the job on one lane (the whole job without lanes) until it completes, the lane is done,
+    /// or a stop.
+    fn run_lane(
+        &mut self,
+        job: &Job,
+        resumed: Option<i64>,
+        lane: usize,
+        lanes: usize,
+        started: Instant,
+    ) -> Result<RunSummary> {
         // every log line of the run carries the job and stream (fields of JSON logs)
         let span = tracing::info_span!("job", job_id = %job.id, stream = %self.spec.key.stream);
         let _in_job = span.enter();
@@ -226,7 +287,7 @@ impl Pipeline<'_> {
         let mut retries = 0u32;
         let mut records_at_start = None;
         let result = loop {
-            match self.attempt(&job, &dctx, &read_ctx, &mut records_at_start) {
+            match self.attempt(job, &dctx, &read_ctx, &mut records_at_start) {
                 Ok(outcome) => break Ok(outcome),
                 Err((e, progressed)) if e.kind() == ErrorKind::Transient => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +316,7 @@ impl Pipeline<'_> {
             Ok(outcome) => {
                 let before = records_at_start.unwrap_or(0);
                 Ok(RunSummary {
-                    job_id: job.id,
+                    job_id: job.id.clone(),
                     outcome,
                     resumed_after: resumed,
                     records: match outcome {
