@@ -184,7 +184,7 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
     let status = match summary.outcome {
         Outcome::Completed => "completed",
         Outcome::Stopped => "stopped",
-        Outcome::Published | Outcome::LaneDone => "running",
+        Outcome::Published | Outcome::LaneDone | Outcome::LaneHandedOver => "running",
     };
     telemetry.finish(telemetry::End::Ok(status), &counters);
     let secs = summary.elapsed.as_secs_f64();
@@ -193,6 +193,7 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
         Outcome::Stopped => "stopped (resumable: run the same command again)",
         Outcome::Published => "published (the consumer completes the job)",
         Outcome::LaneDone => "finished its lane (the last lane to finish completes the job)",
+        Outcome::LaneHandedOver => "stopped after handing its lane over (resumable: run the same command again)",
     };
     eprintln!(
         "bizon: job {} {what}: {} records, {:.1} MB of record payload in {:.2} s ({:.0} records/s){}{}",

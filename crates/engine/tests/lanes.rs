@@ -155,6 +155,37 @@ fn a_consumer_finding_every_lane_taken_waits_and_takes_each_lane_its_holder_leav
 }
 
 #[test]
+fn two_consumers_over_four_lanes_hand_dry_lanes_over_to_the_lanes_without_a_consumer() {
+    // The producer keeps at most max_in_flight pages per lane ahead of the slowest lane, so with
+    // fewer consumers than lanes it waits for the lanes nobody consumes: the consumers must move
+    // to them (their own lanes run dry meanwhile), or the job never ends.
+    let (total, page) = (400u64, 10u64); // 40 pages, at most 2 × 2 × 4 = 16 ahead
+    let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(4, 2), Table::default());
+    let outcomes = std::thread::scope(|s| {
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut b = store.handle();
+                    run(spec(Runner::Thread, Role::Consumer, 0), (total, page), &table, &mut b, Some(&broker))
+                })
+            })
+            .collect();
+        while !(0..2).all(|k| store.locked(&lane_lock(k))) {
+            std::thread::yield_now();
+        }
+        let mut b = store.handle();
+        let produced = run(spec(Runner::Thread, Role::Producer, 0), (total, page), &table, &mut b, Some(&broker));
+        assert_eq!(produced.expect("producer run").outcome, Outcome::Published);
+        consumers.into_iter().map(|c| c.join().expect("consumer thread").expect("consumer run")).collect::<Vec<_>>()
+    });
+    assert!(outcomes.iter().any(|s| s.outcome == Outcome::Completed), "{:?}", outcomes.iter().map(|s| s.outcome));
+    assert_eq!(outcomes.iter().map(|s| s.records).sum::<u64>(), total, "the two consumers wrote every record once");
+    assert_exactly_once(&table, total);
+    check_lane_targets(&table, 4, 40);
+    assert_eq!(job_status(&store), JobStatus::Succeeded);
+}
+
+#[test]
 fn after_the_last_page_every_other_lane_gets_an_end_marker() {
     // 5 pages over 3 lanes: page 4 (the last) goes to lane 1; lanes 0 and 2 learn the end
     let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(3, 8), Table::default());

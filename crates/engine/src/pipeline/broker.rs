@@ -98,6 +98,8 @@ pub(super) enum Producer {
 /// past it the rest was lost (a queue purged or a message dropped behind the engine's back), and
 /// the attempt restarts from the last commit instead of waiting for it forever.
 const LOST_TAIL_AFTER: Duration = Duration::from_secs(5);
+/// How long a lane stays dry before its consumer looks for an unfinished lane without a consumer.
+const LANE_IDLE: Duration = Duration::from_secs(1);
 /// How often a consumer asks the broker for its lane's backlog (a round trip: never per page).
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 
@@ -111,8 +113,10 @@ pub(super) fn consume(
     start: &DestinationCursor,
     broker: &dyn QueueBroker,
     producer: &dyn Fn() -> Producer,
+    handover: &dyn Fn() -> bool,
 ) -> Result<Outcome> {
     let (lane, lanes) = w.lane;
+    let mut idle_checked = Instant::now();
     let mut subscriber = broker.subscriber(lane)?;
     let max_unacked = broker.max_unacked().max(1);
     tracing::info!(queue = %broker.describe(), lane, lanes, after_iteration = start.iteration, "pages travel through the queue");
@@ -153,6 +157,27 @@ pub(super) fn consume(
                         )));
                     }
                     Producer::Done | Producer::Unknown => {}
+                }
+                // Lanes: a dry lane is handed over when another unfinished lane has no consumer
+                // (fewer consumers than lanes: the producer waits for that lane's commits, so this
+                // one stays dry until someone consumes it). Everything that arrived is committed
+                // and acknowledged first; `handover` takes the other lane's lock.
+                if lanes > 1 && last_delivery.elapsed() >= LANE_IDLE && idle_checked.elapsed() >= LANE_IDLE {
+                    idle_checked = Instant::now();
+                    w.flush(false)?;
+                    if let Some((tag, _)) = held.take() {
+                        subscriber.ack_through(tag)?;
+                        unacked = 0;
+                    }
+                    if handover() {
+                        tracing::info!(
+                            lane,
+                            lanes,
+                            iteration = w.cursor.iteration,
+                            "lane dry while another lane has no consumer: handing it over"
+                        );
+                        return Ok(Outcome::LaneHandedOver);
+                    }
                 }
                 w.tick()?;
                 None
@@ -246,7 +271,7 @@ pub(super) fn broker_loop(
                 None => Producer::Unknown,
             }
         };
-        let consumed = consume(w, stop, start, broker, &producer_state);
+        let consumed = consume(w, stop, start, broker, &producer_state, &|| false);
         if consumed.is_err() {
             abandon.store(true, Ordering::SeqCst);
         }

@@ -86,6 +86,35 @@ pub(super) enum NextLane {
     Stopped,
 }
 
+/// The lock of an unfinished lane other than `except`, trying the lanes after `except` first (so
+/// consumers handing lanes over spread out); `None` when every one is held.
+fn lock_free_lane(
+    backend: &mut dyn Backend,
+    key: &StreamKey,
+    done: &[bool],
+    except: Option<usize>,
+) -> Option<(Box<dyn Send>, usize)> {
+    let lanes = done.len();
+    let from = except.map_or(0, |e| e + 1);
+    (0..lanes)
+        .map(|k| (from + k) % lanes)
+        .filter(|k| !done[*k] && Some(*k) != except)
+        .find_map(|k| backend.lock_pipeline(&lane_key(key, k, lanes)).ok().map(|lock| (lock, k)))
+}
+
+/// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
+pub(super) fn lane_without_consumer(
+    backend: &mut dyn Backend,
+    key: &StreamKey,
+    job_id: &str,
+    lane: usize,
+    lanes: usize,
+) -> Result<Option<(Box<dyn Send>, usize)>> {
+    let done: Vec<bool> =
+        lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+    Ok(lock_free_lane(backend, key, &done, Some(lane)))
+}
+
 /// Work stealing: a consumer whose lane is finished (or that found every lane taken) takes an
 /// unfinished lane that is free, or one whose holder's lease expired (the backend's lock takes over
 /// a lock whose heartbeat stopped; a killed holder's lock is gone at once). While every
@@ -106,10 +135,8 @@ pub(super) fn take_unfinished_lane(
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }
-        for lane in (0..lanes).filter(|k| !done[*k]) {
-            if let Ok(lock) = backend.lock_pipeline(&lane_key(key, lane, lanes)) {
-                return Ok(NextLane::Take(lock, lane));
-            }
+        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None) {
+            return Ok(NextLane::Take(lock, lane));
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(NextLane::Stopped);

@@ -29,7 +29,7 @@ use bizon_core::{
 };
 
 use self::broker::{broker_loop, consume, produce, remove_queue, Producer};
-use self::lanes::{claim_lane, lane_cursor_id, slowest_lane, take_unfinished_lane, NextLane};
+use self::lanes::{claim_lane, lane_cursor_id, lane_without_consumer, slowest_lane, take_unfinished_lane, NextLane};
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
 use self::writer::Writer;
@@ -107,6 +107,9 @@ pub enum Outcome {
     Published,
     /// A consumer finished its lane; the consumer of the last lane to finish completes the job.
     LaneDone,
+    /// A consumer handed its dry lane over to take a lane without a consumer (fewer consumers
+    /// than lanes); the run goes on with that lane.
+    LaneHandedOver,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +143,9 @@ pub struct Pipeline<'a> {
 /// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
 /// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
 /// sort by creation time and two processes starting jobs at the same moment still differ.
+/// Where a consumer handing its lane over puts the lock of the lane it takes.
+type HandOver = Mutex<Option<(Box<dyn Send>, usize)>>;
+
 /// How often a consumer waiting for a lane looks again.
 const LANE_POLL: Duration = Duration::from_millis(500);
 
@@ -183,7 +189,7 @@ impl Pipeline<'_> {
             _ => self.find_or_create_job()?,
         };
         if self.spec.role != Role::Consumer || lanes == 1 {
-            return self.run_lane(&job, resumed, lane, lanes, started);
+            return self.run_lane(&job, resumed, (lane, lanes), started, &Mutex::new(None));
         }
         // A consumer over several lanes moves on to another unfinished lane when its own is done
         // (work stealing): it returns once every lane is done, or on a stop.
@@ -210,8 +216,14 @@ impl Pipeline<'_> {
                 }
             }
             first = false;
-            let lane_summary = self.run_lane(&job, resumed, lane, lanes, started)?;
-            let more = lane_summary.outcome == Outcome::LaneDone && !self.stop.load(Ordering::SeqCst);
+            let handover = Mutex::new(None);
+            let lane_summary = self.run_lane(&job, resumed, (lane, lanes), started, &handover)?;
+            if let Some((l, other)) = handover.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                // the other lane's lock was taken before this one is released
+                (lock, lane) = (Some(l), other);
+            }
+            let more = matches!(lane_summary.outcome, Outcome::LaneDone | Outcome::LaneHandedOver)
+                && !self.stop.load(Ordering::SeqCst);
             summary = Some(match summary {
                 None => lane_summary,
                 Some(s) => RunSummary { records: s.records + lane_summary.records, ..lane_summary },
@@ -221,6 +233,9 @@ impl Pipeline<'_> {
             }
         }
         drop(lock);
+        if let Some(s) = summary.as_mut().filter(|s| s.outcome == Outcome::LaneHandedOver) {
+            s.outcome = Outcome::Stopped; // a stop came right after a hand-over: resumable
+        }
         Ok(summary.unwrap_or_else(|| RunSummary {
             job_id: job.id.clone(),
             outcome: Outcome::LaneDone,
@@ -235,13 +250,15 @@ impl Pipeline<'_> {
 
     /// Run the job on one lane (the whole job without lanes) until it completes, the lane is done,
     /// or a stop.
+    /// `handover` receives the lock of the lane a consumer moves to when it hands its dry lane
+    /// over ([`Outcome::LaneHandedOver`]).
     fn run_lane(
         &mut self,
         job: &Job,
         resumed: Option<i64>,
-        lane: usize,
-        lanes: usize,
+        (lane, lanes): (usize, usize),
         started: Instant,
+        handover: &HandOver,
     ) -> Result<RunSummary> {
         // every log line of the run carries the job and stream (fields of JSON logs)
         let span = tracing::info_span!("job", job_id = %job.id, stream = %self.spec.key.stream);
@@ -287,7 +304,7 @@ impl Pipeline<'_> {
         let mut retries = 0u32;
         let mut records_at_start = None;
         let result = loop {
-            match self.attempt(job, &dctx, &read_ctx, &mut records_at_start) {
+            match self.attempt(job, &dctx, &read_ctx, &mut records_at_start, handover) {
                 Ok(outcome) => break Ok(outcome),
                 Err((e, progressed)) if e.kind() == ErrorKind::Transient => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -450,6 +467,7 @@ impl Pipeline<'_> {
         dctx: &DestinationContext,
         read_ctx: &ReadContext,
         records_at_start: &mut Option<u64>,
+        handover: &HandOver,
     ) -> std::result::Result<Outcome, (Error, bool)> {
         if self.spec.role == Role::Producer {
             return self.produce_only(job, read_ctx).map_err(|e| (e, false));
@@ -508,7 +526,22 @@ impl Pipeline<'_> {
             (Runner::Stream, _) => stream_loop(source, &mut writer, read_ctx, stop, &start),
             (Runner::Thread, None) => thread_loop(source, &mut writer, read_ctx, stop, &start),
             (Runner::Thread, Some(broker)) if self.spec.role == Role::Consumer => {
-                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown);
+                let (key, (lane, lanes)) = (&self.spec.key, dctx.lane.unwrap_or((0, 1)));
+                let hand_over = || {
+                    let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+                    match lane_without_consumer(&mut **b, key, &job.id, lane, lanes) {
+                        Ok(Some(taken)) => {
+                            *handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
+                            true
+                        }
+                        Ok(None) => false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot look for a lane without a consumer");
+                            false
+                        }
+                    }
+                };
+                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown, &hand_over);
                 if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
                     remove_queue(broker);
                 }

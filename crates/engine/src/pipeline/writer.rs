@@ -179,6 +179,13 @@ impl<'w> Writer<'w> {
             if exhausted && !self.cursor.done {
                 let mut c = self.cursor.clone();
                 c.done = true;
+                if self.lane.1 > 1 {
+                    // on lanes the destination learns that this lane is done too (its last rows
+                    // were committed earlier): one that publishes the job once (PostgreSQL's
+                    // staging swap) counts the done lanes in its own commit log
+                    self.backend().check_fence()?;
+                    c.token = self.destination.flush(&c)?;
+                }
                 self.commit(c)?;
             }
             return Ok(());
