@@ -312,6 +312,11 @@ pub trait Backend: Send {
     /// the pipeline's fencing token: once another handle takes the lock after this one, this
     /// handle's commits and job updates are refused (it is a stale writer).
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>>;
+    /// Whether some handle (this process or another) holds `key`'s lock now, without taking it;
+    /// `None` when the backend cannot tell. Feeds the unclaimed-lanes gauge.
+    fn lock_held(&mut self, _key: &StreamKey) -> Result<Option<bool>> {
+        Ok(None)
+    }
     /// The newest unfinished job of this stream (`running` left by a crash, `stopped` by a
     /// signal, `failed` by an error): the one a new run resumes.
     fn resumable_job(&mut self, key: &StreamKey) -> Result<Option<Job>>;

@@ -248,16 +248,16 @@ fn two_consumers_and_one_producer_split_the_work_over_two_rabbitmq_lanes() {
 #[test]
 fn lanes_need_a_destination_that_can_split_and_a_consumer_each() {
     let s = Scratch::new("rmq-lanes-cfg");
-    let text = "name: lanes\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: postgres\n  config:\n    \
-                database: test\nengine:\n  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        \
+    let text = "name: lanes\nsource:\n  name: dummy\n  stream: creatures\ndestination:\n  name: command\n  config:\n    \
+                command: [cat]\nengine:\n  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        \
                 host: 127.0.0.1\n        queue_name: x\n";
     let cfg = s.write("pipeline.yml", text);
     let out = s.run(&["config", "validate", cfg.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("pipeline.yml:13:14") && err.contains("`postgres` destination does not support"), "{err}");
+    assert!(err.contains("pipeline.yml:13:14") && err.contains("`command` destination does not support"), "{err}");
     // the thread runner would be one consumer for two lanes
-    let text = text.replace("name: postgres\n  config:\n    database: test\n", "name: logger\n  config: {}\n");
+    let text = text.replace("name: command\n  config:\n    command: [cat]\n", "name: logger\n  config: {}\n");
     let cfg = s.write("pipeline.yml", &text);
     let out = s.run(&["run", cfg.to_str().unwrap(), "--no-progress"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -326,4 +326,91 @@ fn a_consumer_exports_the_pages_waiting_on_its_lane_in_the_broker() {
     assert!(seen.iter().all(|(l, _)| l == lane), "one lane per consumer: {seen:?}");
     let most = seen.iter().map(|(_, v)| *v).fold(0.0, f64::max);
     assert!(most > 0.0 && most <= 200.0, "pages waited on the lane, at most its 200: {seen:?}");
+}
+
+/// generator → RabbitMQ on 4 lanes → PostgreSQL, with a shared PostgreSQL backend. Two consumers
+/// for four lanes (a consumer hands its dry lane over to a lane without a consumer, and takes an
+/// unfinished lane when its own is done), each killed -9 at seeded moments and restarted, and a
+/// third consumer joining late: every row exactly once in the target, the staging table swapped
+/// in once, the job completed and its queues removed.
+#[test]
+fn postgres_on_four_lanes_two_stealing_consumers_killed_and_a_late_third_write_every_row_once() {
+    let s = Scratch::new("rmq-pg-lanes");
+    let schema = Schema::new("pglanes");
+    let queue = queue_name("rmqpglanes");
+    let total = 300_000u64;
+    let pg = format!(
+        "host: {}\n    port: {}\n    database: {}\n    username: {}\n    schema: {}\n",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user(),
+        schema.0
+    );
+    let text = format!(
+        "name: rmqpglanes\nsource:\n  name: generator\n  stream: records\n  total: {total}\n  page_size: 1000\n  \
+         rate_limit: 50000\ndestination:\n  name: postgres\n  config:\n    {pg}    destination_id: events\n    buffer_size: 1\n\
+         engine:\n  backend:\n    type: postgres\n    config:\n      {backend}      lease_seconds: 5\n  queue:\n    type: rabbitmq\n    \
+         config:\n      lanes: 4\n      queue:\n        host: 127.0.0.1\n        port: 5672\n        queue_name: {queue}\n      \
+         consumer:\n        prefetch: 4\n",
+        backend = pg.replace("\n    ", "\n      ")
+    );
+    let cfg = s.write("pipeline.yml", &text);
+    let cfg = cfg.to_str().unwrap();
+    let consumer = || s.spawn(&["run", cfg, "--role", "consumer", "--no-progress"]);
+    let mut consumers = vec![consumer(), consumer()];
+    let producer = s.spawn(&["run", cfg, "--role", "producer", "--no-progress"]);
+    // kill -9 one of the two at each of three seeded moments and start a new one at once; a
+    // third consumer joins after the second kill
+    let mut rng = Rng(0x5EED_2201);
+    let mut killed = 0;
+    let mut late = None;
+    for k in 0..3 {
+        std::thread::sleep(Duration::from_millis(700 + rng.below(900)));
+        let victim = &mut consumers[k % 2];
+        if victim.try_wait().unwrap().is_none() {
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+            killed += 1;
+        }
+        consumers[k % 2] = consumer();
+        if k == 1 {
+            late = Some(consumer());
+        }
+    }
+    consumers.extend(late);
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
+    let mut logs = Vec::new();
+    for c in consumers {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "consumer: {err}");
+        logs.push(err);
+    }
+    let all = logs.join("\n---\n");
+    assert!(killed >= 2, "the kills must land mid-run (only {killed} did)");
+    assert!(all.contains(" completed: "), "a consumer completed the job:\n{all}");
+    assert!(
+        all.contains("handing it over") || all.contains("taking an unfinished one"),
+        "consumers moved between lanes:\n{all}"
+    );
+    let (rows, distinct) = schema.count("events");
+    assert_eq!((rows, distinct), (total as i64, total as i64), "every row exactly once");
+    assert_eq!(schema.try_count("events__bizon_staging"), None, "the staging table was swapped in");
+    let mut pg = client();
+    let q = |sql: &str| -> i64 { pg.query_one(&sql.replace("S", &schema.0), &[]).unwrap().get(0) };
+    // the job's marker row, published once; four lane chains, each ending done
+    assert_eq!(q("SELECT count(*) FROM \"S\".bizon_destination_commits WHERE published AND job_id NOT LIKE '%~%'"), 1);
+    assert_eq!(
+        q("SELECT count(DISTINCT job_id) FROM \"S\".bizon_destination_commits WHERE job_id LIKE '%~%' AND (cursor->>'done')::boolean"),
+        4
+    );
+    let mut pg = client();
+    let status: String = pg
+        .query_one(&format!("SELECT status FROM \"{}\".bizon_jobs WHERE stream = 'records'", schema.0), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "succeeded");
+    assert!(!queues().lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind");
 }

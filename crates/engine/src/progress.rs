@@ -48,6 +48,10 @@ pub struct Counters {
     pub lane: AtomicU64,
     pub lane_waiting: AtomicU64,
     pub lane_known: AtomicBool,
+    /// Unfinished lanes of the job that no consumer holds (autoscaling signal), read by producers
+    /// and consumers every few seconds; `lanes_unclaimed_known`: the backend could tell.
+    pub lanes_unclaimed: AtomicU64,
+    pub lanes_unclaimed_known: AtomicBool,
     /// Gauges: in-memory queue depth, bytes written since the last commit.
     pub queue_messages: AtomicU64,
     pub queue_bytes: AtomicU64,

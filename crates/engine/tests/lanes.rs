@@ -215,3 +215,51 @@ fn lanes_need_a_consumer_each_and_a_lane_lock_is_exclusive() {
     assert!(other.lock_pipeline(&StreamKey { pipeline: lane_lock(0), ..key() }).is_err());
     assert!(other.lock_pipeline(&StreamKey { pipeline: lane_lock(1), ..key() }).is_ok());
 }
+
+#[test]
+fn the_producer_reports_the_unfinished_lanes_no_consumer_holds() {
+    use bizon_engine::progress::Counters;
+    use bizon_engine::{Failpoints, Pipeline};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // 4 lanes, consumers hold lanes 0 and 1 (and consume nothing): the producer fills its window
+    // and waits, reporting 2 lanes that want a consumer; a third holder brings it to 1
+    let (store, broker, table) = (MemoryBackend::new(), MemoryBroker::new(4, 2), Table::default());
+    let mut holder = store.handle();
+    let _l0 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(0), ..key() }).unwrap();
+    let _l1 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(1), ..key() }).unwrap();
+    let (stop, counters) = (Arc::new(AtomicBool::new(false)), Arc::new(Counters::default()));
+    let gauge = || {
+        counters.lanes_unclaimed_known.load(Ordering::Relaxed).then(|| counters.lanes_unclaimed.load(Ordering::Relaxed))
+    };
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut b = store.handle();
+            let mut source = bizon_testkit::fakes::NumberSource::new(1000, 10);
+            let mut destination = bizon_testkit::fakes::MemoryDestination::new(&table);
+            Pipeline {
+                spec: spec(Runner::Thread, Role::Producer, 0),
+                source: &mut source,
+                destination: &mut destination,
+                backend: &mut b,
+                broker: Some(&broker),
+                stop: stop.clone(),
+                failpoints: Arc::new(Failpoints::parse("", 1).unwrap()),
+                counters: counters.clone(),
+            }
+            .run()
+        });
+        let wait_for = |want: u64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while gauge() != Some(want) {
+                assert!(std::time::Instant::now() < deadline, "gauge {:?}, want {want}", gauge());
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        wait_for(2);
+        let _l2 = holder.lock_pipeline(&StreamKey { pipeline: lane_lock(2), ..key() }).unwrap();
+        wait_for(1);
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(producer.join().unwrap().unwrap().outcome, Outcome::Stopped);
+    });
+}

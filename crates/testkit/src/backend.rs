@@ -250,7 +250,16 @@ pub fn locks(make: Make<'_>) {
     assert!(m.contains("already running") && m.contains("job locks-running"), "{m}");
     assert!(m.contains(&format!("pid {}", std::process::id())), "names the holder's pid: {m}");
     let other = b.lock_pipeline(&key("suite-locks-other")).expect("another pipeline is independent");
+    // `lock_held` sees the lock from any handle without taking it (a backend may not tell)
+    if let Some(held) = b.lock_held(&key(p)).expect("lock_held") {
+        assert!(held, "held by the other handle");
+        assert_eq!(a.lock_held(&key(p)).expect("lock_held"), Some(true), "and by its own handle");
+        assert_eq!(b.lock_held(&key("suite-locks-free")).expect("lock_held"), Some(false), "a free lock");
+    }
     drop(guard);
+    if let Some(held) = b.lock_held(&key(p)).expect("lock_held") {
+        assert!(!held, "released on drop");
+    }
     let again = b.lock_pipeline(&key(p)).expect("released on drop");
     drop((again, other));
 }

@@ -178,6 +178,9 @@ impl Backend for FaultyBackend {
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         self.call(Call::LockPipeline, |b| b.lock_pipeline(key))
     }
+    fn lock_held(&mut self, key: &StreamKey) -> Result<Option<bool>> {
+        self.inner.lock_held(key)
+    }
     fn resumable_job(&mut self, key: &StreamKey) -> Result<Option<Job>> {
         self.call(Call::ResumableJob, |b| b.resumable_job(key))
     }

@@ -136,6 +136,10 @@ fn unfinished(status: JobStatus) -> bool {
 }
 
 impl Backend for MemoryBackend {
+    fn lock_held(&mut self, key: &StreamKey) -> Result<Option<bool>> {
+        Ok(Some(lock(&self.store).locks.contains_key(&key.pipeline)))
+    }
+
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let mut s = lock(&self.store);
         let name = key.pipeline.clone();

@@ -204,6 +204,14 @@ pub fn samples(c: &Counters, started: Instant) -> Vec<Sample<'_>> {
             lane: Some(n(&c.lane)),
         });
     }
+    if c.lanes_unclaimed_known.load(Ordering::Relaxed) {
+        out.push(Sample {
+            name: "bizon_lanes_unclaimed",
+            help: "Unfinished lanes of the job that no consumer holds (consumers wanted)",
+            value: Value::Gauge(n(&c.lanes_unclaimed) as f64),
+            lane: None,
+        });
+    }
     if let Some(pct) = c.percent() {
         out.push(Sample {
             name: "bizon_completion_percent",

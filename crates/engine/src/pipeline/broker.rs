@@ -25,8 +25,10 @@ pub(super) fn produce(
     backend: &Mutex<&mut dyn Backend>,
     job_id: &str,
     halt: &dyn Fn() -> bool,
+    gauge: &dyn Fn(),
 ) -> Result<()> {
     let mut publisher = broker.publisher()?;
+    let mut gauged: Option<Instant> = None;
     let lanes = broker.lanes().max(1);
     let lane_of = |iteration: i64| (iteration as usize) % lanes;
     let window = (broker.max_in_flight().max(1) * lanes) as i64;
@@ -35,6 +37,10 @@ pub(super) fn produce(
         let iteration = reader.iteration();
         if halt() {
             return publisher.flush();
+        }
+        if gauged.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            gauged = Some(Instant::now());
+            gauge();
         }
         // flow control: wait for the consumers' commits (read from the shared backend)
         if iteration - committed > window {
@@ -46,6 +52,10 @@ pub(super) fn produce(
                 drop(b);
                 if iteration - committed <= window || halt() {
                     break;
+                }
+                if gauged.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+                    gauged = Some(Instant::now());
+                    gauge();
                 }
                 if !logged && waiting.elapsed() > Duration::from_secs(10) {
                     tracing::info!(
@@ -114,6 +124,7 @@ pub(super) fn consume(
     broker: &dyn QueueBroker,
     producer: &dyn Fn() -> Producer,
     handover: &dyn Fn() -> bool,
+    gauge: &dyn Fn(),
 ) -> Result<Outcome> {
     let (lane, lanes) = w.lane;
     let mut idle_checked = Instant::now();
@@ -133,6 +144,7 @@ pub(super) fn consume(
                 w.counters.lane_waiting.store(n, Ordering::Relaxed);
                 w.counters.lane_known.store(true, Ordering::Relaxed);
             }
+            gauge();
         }
         if stop.load(Ordering::SeqCst) {
             let outcome = w.stopped()?;
@@ -256,7 +268,7 @@ pub(super) fn broker_loop(
             .spawn_scoped(s, || {
                 let halt = || stop.load(Ordering::SeqCst) || abandon.load(Ordering::SeqCst);
                 let reader = PageReader::new(source, ctx, backend, spec, &job_id, counters, start);
-                let r = produce(reader, broker, backend, &job_id, &halt);
+                let r = produce(reader, broker, backend, &job_id, &halt, &|| {});
                 *produced.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             })
             .map_err(|e| Error::internal(format!("cannot start the producer thread: {e}")))?;
@@ -271,7 +283,7 @@ pub(super) fn broker_loop(
                 None => Producer::Unknown,
             }
         };
-        let consumed = consume(w, stop, start, broker, &producer_state, &|| false);
+        let consumed = consume(w, stop, start, broker, &producer_state, &|| false, &|| {});
         if consumed.is_err() {
             abandon.store(true, Ordering::SeqCst);
         }

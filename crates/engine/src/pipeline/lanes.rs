@@ -76,6 +76,28 @@ pub(super) fn claim_lane(backend: &mut dyn Backend, key: &StreamKey, lanes: usiz
     unreachable!("lanes >= 1")
 }
 
+/// Unfinished lanes of the job whose lock nobody holds: consumers wanted (`None` when the backend
+/// cannot tell whether a lock is held).
+pub(super) fn unclaimed_lanes(
+    backend: &mut dyn Backend,
+    key: &StreamKey,
+    job_id: &str,
+    lanes: usize,
+) -> Result<Option<u64>> {
+    let mut unclaimed = 0;
+    for (lane, c) in lane_cursors(backend, job_id, lanes)?.into_iter().enumerate() {
+        if c.is_some_and(|c| c.done) {
+            continue;
+        }
+        match backend.lock_held(&lane_key(key, lane, lanes))? {
+            None => return Ok(None),
+            Some(false) => unclaimed += 1,
+            Some(true) => {}
+        }
+    }
+    Ok(Some(unclaimed))
+}
+
 /// What a consumer without an unfinished lane of its own can do next.
 pub(super) enum NextLane {
     /// It took this unfinished lane (free, or its holder's lease expired).

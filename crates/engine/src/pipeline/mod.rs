@@ -29,7 +29,9 @@ use bizon_core::{
 };
 
 use self::broker::{broker_loop, consume, produce, remove_queue, Producer};
-use self::lanes::{claim_lane, lane_cursor_id, lane_without_consumer, slowest_lane, take_unfinished_lane, NextLane};
+use self::lanes::{
+    claim_lane, lane_cursor_id, lane_without_consumer, slowest_lane, take_unfinished_lane, unclaimed_lanes, NextLane,
+};
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
 use self::writer::Writer;
@@ -143,6 +145,18 @@ pub struct Pipeline<'a> {
 /// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
 /// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
 /// sort by creation time and two processes starting jobs at the same moment still differ.
+/// Store the unclaimed-lanes gauge (a failed read only logs: a metric never fails a run).
+fn report_unclaimed(n: Result<Option<u64>>, counters: &Counters) {
+    match n {
+        Ok(Some(n)) => {
+            counters.lanes_unclaimed.store(n, Ordering::Relaxed);
+            counters.lanes_unclaimed_known.store(true, Ordering::Relaxed);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot count the unclaimed lanes"),
+    }
+}
+
 /// Where a consumer handing its lane over puts the lock of the lane it takes.
 type HandOver = Mutex<Option<(Box<dyn Send>, usize)>>;
 
@@ -386,9 +400,17 @@ impl Pipeline<'_> {
         let backend: Mutex<&mut dyn Backend> = Mutex::new(&mut *self.backend);
         let stop = &self.stop;
         let halt = || stop.load(Ordering::SeqCst);
+        let lanes = broker.lanes().max(1);
+        let (key, counters) = (&self.spec.key, &self.counters);
+        let gauge = || {
+            if lanes > 1 {
+                let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+                report_unclaimed(unclaimed_lanes(&mut **b, key, &job.id, lanes), counters);
+            }
+        };
         let reader =
             PageReader::new(&mut *self.source, read_ctx, &backend, &self.spec, &job.id, &self.counters, &start);
-        produce(reader, broker, &backend, &job.id, &halt)?;
+        produce(reader, broker, &backend, &job.id, &halt, &gauge)?;
         Ok(if self.stop.load(Ordering::SeqCst) { Outcome::Stopped } else { Outcome::Published })
     }
 
@@ -541,7 +563,13 @@ impl Pipeline<'_> {
                         }
                     }
                 };
-                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown, &hand_over);
+                let counters = &*self.counters;
+                let gauge = || {
+                    let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+                    report_unclaimed(unclaimed_lanes(&mut **b, key, &job.id, lanes), counters);
+                };
+                let gauge: &dyn Fn() = if lanes > 1 { &gauge } else { &|| {} };
+                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown, &hand_over, gauge);
                 if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
                     remove_queue(broker);
                 }

@@ -181,6 +181,20 @@ const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.res
 const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
 
 impl Backend for PostgresBackend {
+    /// The lock is a session advisory lock on `hashtextextended(lock key)`: held when pg_locks
+    /// shows it granted to some session of this database (a bigint key is split into classid and
+    /// objid, objsubid 1).
+    fn lock_held(&mut self, key: &StreamKey) -> Result<Option<bool>> {
+        let lock_key = format!("bizon:{}:{}", self.conn.schema, key.pipeline);
+        let sql =
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND l.classid = ((hashtextextended($1, 0) >> 32) & 4294967295)::oid \
+                   AND l.objid = (hashtextextended($1, 0) & 4294967295)::oid)";
+        let r = self.client()?.query_one(sql, &[&lock_key]);
+        Ok(Some(r.map_err(|e| self.err("reading the lock table", &e))?.get(0)))
+    }
+
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let mut lock_client = self.conn.connect()?;
         let lock_key = format!("bizon:{}:{}", self.conn.schema, key.pipeline);

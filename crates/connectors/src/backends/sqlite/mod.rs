@@ -216,6 +216,18 @@ fn read_fence(conn: &Connection, lock: &str) -> Result<Option<i64>> {
 }
 
 impl Backend for SqliteBackend {
+    /// Held when another open file description holds the lock file's lock (a probe that takes
+    /// and drops it otherwise).
+    fn lock_held(&mut self, key: &StreamKey) -> Result<Option<bool>> {
+        let Some(path) = self.lock_path(&key.pipeline) else { return Ok(None) };
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(false)),
+            Err(e) => return Err(Error::io(format!("opening lock file {}", path.display()), e)),
+        };
+        Ok(Some(matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))))
+    }
+
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
         let guard = self.lock_file(key)?;
         // the new holder's epoch: every earlier holder's fenced writes are refused from now on

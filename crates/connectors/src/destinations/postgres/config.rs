@@ -53,7 +53,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         guarantee: Guarantee::ExactlyOnce,
         transactional: true,
         typed_columns: true,
-        lanes: false,
+        lanes: true,
         dead_letters: true,
         network: true,
     },

@@ -9,6 +9,12 @@
 //! - `full_refresh`: rows go to `<table>__bizon_staging`; `finalize` drops the target and renames
 //!   the staging table in one transaction: readers see the old rows or the new ones.
 //! - `incremental` / `stream`: rows are appended to the target.
+//! - Broker lanes (several consumers): each lane commits its own cursor chain into the same
+//!   tables (`<job>~<lane>` in the commit log). A full refresh's staging table is created once per
+//!   job (a marker row `<job>` in the commit log, taken under an advisory lock) and swapped in
+//!   once, by the `finalize` that finds every lane's last commit `done`; the others return at once.
+//!   Upserts (`primary_key`) are refused on lanes: lanes commit independently, so an older version
+//!   of a record could overwrite a newer one.
 
 mod config;
 mod copy;
@@ -45,6 +51,8 @@ pub struct PostgresDestination {
     session: Option<CopySession>,
     /// `on_error: dead_letter`: records refused by the last write.
     rejected: Option<Vec<Rejected>>,
+    /// Broker lanes: (the job's id, its marker in the commit log; lanes). `None` with one lane.
+    lanes: Option<(String, usize)>,
 }
 
 /// One table rows are routed to.
@@ -91,6 +99,7 @@ impl PostgresDestination {
             published: false,
             session: None,
             rejected: (config.on_error == bizon_core::config::OnError::DeadLetter).then(Vec::new),
+            lanes: None,
         }
     }
 
@@ -263,15 +272,115 @@ impl PostgresDestination {
         format!("{insert}; TRUNCATE bizon_in")
     }
 
+    /// The commit log (and the schema). Rolls back whatever an earlier attempt left uncommitted
+    /// first. Serialized under the schema's DDL lock: consumers of several lanes start together, and
+    /// concurrent `CREATE … IF NOT EXISTS` of one name can fail.
     fn ensure_commit_log(&mut self) -> Result<()> {
+        drop(self.session.take().map(|s| s.end(true)));
+        if self.in_tx {
+            self.client = None;
+            self.in_tx = false;
+        }
         let sql = format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {log} (job_id text NOT NULL, seq bigint NOT NULL, \
-             cursor jsonb NOT NULL, published boolean NOT NULL DEFAULT false, committed_at timestamptz NOT NULL DEFAULT now(), \
-             PRIMARY KEY (job_id, seq))",
+            "BEGIN; {lock}; CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {log} (job_id text NOT NULL, \
+             seq bigint NOT NULL, cursor jsonb NOT NULL, published boolean NOT NULL DEFAULT false, \
+             committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job_id, seq)); COMMIT",
+            lock = self.ddl_lock(),
             schema = crate::pg::ident(&self.conn.schema),
             log = self.commits()
         );
         self.exec("creating the commit log", &sql)
+    }
+
+    /// A transaction-scoped advisory lock over the destination's DDL and lane bookkeeping in its
+    /// schema (released at COMMIT or ROLLBACK).
+    fn ddl_lock(&self) -> String {
+        let key = format!("bizon-destination:{}", self.conn.schema).replace('\'', "''");
+        format!("SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))")
+    }
+
+    /// The job's lane chains in the commit log.
+    fn lane_ids(&self) -> Vec<String> {
+        self.lanes.as_ref().map_or_else(Vec::new, |(job, n)| (0..*n).map(|k| format!("{job}~{k}")).collect())
+    }
+
+    /// Lanes: create the tables once per job under the DDL lock (a full refresh's staging table is
+    /// replaced only by the first lane to open, which leaves the job's marker row).
+    fn open_lanes(&mut self, job: String, lanes: usize) -> Result<()> {
+        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
+        self.in_tx = true;
+        let sql = format!("SELECT count(*) FROM {} WHERE job_id = $1", self.commits());
+        let r = self.client()?.query_one(&sql, &[&job]);
+        let first = r.map_err(|e| self.fail("reading the commit log", &e))?.get::<_, i64>(0) == 0;
+        for cur in 0..self.targets.len() {
+            self.cur = cur;
+            let table = self.write_table();
+            let ddl = match (self.mode, first) {
+                (SyncMode::FullRefresh, true) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
+                _ => self.table_ddl(&table),
+            };
+            self.exec("creating the table", &ddl)?;
+            if self.mode != SyncMode::FullRefresh || !first {
+                let probe = self.probe(&table);
+                self.exec("checking the table's columns", &probe)?;
+            }
+        }
+        self.cur = 0;
+        let marker = format!(
+            "INSERT INTO {} (job_id, seq, cursor) VALUES ($1, 0, $2::text::jsonb) ON CONFLICT DO NOTHING",
+            self.commits()
+        );
+        let lanes_json = json!({ "lanes": lanes }).to_string();
+        let r = self.client()?.execute(&marker, &[&job, &lanes_json]);
+        r.map_err(|e| self.fail("recording the job's lanes", &e))?;
+        self.exec("committing", "COMMIT")?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    /// Lanes: publish when every lane's last commit is `done` (under the DDL lock, so two lanes
+    /// finishing together publish once); else nothing, the last lane to finish publishes.
+    fn finalize_lanes(&mut self, publish: &str) -> Result<bool> {
+        let (job, lanes) = self.lanes.clone().ok_or_else(|| Error::internal("postgres destination: no lanes"))?;
+        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
+        self.in_tx = true;
+        let sql = format!(
+            "SELECT (SELECT coalesce(bool_or(published), false) FROM {log} WHERE job_id = $1), \
+             (SELECT count(*) FROM (SELECT DISTINCT ON (job_id) cursor FROM {log} WHERE job_id = ANY($2) \
+              ORDER BY job_id, seq DESC) last WHERE (cursor->>'done')::boolean)",
+            log = self.commits()
+        );
+        let ids = self.lane_ids();
+        let r = self.client()?.query_one(&sql, &[&job, &ids]);
+        let row = r.map_err(|e| self.fail("reading the lanes' commits", &e))?;
+        let (published, done): (bool, i64) = (row.get(0), row.get(1));
+        if published || done < lanes as i64 {
+            self.exec("committing", "COMMIT")?;
+            self.in_tx = false;
+            tracing::info!(
+                lanes,
+                lanes_done = done,
+                published,
+                "lane committed; the last lane to finish publishes the tables"
+            );
+            return Ok(published);
+        }
+        let mark =
+            format!("UPDATE {} SET published = true WHERE job_id = '{}'", self.commits(), job.replace('\'', "''"));
+        self.exec("publishing", &format!("{publish}{mark}; COMMIT"))?;
+        self.in_tx = false;
+        Ok(true)
+    }
+
+    /// A query that fails unless `table` has the columns this destination writes.
+    fn probe(&self, table: &str) -> String {
+        match &self.t().typed {
+            Some(cols) => {
+                let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
+                format!("SELECT {}, {META_COLUMNS} FROM {table} LIMIT 0", names.join(", "))
+            }
+            None => format!("SELECT {COLUMNS} FROM {table} LIMIT 0"),
+        }
     }
 }
 
@@ -294,13 +403,40 @@ impl Destination for PostgresDestination {
         self.job_id = ctx.job_id.clone();
         drop(self.session.take().map(|s| s.end(true)));
         self.client = None; // any transaction of an earlier attempt is rolled back
+        self.lanes = match ctx.lane {
+            Some((lane, lanes)) if lanes > 1 => {
+                let job = ctx.job_id.strip_suffix(&format!("~{lane}")).ok_or_else(|| {
+                    Error::internal(format!(
+                        "postgres destination: lane {lane}'s job id `{}` has no lane suffix",
+                        ctx.job_id
+                    ))
+                })?;
+                if !self.primary_key.is_empty() {
+                    return Err(Error::config(format!(
+                        "postgres destination: `primary_key` (upserts) does not run on {lanes} lanes: lanes commit \
+                         independently, so an older version of a record could overwrite a newer one; use one lane"
+                    )));
+                }
+                Some((job.to_owned(), lanes))
+            }
+            _ => None,
+        };
         self.ensure_commit_log()?;
         self.seq = resume.and_then(|t| t.get("seq")).and_then(Json::as_u64).unwrap_or(0);
-        let sql = format!("SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1", self.commits());
+        // with lanes the job is published as a whole: its marker row carries the flag
+        let sql = format!(
+            "SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1 OR job_id = $2",
+            self.commits()
+        );
         let job_id = self.job_id.clone();
-        let r = self.client()?.query_one(&sql, &[&job_id]);
+        let job = self.lanes.as_ref().map_or_else(|| job_id.clone(), |(j, _)| j.clone());
+        let r = self.client()?.query_one(&sql, &[&job_id, &job]);
         self.published = r.map_err(|e| self.fail("reading the commit log", &e))?.get(0);
         if self.published {
+            return Ok(json!({"seq": self.seq}));
+        }
+        if let Some((job, lanes)) = self.lanes.clone() {
+            self.open_lanes(job, lanes)?;
             return Ok(json!({"seq": self.seq}));
         }
         for cur in 0..self.targets.len() {
@@ -313,13 +449,7 @@ impl Destination for PostgresDestination {
             self.exec("creating the table", &ddl)?;
             if self.mode != SyncMode::FullRefresh || resume.is_some() {
                 // the target of an incremental run may predate bizon: check it has our columns
-                let probe = match &self.t().typed {
-                    Some(cols) => {
-                        let names: Vec<String> = cols.iter().map(|(n, _)| crate::pg::ident(n)).collect();
-                        format!("SELECT {}, {META_COLUMNS} FROM {table} LIMIT 0", names.join(", "))
-                    }
-                    None => format!("SELECT {COLUMNS} FROM {table} LIMIT 0"),
-                };
+                let probe = self.probe(&table);
                 self.exec("checking the table's columns", &probe)?;
             }
         }
@@ -433,20 +563,24 @@ impl Destination for PostgresDestination {
             self.job_id.replace('\'', "''"),
             self.seq
         );
-        let sql = match self.mode {
-            SyncMode::FullRefresh => {
-                let mut swaps = String::new();
-                for cur in 0..self.targets.len() {
-                    self.cur = cur;
-                    swaps.push_str(&format!(
-                        "DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {name}; ",
-                        target = self.target(),
-                        staging = self.staging(),
-                        name = crate::pg::ident(&self.t().table),
-                    ));
-                }
-                format!("BEGIN; {swaps}{mark}; COMMIT")
+        let mut swaps = String::new();
+        if self.mode == SyncMode::FullRefresh {
+            for cur in 0..self.targets.len() {
+                self.cur = cur;
+                swaps.push_str(&format!(
+                    "DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {name}; ",
+                    target = self.target(),
+                    staging = self.staging(),
+                    name = crate::pg::ident(&self.t().table),
+                ));
             }
+        }
+        if self.lanes.is_some() {
+            self.published = self.finalize_lanes(&swaps)?;
+            return Ok(());
+        }
+        let sql = match self.mode {
+            SyncMode::FullRefresh => format!("BEGIN; {swaps}{mark}; COMMIT"),
             _ => mark,
         };
         self.exec("publishing", &sql)?;
