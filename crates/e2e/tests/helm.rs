@@ -199,7 +199,11 @@ fn default_values_render_a_producer_job_a_consumer_per_lane_a_configmap_and_a_se
 
     let deployment = one(&docs, "Deployment");
     assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(lanes(&cfg)), "consumer replicas = lanes");
-    assert_eq!(deployment["spec"]["strategy"]["type"].as_str(), Some("Recreate"), "a lane is a lock: no surge");
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"].as_str(),
+        Some("RollingUpdate"),
+        "a surge consumer waits for a free lane"
+    );
     let selector = &deployment["spec"]["selector"]["matchLabels"];
     for (k, v) in selector.as_hash().unwrap() {
         assert_eq!(&deployment["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()], v, "selected by {k:?}");
@@ -270,15 +274,30 @@ fn values_with_config_edit(s: &TempDir, from: &str, to: &str) -> String {
 }
 
 #[test]
-fn consumer_replicas_follow_the_lanes_and_never_exceed_them() {
+fn consumer_replicas_follow_the_lanes_or_an_autoscaler_on_the_lane_gauges() {
     let s = TempDir::new("helm-lanes");
     let four = values_with_config_edit(&s, "lanes: 2", "lanes: 4");
     let docs = render("helm-lanes", &["-f", &four]);
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"].as_i64(), Some(4));
+    assert!(!kinds(&docs).contains(&"HorizontalPodAutoscaler"), "no autoscaler unless enabled");
     let docs = render("helm-lanes", &["-f", &four, "--set", "consumer.replicas=3"]);
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"].as_i64(), Some(3), "fewer consumers than lanes work");
-    let err = try_render("helm-lanes", &["--set", "consumer.replicas=3"]).unwrap_err();
-    assert!(err.contains("consumer.replicas (3) is more than engine.queue.config.lanes (2)"), "{err}");
+    let docs = render("helm-lanes", &["--set", "consumer.replicas=3"]);
+    assert_eq!(one(&docs, "Deployment")["spec"]["replicas"].as_i64(), Some(3), "a standby beyond the lanes waits");
+    // the autoscaler owns the replicas: it targets the consumers, up to the lanes, on both gauges
+    let docs = render("helm-lanes", &["-f", &four, "--set", "consumer.autoscaling.enabled=true"]);
+    let deployment = one(&docs, "Deployment");
+    assert!(deployment["spec"]["replicas"].is_badvalue(), "no fixed replicas under an autoscaler");
+    let hpa = one(&docs, "HorizontalPodAutoscaler");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"]);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"].as_str(), Some("Deployment"));
+    assert_eq!((hpa["spec"]["minReplicas"].as_i64(), hpa["spec"]["maxReplicas"].as_i64()), (Some(1), Some(4)));
+    let metrics: Vec<&str> =
+        hpa["spec"]["metrics"].as_vec().unwrap().iter().filter_map(|m| m["pods"]["metric"]["name"].as_str()).collect();
+    // the names bizon's exporter serves (crates/cli/src/telemetry/mod.rs)
+    assert_eq!(metrics, ["bizon_lane_pages_waiting", "bizon_lanes_unclaimed"]);
+    let telemetry = std::fs::read_to_string(root().join("crates/cli/src/telemetry/mod.rs")).unwrap();
+    assert!(metrics.iter().all(|m| telemetry.contains(&format!("name: \"{m}\""))), "exported gauges");
     let one_lane = values_with_config_edit(&s, "      lanes: 2\n", "");
     let docs = render("helm-lanes", &["-f", &one_lane]);
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"].as_i64(), Some(1), "no lanes: one consumer");
@@ -311,7 +330,8 @@ fn the_chart_passes_helm_lint_and_its_manifests_the_kubernetes_schemas() {
     let chart = chart();
     let out = helm(&["lint", chart.to_str().unwrap()], None);
     assert!(out.status.success(), "helm lint --strict: {}", String::from_utf8_lossy(&out.stderr));
-    for args in [&[][..], &["--set", "producer.kind=CronJob", "--set", "secret.existingSecret=x"][..]] {
+    let cron = ["--set", "producer.kind=CronJob", "--set", "secret.existingSecret=x"];
+    for args in [&[][..], &cron[..], &["--set", "consumer.autoscaling.enabled=true"][..]] {
         let text = try_render("helm-schemas", args).unwrap();
         let out = helm(&["validate"], Some(&text));
         assert!(

@@ -414,3 +414,60 @@ fn postgres_on_four_lanes_two_stealing_consumers_killed_and_a_late_third_write_e
     assert_eq!(status, "succeeded");
     assert!(!queues().lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind");
 }
+
+/// The value of `bizon_lanes_unclaimed` in a Prometheus text body.
+fn unclaimed_gauge(body: &str) -> Option<f64> {
+    body.lines().find(|l| l.starts_with("bizon_lanes_unclaimed"))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// One consumer for three lanes: the producer exports how many unfinished lanes have no consumer
+/// (3 before the consumer starts, then 2), and the consumer, whose lane runs dry while the
+/// producer waits for the other lanes, hands lanes over until every record is written once.
+#[test]
+fn the_producer_exports_unclaimed_lanes_and_one_consumer_works_through_three_lanes() {
+    let s = Scratch::new("rmq-unclaimed");
+    let (cfg, queue) = through_rabbitmq(&s, "rmqunclaimed", 60_000, "  page_size: 1000\n", "");
+    use_lanes(&cfg, 3);
+    edit_config(&cfg, "prefetch: 16", "prefetch: 2"); // 2 × 2 pages per lane ahead: the producer waits
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let watched = s.write(
+        "watched.yml",
+        &format!(
+            "{}monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:{port}\n",
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    );
+    let producer = s.spawn(&["run", watched.to_str().unwrap(), "--role", "producer", "--no-progress"]);
+    let mut seen = Vec::new();
+    let mut consumer = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Some(v) = http_get(port, "/metrics").as_deref().and_then(unclaimed_gauge) {
+            if seen.last() != Some(&v) {
+                seen.push(v);
+            }
+        }
+        if consumer.is_none() && seen.contains(&3.0) {
+            consumer = Some(s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]));
+        }
+        if seen.contains(&2.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let consumer = consumer.unwrap_or_else(|| panic!("no 3 unclaimed lanes seen before a consumer: {seen:?}"));
+    assert!(seen.contains(&2.0), "one lane claimed once the consumer runs: {seen:?}");
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
+    let out = consumer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "consumer: {err}");
+    assert!(err.contains("handing it over") && err.contains(" completed: "), "{err}");
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        ids.extend(read_ids(&s.path(&format!("out.lane-{k}.json"))));
+    }
+    let (missing, dups) = missing_and_duplicates(&ids, 60_000);
+    assert_eq!((missing, dups, ids.len()), (0, 0, 60_000));
+    assert!(!queues().lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind");
+}

@@ -76,15 +76,11 @@ it. Fails the render (with the key to fix) rather than deploy pods whose probes 
 {{- int $lanes -}}
 {{- end -}}
 
-{{/* consumer.replicas, or the lanes; never more consumers than lanes. */}}
+{{/* consumer.replicas, or the lanes (consumers beyond the lanes wait as standbys). */}}
 {{- define "bizon.consumerReplicas" -}}
-{{- $lanes := include "bizon.lanes" . | int -}}
-{{- $replicas := $lanes -}}
+{{- $replicas := include "bizon.lanes" . | int -}}
 {{- if not (kindIs "invalid" .Values.consumer.replicas) -}}
 {{- $replicas = int .Values.consumer.replicas -}}
-{{- end -}}
-{{- if gt $replicas $lanes -}}
-{{- fail (printf "consumer.replicas (%d) is more than engine.queue.config.lanes (%d): each consumer claims a free lane, an extra one is refused" $replicas $lanes) -}}
 {{- end -}}
 {{- $replicas -}}
 {{- end -}}
