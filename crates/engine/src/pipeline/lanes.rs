@@ -109,20 +109,30 @@ pub(super) enum NextLane {
 }
 
 /// The lock of an unfinished lane other than `except`, trying the lanes after `except` first (so
-/// consumers handing lanes over spread out); `None` when every one is held.
+/// consumers handing lanes over spread out); `None` when every one is held. A lock the backend
+/// reports held is not tried (taking a lock may open a connection: waiting consumers poll), unless
+/// its holder's lease may have expired, which only `lock_pipeline` finds out: every lane is tried
+/// on each `LEASE_PROBE_EVERY`-th call.
 fn lock_free_lane(
     backend: &mut dyn Backend,
     key: &StreamKey,
     done: &[bool],
     except: Option<usize>,
+    probe_all: bool,
 ) -> Option<(Box<dyn Send>, usize)> {
     let lanes = done.len();
     let from = except.map_or(0, |e| e + 1);
-    (0..lanes)
-        .map(|k| (from + k) % lanes)
-        .filter(|k| !done[*k] && Some(*k) != except)
-        .find_map(|k| backend.lock_pipeline(&lane_key(key, k, lanes)).ok().map(|lock| (lock, k)))
+    (0..lanes).map(|k| (from + k) % lanes).filter(|k| !done[*k] && Some(*k) != except).find_map(|k| {
+        let lane = lane_key(key, k, lanes);
+        if !probe_all && matches!(backend.lock_held(&lane), Ok(Some(true))) {
+            return None;
+        }
+        backend.lock_pipeline(&lane).ok().map(|lock| (lock, k))
+    })
 }
+
+/// Every how many polls a waiting consumer tries the held lanes too (a paused holder's lease).
+const LEASE_PROBE_EVERY: u32 = 10;
 
 /// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
 pub(super) fn lane_without_consumer(
@@ -134,13 +144,13 @@ pub(super) fn lane_without_consumer(
 ) -> Result<Option<(Box<dyn Send>, usize)>> {
     let done: Vec<bool> =
         lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
-    Ok(lock_free_lane(backend, key, &done, Some(lane)))
+    Ok(lock_free_lane(backend, key, &done, Some(lane), false))
 }
 
 /// Work stealing: a consumer whose lane is finished (or that found every lane taken) takes an
 /// unfinished lane that is free, or one whose holder's lease expired (the backend's lock takes over
 /// a lock whose heartbeat stopped; a killed holder's lock is gone at once). While every
-/// unfinished lane has a live consumer it waits, polling every `poll`, so a consumer that dies is
+/// unfinished lane has a live consumer it waits, polling every `every`, so a consumer that dies is
 /// replaced within a poll; it returns once every lane is done.
 pub(super) fn take_unfinished_lane(
     backend: &mut dyn Backend,
@@ -148,16 +158,16 @@ pub(super) fn take_unfinished_lane(
     job_id: &str,
     lanes: usize,
     stop: &std::sync::atomic::AtomicBool,
-    poll: std::time::Duration,
+    every: std::time::Duration,
 ) -> Result<NextLane> {
     let mut logged = false;
-    loop {
+    for poll in 0u32.. {
         let done: Vec<bool> =
             lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }
-        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None) {
+        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None, poll % LEASE_PROBE_EVERY == 0) {
             return Ok(NextLane::Take(lock, lane));
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -168,8 +178,9 @@ pub(super) fn take_unfinished_lane(
             tracing::info!(lanes, unfinished = ?open, "every unfinished lane has a consumer: waiting to take one that frees up");
             logged = true;
         }
-        std::thread::sleep(poll);
+        std::thread::sleep(every);
     }
+    unreachable!("the loop returns")
 }
 
 #[cfg(test)]
