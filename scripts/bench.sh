@@ -10,7 +10,7 @@
 #   - checkpointing: the same workload with a source cursor saved every iteration and a durable
 #     commit every MB, against none.
 #
-# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|notion|bigquery|transforms|startup|all]   (default: all)
+# Usage: scripts/bench.sh [quick|full|rss|checkpoint|postgres|rabbitmq|kafka|kafka-source|metrics|http|scale|notion|bigquery|transforms|startup|all]   (default: all)
 #        scripts/bench.sh compare BASE [RUN]
 #        scripts/bench.sh profile
 #   quick    1M-record workloads
@@ -35,6 +35,11 @@
 #            children each (parent → child streams), at source.http.concurrency 1 and 8, and 2,000
 #            parents with one child each (CPU per request); prints records/s, requests/s, peak
 #            RSS and bizon's CPU per 1,000 requests; and bizon 0.6.4 (PyPI) on the same server
+#   scale    consumers as separate processes over lanes (PostgreSQL backend), a destination taking
+#            50 ms per page (null latency_ms, or PostgreSQL with a sleeping statement trigger), 1M
+#            records (SCALE_RECORDS) in pages of 1,000: 1, 4 and 16 consumers on as many lanes and
+#            16 consumers on 4 lanes, over RabbitMQ (null and postgres) and Kafka (null, mock
+#            cluster); speed-ups against one consumer
 #   notion   the notion source's blocks_markdown over 200 pages (2 databases; every 10th page a
 #            tree four levels deep) against `bizon-fake-notion`, a Notion stand-in answering each
 #            request after 100 ms and allowing 3 requests/s on average (429 with Retry-After
@@ -639,6 +644,130 @@ YML
   # (2,020 requests), so start-up and the 10 ms resolution of the CPU time do not blur it.
   http_workload http-requests-2k-c8 8 2000 one_child_each
   kill $api_pid 2>/dev/null || true
+fi
+if [[ $MODE == scale || $MODE == all ]]; then
+  # Consumers as separate processes over lanes, PostgreSQL backend: a destination taking 50 ms per
+  # page (the null destination's latency_ms, or a PostgreSQL table whose statement trigger sleeps
+  # 50 ms per COPY, one page per commit), SCALE_RECORDS generator records in pages of 1,000.
+  # Wall time from the producer's start until the last consumer exits; CPU summed over every
+  # process, RSS the largest one.
+  RSS_CEIL=48
+  SCALE_RECORDS=${SCALE_RECORDS:-1000000}
+  scale_schema=bizon_bench_scale_$$
+  PSQL_SCALE=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
+  "${PSQL_SCALE[@]}" -c "CREATE SCHEMA $scale_schema"
+  trap '"${PSQL_SCALE[@]}" -c "DROP SCHEMA IF EXISTS $scale_schema CASCADE" 2>/dev/null; rm -rf "$WORK"' EXIT
+  # scale_workload NAME LANES CONSUMERS QUEUE_YAML DESTINATION_YAML
+  scale_workload() {
+    local name=$1 lanes=$2 n=$3 pids=() t0 t1 wall cpu rss sum
+    cat > "$WORK/$name.yml" <<YML
+name: bench-$name
+source:
+  name: generator
+  stream: records
+  total: $SCALE_RECORDS
+  page_size: 1000
+  record_size: 100
+$5
+engine:
+  backend:
+    type: postgres
+    config:
+      host: 127.0.0.1
+      database: test
+      username: postgres
+      schema: ${scale_schema}
+  queue:
+${4//@LANES@/$lanes}
+YML
+    for k in $(seq "$n"); do
+      /usr/bin/time -f "%U %S %M" -o "$WORK/$name.c$k.time" \
+        "$BIN" run "$WORK/$name.yml" --role consumer --no-progress 2>"$WORK/$name.c$k.log" &
+      pids+=($!)
+    done
+    sleep 1 # the consumers claim their lanes and wait for the job
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%U %S %M" -o "$WORK/$name.p.time" "$BIN" run "$WORK/$name.yml" --role producer --no-progress \
+      2>"$WORK/$name.p.log" || { tail -20 "$WORK/$name.p.log"; exit 1; }
+    for p in "${pids[@]}"; do wait "$p" || { tail -20 "$WORK/$name".c*.log; exit 1; }; done
+    t1=$(date +%s.%N)
+    wall=$(echo "$t1 - $t0" | bc -l | xargs printf '%.2f')
+    cpu=$(cat "$WORK/$name".*.time | awk '{ c += $1 + $2 } END { printf "%.2f", c }')
+    rss=$(cat "$WORK/$name".*.time | awk '$3 > m { m = $3 } END { printf "%.1f", m / 1024 }')
+    sum=$(sed -n 's/^bizon: job .*: \([0-9]*\) records, .*/\1/p' "$WORK/$name".c*.log | paste -sd+ | bc)
+    [ "$sum" = "$SCALE_RECORDS" ] || { echo "$name: the consumers wrote $sum records, expected $SCALE_RECORDS"; tail -5 "$WORK/$name".c*.log; exit 1; }
+    grep -q ' completed: ' "$WORK/$name".c*.log || { echo "$name: no consumer completed the job"; exit 1; }
+    row "$name" "$SCALE_RECORDS" 0 "$wall" "$cpu" "$rss" "lanes=$lanes consumers=$n"
+    LAST_WALL=$wall
+    rm -f "$WORK/$name".*
+  }
+  # scale_queue LABEL QUEUE_YAML DESTINATION_YAML: 1 consumer on 1 lane, 4 on 4, 16 on 16, 16 on 4
+  scale_queue() {
+    scale_workload "scale-$1-1x1" 1 1 "$2" "$3"
+    local one=$LAST_WALL
+    scale_workload "scale-$1-4x4" 4 4 "$2" "$3"
+    echo "  speed-up $1 4 consumers: $(echo "$one / $LAST_WALL" | bc -l | xargs printf '%.2f')x"
+    scale_workload "scale-$1-16x16" 16 16 "$2" "$3"
+    target "$1: 16 consumers vs 1 (speed-up)" "$(echo "$one / $LAST_WALL" | bc -l)" ">=" 12
+    scale_workload "scale-$1-4x16" 4 16 "$2" "$3"
+    target "$1: 16 consumers over 4 lanes vs 1 (speed-up)" "$(echo "$one / $LAST_WALL" | bc -l)" ">=" 3.5
+  }
+  null_dest="destination:
+  name: null
+  config:
+    latency_ms: 50"
+  scale_queue rabbitmq-null "    type: rabbitmq
+    config:
+      lanes: @LANES@
+      queue:
+        host: 127.0.0.1
+        queue_name: bizon_bench_scale_$$
+      consumer:
+        prefetch: 4" "$null_dest"
+  # Kafka (the mock cluster unless BENCH_KAFKA): a topic per workload, one partition per lane
+  kafka_broker
+  kafka_queue() {
+    printf '    type: kafka\n    config:\n      lanes: @LANES@\n      queue:\n        bootstrap_server: %s\n        topic: bizon_bench_scale_%s_%s\n      consumer:\n        group_id: bizon_bench_scale_%s_%s' \
+      "$bootstrap" "$$" "$1" "$$" "$1"
+  }
+  scale_workload scale-kafka-null-1x1 1 1 "$(kafka_queue 1)" "$null_dest"
+  one=$LAST_WALL
+  scale_workload scale-kafka-null-16x16 16 16 "$(kafka_queue 2)" "$null_dest"
+  target "kafka-null: 16 consumers vs 1 (speed-up)" "$(echo "$one / $LAST_WALL" | bc -l)" ">=" 12
+  scale_workload scale-kafka-null-4x16 4 16 "$(kafka_queue 3)" "$null_dest"
+  target "kafka-null: 16 consumers over 4 lanes vs 1 (speed-up)" "$(echo "$one / $LAST_WALL" | bc -l)" ">=" 3.5
+  # PostgreSQL destination: incremental (appends to a table made here), a statement trigger
+  # sleeping 50 ms per COPY, a commit per page (buffer_size 0)
+  "${PSQL_SCALE[@]}" <<SQL
+CREATE FUNCTION $scale_schema.slow() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END \$\$;
+CREATE TABLE $scale_schema.events (bizon_id text NOT NULL, bizon_extracted_at timestamptz NOT NULL,
+  bizon_loaded_at timestamptz NOT NULL, source_record_id text NOT NULL, source_timestamp timestamptz NOT NULL,
+  source_data jsonb NOT NULL);
+CREATE TRIGGER slow AFTER INSERT ON $scale_schema.events FOR EACH STATEMENT EXECUTE FUNCTION $scale_schema.slow();
+SQL
+  pg_dest="  sync_mode: incremental
+  cursor_field: updated_at
+destination:
+  name: postgres
+  config:
+    host: 127.0.0.1
+    database: test
+    username: postgres
+    schema: $scale_schema
+    destination_id: events
+    buffer_size: 0"
+  scale_queue rabbitmq-postgres "    type: rabbitmq
+    config:
+      lanes: @LANES@
+      queue:
+        host: 127.0.0.1
+        queue_name: bizon_bench_scale_pg_$$
+      consumer:
+        prefetch: 4" "$pg_dest"
+  rows=$(psql -tA -X -h 127.0.0.1 -U postgres -d test -c "SELECT count(*) = count(DISTINCT (bizon_id)) FROM $scale_schema.events")
+  [ "$rows" = t ] || { echo "scale: duplicate rows in the postgres destination"; exit 1; }
+  "${PSQL_SCALE[@]}" -c "DROP SCHEMA IF EXISTS $scale_schema CASCADE"
+  kill "${mock_pid:-}" 2>/dev/null || true
 fi
 if [[ $MODE == notion || $MODE == all ]]; then
   RSS_CEIL=40
