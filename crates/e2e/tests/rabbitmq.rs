@@ -399,19 +399,15 @@ fn postgres_on_four_lanes_two_stealing_consumers_killed_and_a_late_third_write_e
     assert_eq!((rows, distinct), (total as i64, total as i64), "every row exactly once");
     assert_eq!(schema.try_count("events__bizon_staging"), None, "the staging table was swapped in");
     let mut pg = client();
-    let q = |sql: &str| -> i64 { pg.query_one(&sql.replace("S", &schema.0), &[]).unwrap().get(0) };
+    let mut q = |sql: &str| -> i64 { pg.query_one(&sql.replace("@S", &schema.0), &[]).unwrap().get(0) };
     // the job's marker row, published once; four lane chains, each ending done
-    assert_eq!(q("SELECT count(*) FROM \"S\".bizon_destination_commits WHERE published AND job_id NOT LIKE '%~%'"), 1);
+    assert_eq!(q("SELECT count(*) FROM \"@S\".bizon_destination_commits WHERE published AND job_id NOT LIKE '%~%'"), 1);
     assert_eq!(
-        q("SELECT count(DISTINCT job_id) FROM \"S\".bizon_destination_commits WHERE job_id LIKE '%~%' AND (cursor->>'done')::boolean"),
+        q("SELECT count(DISTINCT job_id) FROM \"@S\".bizon_destination_commits \
+           WHERE job_id LIKE '%~%' AND (cursor->>'done')::boolean"),
         4
     );
-    let mut pg = client();
-    let status: String = pg
-        .query_one(&format!("SELECT status FROM \"{}\".bizon_jobs WHERE stream = 'records'", schema.0), &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "succeeded");
+    assert_eq!(q("SELECT count(*) FROM \"@S\".bizon_jobs WHERE stream = 'records' AND status = 'succeeded'"), 1);
     assert!(!queues().lines().any(|q| q.trim().starts_with(&queue)), "lane queues left behind");
 }
 
