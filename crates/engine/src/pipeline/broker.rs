@@ -153,7 +153,10 @@ pub(super) fn consume(
             }
             return Ok(outcome);
         }
-        let outcome = match subscriber.next(w.until_deadline())? {
+        // on lanes the wait is short even with rows pending (the flush deadline can be minutes
+        // away): a dry lane must be noticed to be handed over
+        let wait = if lanes > 1 { w.until_deadline().min(LANE_IDLE / 4) } else { w.until_deadline() };
+        let outcome = match subscriber.next(wait)? {
             None => {
                 match producer() {
                     Producer::Failed(e) => {

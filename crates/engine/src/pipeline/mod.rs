@@ -222,10 +222,18 @@ impl Pipeline<'_> {
                         // the new lock is taken before the old one is released
                         (lock, lane) = (Some(l), other);
                     }
-                    // Every lane is done. A consumer arriving now (on a done lane) runs the last
-                    // lane's finish again, which completes the job if a crash stopped it after
-                    // the last commit (idempotent); one that just finished a lane has nothing left.
-                    NextLane::AllDone if first && lock.is_some() => {}
+                    // Every lane is done. A consumer arriving now runs the last lane's finish
+                    // again on a lane it holds or can take, which completes the job if a crash
+                    // stopped it after the last commit (idempotent); one that just finished a
+                    // lane has nothing left.
+                    NextLane::AllDone if first => {
+                        if lock.is_none() {
+                            match claim_lane(&mut *self.backend, &self.spec.key, lanes) {
+                                Ok((l, k)) => (lock, lane) = (Some(l), k),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     NextLane::AllDone | NextLane::Stopped => break,
                 }
             }
