@@ -654,7 +654,7 @@ if [[ $MODE == scale || $MODE == all ]]; then
   RSS_CEIL=48
   SCALE_RECORDS=${SCALE_RECORDS:-1000000}
   scale_schema=bizon_bench_scale_$$
-  PSQL_SCALE=(psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
+  PSQL_SCALE=(env PGOPTIONS=--client-min-messages=warning psql -q -X -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1)
   "${PSQL_SCALE[@]}" -c "CREATE SCHEMA $scale_schema"
   trap '"${PSQL_SCALE[@]}" -c "DROP SCHEMA IF EXISTS $scale_schema CASCADE" 2>/dev/null; rm -rf "$WORK"' EXIT
   # scale_workload NAME LANES CONSUMERS QUEUE_YAML DESTINATION_YAML
@@ -724,8 +724,11 @@ YML
         queue_name: bizon_bench_scale_$$
       consumer:
         prefetch: 4" "$null_dest"
-  # Kafka (the mock cluster unless BENCH_KAFKA): a topic per workload, one partition per lane
-  kafka_broker
+  # Kafka (the mock cluster unless BENCH_KAFKA): a topic per workload, one partition per lane,
+  # created up front (consumers start before the producer, and subscribing would create it with
+  # the broker's default partitions)
+  if [ -n "${mock_pid:-}" ]; then kill "$mock_pid" 2>/dev/null || true; fi
+  kafka_broker --topic "bizon_bench_scale_$$_1:1" --topic "bizon_bench_scale_$$_2:16" --topic "bizon_bench_scale_$$_3:4"
   kafka_queue() {
     printf '    type: kafka\n    config:\n      lanes: @LANES@\n      queue:\n        bootstrap_server: %s\n        topic: bizon_bench_scale_%s_%s\n      consumer:\n        group_id: bizon_bench_scale_%s_%s' \
       "$bootstrap" "$$" "$1" "$$" "$1"
