@@ -312,20 +312,7 @@ impl PostgresDestination {
         let sql = format!("SELECT count(*) FROM {} WHERE job_id = $1", self.commits());
         let r = self.client()?.query_one(&sql, &[&job]);
         let first = r.map_err(|e| self.fail("reading the commit log", &e))?.get::<_, i64>(0) == 0;
-        for cur in 0..self.targets.len() {
-            self.cur = cur;
-            let table = self.write_table();
-            let ddl = match (self.mode, first) {
-                (SyncMode::FullRefresh, true) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
-                _ => self.table_ddl(&table),
-            };
-            self.exec("creating the table", &ddl)?;
-            if self.mode != SyncMode::FullRefresh || !first {
-                let probe = self.probe(&table);
-                self.exec("checking the table's columns", &probe)?;
-            }
-        }
-        self.cur = 0;
+        self.create_tables(first)?;
         let marker = format!(
             "INSERT INTO {} (job_id, seq, cursor) VALUES ($1, 0, $2::text::jsonb) ON CONFLICT DO NOTHING",
             self.commits()
@@ -370,6 +357,27 @@ impl PostgresDestination {
         self.exec("publishing", &format!("{publish}{mark}; COMMIT"))?;
         self.in_tx = false;
         Ok(true)
+    }
+
+    /// Create every target's write table; `fresh` (a new job) replaces a full refresh's staging
+    /// table. A table that already holds rows (incremental, or a resumed staging table) must have
+    /// our columns: it may predate bizon.
+    fn create_tables(&mut self, fresh: bool) -> Result<()> {
+        for cur in 0..self.targets.len() {
+            self.cur = cur;
+            let table = self.write_table();
+            let ddl = match (self.mode, fresh) {
+                (SyncMode::FullRefresh, true) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
+                _ => self.table_ddl(&table),
+            };
+            self.exec("creating the table", &ddl)?;
+            if self.mode != SyncMode::FullRefresh || !fresh {
+                let probe = self.probe(&table);
+                self.exec("checking the table's columns", &probe)?;
+            }
+        }
+        self.cur = 0;
+        Ok(())
     }
 
     /// A query that fails unless `table` has the columns this destination writes.
@@ -439,21 +447,7 @@ impl Destination for PostgresDestination {
             self.open_lanes(job, lanes)?;
             return Ok(json!({"seq": self.seq}));
         }
-        for cur in 0..self.targets.len() {
-            self.cur = cur;
-            let table = self.write_table();
-            let ddl = match (self.mode, resume) {
-                (SyncMode::FullRefresh, None) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
-                _ => self.table_ddl(&table),
-            };
-            self.exec("creating the table", &ddl)?;
-            if self.mode != SyncMode::FullRefresh || resume.is_some() {
-                // the target of an incremental run may predate bizon: check it has our columns
-                let probe = self.probe(&table);
-                self.exec("checking the table's columns", &probe)?;
-            }
-        }
-        self.cur = 0;
+        self.create_tables(resume.is_none())?;
         Ok(json!({"seq": self.seq}))
     }
 
