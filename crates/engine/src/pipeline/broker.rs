@@ -28,7 +28,14 @@ pub(super) fn produce(
     gauge: &dyn Fn(),
 ) -> Result<()> {
     let mut publisher = broker.publisher()?;
+    // the gauge reads the backend: at most every BACKLOG_EVERY, publishing or waiting
     let mut gauged: Option<Instant> = None;
+    let mut read_gauge = || {
+        if gauged.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            gauged = Some(Instant::now());
+            gauge();
+        }
+    };
     let lanes = broker.lanes().max(1);
     let lane_of = |iteration: i64| (iteration as usize) % lanes;
     let window = (broker.max_in_flight().max(1) * lanes) as i64;
@@ -38,10 +45,7 @@ pub(super) fn produce(
         if halt() {
             return publisher.flush();
         }
-        if gauged.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
-            gauged = Some(Instant::now());
-            gauge();
-        }
+        read_gauge();
         // flow control: wait for the consumers' commits (read from the shared backend)
         if iteration - committed > window {
             publisher.flush()?;
@@ -53,10 +57,7 @@ pub(super) fn produce(
                 if iteration - committed <= window || halt() {
                     break;
                 }
-                if gauged.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
-                    gauged = Some(Instant::now());
-                    gauge();
-                }
+                read_gauge();
                 if !logged && waiting.elapsed() > Duration::from_secs(10) {
                     tracing::info!(
                         iteration,

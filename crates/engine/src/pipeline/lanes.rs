@@ -19,6 +19,11 @@ pub(super) fn next_in_lane(prev: i64, lane: usize, lanes: usize) -> i64 {
     i + (lane as i64 - i).rem_euclid(n)
 }
 
+/// Whether each lane committed `done`.
+fn lanes_done(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<Vec<bool>> {
+    Ok(lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect())
+}
+
 /// Every lane's destination cursor (`None` for a lane that has not started).
 pub(super) fn lane_cursors(
     backend: &mut dyn Backend,
@@ -85,8 +90,8 @@ pub(super) fn unclaimed_lanes(
     lanes: usize,
 ) -> Result<Option<u64>> {
     let mut unclaimed = 0;
-    for (lane, c) in lane_cursors(backend, job_id, lanes)?.into_iter().enumerate() {
-        if c.is_some_and(|c| c.done) {
+    for (lane, done) in lanes_done(backend, job_id, lanes)?.into_iter().enumerate() {
+        if done {
             continue;
         }
         match backend.lock_held(&lane_key(key, lane, lanes))? {
@@ -142,8 +147,7 @@ pub(super) fn lane_without_consumer(
     lane: usize,
     lanes: usize,
 ) -> Result<Option<(Box<dyn Send>, usize)>> {
-    let done: Vec<bool> =
-        lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+    let done = lanes_done(backend, job_id, lanes)?;
     Ok(lock_free_lane(backend, key, &done, Some(lane), false))
 }
 
@@ -162,8 +166,7 @@ pub(super) fn take_unfinished_lane(
 ) -> Result<NextLane> {
     let mut logged = false;
     for poll in 0u32.. {
-        let done: Vec<bool> =
-            lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
+        let done = lanes_done(backend, job_id, lanes)?;
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }

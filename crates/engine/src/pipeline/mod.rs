@@ -142,12 +142,20 @@ pub struct Pipeline<'a> {
     pub counters: Arc<Counters>,
 }
 
-/// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
-/// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
-/// sort by creation time and two processes starting jobs at the same moment still differ.
-/// Store the unclaimed-lanes gauge (a failed read only logs: a metric never fails a run).
-fn report_unclaimed(n: Result<Option<u64>>, counters: &Counters) {
-    match n {
+/// Read the unclaimed-lanes gauge from the backend into `counters` (nothing without lanes; a failed
+/// read only logs: a metric never fails a run).
+fn report_unclaimed(
+    backend: &Mutex<&mut dyn Backend>,
+    key: &StreamKey,
+    job_id: &str,
+    lanes: usize,
+    counters: &Counters,
+) {
+    if lanes < 2 {
+        return;
+    }
+    let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
+    match unclaimed_lanes(&mut **b, key, job_id, lanes) {
         Ok(Some(n)) => {
             counters.lanes_unclaimed.store(n, Ordering::Relaxed);
             counters.lanes_unclaimed_known.store(true, Ordering::Relaxed);
@@ -163,6 +171,9 @@ type HandOver = Mutex<Option<(Box<dyn Send>, usize)>>;
 /// How often a consumer waiting for a lane looks again.
 const LANE_POLL: Duration = Duration::from_millis(500);
 
+/// A job id: a UUID v7 (RFC 9562) in its hyphenated form. Its first 48 bits are the Unix time in
+/// milliseconds and the rest random (with a counter that keeps ids of one process ordered), so ids
+/// sort by creation time and two processes starting jobs at the same moment still differ.
 pub fn new_job_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
@@ -410,12 +421,7 @@ impl Pipeline<'_> {
         let halt = || stop.load(Ordering::SeqCst);
         let lanes = broker.lanes().max(1);
         let (key, counters) = (&self.spec.key, &self.counters);
-        let gauge = || {
-            if lanes > 1 {
-                let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
-                report_unclaimed(unclaimed_lanes(&mut **b, key, &job.id, lanes), counters);
-            }
-        };
+        let gauge = || report_unclaimed(&backend, key, &job.id, lanes, counters);
         let reader =
             PageReader::new(&mut *self.source, read_ctx, &backend, &self.spec, &job.id, &self.counters, &start);
         produce(reader, broker, &backend, &job.id, &halt, &gauge)?;
@@ -572,12 +578,8 @@ impl Pipeline<'_> {
                     }
                 };
                 let counters = &*self.counters;
-                let gauge = || {
-                    let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
-                    report_unclaimed(unclaimed_lanes(&mut **b, key, &job.id, lanes), counters);
-                };
-                let gauge: &dyn Fn() = if lanes > 1 { &gauge } else { &|| {} };
-                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown, &hand_over, gauge);
+                let gauge = || report_unclaimed(&backend, key, &job.id, lanes, counters);
+                let outcome = consume(&mut writer, stop, &start, broker, &|| Producer::Unknown, &hand_over, &gauge);
                 if outcome.as_ref().is_ok_and(|o| *o == Outcome::Completed) {
                     remove_queue(broker);
                 }
