@@ -58,3 +58,24 @@ fn typed_text_rows_escape_and_convert_every_kind_of_value() {
     let e = encode_text_rows(&mut Vec::new(), &bad, 0..1, &meta, &cols).unwrap_err();
     assert!(e.message().contains("not a JSON object"), "{}", e.message());
 }
+
+#[test]
+fn upserts_are_refused_on_lanes_before_the_server_is_touched() {
+    // port 9: nothing listens, so a config error proves the refusal came first
+    let config: PostgresConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "port": 9, "database": "test", "username": "u", "primary_key": "id"
+    }))
+    .unwrap();
+    let mut d = PostgresDestination::new(&config, "t", None);
+    let ctx = DestinationContext {
+        pipeline: "p".into(),
+        job_id: "j~1".into(),
+        source: "s".into(),
+        stream: "r".into(),
+        sync_mode: SyncMode::Incremental,
+        lane: Some((1, 2)),
+    };
+    let e = d.open(&ctx, None).unwrap_err();
+    assert_eq!(e.kind(), bizon_core::ErrorKind::Config, "{e}");
+    assert!(e.message().contains("`primary_key`") && e.message().contains("2 lanes"), "{e}");
+}
