@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use bizon_core::config::{LogLevel, RunnerType, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MS};
-use bizon_engine::{Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, RunSummary, Runner};
+use bizon_engine::{
+    run_sharded, Counters, Failpoints, Outcome, Pipeline, PipelineSpec, ProgressMode, Role, RunSummary, Runner,
+    ShardParts,
+};
 
 use crate::args::{LogArg, LogFormat, RoleArg, RunArgs, RunnerArg};
 use crate::load::{load, open_backend};
@@ -161,20 +164,37 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
             Some(RoleArg::Producer) => Role::Producer,
             Some(RoleArg::Consumer) => Role::Consumer,
         },
+        shard: None,
     };
     let counters = Arc::new(Counters::default());
     let telemetry = telemetry::Telemetry::start(&cfg, counters.clone()).map_err(|e| by_kind(e.kind(), e))?;
-    let pipeline = Pipeline {
-        spec,
-        source: source.as_mut(),
-        destination: destination.as_mut(),
-        backend: backend.as_mut(),
-        broker: broker.as_deref(),
-        stop,
-        failpoints,
-        counters: counters.clone(),
+    let shards = source.shards().map_err(|e| by_kind(e.kind(), e))?;
+    let run = match shards {
+        // several processes over one source: each leases its share of the shards (the config
+        // rules checked the destination, the backend and the queue)
+        Some(lanes) => {
+            let make = || -> bizon_core::Result<ShardParts> {
+                Ok(ShardParts {
+                    source: cfg.build_source(),
+                    destination: cfg.build_destination()?,
+                    backend: cfg.engine.backend.spec.open()?,
+                })
+            };
+            run_sharded(spec, lanes, backend.as_mut(), &make, stop, failpoints, counters.clone())
+        }
+        None => Pipeline {
+            spec,
+            source: source.as_mut(),
+            destination: destination.as_mut(),
+            backend: backend.as_mut(),
+            broker: broker.as_deref(),
+            stop,
+            failpoints,
+            counters: counters.clone(),
+        }
+        .run(),
     };
-    let summary = match pipeline.run() {
+    let summary = match run {
         Ok(s) => s,
         Err(e) => {
             telemetry.finish(telemetry::End::Failed(e.message()), &counters);

@@ -30,6 +30,15 @@ pub trait Source: Send {
     }
     /// Read the page that `pagination` points at (`Null` = the first page).
     fn get(&mut self, pagination: &Json, ctx: &ReadContext) -> Result<Page>;
+    /// Independent shards several processes can read at once, each with its own positions (Kafka
+    /// with `lease_partitions`: one per partition); `None` = the source is read by one process.
+    fn shards(&mut self) -> Result<Option<usize>> {
+        Ok(None)
+    }
+    /// Read only shard `shard` of `shards` from now on (its pagination holds its positions only).
+    fn select_shard(&mut self, shard: usize, shards: usize) -> Result<()> {
+        Err(crate::Error::config(format!("this source cannot be read in shards (asked for shard {shard} of {shards})")))
+    }
 }
 
 /// Identity of the run a destination writes for.

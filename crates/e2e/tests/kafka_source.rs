@@ -45,7 +45,9 @@ fn load_with(bootstrap: &str, topic: &str, from: u64, count: u64, extra: &[&str]
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bizon-kafka-load: {text}");
-    assert!(text.contains(&format!("({PARTITIONS} partitions)")), "the test expects 4 partitions: {text}");
+    let want =
+        extra.iter().position(|a| *a == "--partitions").map_or(PARTITIONS.to_string(), |i| extra[i + 1].to_owned());
+    assert!(text.contains(&format!("({want} partitions)")), "the test expects {want} partitions: {text}");
 }
 
 /// The message number of a record id `partition_<p>_offset_<o>` (see `load`).
@@ -196,6 +198,145 @@ fn a_million_json_messages_stream_to_postgres_exactly_once_through_five_kills() 
         .iter()
         .map(|r| message_index(r.get(0)))
         .collect();
+    let (missing, dups) = missing_and_duplicates(&ids, total);
+    assert_eq!((ids.len() as u64, missing, dups), (total, 0, 0), "rows, missing, duplicates");
+}
+
+/// Partition leases (`lease_partitions: true`): three `bizon run` processes share the 8
+/// partitions of a topic that keeps receiving messages (a PostgreSQL backend, each partition a lane
+/// of the postgres destination); one is killed with signal 9 at a seeded moment and a fourth
+/// joins later. The survivors take the dead one's partitions from their last commits, the
+/// newcomer gets its share from the others: every offset lands in the table exactly once.
+#[test]
+fn eight_partitions_leased_by_three_processes_one_killed_and_one_added_land_every_offset_once() {
+    const LANES: u64 = 8;
+    let topic = topic("lease");
+    let broker = Broker::start_with(&[format!("{topic}:{LANES}")]);
+    let s = Scratch::new("kafka-lease");
+    let schema = Schema::new("kafka_lease");
+    let backend = format!(
+        "type: postgres\n    config:\n      host: {}\n      port: {}\n      database: {}\n      username: {}\n      \
+         schema: {}\n      lease_seconds: 5\n",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user(),
+        schema.0
+    );
+    let text = format!(
+        "name: kafka_lease\n{}{}engine:\n  backend:\n    {backend}",
+        source_block(&broker, &topic, "stream", "  lease_partitions: true\n"),
+        pg_block(&schema, "events", "")
+    );
+    let cfg = s.write("pipeline.yml", &text);
+    let cfg = cfg.to_str().unwrap();
+    let (total, chunk) = (96_000u64, 4_000u64);
+    load_with(&broker.bootstrap, &topic, 0, 0, &["--partitions", &LANES.to_string()]);
+    let producer = {
+        let (bootstrap, topic) = (broker.bootstrap.clone(), topic.clone());
+        std::thread::spawn(move || {
+            // messages arrive over ~12 s, so the kill and the join fall mid-run
+            for from in (0..total).step_by(chunk as usize) {
+                load_with(&bootstrap, &topic, from, chunk, &["--partitions", &LANES.to_string()]);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    let run = || s.spawn(&["run", cfg, "--no-progress"]);
+    let mut processes = vec![run(), run(), run()];
+    let mut rng = Rng(0x1ea5_e008);
+    std::thread::sleep(Duration::from_millis(3000 + rng.below(1500)));
+    let mut killed = processes.remove(rng.below(3) as usize);
+    killed.kill().unwrap();
+    let killed_log = String::from_utf8_lossy(&killed.wait_with_output().unwrap().stderr).into_owned();
+    let rows_at_kill = schema.try_count("events").unwrap_or(0);
+    assert!(killed_log.contains("lane taken"), "the killed process held lanes: {killed_log}");
+    std::thread::sleep(Duration::from_millis(1500 + rng.below(1500)));
+    processes.push(run());
+    producer.join().expect("producer");
+    let rows_at_end_of_production = schema.try_count("events").unwrap_or(0);
+    wait_until("every message in the table", Duration::from_secs(120), || {
+        schema.try_count("events").unwrap_or(0) as u64 >= total
+    });
+    let mut logs = Vec::new();
+    for p in processes {
+        sigterm(&p);
+        let out = p.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("stopped (resumable"), "{err}");
+        logs.push(err);
+    }
+    eprintln!("rows when the process was killed: {rows_at_kill}; when production ended: {rows_at_end_of_production}");
+    assert!((rows_at_kill as u64) < total, "the kill came before every message was in: {rows_at_kill}");
+    let late = logs.last().unwrap();
+    assert!(late.contains("lane taken"), "the process that joined took lanes from the others: {late}");
+    assert!(
+        logs[..2].iter().any(|l| l.contains("a process joined: handing a lane over")),
+        "the first processes handed lanes to the one that joined: {logs:?}"
+    );
+    let ids: Vec<u64> = client()
+        .query(&format!("SELECT source_record_id FROM \"{}\".events", schema.0), &[])
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id: &str = r.get(0);
+            let (p, o) = id.strip_prefix("partition_").and_then(|r| r.split_once("_offset_")).expect(id);
+            o.parse::<u64>().unwrap() * LANES + p.parse::<u64>().unwrap()
+        })
+        .collect();
+    let (missing, dups) = missing_and_duplicates(&ids, total);
+    assert_eq!((ids.len() as u64, missing, dups), (total, 0, 0), "rows, missing, duplicates");
+    // each partition committed its offsets with its rows, in its own lane chain
+    let lanes: i64 = client()
+        .query_one(
+            &format!(
+                "SELECT count(DISTINCT job_id) FROM \"{}\".bizon_destination_commits WHERE job_id LIKE '%~%'",
+                schema.0
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(lanes, LANES as i64, "one commit chain per partition");
+}
+
+/// A bounded read (full refresh) over leased partitions: two processes (SQLite backend, file
+/// destination: a file per partition lane) split 8 partitions and both exit once every partition is
+/// read up to its end; the job completes once, and the lane files hold every message once.
+#[test]
+fn a_bounded_read_over_leased_partitions_completes_when_every_partition_is_done() {
+    let topic = topic("lease_bounded");
+    let broker = Broker::start_with(&[format!("{topic}:8")]);
+    let s = Scratch::new("kafka-lease-bounded");
+    let total = 8_000u64;
+    let batch: &[&str] = if tansu_batches(&broker) { &["--batch", "1"] } else { &[] };
+    load_with(&broker.bootstrap, &topic, 0, total, &[&["--partitions", "8"], batch].concat());
+    let source = source_block(&broker, &topic, "full_refresh", "  lease_partitions: true\n");
+    let cfg = pipeline(&s, "kafka_lease_bounded", &source, &file_block(&s, ""), "");
+    let processes = [s.spawn(&["run", &cfg, "--no-progress"]), s.spawn(&["run", &cfg, "--no-progress"])];
+    let logs: Vec<String> = processes
+        .into_iter()
+        .map(|p| {
+            let out = p.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{err}");
+            err
+        })
+        .collect();
+    // the last lane to finish completes the job (two finishing together may both: idempotent)
+    assert!(logs.iter().any(|l| l.contains("job completed")), "a lane completes the job: {logs:?}");
+    assert!(logs.iter().all(|l| l.contains("lane taken")), "both processes read partitions: {logs:?}");
+    let mut ids = Vec::new();
+    for lane in 0..8 {
+        let file = s.path(&format!("out.lane-{lane}.json"));
+        for row in read_rows(&file) {
+            let id = row["source_record_id"].as_str().unwrap().to_owned();
+            let (p, o) = id.strip_prefix("partition_").and_then(|r| r.split_once("_offset_")).expect(&id);
+            assert_eq!(p.parse::<usize>().unwrap(), lane, "partition {p} is lane {lane}'s");
+            ids.push(o.parse::<u64>().unwrap() * 8 + p.parse::<u64>().unwrap());
+        }
+    }
     let (missing, dups) = missing_and_duplicates(&ids, total);
     assert_eq!((ids.len() as u64, missing, dups), (total, 0, 0), "rows, missing, duplicates");
 }

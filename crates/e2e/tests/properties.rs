@@ -43,6 +43,7 @@ fn spec(buffer_bytes: u64, runner: Runner, max_retries: u32) -> PipelineSpec {
         retry_backoff: Duration::ZERO,
         progress: ProgressMode::Off,
         role: Role::Both,
+        shard: None,
     }
 }
 

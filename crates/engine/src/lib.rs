@@ -8,5 +8,5 @@ pub mod queue;
 pub mod spans;
 
 pub use failpoints::Failpoints;
-pub use pipeline::{Outcome, Pipeline, PipelineSpec, Role, RunSummary, Runner};
+pub use pipeline::{run_sharded, Outcome, Pipeline, PipelineSpec, Role, RunSummary, Runner, Shard, ShardParts};
 pub use progress::{Counters, ProgressMode};

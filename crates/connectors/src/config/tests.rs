@@ -117,3 +117,31 @@ fn cross_field_rules() {
     assert_eq!(e.path, "transforms[1]");
     assert_eq!(e.mark.map(|m| m.line), text.lines().position(|l| l.contains("label: empty")).map(|l| l + 1));
 }
+
+/// `lease_partitions` needs a lane destination, a shared backend, no queue, and not incremental:
+/// each refusal at the key, naming what to change.
+#[cfg(feature = "kafka")]
+#[test]
+fn leased_kafka_partitions_need_lanes_a_shared_backend_and_no_queue() {
+    let base = "name: p\nsource:\n  name: kafka\n  stream: topic\n  sync_mode: stream\n  topic: t\n  \
+                bootstrap_servers: 127.0.0.1:9\n  lease_partitions: true\ndestination:\n  name: file\n  config:\n    \
+                path: out.json\nengine:\n  backend:\n    type: sqlite\n    config:\n      database: s.db\n";
+    load(base, &no_env).expect("file destination, sqlite backend, stream");
+    let refused = |text: String, want: &str| {
+        let e = load(&text, &no_env).unwrap_err();
+        assert!(e.message.contains(want), "{}", e.message);
+        assert_eq!(e.path, "source.lease_partitions");
+        assert_eq!(e.mark.map(|m| m.line), Some(8), "{}", e.message);
+    };
+    refused(base.replace("sync_mode: stream", "sync_mode: incremental"), "sync_mode: stream");
+    refused(
+        base.replace("name: file\n  config:\n    path: out.json", "name: command\n  config:\n    command: cat"),
+        "the `command` destination does not support yet",
+    );
+    refused(
+        base.replace("type: sqlite\n    config:\n      database: s.db", "type: sqlite_in_memory"),
+        "backend every process shares",
+    );
+    let queue = "  queue:\n    type: rabbitmq\n    config:\n      queue:\n        host: h\n        queue_name: q\n";
+    refused(format!("{base}{queue}"), "without a queue");
+}

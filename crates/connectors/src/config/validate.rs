@@ -13,7 +13,57 @@ pub(super) fn validate(cfg: &BizonConfig) -> Result<(), yaml::Error> {
     streams_rules(cfg)?;
     transform_rules(cfg)?;
     destination_rules(cfg)?;
-    engine_rules(cfg)
+    engine_rules(cfg)?;
+    shard_rules(cfg)
+}
+
+/// `lease_partitions: true` (a Kafka source read by several processes): each lane is written by
+/// the process that leases it, through a backend they all share, without a queue between.
+fn shard_rules(cfg: &BizonConfig) -> Result<(), yaml::Error> {
+    let root = &cfg.root;
+    let src = root.get("source").unwrap_or(root);
+    let Some(at) = src.get("lease_partitions").filter(|n| n.as_str() == Some("true")) else { return Ok(()) };
+    let path = "source.lease_partitions";
+    if cfg.source.sync_mode == SyncMode::Incremental {
+        return Err(err(
+            "`lease_partitions` reads with `sync_mode: stream` or `full_refresh`; an incremental job's watermark spans \
+             every partition (set `sync_mode: stream`: its positions are committed per partition)",
+            at,
+            path,
+        ));
+    }
+    if !cfg.destination.kind.capabilities.lanes {
+        let able: Vec<_> =
+            registry::available(registry::DESTINATIONS).filter(|d| d.capabilities.lanes).map(|d| d.name).collect();
+        return Err(err(
+            format!(
+                "`lease_partitions` writes each partition as a lane, which the `{}` destination does not support yet ({} do)",
+                cfg.destination.kind.name,
+                able.join(", ")
+            ),
+            at,
+            path,
+        ));
+    }
+    if !cfg.engine.backend.spec.shared() {
+        return Err(err(
+            format!(
+                "`lease_partitions` leases partitions through a backend every process shares: sqlite (a file) or postgres, not {}",
+                cfg.engine.backend.spec.describe()
+            ),
+            at,
+            path,
+        ));
+    }
+    if cfg.engine.queue.broker.is_some() || cfg.engine.runner.kind == RunnerType::Process {
+        return Err(err(
+            "`lease_partitions` runs every process as reader and writer of its partitions: use the thread or stream \
+             runner without a queue (start more `bizon run` processes to scale out)",
+            at,
+            path,
+        ));
+    }
+    Ok(())
 }
 
 /// Every transform has code: `python` (bizon's) or `jq`, not both.

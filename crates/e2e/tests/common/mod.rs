@@ -365,10 +365,18 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// A broker whose mock cluster creates these topics (`NAME:PARTITIONS`) up front (its
+    /// auto-created topics have 4 partitions); an external broker is used as it is (the test's
+    /// loader creates the topic through the admin API).
+    pub fn start_with(topics: &[String]) -> Broker {
         if let Ok(b) = std::env::var("BIZON_TEST_KAFKA") {
             return Broker { bootstrap: b, child: None };
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_bizon-kafka-mock"))
+            .args(topics.iter().flat_map(|t| ["--topic", t.as_str()]))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

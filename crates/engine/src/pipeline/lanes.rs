@@ -20,7 +20,7 @@ pub(super) fn next_in_lane(prev: i64, lane: usize, lanes: usize) -> i64 {
 }
 
 /// Whether each lane committed `done`.
-fn lanes_done(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<Vec<bool>> {
+pub(super) fn lanes_done(backend: &mut dyn Backend, job_id: &str, lanes: usize) -> Result<Vec<bool>> {
     Ok(lane_cursors(backend, job_id, lanes)?.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect())
 }
 
@@ -53,7 +53,7 @@ pub(super) fn slowest_lane(backend: &mut dyn Backend, job_id: &str, lanes: usize
 
 /// The lock of a consumer lane: `<pipeline>#consumer` with one lane, `<pipeline>#consumer-<k>`
 /// with several.
-fn lane_key(key: &StreamKey, lane: usize, lanes: usize) -> StreamKey {
+pub(super) fn lane_key(key: &StreamKey, lane: usize, lanes: usize) -> StreamKey {
     let mut lane_key = key.clone();
     lane_key.pipeline = match lanes {
         1 => format!("{}#consumer", key.pipeline),

@@ -15,6 +15,7 @@ mod broker;
 mod lanes;
 mod reader;
 mod runners;
+mod shards;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ use self::lanes::{
 };
 use self::reader::PageReader;
 use self::runners::{stream_loop, thread_loop};
+pub use self::shards::{run_sharded, ShardParts};
 use self::writer::Writer;
 use crate::failpoints::Failpoints;
 use crate::progress::{Counters, ProgressMode, Reporter};
@@ -97,6 +99,17 @@ pub struct PipelineSpec {
     pub progress: ProgressMode,
     /// Producer / consumer on separate processes (needs an external queue).
     pub role: Role,
+    /// Set by [`run_sharded`] on each lane of a sharded source: the run reads and writes that
+    /// lane only, of a job the caller found (`None` everywhere else).
+    pub shard: Option<Shard>,
+}
+
+/// One lane of a sharded source's job (see [`shards`]).
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub lane: usize,
+    pub lanes: usize,
+    pub job: Job,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +197,13 @@ impl Pipeline<'_> {
         if self.spec.role != Role::Both && self.broker.is_none() {
             return Err(Error::config("a producer or consumer role needs an external queue (engine.queue)"));
         }
+        if let Some(shard) = self.spec.shard.clone() {
+            // a lane of a sharded source: the caller holds the lane's lock on this backend (its
+            // fencing token) and found the job every lane shares
+            let (job, lane, lanes) = (&shard.job, shard.lane, shard.lanes);
+            let resumed = self.backend.destination_cursor(&lane_cursor_id(&job.id, lane, lanes))?.map(|c| c.iteration);
+            return self.run_lane(job, resumed, (lane, lanes), started, &Mutex::new(None));
+        }
         let lanes = self.broker.map_or(1, |b| b.lanes()).max(1);
         if lanes > 1 && self.spec.role == Role::Both {
             return Err(Error::config(format!(
@@ -211,7 +231,7 @@ impl Pipeline<'_> {
         };
         let (job, resumed) = match self.spec.role {
             Role::Consumer => self.wait_for_job()?,
-            _ => self.find_or_create_job()?,
+            _ => find_or_create_job(&mut *self.backend, &mut self.spec)?,
         };
         if self.spec.role != Role::Consumer || lanes == 1 {
             return self.run_lane(&job, resumed, (lane, lanes), started, &Mutex::new(None));
@@ -428,74 +448,6 @@ impl Pipeline<'_> {
         Ok(if self.stop.load(Ordering::SeqCst) { Outcome::Stopped } else { Outcome::Published })
     }
 
-    /// Resume the newest unfinished job of the stream, or create a new one.
-    fn find_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
-        let requests = self.take_up_reset_requests()?;
-        let (job, after) = self.resume_or_create_job()?;
-        if !requests.is_empty() {
-            self.backend.consume_resets(&requests, &job.id)?;
-        }
-        Ok((job, after))
-    }
-
-    /// Pending `bizon stream reset` requests of an incremental stream make this run a reset,
-    /// unless the unfinished job is a reset started after them (a reset run that crashed before
-    /// marking them taken up): that job resumes and takes them up.
-    fn take_up_reset_requests(&mut self) -> Result<Vec<Job>> {
-        if self.spec.sync_mode != SyncMode::Incremental {
-            return Ok(Vec::new());
-        }
-        let key = self.spec.key.clone();
-        let requests = self.backend.pending_resets(&key)?;
-        let Some(newest) = requests.iter().map(|r| r.created_at).max() else { return Ok(requests) };
-        let in_flight = self.backend.resumable_job(&key)?.is_some_and(|j| j.reset && j.created_at >= newest);
-        if !in_flight && !self.spec.reset {
-            tracing::info!(stream = %key.stream, requests = requests.len(), "a stream reset was requested (`bizon stream reset`): this run re-reads everything and replaces the target");
-            self.spec.reset = true;
-        }
-        Ok(requests)
-    }
-
-    fn resume_or_create_job(&mut self) -> Result<(Job, Option<i64>)> {
-        let key = self.spec.key.clone();
-        if self.spec.reset {
-            let n = self.backend.reset_stream(&key)?;
-            tracing::info!(stream = %key.stream, canceled_jobs = n, "stream reset: watermark forgotten, re-reading everything");
-        }
-        if let Some(job) = self.backend.resumable_job(&key)? {
-            let usable = !self.spec.force_ignore_checkpoint && job.sync_mode == self.spec.sync_mode;
-            if usable {
-                let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
-                self.backend.set_job_status(&job.id, JobStatus::Running, None)?;
-                tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "resuming unfinished job");
-                return Ok((job, after));
-            }
-            let why = if self.spec.force_ignore_checkpoint { "force_ignore_checkpoint" } else { "sync_mode changed" };
-            self.backend.set_job_status(&job.id, JobStatus::Canceled, Some(why))?;
-            tracing::info!(job = %job.id, reason = why, "not resuming the unfinished job");
-        }
-        let since = match self.spec.sync_mode {
-            SyncMode::Incremental if !self.spec.reset => self.backend.stream_watermark(&key)?,
-            _ => None,
-        };
-        let now = now_micros();
-        let job = Job {
-            id: new_job_id(),
-            key,
-            sync_mode: self.spec.sync_mode,
-            reset: self.spec.reset && self.spec.sync_mode == SyncMode::Incremental,
-            status: JobStatus::Running,
-            since,
-            created_at: now,
-            updated_at: now,
-            pid: std::process::id(),
-            total_records: None,
-            error: None,
-        };
-        self.backend.create_job(&job)?;
-        Ok((job, None))
-    }
-
     /// One attempt from the last durable cursor. The error carries whether a commit happened.
     fn attempt(
         &mut self,
@@ -532,7 +484,14 @@ impl Pipeline<'_> {
         let start = match stored {
             Some(c) => c,
             None => {
-                let c = DestinationCursor::start(token);
+                let mut c = DestinationCursor::start(token);
+                if self.spec.shard.is_some() {
+                    // a job one process began before its source was sharded: each lane goes on
+                    // from the positions that process committed (the source keeps its shard's)
+                    if let Some(main) = self.backend.destination_cursor(&job.id).map_err(|e| (e, false))? {
+                        c.pagination = main.pagination;
+                    }
+                }
                 self.backend.commit_destination_cursor(cursor_id, None, &c).map_err(|e| (e, false))?;
                 c
             }
@@ -589,6 +548,74 @@ impl Pipeline<'_> {
         }
         .map_err(|e| (e, writer.committed))
     }
+}
+
+/// Resume the newest unfinished job of the stream, or create a new one.
+pub(super) fn find_or_create_job(backend: &mut dyn Backend, spec: &mut PipelineSpec) -> Result<(Job, Option<i64>)> {
+    let requests = take_up_reset_requests(backend, spec)?;
+    let (job, after) = resume_or_create_job(backend, spec)?;
+    if !requests.is_empty() {
+        backend.consume_resets(&requests, &job.id)?;
+    }
+    Ok((job, after))
+}
+
+/// Pending `bizon stream reset` requests of an incremental stream make this run a reset,
+/// unless the unfinished job is a reset started after them (a reset run that crashed before
+/// marking them taken up): that job resumes and takes them up.
+fn take_up_reset_requests(backend: &mut dyn Backend, spec: &mut PipelineSpec) -> Result<Vec<Job>> {
+    if spec.sync_mode != SyncMode::Incremental {
+        return Ok(Vec::new());
+    }
+    let key = spec.key.clone();
+    let requests = backend.pending_resets(&key)?;
+    let Some(newest) = requests.iter().map(|r| r.created_at).max() else { return Ok(requests) };
+    let in_flight = backend.resumable_job(&key)?.is_some_and(|j| j.reset && j.created_at >= newest);
+    if !in_flight && !spec.reset {
+        tracing::info!(stream = %key.stream, requests = requests.len(), "a stream reset was requested (`bizon stream reset`): this run re-reads everything and replaces the target");
+        spec.reset = true;
+    }
+    Ok(requests)
+}
+
+fn resume_or_create_job(backend: &mut dyn Backend, spec: &PipelineSpec) -> Result<(Job, Option<i64>)> {
+    let key = spec.key.clone();
+    if spec.reset {
+        let n = backend.reset_stream(&key)?;
+        tracing::info!(stream = %key.stream, canceled_jobs = n, "stream reset: watermark forgotten, re-reading everything");
+    }
+    if let Some(job) = backend.resumable_job(&key)? {
+        let usable = !spec.force_ignore_checkpoint && job.sync_mode == spec.sync_mode;
+        if usable {
+            let after = backend.destination_cursor(&job.id)?.map(|c| c.iteration);
+            backend.set_job_status(&job.id, JobStatus::Running, None)?;
+            tracing::info!(job = %job.id, after_iteration = after.unwrap_or(-1), "resuming unfinished job");
+            return Ok((job, after));
+        }
+        let why = if spec.force_ignore_checkpoint { "force_ignore_checkpoint" } else { "sync_mode changed" };
+        backend.set_job_status(&job.id, JobStatus::Canceled, Some(why))?;
+        tracing::info!(job = %job.id, reason = why, "not resuming the unfinished job");
+    }
+    let since = match spec.sync_mode {
+        SyncMode::Incremental if !spec.reset => backend.stream_watermark(&key)?,
+        _ => None,
+    };
+    let now = now_micros();
+    let job = Job {
+        id: new_job_id(),
+        key,
+        sync_mode: spec.sync_mode,
+        reset: spec.reset && spec.sync_mode == SyncMode::Incremental,
+        status: JobStatus::Running,
+        since,
+        created_at: now,
+        updated_at: now,
+        pid: std::process::id(),
+        total_records: None,
+        error: None,
+    };
+    backend.create_job(&job)?;
+    Ok((job, None))
 }
 
 #[cfg(test)]

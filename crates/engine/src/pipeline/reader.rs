@@ -27,6 +27,8 @@ pub(super) struct PageReader<'r, 'b> {
     job_id: &'r str,
     counters: &'r Counters,
     iteration: i64,
+    /// Iterations between two pages: 1, or the lane count of a sharded source's lane.
+    step: i64,
     pagination: Json,
 }
 
@@ -56,8 +58,19 @@ impl<'r, 'b> PageReader<'r, 'b> {
             job_id,
             counters,
             iteration: start.iteration + 1,
+            step: 1,
             pagination: start.pagination.clone(),
         }
+    }
+
+    /// Number pages as lane `lane` of `lanes` does (`lane`, `lane + lanes`, …): a sharded source's
+    /// lanes read their own pages, and iterations stay unique across the job (they make `bizon_id`).
+    pub(super) fn in_lane(mut self, (lane, lanes): (usize, usize)) -> Self {
+        if lanes > 1 {
+            self.iteration = super::lanes::next_in_lane(self.iteration - 1, lane, lanes);
+            self.step = lanes as i64;
+        }
+        self
     }
 
     /// The iteration the next [`PageReader::read`] produces.
@@ -87,7 +100,7 @@ impl<'r, 'b> PageReader<'r, 'b> {
         }
         self.save_source_cursor(iteration, &page.next)?;
         self.pagination = page.next.clone();
-        self.iteration += 1;
+        self.iteration += self.step;
         Ok(Some((iteration, page)))
     }
 

@@ -21,8 +21,8 @@ pub(super) fn stream_loop(
     stop: &AtomicBool,
     start: &DestinationCursor,
 ) -> Result<Outcome> {
-    let (spec, backend, job, counters) = (w.spec, w.backend, w.job, w.counters);
-    let mut reader = PageReader::new(source, ctx, backend, spec, &job.id, counters, start);
+    let (spec, backend, counters, cursor_id) = (w.spec, w.backend, w.counters, w.cursor_id.clone());
+    let mut reader = PageReader::new(source, ctx, backend, spec, &cursor_id, counters, start).in_lane(w.lane);
     loop {
         if stop.load(Ordering::SeqCst) {
             return w.stopped();
@@ -54,7 +54,7 @@ pub(super) fn thread_loop(
     start: &DestinationCursor,
 ) -> Result<Outcome> {
     let queue: ByteQueue<Item> = ByteQueue::new(w.spec.queue_max_bytes as usize, w.spec.queue_max_messages as usize);
-    let (spec, backend, job_id, counters) = (w.spec, w.backend, w.job.id.as_str(), w.counters);
+    let (spec, backend, counters, cursor_id, lane) = (w.spec, w.backend, w.counters, w.cursor_id.clone(), w.lane);
     let gauge = |q: &ByteQueue<Item>| {
         let (items, bytes) = q.depth();
         counters.queue_messages.store(items as u64, Ordering::Relaxed);
@@ -66,7 +66,7 @@ pub(super) fn thread_loop(
         let producer = std::thread::Builder::new()
             .name("bizon-producer".into())
             .spawn_scoped(s, || {
-                let mut reader = PageReader::new(source, ctx, backend, spec, job_id, counters, start);
+                let mut reader = PageReader::new(source, ctx, backend, spec, &cursor_id, counters, start).in_lane(lane);
                 let result = loop {
                     if stop.load(Ordering::SeqCst) {
                         break Ok(());

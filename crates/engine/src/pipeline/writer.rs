@@ -46,7 +46,7 @@ pub(super) struct Writer<'w> {
     pub(super) committed: bool,
     job_hash: u64,
     /// Where the cursor chain is stored: the job id, or the job's lane.
-    cursor_id: String,
+    pub(super) cursor_id: String,
     /// `(lane, lanes)`: this writer takes iterations `lane`, `lane + lanes`, …
     pub(super) lane: (usize, usize),
     /// The source's hook, told each committed pagination (Kafka group offsets).
@@ -275,7 +275,8 @@ impl<'w> Writer<'w> {
 
     pub(super) fn stopped(&mut self) -> Result<Outcome> {
         self.flush(false)?;
-        let job_id = self.job.id.clone();
+        // a sharded source's lane stops alone (a re-balance): the job goes on in other processes
+        let job_id = if self.spec.shard.is_some() { self.cursor_id.clone() } else { self.job.id.clone() };
         self.backend().set_job_status(&job_id, JobStatus::Stopped, Some("stopped by signal"))?;
         tracing::info!(job = %job_id, iteration = self.cursor.iteration, "stopped by signal after committing; the next run resumes");
         Ok(Outcome::Stopped)

@@ -40,6 +40,7 @@ pub fn spec(runner: Runner, role: Role, buffer_bytes: u64) -> PipelineSpec {
         retry_backoff: Duration::ZERO,
         progress: ProgressMode::Off,
         role,
+        shard: None,
     }
 }
 

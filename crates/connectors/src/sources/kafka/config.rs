@@ -97,6 +97,11 @@ pub struct KafkaSourceConfig {
     /// The dead-letter file of `on_error: dead_letter` (default `<destination_id>_dead_letter.json`).
     #[serde(default)]
     pub dead_letter_path: Option<String>,
+    /// Read the topics with several `bizon run` processes at once: each partition is a lane its
+    /// process leases through the shared backend and commits with its data; processes joining or
+    /// dying re-balance the partitions (not bizon: its runs read every partition in one process).
+    #[serde(default)]
+    pub lease_partitions: bool,
 }
 
 /// The `kafka` source in the registry.

@@ -17,6 +17,10 @@
 //!
 //! A run owns every partition of its topics: the pipeline lock keeps one reader per pipeline,
 //! and positions live in the destination, so there is no group rebalancing to lose data in.
+//! With `lease_partitions: true` the partitions (of every topic, in topic then partition order)
+//! are the shards of the engine's partition leases: each reader is restricted to one partition
+//! ([`Source::select_shard`](bizon_core::Source::select_shard)) and its pagination holds that
+//! partition's offsets only.
 
 mod config;
 pub mod decode;
@@ -56,6 +60,8 @@ pub struct KafkaSource {
     skipped: u64,
     /// The record id being written (reused: one allocation per run, not per message).
     id_buf: String,
+    /// `(shard, shards)`: this reader's partition lease (`lease_partitions`).
+    shard: Option<(usize, usize)>,
 }
 
 impl KafkaSource {
@@ -77,6 +83,7 @@ impl KafkaSource {
             durable: Arc::new(Mutex::new(None)),
             skipped: 0,
             id_buf: String::new(),
+            shard: None,
         }
     }
 

@@ -55,7 +55,12 @@ impl KafkaSource {
         for t in &topics {
             let found = metadata.topics().iter().find(|m| m.name() == t);
             match found {
-                Some(m) if !m.partitions().is_empty() => out.extend(m.partitions().iter().map(|p| (t.clone(), p.id()))),
+                Some(m) if !m.partitions().is_empty() => {
+                    // in partition order: a partition lease is an index into this list
+                    let mut ids: Vec<i32> = m.partitions().iter().map(|p| p.id()).collect();
+                    ids.sort_unstable();
+                    out.extend(ids.into_iter().map(|p| (t.clone(), p)));
+                }
                 _ => {
                     let known: Vec<&str> = metadata.topics().iter().map(|m| m.name()).collect();
                     return Err(Error::permanent(format!(
@@ -69,6 +74,21 @@ impl KafkaSource {
         Ok(out)
     }
 
+    /// The partitions this reader reads: all of them, or its lease's one. The lanes of a job are
+    /// its partitions when it started: a different count now is an error, never a silent re-map.
+    pub(super) fn leased(&self, parts: Vec<(String, i32)>) -> Result<Vec<(String, i32)>> {
+        let Some((shard, shards)) = self.shard else { return Ok(parts) };
+        if parts.len() != shards {
+            return Err(Error::permanent(format!(
+                "{}: the topics have {} partitions but this job leases {shards}: partitions were added while \
+                 the job runs; stop every process, then start them again (a new job takes the new count)",
+                self.describe(),
+                parts.len()
+            )));
+        }
+        Ok(vec![parts[shard].clone()])
+    }
+
     pub(super) fn watermarks(&mut self, t: &str, p: i32) -> Result<(i64, i64)> {
         let timeout = Duration::from_secs(self.config.consumer_timeout.max(5));
         let r = self.consumer()?.fetch_watermarks(t, p, timeout);
@@ -77,9 +97,17 @@ impl KafkaSource {
 
     /// Assign every partition at the pagination's offsets (a bounded read sets its end first).
     pub(super) fn assign(&mut self, pagination: &Json, ctx: &ReadContext) -> Result<()> {
-        let parts = self.partitions()?;
+        let all = self.partitions()?;
+        let parts = self.leased(all)?;
         let bounded = ctx.sync_mode != SyncMode::Stream;
         self.next = offsets_from(pagination.get("offsets"));
+        if self.shard.is_some() {
+            // a leased partition's pagination holds its own offsets only
+            self.next.retain(|t, ps| {
+                ps.retain(|p, _| parts.iter().any(|(lt, lp)| lt == t && lp == p));
+                !ps.is_empty()
+            });
+        }
         self.until = bounded.then(|| offsets_from(pagination.get("until")));
         let fresh = pagination.is_null();
         let mut tpl = TopicPartitionList::new();

@@ -269,11 +269,27 @@ impl Source for KafkaSource {
         }))
     }
 
+    fn shards(&mut self) -> Result<Option<usize>> {
+        match self.config.lease_partitions {
+            true => Ok(Some(self.partitions()?.len())),
+            false => Ok(None),
+        }
+    }
+
+    fn select_shard(&mut self, shard: usize, shards: usize) -> Result<()> {
+        if !self.config.lease_partitions || shard >= shards {
+            return Err(Error::internal(format!("{}: no partition lease {shard} of {shards}", self.describe())));
+        }
+        self.shard = Some((shard, shards));
+        self.position = None; // the next read assigns the leased partition
+        Ok(())
+    }
+
     fn get(&mut self, pagination: &Json, ctx: &ReadContext) -> Result<Page> {
         let stream = ctx.sync_mode == SyncMode::Stream;
         if self.position.as_ref() != Some(pagination) {
             self.assign(pagination, ctx)?;
-        } else if stream && self.partitions_checked.elapsed() > Duration::from_secs(30) {
+        } else if stream && self.shard.is_none() && self.partitions_checked.elapsed() > Duration::from_secs(30) {
             // partitions added to a topic join the assignment (from the group's offset / earliest)
             let known: usize = self.partitions()?.len();
             let assigned = self.consumer()?.assignment().map(|a| a.count()).unwrap_or(known);
