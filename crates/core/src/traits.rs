@@ -81,6 +81,13 @@ pub trait Destination: Send {
     /// Publish the completed job (e.g. atomic swap of a full-refresh staging target). Must be
     /// idempotent: after a crash it may be called again on an already published result.
     fn finalize(&mut self) -> Result<()>;
+    /// On lanes: called once every lane is done, by the lane that completes the job (after its own
+    /// `finalize`), with every lane's last commit token in lane order. A destination that publishes
+    /// a job once from what its lanes staged (BigQuery's staging tables) does it here. Idempotent
+    /// like `finalize`: a crash before the job completes calls it again.
+    fn finalize_lanes(&mut self, _tokens: &[Json]) -> Result<()> {
+        Ok(())
+    }
     /// Records the last `write` refused one by one (a value its typed column cannot hold) under a
     /// dead-letter policy, with their errors: the engine's router writes them to the dead-letter
     /// target in the same commit. Destinations without per-record refusal return none.

@@ -166,3 +166,51 @@ fn kill_and_resume(destination: &str, scale: Scale, seeds: [u64; 2], incremental
         assert_eq!(tables, vec![table.to_owned()], "{destination} {mode}: tables left");
     }
 }
+
+/// `bigquery_streaming_v2` on two RabbitMQ lanes (a full refresh, SQLite backend): a producer and two consumers,
+/// one killed with signal 9 mid-run and started again; each lane stages into its own table and
+/// the lane that completes the job publishes both lanes' committed rows once.
+#[test]
+fn storage_write_on_two_lanes_with_a_consumer_killed_publishes_every_record_once() {
+    let url = emulator();
+    let tokens = TokenServer::start("loader@p.iam.gserviceaccount.com", 3600, false);
+    let ds = Dataset::new("bq_lanes", &url);
+    let s = Scratch::new("bq-lanes");
+    let total = 200_000u64;
+    let scale = Scale { total, page_size: 2000, rate_limit: 50_000, buffer_mb: 1 };
+    let p =
+        Pipeline { destination: "bigquery_streaming_v2", mode: "full_refresh", scale, bq_backend: false, extra: "" };
+    let cfg = pipeline(&s, &ds, &url, &tokens.key, &p);
+    let queue = topic("bqlanes"); // a unique name
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!(
+            "  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        host: 127.0.0.1\n        \
+             port: 5672\n        queue_name: {queue}\n"
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let consumer = || s.spawn(&["run", &cfg, "--role", "consumer", "--no-progress"]);
+    let mut consumers = vec![consumer(), consumer()];
+    let producer = s.spawn(&["run", &cfg, "--role", "producer", "--no-progress"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500 + Rng(0x5eed_b1a5).below(1000)));
+    consumers[0].kill().unwrap();
+    let _ = consumers[0].wait();
+    consumers[0] = consumer();
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
+    let logs: Vec<String> = consumers
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "consumer: {err}");
+            err
+        })
+        .collect();
+    assert!(logs.iter().any(|l| l.contains("job completed")), "{logs:?}");
+    let table = "_bizon_generator_records";
+    let counts =
+        ds.numbers("SELECT COUNT(*), COUNT(DISTINCT _bizon_id), COUNT(DISTINCT _source_record_id) FROM {t}", table);
+    assert_eq!(counts, [total as i64; 3], "rows, ids, records");
+    let tables: Vec<String> = ds.tables().into_iter().filter(|t| !t.starts_with("bizon_")).collect();
+    assert_eq!(tables, vec![table.to_owned()], "the lanes' staging tables are gone");
+}

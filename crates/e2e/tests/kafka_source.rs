@@ -302,8 +302,8 @@ fn eight_partitions_leased_by_three_processes_one_killed_and_one_added_land_ever
 }
 
 /// A bounded read (full refresh) over leased partitions: two processes (SQLite backend, file
-/// destination: a file per partition lane) split 8 partitions and both exit once every partition is
-/// read up to its end; the job completes once, and the lane files hold every message once.
+/// destination: a file per partition lane) share 8 partitions and both exit once every partition is
+/// read up to its end; the job completes, and the lane files hold every message once.
 #[test]
 fn a_bounded_read_over_leased_partitions_completes_when_every_partition_is_done() {
     let topic = topic("lease_bounded");
@@ -326,7 +326,9 @@ fn a_bounded_read_over_leased_partitions_completes_when_every_partition_is_done(
         .collect();
     // the last lane to finish completes the job (two finishing together may both: idempotent)
     assert!(logs.iter().any(|l| l.contains("job completed")), "a lane completes the job: {logs:?}");
-    assert!(logs.iter().all(|l| l.contains("lane taken")), "both processes read partitions: {logs:?}");
+    // how the partitions split depends on when the second process joins (it may find them done)
+    let taken: usize = logs.iter().map(|l| l.matches("lane taken").count()).sum();
+    assert!(taken >= 8, "every partition was leased: {logs:?}");
     let mut ids = Vec::new();
     for lane in 0..8 {
         let file = s.path(&format!("out.lane-{lane}.json"));

@@ -11,6 +11,11 @@
 //! resumed run whose staging table survived a crash appends nothing twice (typed `unnest` tables
 //! included, which have no `_bizon_id`). Rows of an attempt that crashed before its commit are
 //! never published. Stream mode (no end, no finalize) writes the table itself.
+//!
+//! On lanes (several consumers of one job) each lane stages into its own table (`<staging>_lane<k>`,
+//! so a lane starting fresh drops only its own) and commits its own ranges; the lane that finds
+//! every lane done publishes them all in one statement from every lane's last token
+//! ([`Staged::finalize_lanes`]), then drops the lanes' tables.
 
 use bizon_core::config::SyncMode;
 use bizon_core::time::now_micros;
@@ -77,8 +82,13 @@ pub struct Staged {
     ranges: Vec<(String, i64, i64)>,
     /// The last iteration committed before this attempt.
     base: i64,
-    /// The engine's job id (the publication marker of an incremental job).
+    /// The engine's job id (the publication marker of an incremental job; a lane's job's id).
     job_id: String,
+    /// `(lane, lanes)` when consumers split the job over lanes: each lane stages into its own
+    /// table (`<staging>_lane<k>`) and the job is published once, by [`Staged::finalize_lanes`].
+    lane: Option<(usize, usize)>,
+    /// The staging table's name without the lane suffix.
+    staging_base: Option<TableRef>,
 }
 
 impl Staged {
@@ -123,10 +133,19 @@ impl Staged {
             bq.get_table(&main)?.is_some(),
             &main,
         )?;
-        let staging = match ctx.sync_mode {
+        let staging_base = match ctx.sync_mode {
             SyncMode::Stream => None,
             SyncMode::FullRefresh => Some(main.sibling(&format!("{}_temp", main.table))),
             SyncMode::Incremental => Some(main.sibling(&format!("{}_incremental", main.table))),
+        };
+        let staging = match (&staging_base, ctx.lane) {
+            (Some(base), Some((k, _))) => Some(lane_table(base, k)),
+            (base, _) => base.clone(),
+        };
+        // a lane's chain is `<job>~<lane>`: the job it publishes is `<job>`
+        let job_id = match ctx.lane {
+            Some(_) => ctx.job_id.rsplit_once('~').map_or(ctx.job_id.as_str(), |(job, _)| job).to_owned(),
+            None => ctx.job_id.clone(),
         };
         let mut staged = Staged {
             bq,
@@ -141,7 +160,9 @@ impl Staged {
             attempt: format!("{:x}-{:x}", now_micros(), std::process::id()),
             ranges: Vec::new(),
             base: -1,
-            job_id: ctx.job_id.clone(),
+            job_id,
+            lane: ctx.lane,
+            staging_base,
         };
         let Some(s) = staging else {
             ensure_table(
@@ -168,11 +189,7 @@ impl Staged {
                 ensure_table(&staged.bq, &s, &staged.written, None, None)?;
             }
             Some(token) => {
-                for r in token.get("ranges").and_then(Json::as_array).into_iter().flatten() {
-                    if let (Some(a), Some(f), Some(t)) = (r[0].as_str(), r[1].as_i64(), r[2].as_i64()) {
-                        staged.ranges.push((a.to_owned(), f, t));
-                    }
-                }
+                staged.ranges = ranges_of(token);
                 staged.base = staged.ranges.iter().map(|r| r.2).max().unwrap_or(-1);
                 // Finalize drops the staging table: gone means published.
                 staged.published = staged.bq.get_table(&s)?.is_none();
@@ -215,14 +232,49 @@ impl Staged {
         self.token()
     }
 
-    /// Publish the committed staged rows once and drop the staging table.
+    /// Publish the committed staged rows once and drop the staging table. On lanes this waits:
+    /// the lane that finds every lane done publishes them all ([`Staged::finalize_lanes`]).
     pub fn finalize(&mut self) -> Result<()> {
         let Some(staging) = self.staging.clone() else { return Ok(()) };
-        if self.published {
+        if self.published || self.lane.is_some() {
             return Ok(());
         }
         self.publish()?;
         self.bq.delete_table(&staging)?;
+        self.published_done()
+    }
+
+    /// Publish every lane's committed staged rows once (`tokens`: each lane's last commit token,
+    /// in lane order) and drop the lanes' staging tables. Idempotent: the tables are dropped only
+    /// after the publication, so one of them gone means published.
+    pub fn finalize_lanes(&mut self, tokens: &[Json]) -> Result<()> {
+        let (Some(base), Some((_, lanes))) = (self.staging_base.clone(), self.lane) else { return Ok(()) };
+        if tokens.len() != lanes {
+            return Err(Error::internal(format!("{lanes} lanes but {} lane tokens", tokens.len())));
+        }
+        let tables: Vec<TableRef> = (0..lanes).map(|k| lane_table(&base, k)).collect();
+        let mut present = Vec::with_capacity(lanes);
+        for t in &tables {
+            present.push(self.bq.get_table(t)?.is_some());
+        }
+        if present.iter().all(|p| *p) {
+            let sources: Vec<String> = tables
+                .iter()
+                .zip(tokens)
+                .map(|(t, token)| format!("SELECT * FROM {} WHERE {}", t.sql(), committed_sql(&ranges_of(token))))
+                .collect();
+            self.publish_from(&format!("({})", sources.join(" UNION ALL ")), "TRUE")?;
+        }
+        for (t, p) in tables.iter().zip(present) {
+            if p {
+                self.bq.delete_table(t)?;
+            }
+        }
+        self.published_done()
+    }
+
+    /// After a publication: its incremental marker is dropped, and the job is published.
+    fn published_done(&mut self) -> Result<()> {
         if !self.full_refresh {
             // The marker only guarded a publication whose staging table might survive a crash.
             let marker = self.main.sibling(PUBLISHED);
@@ -244,6 +296,11 @@ impl Staged {
     /// after a crash between this and the staging table's drop appends nothing twice.
     pub(crate) fn publish(&self) -> Result<()> {
         let Some(staging) = &self.staging else { return Ok(()) };
+        self.publish_from(&staging.sql(), &self.committed())
+    }
+
+    /// [`Staged::publish`] of the rows of `from` (a table or a subquery) that `committed` selects.
+    fn publish_from(&self, staging: &str, committed: &str) -> Result<()> {
         let cols = self.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
         let partitioning = self.partitioning.as_ref();
         let clustering = self.clustering.as_deref().filter(|c| !c.is_empty());
@@ -260,7 +317,7 @@ impl Staged {
                     c.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                 ));
             }
-            sql.push_str(&format!(" AS SELECT {cols} FROM {} WHERE {} {one_per_id}", staging.sql(), self.committed()));
+            sql.push_str(&format!(" AS SELECT {cols} FROM {staging} WHERE {committed} {one_per_id}"));
             self.bq.query(&sql)?;
             return Ok(());
         }
@@ -283,8 +340,6 @@ impl Staged {
                FROM UNNEST([1]) WHERE {not_yet}; \
              COMMIT TRANSACTION;",
             main = self.main.sql(),
-            staging = staging.sql(),
-            committed = self.committed(),
             marker = marker.sql(),
             table = sql_string(&self.main.table),
             job = sql_string(&self.job_id),
@@ -295,15 +350,36 @@ impl Staged {
 
     /// The `WHERE` condition selecting the committed rows of the staging table.
     fn committed(&self) -> String {
-        if self.ranges.is_empty() {
-            return "FALSE".into();
-        }
-        self.ranges
-            .iter()
-            .map(|(a, from, to)| {
-                format!("({ATTEMPT} = {} AND {ITERATION} > {from} AND {ITERATION} <= {to})", sql_string(a))
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ")
+        committed_sql(&self.ranges)
     }
+}
+
+/// Lane `k`'s staging table.
+fn lane_table(base: &TableRef, k: usize) -> TableRef {
+    base.sibling(&format!("{}_lane{k}", base.table))
+}
+
+/// The committed (attempt, after iteration, up to iteration) ranges of a commit token.
+fn ranges_of(token: &Json) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    for r in token.get("ranges").and_then(Json::as_array).into_iter().flatten() {
+        if let (Some(a), Some(f), Some(t)) = (r[0].as_str(), r[1].as_i64(), r[2].as_i64()) {
+            out.push((a.to_owned(), f, t));
+        }
+    }
+    out
+}
+
+/// The `WHERE` condition selecting the rows of committed `ranges`.
+fn committed_sql(ranges: &[(String, i64, i64)]) -> String {
+    if ranges.is_empty() {
+        return "FALSE".into();
+    }
+    ranges
+        .iter()
+        .map(|(a, from, to)| {
+            format!("({ATTEMPT} = {} AND {ITERATION} > {from} AND {ITERATION} <= {to})", sql_string(a))
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }

@@ -12,7 +12,7 @@ pub use bizon_testkit::google::{emulator, emulator_grpc, gcs_emulator, TokenServ
 use crate::descriptor::{DestinationDescriptor, DestinationSpec};
 
 use super::auth::Credentials;
-use super::bigquery::BigQuery;
+use super::bigquery::{BigQuery, TableRef};
 
 /// A dataset of its own in the emulator, deleted (with its tables) on drop.
 pub struct Dataset {
@@ -156,6 +156,72 @@ pub fn assert_full_refresh_is_atomic(s: &Setup, destination_id: &str) {
     });
     assert!(seen.iter().all(|c| c == "1000" || c == "3000"), "a reader saw a partial table: {seen:?}");
     assert!(seen.contains("1000") && seen.contains("3000"), "the reader saw both tables: {seen:?}");
+}
+
+/// Lanes of one job (`lanes` consumers, each its own destination on lane `k`): each stages its own
+/// rows and its `finalize` publishes nothing; `finalize_lanes` with every lane's last token
+/// publishes exactly the committed rows of every lane, once (a lane's write after its last commit,
+/// left by a crash, is not published), drops the lanes' staging tables, and is idempotent. Run in
+/// full refresh and incremental (an incremental publication appends to the table's earlier rows).
+pub fn assert_lanes_publish_once(s: &Setup, destination_id: &str) {
+    let count = || {
+        let sql = format!("SELECT COUNT(*), COUNT(DISTINCT _source_record_id) FROM `{{ds}}.{destination_id}`");
+        let rows = s.ds.rows(&sql);
+        (rows[0][0].parse::<u64>().unwrap(), rows[0][1].parse::<u64>().unwrap())
+    };
+    let main = TableRef::new("p", &s.ds.name, destination_id);
+    let lanes = 3usize;
+    // the incremental job appends its 600 rows (other record ids) to the full refresh's 600
+    for (mode, job, base, before) in
+        [(SyncMode::FullRefresh, "fr", 0u64, 0u64), (SyncMode::Incremental, "inc", 10_000, 600)]
+    {
+        let lane_ctx =
+            |k: usize| DestinationContext { job_id: format!("{job}~{k}"), lane: Some((k, lanes)), ..ctx(mode) };
+        let mut last = Vec::new();
+        for k in 0..lanes {
+            let mut d = s.spec.build(destination_id, None);
+            d.open(&lane_ctx(k), None).unwrap();
+            // lane k's iterations: k, k + lanes; 100 records each, ids unique across the job
+            let mut token = serde_json::Value::Null;
+            for (n, iteration) in [k, k + lanes].into_iter().enumerate() {
+                let from = base + (iteration * 100) as u64;
+                d.write(&records(from, 100, |i| format!(r#"{{"id":{i}}}"#)), &meta(iteration as i64)).unwrap();
+                let next = bizon_testkit::destination::next_cursor(iteration as i64, (n as u64 + 1) * 100);
+                token = d.flush(&next).unwrap();
+            }
+            d.finalize().unwrap();
+            // a later attempt's page staged (flushed) but never committed (a crash): not published
+            let mut crashed = s.spec.build(destination_id, None);
+            crashed.open(&lane_ctx(k), Some(&token)).unwrap();
+            let stray = records(base + 9_000 + k as u64, 1, |i| format!(r#"{{"id":{i}}}"#));
+            crashed.write(&stray, &meta((k + 2 * lanes) as i64)).unwrap();
+            crashed.flush(&bizon_testkit::destination::next_cursor((k + 2 * lanes) as i64, 201)).unwrap();
+            last.push(token);
+        }
+        match before {
+            0 => assert!(
+                s.ds.bq.get_table(&main).unwrap().is_none(),
+                "{mode:?}: nothing published before every lane is done"
+            ),
+            n => assert_eq!(count(), (n, n), "{mode:?}: nothing appended before every lane is done"),
+        }
+        let mut completing = s.spec.build(destination_id, None);
+        completing.open(&lane_ctx(1), Some(&last[1])).unwrap();
+        completing.finalize().unwrap();
+        completing.finalize_lanes(&last).unwrap();
+        assert_eq!(count(), (before + 600, before + 600), "{mode:?}: every lane's committed rows, once");
+        let staging = if mode == SyncMode::FullRefresh { "temp" } else { "incremental" };
+        for k in 0..lanes {
+            let t = TableRef::new("p", &s.ds.name, &format!("{destination_id}_{staging}_lane{k}"));
+            assert!(s.ds.bq.get_table(&t).unwrap().is_none(), "{mode:?}: lane {k}'s staging table dropped");
+        }
+        // a crash before the job completed: the completing lane runs its finish again
+        let mut again = s.spec.build(destination_id, None);
+        again.open(&lane_ctx(2), Some(&last[2])).unwrap();
+        again.finalize().unwrap();
+        again.finalize_lanes(&last).unwrap();
+        assert_eq!(count(), (before + 600, before + 600), "{mode:?}: published once");
+    }
 }
 
 /// Typed columns of every type the emulator has, written through `descriptor`'s destination in

@@ -248,11 +248,12 @@ impl<'w> Writer<'w> {
         if lanes > 1 {
             // each lane commits `done` before looking at the others: the last one sees them all
             let mut backend = self.backend();
-            let (mut done, mut total, mut watermark) = (0, 0, None);
+            let (mut done, mut total, mut watermark, mut tokens) = (0, 0, None, Vec::with_capacity(lanes));
             for c in lane_cursors(&mut **backend, &self.job.id, lanes)?.into_iter().flatten() {
                 done += usize::from(c.done);
                 total += c.records_written;
                 watermark = cursor_max(watermark, c.watermark);
+                tokens.push(c.token);
             }
             backend.set_job_status(&self.cursor_id, JobStatus::Succeeded, None)?;
             drop(backend);
@@ -261,6 +262,9 @@ impl<'w> Writer<'w> {
                 return Ok(Outcome::LaneDone);
             }
             (written, records) = (watermark, total);
+            // every lane is done: a destination that publishes the job once does it now
+            self.backend().check_fence()?;
+            self.destination.finalize_lanes(&tokens)?;
         }
         let watermark = match (self.job.sync_mode, self.job.reset) {
             (SyncMode::Incremental, false) => cursor_max(self.job.since.clone(), written),

@@ -95,7 +95,7 @@ pub const DESCRIPTOR: DestinationDescriptor = DestinationDescriptor {
         guarantee: Guarantee::ExactlyOnce,
         transactional: false,
         typed_columns: true,
-        lanes: false,
+        lanes: true,
         dead_letters: true,
         network: true,
     },

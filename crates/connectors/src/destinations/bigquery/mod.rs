@@ -323,6 +323,11 @@ impl Destination for BigQueryBatch {
         self.target.as_mut().ok_or_else(|| Error::internal("bigquery: finalize before open"))?.finalize()
     }
 
+    fn finalize_lanes(&mut self, tokens: &[Json]) -> Result<()> {
+        let t = self.target.as_mut().ok_or_else(|| Error::internal("bigquery: finalize before open"))?;
+        t.finalize_lanes(tokens)
+    }
+
     fn take_rejected(&mut self) -> Vec<Rejected> {
         self.rejected.as_mut().map(std::mem::take).unwrap_or_default()
     }

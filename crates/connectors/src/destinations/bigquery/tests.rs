@@ -10,7 +10,8 @@ use bizon_testkit::destination::next_cursor;
 use super::{BigQueryBatch, DESCRIPTOR};
 use crate::google::bigquery::TableRef;
 use crate::google::testing::{
-    assert_every_type_round_trips, assert_full_refresh_is_atomic, ctx, meta, records, tokens, Setup,
+    assert_every_type_round_trips, assert_full_refresh_is_atomic, assert_lanes_publish_once, ctx, meta, records,
+    tokens, Setup,
 };
 use crate::google::upload::UPLOAD_UNIT;
 
@@ -295,4 +296,10 @@ fn a_load_submitted_twice_with_one_job_id_loads_once() {
     s.ds.bq.load_uris(load, &job_id, "again").unwrap();
     assert_eq!(s.ds.rows("SELECT COUNT(*) FROM `{ds}.twice`")[0][0], "2");
     gcs.delete("bizon-test", &object).unwrap();
+}
+
+#[test]
+fn lanes_stage_their_own_rows_and_the_last_lane_publishes_every_lane_once() {
+    let s = setup("destination_id: lanes\n");
+    assert_lanes_publish_once(&s, "lanes");
 }

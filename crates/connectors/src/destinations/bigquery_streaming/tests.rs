@@ -10,8 +10,8 @@ use bizon_testkit::destination::next_cursor;
 
 use super::DESCRIPTOR;
 use crate::google::testing::{
-    assert_every_type_round_trips, assert_full_refresh_is_atomic, ctx, emulator, meta, records, tokens, Setup,
-    TokenServer,
+    assert_every_type_round_trips, assert_full_refresh_is_atomic, assert_lanes_publish_once, ctx, emulator, meta,
+    records, tokens, Setup, TokenServer,
 };
 
 fn setup(extra: &str, tokens: TokenServer) -> Setup {
@@ -191,4 +191,10 @@ fn an_incremental_job_resumed_after_publishing_but_before_dropping_its_staging_a
     next.flush(&next_cursor(0, 3)).unwrap();
     next.finalize().unwrap();
     assert_eq!(s.ds.rows("SELECT COUNT(*), COUNT(DISTINCT id) FROM `{ds}.typed`")[0], ["8", "8"]);
+}
+
+#[test]
+fn lanes_stage_their_own_rows_and_the_last_lane_publishes_every_lane_once() {
+    let s = setup("destination_id: lanes\n", tokens());
+    assert_lanes_publish_once(&s, "lanes");
 }

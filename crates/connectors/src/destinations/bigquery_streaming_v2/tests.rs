@@ -12,8 +12,8 @@ use bizon_testkit::destination::next_cursor;
 use super::DESCRIPTOR;
 use crate::google::storage_write::{pb, Appended, Chunk, Rows, Schema};
 use crate::google::testing::{
-    assert_every_type_round_trips, assert_full_refresh_is_atomic, ctx, emulator_grpc, meta, records, tokens, Setup,
-    TokenServer,
+    assert_every_type_round_trips, assert_full_refresh_is_atomic, assert_lanes_publish_once, ctx, emulator_grpc, meta,
+    records, tokens, Setup, TokenServer,
 };
 
 fn setup(extra: &str, tokens: TokenServer) -> Setup {
@@ -278,4 +278,10 @@ fn an_unreachable_storage_endpoint_fails_the_write_as_transient_naming_it() {
     let e = d.write(&records(0, 2, |i| format!(r#"{{"id":{i}}}"#)), &meta(0)).unwrap_err();
     assert_eq!(e.kind(), bizon_core::ErrorKind::Transient, "{e}");
     assert!(e.to_string().contains("CreateWriteStream"), "{e}");
+}
+
+#[test]
+fn lanes_stage_their_own_rows_and_the_last_lane_publishes_every_lane_once() {
+    let s = setup("destination_id: lanes\n", tokens());
+    assert_lanes_publish_once(&s, "lanes");
 }
