@@ -513,7 +513,13 @@ impl Pipeline<'_> {
             self.source.durable_hook(),
         );
         if start.done {
-            return writer.finish().map_err(|e| (e, false));
+            let outcome = writer.finish().map_err(|e| (e, false))?;
+            if let (Some(broker), Role::Consumer, Outcome::Completed) = (self.broker, self.spec.role, outcome) {
+                // every consumer that completes the job removes the queues (a lane taken just as
+                // it was done, or a crash before the removal; a second removal only warns)
+                remove_queue(broker);
+            }
+            return Ok(outcome);
         }
         let source = &mut *self.source;
         let stop = &self.stop;
