@@ -410,6 +410,7 @@ impl Pipeline<'_> {
     /// A consumer attaches to the producer's job, waiting for the producer to start one.
     fn wait_for_job(&mut self) -> Result<(Job, Option<i64>)> {
         let mut logged = false;
+        let waiting = Instant::now();
         loop {
             if let Some(job) = self.backend.resumable_job(&self.spec.key)? {
                 let after = self.backend.destination_cursor(&job.id)?.map(|c| c.iteration);
@@ -423,7 +424,9 @@ impl Pipeline<'_> {
                 tracing::info!(stream = %self.spec.key.stream, "waiting for a producer to start a job");
                 logged = true;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            // consumers started with their producer see its job at once; a long wait polls less
+            let poll = if waiting.elapsed() < Duration::from_secs(10) { 50 } else { 500 };
+            std::thread::sleep(Duration::from_millis(poll));
         }
     }
 
