@@ -195,17 +195,8 @@ fn storage_write_on_two_lanes_with_a_consumer_killed_publishes_every_record_once
     consumers[0].kill().unwrap();
     let _ = consumers[0].wait();
     consumers[0] = consumer();
-    let out = producer.wait_with_output().unwrap();
-    assert!(out.status.success(), "producer: {}", String::from_utf8_lossy(&out.stderr));
-    let logs: Vec<String> = consumers
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "consumer: {err}");
-            err
-        })
-        .collect();
+    exit_ok(producer, "producer");
+    let logs: Vec<String> = consumers.into_iter().map(|c| exit_ok(c, "consumer")).collect();
     assert!(logs.iter().any(|l| l.contains("job completed")), "{logs:?}");
     let table = "_bizon_generator_records";
     let counts =

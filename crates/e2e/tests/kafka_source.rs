@@ -214,15 +214,7 @@ fn eight_partitions_leased_by_three_processes_one_killed_and_one_added_land_ever
     let broker = Broker::start_with(&[format!("{topic}:{LANES}")]);
     let s = Scratch::new("kafka-lease");
     let schema = Schema::new("kafka_lease");
-    let backend = format!(
-        "type: postgres\n    config:\n      host: {}\n      port: {}\n      database: {}\n      username: {}\n      \
-         schema: {}\n      lease_seconds: 5\n",
-        pg_host(),
-        pg_port(),
-        pg_db(),
-        pg_user(),
-        schema.0
-    );
+    let backend = format!("type: postgres\n    config:\n      {}      lease_seconds: 5\n", pg_keys(&schema.0, 6));
     let text = format!(
         "name: kafka_lease\n{}{}engine:\n  backend:\n    {backend}",
         source_block(&broker, &topic, "stream", "  lease_partitions: true\n"),
@@ -261,9 +253,7 @@ fn eight_partitions_leased_by_three_processes_one_killed_and_one_added_land_ever
     let mut logs = Vec::new();
     for p in processes {
         sigterm(&p);
-        let out = p.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{err}");
+        let err = exit_ok(p, "a reader stopped by SIGTERM");
         assert!(err.contains("stopped (resumable"), "{err}");
         logs.push(err);
     }
@@ -315,15 +305,7 @@ fn a_bounded_read_over_leased_partitions_completes_when_every_partition_is_done(
     let source = source_block(&broker, &topic, "full_refresh", "  lease_partitions: true\n");
     let cfg = pipeline(&s, "kafka_lease_bounded", &source, &file_block(&s, ""), "");
     let processes = [s.spawn(&["run", &cfg, "--no-progress"]), s.spawn(&["run", &cfg, "--no-progress"])];
-    let logs: Vec<String> = processes
-        .into_iter()
-        .map(|p| {
-            let out = p.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "{err}");
-            err
-        })
-        .collect();
+    let logs: Vec<String> = processes.into_iter().map(|p| exit_ok(p, "a reader")).collect();
     // the last lane to finish completes the job (two finishing together may both: idempotent)
     assert!(logs.iter().any(|l| l.contains("job completed")), "a lane completes the job: {logs:?}");
     // how the partitions split depends on when the second process joins (it may find them done)

@@ -339,14 +339,7 @@ fn postgres_on_four_lanes_two_stealing_consumers_killed_and_a_late_third_write_e
     let schema = Schema::new("pglanes");
     let queue = queue_name("rmqpglanes");
     let total = 300_000u64;
-    let pg = format!(
-        "host: {}\n    port: {}\n    database: {}\n    username: {}\n    schema: {}\n",
-        pg_host(),
-        pg_port(),
-        pg_db(),
-        pg_user(),
-        schema.0
-    );
+    let pg = pg_keys(&schema.0, 4);
     let text = format!(
         "name: rmqpglanes\nsource:\n  name: generator\n  stream: records\n  total: {total}\n  page_size: 1000\n  \
          rate_limit: 50000\ndestination:\n  name: postgres\n  config:\n    {pg}    destination_id: events\n    buffer_size: 1\n\

@@ -120,6 +120,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Wait for `child` (spawned by [`Scratch::spawn`]), assert it exited 0, return its stderr.
+pub fn exit_ok(child: Child, what: &str) -> String {
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}: {err}");
+    err
+}
+
 pub fn sigterm(child: &Child) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
@@ -318,6 +326,19 @@ pub fn pg_user() -> String {
 }
 pub fn pg_db() -> String {
     std::env::var("BIZON_TEST_PG_DB").unwrap_or_else(|_| "test".into())
+}
+
+/// The connection keys of a PostgreSQL destination or backend on `schema` (host … schema), each
+/// line indented by `indent` spaces after the first.
+pub fn pg_keys(schema: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "host: {}\n{pad}port: {}\n{pad}database: {}\n{pad}username: {}\n{pad}schema: {schema}\n",
+        pg_host(),
+        pg_port(),
+        pg_db(),
+        pg_user()
+    )
 }
 
 pub fn client() -> postgres::Client {

@@ -139,6 +139,9 @@ fn lock_free_lane(
 /// Every how many polls a waiting consumer tries the held lanes too (a paused holder's lease).
 const LEASE_PROBE_EVERY: u32 = 10;
 
+/// Looks at the job's status per poll of the lanes (in equal steps of the poll interval).
+const JOB_LOOKS_PER_POLL: u32 = 5;
+
 /// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
 pub(super) fn lane_without_consumer(
     backend: &mut dyn Backend,
@@ -165,7 +168,20 @@ pub(super) fn take_unfinished_lane(
     every: std::time::Duration,
 ) -> Result<NextLane> {
     let mut logged = false;
-    for poll in 0u32.. {
+    for tick in 0u32.. {
+        // between two looks at the lanes (a query per lane), one cheap look at the job: a consumer
+        // waiting next to the last lane exits as soon as that lane completes the job
+        if tick % JOB_LOOKS_PER_POLL != 0 {
+            if backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
+                return Ok(NextLane::AllDone);
+            }
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(NextLane::Stopped);
+            }
+            std::thread::sleep(every / JOB_LOOKS_PER_POLL);
+            continue;
+        }
+        let poll = tick / JOB_LOOKS_PER_POLL;
         let done = lanes_done(backend, job_id, lanes)?;
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
@@ -181,7 +197,7 @@ pub(super) fn take_unfinished_lane(
             tracing::info!(lanes, unfinished = ?open, "every unfinished lane has a consumer: waiting to take one that frees up");
             logged = true;
         }
-        std::thread::sleep(every);
+        std::thread::sleep(every / JOB_LOOKS_PER_POLL);
     }
     unreachable!("the loop returns")
 }
