@@ -171,7 +171,7 @@ pub(super) fn take_unfinished_lane(
     for tick in 0u32.. {
         // between two looks at the lanes (a query per lane), one cheap look at the job: a consumer
         // waiting next to the last lane exits as soon as that lane completes the job
-        if tick % JOB_LOOKS_PER_POLL != 0 {
+        if !tick.is_multiple_of(JOB_LOOKS_PER_POLL) {
             if backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
                 return Ok(NextLane::AllDone);
             }
@@ -186,7 +186,7 @@ pub(super) fn take_unfinished_lane(
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }
-        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None, poll % LEASE_PROBE_EVERY == 0) {
+        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None, poll.is_multiple_of(LEASE_PROBE_EVERY)) {
             return Ok(NextLane::Take(lock, lane));
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
