@@ -56,6 +56,28 @@ pub struct DestinationContext {
     pub lane: Option<(usize, usize)>,
 }
 
+/// The id of lane `lane`'s own cursor chain (and destination commit log) in job `job_id`: the job
+/// id itself with one lane, `<job>~<lane>` with several.
+pub fn lane_chain_id(job_id: &str, lane: usize, lanes: usize) -> String {
+    match lanes {
+        1 => job_id.to_owned(),
+        _ => format!("{job_id}~{lane}"),
+    }
+}
+
+impl DestinationContext {
+    /// The job every lane shares: `job_id` itself, or on lanes the job of the lane's own chain
+    /// ([`lane_chain_id`]).
+    pub fn lane_job(&self) -> Result<&str> {
+        match self.lane {
+            Some((lane, lanes)) if lanes > 1 => self.job_id.strip_suffix(&format!("~{lane}")).ok_or_else(|| {
+                crate::Error::internal(format!("lane {lane}'s job id `{}` has no lane suffix", self.job_id))
+            }),
+            _ => Ok(&self.job_id),
+        }
+    }
+}
+
 /// Per-batch facts the destination writes into bizon's row layout.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchMeta {

@@ -142,11 +142,8 @@ impl Staged {
             (Some(base), Some((k, _))) => Some(lane_table(base, k)),
             (base, _) => base.clone(),
         };
-        // a lane's chain is `<job>~<lane>`: the job it publishes is `<job>`
-        let job_id = match ctx.lane {
-            Some(_) => ctx.job_id.rsplit_once('~').map_or(ctx.job_id.as_str(), |(job, _)| job).to_owned(),
-            None => ctx.job_id.clone(),
-        };
+        // on lanes the job it publishes is the one every lane shares
+        let job_id = ctx.lane_job()?.to_owned();
         let mut staged = Staged {
             bq,
             main,

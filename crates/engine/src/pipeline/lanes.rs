@@ -5,12 +5,7 @@
 use bizon_core::{Backend, DestinationCursor, Json, Result, StreamKey};
 
 /// The backend key of a lane's destination cursor chain (the job id itself with one lane).
-pub(super) fn lane_cursor_id(job_id: &str, lane: usize, lanes: usize) -> String {
-    match lanes {
-        1 => job_id.to_owned(),
-        _ => format!("{job_id}~{lane}"),
-    }
-}
+pub(super) use bizon_core::lane_chain_id as lane_cursor_id;
 
 /// The first iteration after `prev` that belongs to `lane` of `lanes`.
 pub(super) fn next_in_lane(prev: i64, lane: usize, lanes: usize) -> i64 {

@@ -412,13 +412,8 @@ impl Destination for PostgresDestination {
         drop(self.session.take().map(|s| s.end(true)));
         self.client = None; // any transaction of an earlier attempt is rolled back
         self.lanes = match ctx.lane {
-            Some((lane, lanes)) if lanes > 1 => {
-                let job = ctx.job_id.strip_suffix(&format!("~{lane}")).ok_or_else(|| {
-                    Error::internal(format!(
-                        "postgres destination: lane {lane}'s job id `{}` has no lane suffix",
-                        ctx.job_id
-                    ))
-                })?;
+            Some((_, lanes)) if lanes > 1 => {
+                let job = ctx.lane_job().map_err(|e| e.context("postgres destination"))?;
                 if !self.primary_key.is_empty() {
                     return Err(Error::config(format!(
                         "postgres destination: `primary_key` (upserts) does not run on {lanes} lanes: lanes commit \
