@@ -44,18 +44,19 @@ esac
 if answers; then echo "$URL"; exit 0; fi
 
 # Installed once into a cached virtualenv. numpy: a run-time import bqemulator does not declare.
-# duckdb pinned to 1.5.6: with duckdb 2.0 a tabledata.list leaves a result open on the shared
-# connection and every later insertAll fails (500, "connection has an unfinished result").
+# duckdb pinned to 1.5.5: with duckdb 2.0 a tabledata.list leaves a result open on the shared
+# connection and every later insertAll fails (500, "connection has an unfinished result"); and
+# 1.5.5 is the newest DuckDB PyPI's `duckdb-extension-spatial` (GEOGRAPHY, offline) is built for.
 mkdir -p "$CACHE" "$BQEMU_GCS_LOCAL_ROOT"
-if ! "$VENV/bin/python" -c 'import bqemulator, numpy, duckdb; assert duckdb.__version__ == "1.5.6"' \
-    >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import bqemulator, numpy, duckdb, duckdb_extension_spatial
+assert duckdb.__version__ == "1.5.5"' >/dev/null 2>&1; then
   echo "bqemulator: installing bqemulator 1.4.0 into $VENV" >&2
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q bqemulator==1.4.0 numpy duckdb==1.5.6 >&2
+  "$VENV/bin/pip" install -q bqemulator==1.4.0 numpy duckdb==1.5.5 duckdb-extension-spatial==1.5.5 >&2
 fi
 
-# Started through scripts/bqemulator_launch.py: the emulator with the fixes the tests need (no
-# spatial-extension download offline, no per-write snapshots, a large Storage Write handler pool,
+# Started through scripts/bqemulator_launch.py: the emulator with the fixes the tests need (the
+# spatial extension from PyPI, no per-write snapshots, a large Storage Write handler pool,
 # one lock over its DuckDB connection). Run from the cache directory: DuckDB spills to ./.tmp.
 # setsid: a process group `stop` can end whole.
 cd "$CACHE"

@@ -5,6 +5,7 @@ Run by scripts/bqemulator.sh with the emulator's virtualenv; each patch says wha
 
 import concurrent.futures
 import functools
+import pathlib
 import sys
 import threading
 
@@ -12,9 +13,18 @@ import bqemulator.storage.engine as engine
 import bqemulator.versioning.snapshots as snapshots
 import grpc.aio
 
-# Offline, start-up fails downloading DuckDB's `spatial` extension: skip it (GEOGRAPHY is then
-# unavailable).
-engine.DuckDBEngine._load_spatial = lambda self: None
+# Offline, every `INSTALL spatial` (start-up, the WKT conversions) fails downloading DuckDB's
+# extension for GEOGRAPHY: install the copy PyPI's `duckdb-extension-spatial` ships for this DuckDB
+# version (scripts/bqemulator.sh installs it) into DuckDB's extension directory, where INSTALL finds it.
+def _install_spatial():
+    import duckdb
+    import duckdb_extension_spatial
+
+    root = pathlib.Path(duckdb_extension_spatial.__file__).parent
+    duckdb.connect().execute(f"INSTALL '{next(root.glob('extensions/*/spatial.duckdb_extension'))}'")
+
+
+_install_spatial()
 
 # Every write copies the whole table into a time-travel snapshot (quadratic: a 1M-row insertAll
 # run filled 68 GB of DuckDB temp files): no snapshots (no FOR SYSTEM_TIME AS OF).
@@ -77,6 +87,31 @@ from bqemulator.grpc_api import write_servicer  # noqa: E402
 
 write_servicer.BigQueryWriteHandler._flush_to_target = _whole(
     write_servicer.BigQueryWriteHandler._flush_to_target
+)
+
+# Storage Write builds a table's Arrow schema from its columns' names, types and modes only, so a
+# RECORD column became a STRUCT with no fields and every append to it failed ("Attempted to
+# convert a STRUCT with no fields"): build it with the nested fields, as the REST path does.
+from bqemulator.api.routes import tabledata  # noqa: E402
+
+
+def _table_arrow_schema(table_meta):
+    fields = tabledata._fields_raw_from_schema(table_meta.schema_.fields)
+    return tabledata._build_arrow_schema(fields)
+
+
+write_servicer._table_arrow_schema = _table_arrow_schema
+
+# DuckDB has no decimal wider than 38 digits, so creating a table with a BIGNUMERIC column failed
+# (DECIMAL(76, 38)): keep BIGNUMERIC as DECIMAL(38, 18) here (20 integer and 18 fraction digits;
+# real BigQuery holds 38 and 38).
+import bqemulator.storage.type_map as type_map  # noqa: E402
+import pyarrow  # noqa: E402
+
+type_map._BQ_TO_DUCKDB["BIGNUMERIC"] = "DECIMAL(38, 18)"
+_scalar_arrow = tabledata._bq_type_to_arrow
+tabledata._bq_type_to_arrow = lambda t: (
+    pyarrow.decimal128(38, 18) if t.upper() == "BIGNUMERIC" else _scalar_arrow(t)
 )
 
 from bqemulator.cli import main  # noqa: E402

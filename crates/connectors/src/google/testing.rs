@@ -227,10 +227,11 @@ pub fn assert_lanes_publish_once(s: &Setup, destination_id: &str) {
 /// Typed columns of every type the emulator has, written through `descriptor`'s destination in
 /// `mode` (published when staged): the values read back equal the values written. Without
 /// `check_bytes` the BYTES value is not compared: bqemulator's NDJSON load stores a BYTES
-/// column's base64 text undecoded (BigQuery decodes it, as its insertAll path does).
+/// column's base64 text undecoded (BigQuery decodes it, as its insertAll path does). GEOGRAPHY
+/// reads back in DuckDB's WKT spelling (`POINT (1 2)`), compared without that space.
 pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: SyncMode, check_bytes: bool) {
-    // BIGNUMERIC (the emulator answers 500) and GEOGRAPHY (offline, no spatial extension) are
-    // left out; RECORD columns (`fields`) have their own test in bigquery_streaming_v2.
+    // BIGNUMERIC: the emulator keeps it as DECIMAL(38, 18) (scripts/bqemulator_launch.py), so the
+    // value has 38 digits, not BigQuery's 76.
     let columns = [
         ("i", "INTEGER", "NULLABLE"),
         ("f", "FLOAT", "NULLABLE"),
@@ -244,9 +245,16 @@ pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: S
         ("ts", "TIMESTAMP", "NULLABLE"),
         ("j", "JSON", "NULLABLE"),
         ("tags", "STRING", "REPEATED"),
+        ("g", "GEOGRAPHY", "NULLABLE"),
+        ("bn", "BIGNUMERIC", "NULLABLE"),
     ];
-    let schema: String =
+    let mut schema: String =
         columns.iter().map(|(n, t, m)| format!("      - {{name: {n}, type: {t}, mode: {m}}}\n")).collect();
+    schema.push_str(
+        "      - {name: who, type: RECORD, mode: NULLABLE, fields: [{name: id, type: INTEGER}, \
+         {name: seen_at, type: TIMESTAMP}, {name: roles, type: STRING, mode: REPEATED}, \
+         {name: home, type: RECORD, fields: [{name: city, type: STRING}]}]}\n",
+    );
     let s = Setup::new(
         descriptor,
         &format!(
@@ -259,7 +267,9 @@ pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: S
     d.open(&ctx(mode), None).unwrap();
     let record = r#"{"i": 9007199254740993, "f": 1.5, "n": "123.456", "b": true, "s": "bizon \"é\" \\ ok",
         "by": "aGVsbG8=", "d": "2024-02-29", "dt": "2024-02-29T12:34:56.123456", "t": "12:34:56.250000",
-        "ts": "2024-02-29T12:34:56.123456Z", "j": {"a": [1, 2], "b": null}, "tags": ["x", "y"]}"#;
+        "ts": "2024-02-29T12:34:56.123456Z", "j": {"a": [1, 2], "b": null}, "tags": ["x", "y"],
+        "g": "LINESTRING(1 2, 3.5 -4)", "who": {"id": 7, "seen_at": "2024-01-02T03:04:05Z", "roles": ["a", "b"],
+        "home": {"city": "Zürich"}}, "bn": "-12345678901234567890.123456789012345678"}"#;
     let nulls = r#"{"s": "only the required one"}"#;
     let mut batch = RecordBatch::default();
     batch.push("r1", 1, record.as_bytes());
@@ -272,7 +282,9 @@ pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: S
         "SELECT CAST(i AS STRING), CAST(f AS STRING), CAST(n * 1000 AS INT64), CAST(b AS STRING), s, TO_BASE64(`by`), \
          CAST(d AS STRING), FORMAT_DATETIME('%Y-%m-%dT%H:%M:%E6S', dt), FORMAT_TIME('%H:%M:%E6S', t), \
          FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%E6SZ', ts, 'UTC'), TO_JSON_STRING(j), ARRAY_TO_STRING(tags, ','), \
-         IFNULL(ARRAY_LENGTH(tags), 0) FROM `{ds}.all_types` ORDER BY s",
+         IFNULL(ARRAY_LENGTH(tags), 0), REPLACE(ST_ASTEXT(g), ' (', '('), CAST(who.id AS STRING), \
+         FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%SZ', who.seen_at, 'UTC'), ARRAY_TO_STRING(who.roles, ','), who.home.city, \
+         CAST(bn AS STRING) FROM `{ds}.all_types` ORDER BY s",
     );
     let mut got = rows[0].clone();
     if !check_bytes {
@@ -293,11 +305,21 @@ pub fn assert_every_type_round_trips(descriptor: &DestinationDescriptor, mode: S
             "2024-02-29T12:34:56.123456Z",
             r#"{"a":[1,2],"b":null}"#,
             "x,y",
-            "2"
+            "2",
+            "LINESTRING(1 2, 3.5 -4)",
+            "7",
+            "2024-01-02T03:04:05Z",
+            "a,b",
+            "Zürich",
+            "-12345678901234567890.123456789012345678"
         ]
     );
     // The record without the optional fields: NULLs, and an empty array for the REPEATED column.
     assert_eq!(rows[1][4], "only the required one");
-    assert!(rows[1][..4].iter().chain(&rows[1][5..11]).all(|c| c == "null"), "{:?}", rows[1]);
+    assert!(
+        rows[1][..4].iter().chain(&rows[1][5..11]).chain(&rows[1][13..16]).chain(&rows[1][17..]).all(|c| c == "null"),
+        "{:?}",
+        rows[1]
+    );
     assert_eq!(rows[1][12], "0");
 }

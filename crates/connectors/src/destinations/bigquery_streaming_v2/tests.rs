@@ -230,10 +230,6 @@ fn typed_columns_of_every_type_the_emulator_has_round_trip_through_staging() {
     assert_every_type_round_trips(&DESCRIPTOR, SyncMode::FullRefresh, true);
 }
 
-// RECORD columns are not round-tripped here: bqemulator 1.4.0's Storage Write path loses a
-// RECORD column's fields (its INSERT fails: "Attempted to convert a STRUCT with no fields"), so
-// their encoding is checked byte by byte in `google::proto_rows`.
-
 #[test]
 fn record_columns_need_their_fields_and_only_they_have_fields() {
     let parse = |schema: &str| {
