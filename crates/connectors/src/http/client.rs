@@ -117,14 +117,17 @@ impl Response {
 
     /// The body as JSON; a malformed body is a permanent error located by line and column.
     pub fn json(&self) -> Result<Json> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            Error::permanent(format!(
-                "malformed JSON in the response to {} (status {}): {e}; body starts with {:?}",
-                self.what,
-                self.status,
-                snippet(&self.body)
-            ))
-        })
+        serde_json::from_slice(&self.body).map_err(|e| self.malformed(&e))
+    }
+
+    /// The error of a body that is not the JSON it should be (`e` locates the fault).
+    pub fn malformed(&self, e: &serde_json::Error) -> Error {
+        Error::permanent(format!(
+            "malformed JSON in the response to {} (status {}): {e}; body starts with {:?}",
+            self.what,
+            self.status,
+            snippet(&self.body)
+        ))
     }
 
     /// The body as text.

@@ -4,6 +4,7 @@
 //! (`rest`, `pokeapi`, `gbif`, `hubspot`, …) describe their requests; the engine here sends them.
 
 pub mod auth;
+pub mod body;
 pub mod client;
 #[cfg(test)]
 pub mod conformance;

@@ -12,7 +12,10 @@ use bizon_core::time::now_micros;
 use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde_json::json;
 
-use super::client::{Body, HttpClient, Method, Request};
+use serde_json::value::RawValue;
+
+use super::body::{self, Selected};
+use super::client::{Body, HttpClient, Method, Request, Response};
 use super::paginate::{done, set_query, Paginator};
 
 /// Where the watermark goes in each request of an incremental stream.
@@ -101,46 +104,49 @@ impl Endpoint {
         Ok(req)
     }
 
-    /// The records of a page's body.
-    pub fn records_of(&self, body: Json, what: &str) -> Result<Vec<Json>> {
-        let at = match &self.records {
-            Some(p) => match take_pointer(body, p) {
-                Some(j) => j,
-                None => return Ok(Vec::new()),
-            },
-            None => body,
+    /// A page's body read once: the body (for the paginator, the records' array left out) and
+    /// the records as JSON text, none of them built as a tree. `one` holds the text of a page
+    /// that is a single record (an object at the selector).
+    pub fn read<'a>(
+        &self,
+        resp: &'a Response,
+        one: &'a mut Option<Box<RawValue>>,
+    ) -> Result<(Json, Vec<&'a RawValue>)> {
+        let split = body::split(&resp.body, self.records.as_deref().unwrap_or("")).map_err(|e| resp.malformed(&e))?;
+        let mut rest = split.rest;
+        let records = match split.selected {
+            Some(Selected::Items(items)) => items,
+            None | Some(Selected::Value(Json::Null)) => Vec::new(),
+            Some(Selected::Value(record @ Json::Object(_))) => {
+                let text = serde_json::value::to_raw_value(&record).map_err(|e| resp.malformed(&e))?;
+                if self.records.is_none() {
+                    // The body is the one record: the paginator sees it whole.
+                    rest = record;
+                }
+                vec![&**one.insert(text)]
+            }
+            Some(Selected::Value(other)) => {
+                return Err(Error::permanent(format!(
+                    "{}: expected records at `{}`, found {}",
+                    resp.what,
+                    self.records.as_deref().unwrap_or("/"),
+                    kind_of(&other)
+                )))
+            }
         };
-        match at {
-            Json::Array(a) => Ok(a),
-            Json::Null => Ok(Vec::new()),
-            o @ Json::Object(_) => Ok(vec![o]),
-            other => Err(Error::permanent(format!(
-                "{what}: expected records at `{}`, found {}",
-                self.records.as_deref().unwrap_or("/"),
-                kind_of(&other)
-            ))),
-        }
-    }
-
-    /// How many records a page's body holds (without moving them).
-    pub fn count_of(&self, body: &Json) -> usize {
-        let at = match &self.records {
-            Some(p) => body.pointer(p),
-            None => Some(body),
-        };
-        match at {
-            Some(Json::Array(a)) => a.len(),
-            Some(Json::Object(_)) => 1,
-            _ => 0,
-        }
+        Ok((rest, records))
     }
 
     /// The id of a record: its primary key as text.
-    pub fn id_of(&self, record: &Json) -> Option<String> {
+    pub fn id_of(&self, record: &RawValue) -> Option<String> {
         let pk = self.primary_key.as_deref()?;
-        let v = if pk.starts_with('/') { record.pointer(pk) } else { record.get(pk) }?;
+        let v = if pk.starts_with('/') {
+            serde_json::from_str::<Json>(record.get()).ok()?.pointer(pk).cloned()
+        } else {
+            body::field(record, pk)
+        }?;
         match v {
-            Json::String(s) => Some(s.clone()),
+            Json::String(s) => Some(s),
             Json::Null => None,
             other => Some(other.to_string()),
         }
@@ -159,18 +165,13 @@ pub(crate) fn kind_of(j: &Json) -> &'static str {
     }
 }
 
-/// Move the value at a JSON pointer out of `body`.
-fn take_pointer(mut body: Json, pointer: &str) -> Option<Json> {
-    body.pointer_mut(pointer).map(Json::take)
-}
-
-/// Records as (id, data).
-pub type Records = Vec<(String, Json)>;
+/// Records as (id, data as compact JSON text).
+pub type Records = Vec<(String, String)>;
 
 /// A fetched page: its records and the position after it.
 #[derive(Debug)]
 pub struct Fetched {
-    pub records: Vec<(String, Json)>,
+    pub records: Records,
     pub next: Json,
 }
 
@@ -184,15 +185,20 @@ pub fn fetch(
 ) -> Result<Fetched> {
     let req = endpoint.request(state, watermark, vars)?;
     let resp = client.send(&req)?;
-    let body = resp.json()?;
-    // The position after this page is read from the body before the records are moved out.
-    let next = endpoint.paginator.next(state, &resp, &body, endpoint.count_of(&body));
-    let raw = endpoint.records_of(body, &resp.what)?;
+    let mut one = None;
+    let (body, raw) = endpoint.read(&resp, &mut one)?;
+    let next = endpoint.paginator.next(state, &resp, &body, raw.len());
     let base = position(state);
     let records = raw
         .into_iter()
         .enumerate()
-        .map(|(i, r)| (endpoint.id_of(&r).unwrap_or_else(|| format!("{base}_{i}")), r))
+        .map(|(i, r)| {
+            let mut data = Vec::with_capacity(r.get().len());
+            body::compact_into(&mut data, r.get());
+            // compact_into removes ASCII whitespace outside strings only: still UTF-8.
+            let data = String::from_utf8(data).unwrap_or_default();
+            (endpoint.id_of(r).unwrap_or_else(|| format!("{base}_{i}")), data)
+        })
         .collect();
     Ok(Fetched { records, next })
 }
@@ -306,7 +312,8 @@ impl HttpStream {
             let parent = Arc::new(link.parent.clone());
             self.next_parent = Some(InFlight::start(&self.client, &parent, parents.next.clone(), None));
         }
-        let vars_of = |p: &Json| -> Vec<(String, String)> {
+        let vars_of = |p: &str| -> Vec<(String, String)> {
+            let p: Json = serde_json::from_str(p).unwrap_or(Json::Null);
             link.vars
                 .iter()
                 .map(|(name, ptr)| {
@@ -340,11 +347,9 @@ impl HttpStream {
             let children = slot.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| Ok(Vec::new()))?;
             let parent: serde_json::Map<String, Json> =
                 vars.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
-            for (id, mut child) in children {
-                if let Json::Object(m) = &mut child {
-                    m.insert("_parent".into(), Json::Object(parent.clone()));
-                }
-                records.push((id, child));
+            let parent = Json::Object(parent).to_string();
+            for (id, child) in children {
+                records.push((id, with_parent(child, &parent)));
             }
         }
         let next = if parents.next.as_object().is_some_and(|m| !m.is_empty()) {
@@ -356,13 +361,27 @@ impl HttpStream {
     }
 }
 
+/// A child record (compact JSON text) with `"_parent": parent` added last when it is an object.
+fn with_parent(mut child: String, parent: &str) -> String {
+    if child.starts_with('{') && child.ends_with('}') {
+        child.pop();
+        if child.len() > 1 {
+            child.push(',');
+        }
+        child.push_str("\"_parent\":");
+        child.push_str(parent);
+        child.push('}');
+    }
+    child
+}
+
 /// Every page of `endpoint` for one parent.
 fn read_all(
     client: &HttpClient,
     endpoint: &Endpoint,
     watermark: Option<&Json>,
     vars: &[(String, String)],
-) -> Result<Vec<(String, Json)>> {
+) -> Result<Records> {
     let mut out = Vec::new();
     let mut state = Json::Null;
     loop {
@@ -382,7 +401,17 @@ fn read_all(
     }
 }
 
-/// A page for the engine from fetched records.
+/// A page for the engine from fetched records (their compact JSON text).
+pub fn text_page(records: Records, next: Json) -> Page {
+    let now = now_micros();
+    let mut batch = RecordBatch::with_capacity(records.len(), records.iter().map(|(_, r)| r.len()).sum());
+    for (id, r) in &records {
+        batch.push(id, now, r.as_bytes());
+    }
+    Page { records: batch, next, cursor_max: None, extracted_at: now }
+}
+
+/// A page for the engine from records a connector built.
 pub fn to_page(records: Vec<(String, Json)>, next: Json) -> Page {
     let now = now_micros();
     let mut batch = RecordBatch::with_capacity(records.len(), 256 * records.len());
@@ -402,6 +431,6 @@ impl Source for HttpStream {
             Some(link) => self.children(&link, pagination, watermark)?,
             None => self.plain(pagination, watermark)?,
         };
-        Ok(to_page(fetched.records, fetched.next))
+        Ok(text_page(fetched.records, fetched.next))
     }
 }

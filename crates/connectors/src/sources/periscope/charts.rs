@@ -16,8 +16,11 @@ use bizon_core::{Error, Json, Page, ReadContext, Result, Source};
 use serde_json::json;
 use tracing::{debug, warn};
 
-use crate::http::stream::{fetch, to_page, Records};
+use crate::http::stream::{fetch, to_page};
 use crate::http::{Endpoint, HttpClient, Request};
+
+/// Charts as (id, record).
+type Records = Vec<(String, Json)>;
 
 /// Dashboards per page (bizon's `BATCH_SIZE`).
 pub const BATCH: usize = 10;
