@@ -361,8 +361,16 @@ impl HttpStream {
     }
 }
 
-/// A child record (compact JSON text) with `"_parent": parent` added last when it is an object.
+/// A child record (compact JSON text) with `"_parent": parent` added last when it is an object
+/// (replacing a `_parent` the record already has).
 fn with_parent(mut child: String, parent: &str) -> String {
+    if child.contains("\"_parent\"") {
+        // Rare: the text may hold the key (or only the word): replace it in the tree.
+        if let (Ok(Json::Object(mut m)), Ok(p)) = (serde_json::from_str(&child), serde_json::from_str(parent)) {
+            m.insert("_parent".into(), p);
+            return Json::Object(m).to_string();
+        }
+    }
     if child.starts_with('{') && child.ends_with('}') {
         child.pop();
         if child.len() > 1 {
@@ -432,5 +440,23 @@ impl Source for HttpStream {
             None => self.plain(pagination, watermark)?,
         };
         Ok(text_page(fetched.records, fetched.next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_parent;
+
+    #[test]
+    fn a_child_gains_its_parent_last_and_an_own_parent_key_is_replaced() {
+        let p = r#"{"id":"7"}"#;
+        assert_eq!(with_parent(r#"{"a":1}"#.into(), p), r#"{"a":1,"_parent":{"id":"7"}}"#);
+        assert_eq!(with_parent("{}".into(), p), r#"{"_parent":{"id":"7"}}"#);
+        assert_eq!(with_parent("[1]".into(), p), "[1]");
+        let replaced: serde_json::Value =
+            serde_json::from_str(&with_parent(r#"{"_parent":"x","b":"\"_parent\""}"#.into(), p)).unwrap();
+        assert_eq!(replaced, serde_json::json!({"b": "\"_parent\"", "_parent": {"id": "7"}}));
+        let text = with_parent(r#"{"_parent":1,"c":2}"#.into(), p);
+        assert_eq!(text.matches("_parent").count(), 1, "{text}");
     }
 }
