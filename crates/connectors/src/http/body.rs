@@ -42,8 +42,8 @@ pub fn field(record: &RawValue, name: &str) -> Option<Json> {
 }
 
 /// Append `raw` (valid JSON) to `buf` without whitespace outside strings (serde_json's compact
-/// form), copying the runs between such whitespace whole.
-pub fn compact_into(buf: &mut Vec<u8>, raw: &str) {
+/// form), copying the runs between such whitespace whole (they end at ASCII bytes: char boundaries).
+pub fn compact_into(buf: &mut String, raw: &str) {
     let b = raw.as_bytes();
     let (mut i, mut run) = (0, 0);
     while i < b.len() {
@@ -60,14 +60,14 @@ pub fn compact_into(buf: &mut Vec<u8>, raw: &str) {
                 }
             }
             b' ' | b'\n' | b'\r' | b'\t' => {
-                buf.extend_from_slice(&b[run..i]);
+                buf.push_str(&raw[run..i]);
                 i += 1;
                 run = i;
             }
             _ => i += 1,
         }
     }
-    buf.extend_from_slice(&b[run..b.len().min(i)]);
+    buf.push_str(&raw[run..b.len().min(i)]);
 }
 
 /// Walks the remaining `path`; at its end keeps the value's text.
@@ -303,11 +303,11 @@ mod tests {
 
     #[test]
     fn compact_text_removes_whitespace_outside_strings_only() {
-        let mut out = Vec::new();
-        compact_into(&mut out, "{ \"a b\" :\n [1, \"x\\\" y\"],\t\"c\": \"\\\\\", \"d\" : \"\" }");
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a b":[1,"x\" y"],"c":"\\","d":""}"#);
-        let mut out = Vec::new();
+        let mut out = String::new();
+        compact_into(&mut out, "{ \"a b\" :\n [1, \"x\\\" y\"],\t\"c\": \"\\\\\", \"d\" : \"é ü\" }");
+        assert_eq!(out, r#"{"a b":[1,"x\" y"],"c":"\\","d":"é ü"}"#);
+        let mut out = String::new();
         compact_into(&mut out, r#"{"already":"compact","n":[1,2]}"#);
-        assert_eq!(out, br#"{"already":"compact","n":[1,2]}"#);
+        assert_eq!(out, r#"{"already":"compact","n":[1,2]}"#);
     }
 }

@@ -193,10 +193,8 @@ pub fn fetch(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut data = Vec::with_capacity(r.get().len());
+            let mut data = String::with_capacity(r.get().len());
             body::compact_into(&mut data, r.get());
-            // compact_into removes ASCII whitespace outside strings only: still UTF-8.
-            let data = String::from_utf8(data).unwrap_or_default();
             (endpoint.id_of(r).unwrap_or_else(|| format!("{base}_{i}")), data)
         })
         .collect();
