@@ -291,14 +291,16 @@ fn a_consumer_exports_the_pages_waiting_on_its_lane_in_the_broker() {
     let s = Scratch::new("rmq-lane-gauge");
     let queue = queue_name("rmqgauge");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // 200 pages over 2 lanes; each consumer takes 100 ms per page, so pages wait in the broker
-    // (the producer must only outpace 20 pages/s, even on a loaded 2-core machine: at 25 ms per
-    // page it once did not, and the gauge stayed 0)
+    // 200 pages over 2 lanes, each consumer taking 100 ms per page. Prefetch 50 makes the
+    // producer's window (2 × prefetch per lane) hold a lane's whole 100 pages, so it publishes them
+    // without waiting on a commit while a consumer holds at most 50: pages wait in the broker for
+    // the first 5 s of a lane whatever the machine's load (with prefetch 4 the window was 8 pages
+    // per lane, and a producer slow to see commits kept the backlog at 0 on a loaded CI machine)
     let base = format!(
         "name: rmqgauge\nsource:\n  name: generator\n  stream: records\n  total: 200000\n  page_size: 1000\n\
          destination:\n  name: null\n  config:\n    latency_ms: 100\nengine:\n  backend:\n    type: sqlite\n    config:\n      \
          database: {db}\n  queue:\n    type: rabbitmq\n    config:\n      lanes: 2\n      queue:\n        host: 127.0.0.1\n        \
-         queue_name: {queue}\n      consumer:\n        prefetch: 4\n",
+         queue_name: {queue}\n      consumer:\n        prefetch: 50\n",
         db = s.path("state.db").display()
     );
     let watched = s.write(
@@ -306,9 +308,9 @@ fn a_consumer_exports_the_pages_waiting_on_its_lane_in_the_broker() {
         &format!("{base}monitoring:\n  type: prometheus\n  config:\n    address: 127.0.0.1:{port}\n"),
     );
     let plain = s.write("plain.yml", &base);
+    let producer = s.spawn(&["run", plain.to_str().unwrap(), "--role", "producer", "--no-progress"]);
     let a = s.spawn(&["run", watched.to_str().unwrap(), "--role", "consumer", "--no-progress"]);
     let b = s.spawn(&["run", plain.to_str().unwrap(), "--role", "consumer", "--no-progress"]);
-    let producer = s.spawn(&["run", plain.to_str().unwrap(), "--role", "producer", "--no-progress"]);
     let (mut seen, started) = (Vec::new(), Instant::now());
     while started.elapsed() < Duration::from_secs(60) {
         match http_get(port, "/metrics") {
