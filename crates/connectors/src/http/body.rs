@@ -32,13 +32,27 @@ pub fn split<'a>(body: &'a [u8], pointer: &str) -> serde_json::Result<Split<'a>>
     Ok(Split { rest, selected })
 }
 
-/// The value of a record's top-level field `name` (`None`: not an object, or no such field).
-pub fn field(record: &RawValue, name: &str) -> Option<Json> {
-    if !record.get().starts_with('{') {
+/// The JSON text of a record's (a JSON object's) top-level field `name`, as the server wrote it;
+/// `None`: not an object, or no such field.
+pub fn field<'a>(record: &'a str, name: &str) -> Option<&'a str> {
+    if !record.starts_with('{') {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(record.get());
-    de.deserialize_map(FieldVisitor { name }).ok().flatten()
+    let mut de = serde_json::Deserializer::from_str(record);
+    Some(de.deserialize_map(FieldVisitor { name }).ok().flatten()?.get())
+}
+
+/// A value's JSON text as an id or URL part: a string's content, anything else as written,
+/// compacted (a number keeps every digit: past 2^64 it is not rounded through a float).
+pub fn text_of(raw: &str) -> String {
+    if raw.starts_with('"') {
+        if let Ok(s) = serde_json::from_str::<String>(raw) {
+            return s;
+        }
+    }
+    let mut text = String::with_capacity(raw.len());
+    compact_into(&mut text, raw);
+    text
 }
 
 /// Append `raw` (valid JSON) to `buf` without whitespace outside strings (serde_json's compact
@@ -202,17 +216,17 @@ struct FieldVisitor<'n> {
 }
 
 impl<'de> Visitor<'de> for FieldVisitor<'_> {
-    type Value = Option<Json>;
+    type Value = Option<&'de RawValue>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Json>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
         while let Some(wanted) = map.next_key_seed(KeyIs { name: self.name })? {
             if wanted && found.is_none() {
-                found = Some(map.next_value::<Json>()?);
+                found = Some(map.next_value::<&RawValue>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -291,14 +305,21 @@ mod tests {
     }
 
     #[test]
-    fn a_field_is_found_without_building_the_others() {
-        let raw = |t: &str| serde_json::from_str::<Box<RawValue>>(t).unwrap();
-        let r = raw(r#"{"x": {"deep": [1, 2]}, "id": "a\"b", "id2": 3}"#);
-        assert_eq!(field(&r, "id"), Some(json!("a\"b")));
-        assert_eq!(field(&r, "id2"), Some(json!(3)));
-        assert_eq!(field(&r, "missing"), None);
-        assert_eq!(field(&raw("[1]"), "id"), None);
-        assert_eq!(field(&raw(r#"{"i\u0064": 5}"#), "id"), Some(json!(5)), "an escaped key is compared decoded");
+    fn a_field_is_found_without_building_the_others_and_keeps_its_text() {
+        let r = r#"{"x": {"deep": [1, 2]}, "id": "a\"b", "id2": 3, "o": {"k": [1, 2.50]}, "n": null}"#;
+        let text = |name| field(r, name).map(text_of);
+        assert_eq!(field(r, "id"), Some(r#""a\"b""#));
+        assert_eq!(text("id").as_deref(), Some("a\"b"), "a string's content, unescaped");
+        assert_eq!(text("id2").as_deref(), Some("3"));
+        assert_eq!(text("o").as_deref(), Some(r#"{"k":[1,2.50]}"#), "other values as written, compacted");
+        assert_eq!(field(r, "n"), Some("null"));
+        assert_eq!(field(r, "missing"), None);
+        assert_eq!(field("[1]", "id"), None);
+        assert_eq!(field(r#"{"i\u0064": 5}"#, "id"), Some("5"), "an escaped key is compared decoded");
+        // past u64 a float would round both to 1.2345678901234568e22: the ids must stay apart
+        let (a, b) = (r#"{"id": 12345678901234567890123}"#, r#"{"id": 12345678901234567890124}"#);
+        assert_eq!(field(a, "id").map(text_of).as_deref(), Some("12345678901234567890123"));
+        assert_eq!(field(b, "id").map(text_of).as_deref(), Some("12345678901234567890124"));
     }
 
     #[test]

@@ -140,13 +140,11 @@ impl Endpoint {
     /// The id of a record: its primary key as text.
     pub fn id_of(&self, record: &RawValue) -> Option<String> {
         let pk = self.primary_key.as_deref()?;
-        let v = if pk.starts_with('/') {
-            serde_json::from_str::<Json>(record.get()).ok()?.pointer(pk).cloned()
-        } else {
-            body::field(record, pk)
-        }?;
-        match v {
-            Json::String(s) => Some(s),
+        if !pk.starts_with('/') {
+            return body::field(record.get(), pk).filter(|raw| *raw != "null").map(body::text_of);
+        }
+        match serde_json::from_str::<Json>(record.get()).ok()?.pointer(pk)? {
+            Json::String(s) => Some(s.clone()),
             Json::Null => None,
             other => Some(other.to_string()),
         }
@@ -310,16 +308,21 @@ impl HttpStream {
             let parent = Arc::new(link.parent.clone());
             self.next_parent = Some(InFlight::start(&self.client, &parent, parents.next.clone(), None));
         }
+        // a parent field's text as the server wrote it (a number keeps every digit); a JSON
+        // pointer walks the parent's tree
         let vars_of = |p: &str| -> Vec<(String, String)> {
-            let p: Json = serde_json::from_str(p).unwrap_or(Json::Null);
+            let tree = || serde_json::from_str::<Json>(p).unwrap_or(Json::Null);
             link.vars
                 .iter()
                 .map(|(name, ptr)| {
-                    let v = if ptr.starts_with('/') { p.pointer(ptr) } else { p.get(ptr) };
-                    let text = match v {
-                        Some(Json::String(s)) => s.clone(),
-                        Some(j) => j.to_string(),
-                        None => String::new(),
+                    let text = if ptr.starts_with('/') {
+                        match tree().pointer(ptr) {
+                            Some(Json::String(s)) => s.clone(),
+                            Some(j) => j.to_string(),
+                            None => String::new(),
+                        }
+                    } else {
+                        body::field(p, ptr).map(body::text_of).unwrap_or_default()
                     };
                     (name.clone(), text)
                 })

@@ -50,7 +50,8 @@ pub struct RestStream {
     /// JSON pointer to the records (`/data/items`); absent: the body is the array.
     #[serde(default)]
     pub records: Option<String>,
-    /// Field (or JSON pointer) holding the record id.
+    /// Field (or JSON pointer) holding the record id: a string's text, any other value as the
+    /// server wrote it (a number keeps every digit).
     #[serde(default)]
     pub primary_key: Option<String>,
     #[serde(default)]

@@ -173,6 +173,38 @@ fn parent_child_streams_fetch_children_concurrently() {
     bizon_testkit::source::run_suite(&|| source_from(&DESCRIPTOR, &text), &ctx(), 30);
 }
 
+/// Ids past 2^64 (a float would round 12345678901234567890123 and …124 to one value): record ids
+/// and a child's URL keep every digit the server sent.
+#[test]
+fn numeric_ids_past_64_bits_keep_every_digit_in_record_ids_and_child_urls() {
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    let api = FakeApi::start(move |r: &FakeRequest| {
+        if r.path == "/users" {
+            let body = r#"[{"id": 12345678901234567890123}, {"id": 12345678901234567890124}, {"id": 1.50}]"#;
+            return FakeResponse::raw(200, "application/json", body.as_bytes().to_vec());
+        }
+        seen.lock().unwrap().push(r.path.clone());
+        let user = r.path.trim_start_matches("/users/").trim_end_matches("/posts").to_owned();
+        FakeResponse::raw(200, "application/json", format!(r#"[{{"id": {user}9}}]"#).into_bytes())
+    });
+    let text = format!(
+        "name: rest\nstream: posts\nbase_url: {}\nstreams:\n  - name: users\n    path: /users\n    primary_key: id\n  - name: posts\n    path: /users/{{user_id}}/posts\n    primary_key: id\n    parent: {{stream: users, fields: {{user_id: id}}}}\n",
+        api.url
+    );
+    let (users, _) =
+        read_to_end(source_from(&DESCRIPTOR, &text.replace("stream: posts", "stream: users")).as_mut(), &ctx())
+            .unwrap();
+    assert_eq!(ids(&users), ["12345678901234567890123", "12345678901234567890124", "1.50"]);
+    let (posts, _) = read_to_end(source_from(&DESCRIPTOR, &text).as_mut(), &ctx()).unwrap();
+    assert_eq!(ids(&posts), ["123456789012345678901239", "123456789012345678901249", "1.509"]);
+    assert_eq!(
+        *paths.lock().unwrap(),
+        ["/users/12345678901234567890123/posts", "/users/12345678901234567890124/posts", "/users/1.50/posts"]
+    );
+    assert_eq!(posts[1].1["_parent"], json!({"user_id": "12345678901234567890124"}));
+}
+
 #[test]
 fn incremental_parameter_carries_the_watermark() {
     let api = FakeApi::start(|r: &FakeRequest| {
