@@ -2,6 +2,17 @@
 //! hands them to the engine. Exit codes: 0 success, 1 the run failed, 2 usage or config error.
 //! One file per group of verbs; `load` reads configs for all of them.
 
+/// Print one line to stderr in a single write. `eprintln!` writes each formatted piece on its own
+/// (stderr is unbuffered), so processes sharing one stderr (the process runner's producer and
+/// consumers) could cut into each other's lines; one write of up to 4 KiB to a pipe is atomic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }};
+}
+
 mod args;
 mod catalog;
 mod check;
@@ -55,7 +66,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", bizon_core::redact::redact(&format!("{:#}", f.error)));
+            say!("error: {}", bizon_core::redact::redact(&format!("{:#}", f.error)));
             ExitCode::from(f.code)
         }
     }

@@ -215,7 +215,7 @@ fn execute(args: &RunArgs) -> Result<Option<RunSummary>, Failure> {
         Outcome::LaneDone => "finished its lane (the last lane to finish completes the job)",
         Outcome::LaneHandedOver => "stopped after handing its lane over (resumable: run the same command again)",
     };
-    eprintln!(
+    say!(
         "bizon: job {} {what}: {} records, {:.1} MB of record payload in {:.2} s ({:.0} records/s){}{}",
         summary.job_id,
         summary.records,

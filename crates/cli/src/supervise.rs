@@ -54,7 +54,7 @@ pub fn supervise(args: &RunArgs, broker: &dyn BrokerSpec) -> Result<(), Failure>
         children.push(("consumer", spawn("consumer")?));
     }
     let consumers: Vec<String> = children[1..].iter().map(|(_, c)| c.id().to_string()).collect();
-    eprintln!(
+    say!(
         "bizon: process runner: producer pid {}, consumer pid {}",
         children[0].1.id(),
         consumers.join(", consumer pid ")
