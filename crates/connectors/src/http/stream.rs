@@ -309,14 +309,15 @@ impl HttpStream {
             self.next_parent = Some(InFlight::start(&self.client, &parent, parents.next.clone(), None));
         }
         // a parent field's text as the server wrote it (a number keeps every digit); a JSON
-        // pointer walks the parent's tree
+        // pointer walks the parent's tree (built once, only when a pointer asks for it)
         let vars_of = |p: &str| -> Vec<(String, String)> {
-            let tree = || serde_json::from_str::<Json>(p).unwrap_or(Json::Null);
+            let mut tree = None;
             link.vars
                 .iter()
                 .map(|(name, ptr)| {
                     let text = if ptr.starts_with('/') {
-                        match tree().pointer(ptr) {
+                        let tree = tree.get_or_insert_with(|| serde_json::from_str::<Json>(p).unwrap_or(Json::Null));
+                        match tree.pointer(ptr) {
                             Some(Json::String(s)) => s.clone(),
                             Some(j) => j.to_string(),
                             None => String::new(),

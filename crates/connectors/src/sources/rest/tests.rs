@@ -205,6 +205,27 @@ fn numeric_ids_past_64_bits_keep_every_digit_in_record_ids_and_child_urls() {
     assert_eq!(posts[1].1["_parent"], json!({"user_id": "12345678901234567890124"}));
 }
 
+/// A parent field named by a JSON pointer fills a child's path beside a top-level one.
+#[test]
+fn a_child_path_takes_parent_fields_by_name_and_by_json_pointer() {
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    let api = FakeApi::start(move |r: &FakeRequest| {
+        if r.path == "/users" {
+            return FakeResponse::json(json!([{"id": 7, "org": {"slug": "acme", "n": 2}}]));
+        }
+        seen.lock().unwrap().push(r.path.clone());
+        FakeResponse::json(json!([{"id": 1}]))
+    });
+    let text = format!(
+        "name: rest\nstream: posts\nbase_url: {}\nstreams:\n  - name: users\n    path: /users\n    primary_key: id\n  - name: posts\n    path: /orgs/{{org}}/{{n}}/users/{{user_id}}/posts\n    primary_key: id\n    parent: {{stream: users, fields: {{user_id: id, org: /org/slug, n: /org/n}}}}\n",
+        api.url
+    );
+    let (posts, _) = read_to_end(source_from(&DESCRIPTOR, &text).as_mut(), &ctx()).unwrap();
+    assert_eq!(*paths.lock().unwrap(), ["/orgs/acme/2/users/7/posts"]);
+    assert_eq!(posts[0].1["_parent"], json!({"user_id": "7", "org": "acme", "n": "2"}));
+}
+
 #[test]
 fn incremental_parameter_carries_the_watermark() {
     let api = FakeApi::start(|r: &FakeRequest| {
