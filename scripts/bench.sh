@@ -777,13 +777,17 @@ if [[ $MODE == notion || $MODE == all ]]; then
   cargo build --release --quiet -p bizon-e2e --bin bizon-fake-notion
   # notion_workload NAME DELAY_MS PAGES_PER_DATABASE DEEP_EVERY
   notion_workload() {
-    "$(dirname "$BIN")/bizon-fake-notion" --pages "$3" --deep-every "$4" --delay-ms "$2" --rate 3 > "$WORK/notion.txt" &
+    # a file per workload: with one shared file the wait below could read the previous server's
+    # lines before the new server's shell truncated it, and the config got an empty base_url
+    local announced="$WORK/notion-$1.txt"
+    "$(dirname "$BIN")/bizon-fake-notion" --pages "$3" --deep-every "$4" --delay-ms "$2" --rate 3 > "$announced" &
     notion_pid=$!
     trap 'kill $notion_pid 2>/dev/null || true; rm -rf "$WORK"' EXIT
-    for _ in $(seq 50); do grep -q databases= "$WORK/notion.txt" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 50); do grep -q databases= "$announced" 2>/dev/null && break; sleep 0.1; done
     local notion dbs
-    notion=$(sed -n 's/^url=//p' "$WORK/notion.txt")
-    dbs=$(sed -n 's/^databases=//p' "$WORK/notion.txt")
+    notion=$(sed -n 's/^url=//p' "$announced")
+    dbs=$(sed -n 's/^databases=//p' "$announced")
+    [ -n "$notion" ] && [ -n "$dbs" ] || { echo "$1: bizon-fake-notion did not announce its address"; exit 1; }
     notion_stat() { curl -s "$notion/stats" | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p"; }
     cat > "$WORK/$1.yml" <<YML
 name: bench-$1
