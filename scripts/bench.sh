@@ -903,7 +903,8 @@ YML
     || { echo "bigquery: $bq_rows rows, $bq_ids distinct ids, expected $bq_n"; cat "$WORK/bq-batch-${bq_n}-200B.log"; exit 1; }
   row "bq-batch-${bq_n}-200B" "$bq_n" "$bq_bytes" "$WALL" "$CPU" "$RSS_MB" "rows=$bq_rows distinct_ids=$bq_ids (emulator-bound; MB = _source_data)"
   # bigquery_streaming_v2: the Storage Write API over gRPC (the emulator's port 9060), protobuf
-  # rows, each page over PENDING streams appended with offsets, committed together.
+  # rows appended with offsets to PENDING streams that stay open across the pages of one flush
+  # (buffer_size, 50 MB) and are committed together at the flush.
   bq_grpc=${BQEMU_GRPC_URL:-http://127.0.0.1:9060}
   sed -e 's/name: bigquery_streaming$/name: bigquery_streaming_v2/' -e "s|bq-state|bq-v2-state|" \
     -e "s|^    api_url: \(.*\)|    destination_id: v2\n    storage_write_url: $bq_grpc\n    api_url: \1|" "$WORK/bq.yml" > "$WORK/bq-v2.yml"

@@ -5,8 +5,10 @@
 //! Full refresh and incremental runs write into a staging table and publish exactly once
 //! ([`crate::google::staging`]). Each batch goes to up to `max_concurrent_threads` PENDING
 //! streams at once, each append carrying its offset (a re-sent request is refused as
-//! `ALREADY_EXISTS`, never written twice); the streams are finalized and committed together
-//! (`BatchCommitWriteStreams`), so a batch lands in the staging table whole or not at all. Stream
+//! `ALREADY_EXISTS`, never written twice). The streams stay open across the batches of one flush
+//! and are finalized and committed together at the flush (`BatchCommitWriteStreams`), before its
+//! commit token is returned: the flush's rows land in the staging table whole or not at all, and
+//! a flush of many pages pays one stream set and one commit, not one per page. Stream
 //! mode (no end, no finalize) appends to COMMITTED streams of the table itself, with offsets:
 //! a retried request lands once (bizon's `_default` stream can write it twice), but rows a crash
 //! left unacknowledged are sent again by the resumed run (at-least-once across crashes).
@@ -66,8 +68,9 @@ pub struct BigQueryStreamingV2 {
     /// `row_format: arrow`: the rows' Arrow schema and its IPC message.
     arrow: Option<(Arc<arrow_schema::Schema>, Bytes)>,
     rejected: Option<Vec<Rejected>>,
-    /// Stream mode: the COMMITTED streams of the table and their next offsets.
-    committed: Vec<(String, i64)>,
+    /// The open streams and their next offsets: stream mode's COMMITTED streams of the table,
+    /// or the staging table's PENDING streams written since the last flush.
+    streams: Vec<(String, i64)>,
     /// Request limits (tests lower them).
     pub max_request_bytes: usize,
     pub max_rows: usize,
@@ -102,7 +105,7 @@ impl BigQueryStreamingV2 {
             encoder: None,
             sources: Vec::new(),
             arrow: None,
-            committed: Vec::new(),
+            streams: Vec::new(),
             max_request_bytes: MAX_REQUEST_BYTES,
             duplicates_refused: 0,
         }
@@ -442,7 +445,7 @@ impl Destination for BigQueryStreamingV2 {
         };
         info!(table = %staged.target(), endpoint = writer.endpoint(), "bigquery_streaming_v2 writes through the Storage Write API");
         self.writer = Some(writer);
-        self.committed.clear();
+        self.streams.clear();
         self.target = Some(staged);
         Ok(token)
     }
@@ -463,58 +466,58 @@ impl Destination for BigQueryStreamingV2 {
         }
         let n = self.threads.min(rows.len().div_ceil(self.max_rows)).max(1);
         let runs = Self::split(rows, n);
-        if staged {
-            // PENDING streams: nothing is visible until they are committed together.
-            let writer = self.parts()?.1;
-            let mut parts = Vec::with_capacity(runs.len());
-            for rows in runs {
-                parts.push(Part { stream: writer.create_stream(&table, pb::PENDING)?, rows, offset: 0 });
-            }
-            let streams: Vec<String> = parts.iter().map(|p| p.stream.clone()).collect();
-            self.append(parts, batch, meta)?;
-            let writer = self.parts()?.1;
-            for s in &streams {
-                writer.finalize(s)?;
-            }
-            writer.batch_commit(&table, streams)?;
-            debug!(rows = batch.len(), iteration = meta.iteration, "batch committed to the staging table");
-            return Ok(());
-        }
-        // Stream mode: COMMITTED streams kept across writes, offsets continuing.
-        while self.committed.len() < runs.len() {
-            let s = self.parts()?.1.create_stream(&table, pb::COMMITTED)?;
-            self.committed.push((s, 0));
+        // Stream mode: COMMITTED streams kept across writes, offsets continuing. Staged: PENDING
+        // streams, nothing visible until the flush commits them together.
+        let kind = if staged { pb::PENDING } else { pb::COMMITTED };
+        while self.streams.len() < runs.len() {
+            let s = self.parts()?.1.create_stream(&table, kind)?;
+            self.streams.push((s, 0));
         }
         let parts: Vec<Part> = runs
             .into_iter()
-            .zip(&self.committed)
+            .zip(&self.streams)
             .map(|(rows, (stream, offset))| Part { stream: stream.clone(), rows, offset: *offset })
             .collect();
         match self.append(parts, batch, meta) {
             Ok(next) => {
-                for (c, o) in self.committed.iter_mut().zip(next) {
+                for (c, o) in self.streams.iter_mut().zip(next) {
                     c.1 = o;
                 }
                 Ok(())
             }
             Err(e) => {
-                // Where each stream ends is unknown now: the next write opens new ones.
-                self.committed.clear();
+                // Where each stream ends is unknown now: the next write opens new ones (the engine
+                // resumes from its last commit: uncommitted PENDING streams are simply dropped).
+                self.streams.clear();
                 Err(e)
             }
         }
     }
 
     fn flush(&mut self, next: &DestinationCursor) -> Result<Json> {
+        let (t, writer, _) = self.parts()?;
+        if t.staging.is_some() && !self.streams.is_empty() {
+            // The flush's PENDING streams: finalized, then committed together, before the token
+            // that covers their rows exists.
+            let table = t.target().clone();
+            let streams: Vec<String> = self.streams.iter().map(|s| s.0.clone()).collect();
+            for s in &streams {
+                writer.finalize(s)?;
+            }
+            writer.batch_commit(&table, streams)?;
+            debug!(iteration = next.iteration, streams = self.streams.len(), "flush committed to the staging table");
+            self.streams.clear();
+        }
         let t = self.target.as_mut().ok_or_else(|| Error::internal("bigquery_streaming_v2: flush before open"))?;
         Ok(t.flush(next))
     }
 
     fn finalize(&mut self) -> Result<()> {
         if let (Some(w), Some(t)) = (&self.writer, &self.target) {
-            for (s, _) in std::mem::take(&mut self.committed) {
+            // Stream mode's COMMITTED streams (staged runs flushed theirs before finalize).
+            for (s, _) in std::mem::take(&mut self.streams) {
                 if let Err(e) = w.finalize(&s) {
-                    warn!(stream = %s, table = %t.main, "finalizing a committed stream: {e}");
+                    warn!(stream = %s, table = %t.main, "finalizing a stream: {e}");
                 }
             }
         }

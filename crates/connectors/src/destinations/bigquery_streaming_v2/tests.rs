@@ -104,6 +104,30 @@ fn a_batch_goes_to_several_pending_streams_at_once_and_lands_whole() {
 }
 
 #[test]
+fn the_pages_of_one_flush_share_its_pending_streams_and_land_only_at_the_flush() {
+    let s = setup("destination_id: per_flush\nmax_concurrent_threads: 2\nbq_max_rows_per_request: 30\n", tokens());
+    let mut d = build(&s, "per_flush");
+    d.open(&ctx(SyncMode::FullRefresh), None).unwrap();
+    let staging = d.target.as_ref().unwrap().target().table.clone();
+    let count = |s: &Setup| s.ds.rows(&format!("SELECT COUNT(*) FROM `{{ds}}.{staging}`"))[0][0].clone();
+    // Three pages, one flush: two PENDING streams carry all of them, nothing visible before it.
+    for page in 0..3u64 {
+        d.write(&records(page * 50, 50, |i| format!(r#"{{"id":{i}}}"#)), &meta(page as i64)).unwrap();
+        assert_eq!(d.streams.len(), 2, "page {page}");
+        assert_eq!(d.streams.iter().map(|s| s.1).sum::<i64>(), (page as i64 + 1) * 50, "page {page}");
+    }
+    assert_eq!(count(&s), "0", "rows of an unflushed batch are visible");
+    d.flush(&next_cursor(2, 150)).unwrap();
+    assert!(d.streams.is_empty(), "the flush commits and forgets its streams");
+    assert_eq!(count(&s), "150");
+    // The next flush's pages go to new streams; both flushes publish once.
+    d.write(&records(150, 50, |i| format!(r#"{{"id":{i}}}"#)), &meta(3)).unwrap();
+    d.flush(&next_cursor(3, 200)).unwrap();
+    d.finalize().unwrap();
+    assert_eq!(s.ds.rows("SELECT COUNT(*), COUNT(DISTINCT _bizon_id) FROM `{ds}.per_flush`")[0], ["200", "200"]);
+}
+
+#[test]
 fn arrow_rows_carry_bizons_layout_in_every_mode() {
     for (mode, id) in [(SyncMode::Stream, "arrow_stream"), (SyncMode::FullRefresh, "arrow_staged")] {
         let s = setup(
