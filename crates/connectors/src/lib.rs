@@ -21,6 +21,7 @@ pub mod pg;
 pub mod process;
 pub mod pyproc;
 pub mod queues;
+pub mod raw_json;
 pub mod registry;
 pub mod sources;
 pub mod sslmode;

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use super::body::{self, Selected};
 use super::client::{Body, HttpClient, Method, Request, Response};
 use super::paginate::{done, set_query, Paginator};
+use crate::raw_json;
 
 /// Where the watermark goes in each request of an incremental stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,13 +142,9 @@ impl Endpoint {
     pub fn id_of(&self, record: &RawValue) -> Option<String> {
         let pk = self.primary_key.as_deref()?;
         if !pk.starts_with('/') {
-            return body::field(record.get(), pk).filter(|raw| *raw != "null").map(body::text_of);
+            return raw_json::field(record.get(), pk).filter(|raw| *raw != "null").map(raw_json::text_of);
         }
-        match serde_json::from_str::<Json>(record.get()).ok()?.pointer(pk)? {
-            Json::String(s) => Some(s.clone()),
-            Json::Null => None,
-            other => Some(other.to_string()),
-        }
+        raw_json::pointer(record.get(), pk).filter(|raw| *raw != "null").map(raw_json::text_of)
     }
 }
 
@@ -192,7 +189,7 @@ pub fn fetch(
         .enumerate()
         .map(|(i, r)| {
             let mut data = String::with_capacity(r.get().len());
-            body::compact_into(&mut data, r.get());
+            raw_json::compact_into(&mut data, r.get());
             (endpoint.id_of(r).unwrap_or_else(|| format!("{base}_{i}")), data)
         })
         .collect();
@@ -308,24 +305,14 @@ impl HttpStream {
             let parent = Arc::new(link.parent.clone());
             self.next_parent = Some(InFlight::start(&self.client, &parent, parents.next.clone(), None));
         }
-        // a parent field's text as the server wrote it (a number keeps every digit); a JSON
-        // pointer walks the parent's tree (built once, only when a pointer asks for it)
+        // a parent field's text as the server wrote it (a number keeps every digit), by name or
+        // by JSON pointer
         let vars_of = |p: &str| -> Vec<(String, String)> {
-            let mut tree = None;
             link.vars
                 .iter()
                 .map(|(name, ptr)| {
-                    let text = if ptr.starts_with('/') {
-                        let tree = tree.get_or_insert_with(|| serde_json::from_str::<Json>(p).unwrap_or(Json::Null));
-                        match tree.pointer(ptr) {
-                            Some(Json::String(s)) => s.clone(),
-                            Some(j) => j.to_string(),
-                            None => String::new(),
-                        }
-                    } else {
-                        body::field(p, ptr).map(body::text_of).unwrap_or_default()
-                    };
-                    (name.clone(), text)
+                    let raw = if ptr.starts_with('/') { raw_json::pointer(p, ptr) } else { raw_json::field(p, ptr) };
+                    (name.clone(), raw.map(raw_json::text_of).unwrap_or_default())
                 })
                 .collect()
         };

@@ -17,11 +17,13 @@ use bizon_core::time::now_micros;
 use bizon_core::{Error, Json, Page, ReadContext, RecordBatch, Result, Source};
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::descriptor::{parse_source, SourceCapabilities, SourceDescriptor, SourceSpec};
 use crate::error::ConfigError;
 pub use crate::process::CommandLine;
 use crate::process::StderrTail;
+use crate::raw_json;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -182,33 +184,46 @@ impl CommandSource {
             }
         }
         let text = line.trim_end();
-        let Ok(msg) = serde_json::from_str::<Json>(text) else {
+        // The record stays the text the command wrote (compacted): a number keeps every digit
+        // (past 2^64 a tree would round it through a float) and no tree is built per record.
+        let Ok(msg) = serde_json::from_str::<Line>(text) else {
             return Ok(Message::Bad(text.to_owned(), "not JSON".into()));
         };
-        let kind = msg.get("type").and_then(Json::as_str).unwrap_or_default();
+        let kind = msg.kind.as_ref().and_then(Json::as_str).unwrap_or_default();
+        let stream_of = |v: &Option<Json>| v.as_ref().and_then(Json::as_str).map(str::to_owned);
+        let compact = |raw: &RawValue| {
+            let mut data = String::with_capacity(raw.get().len());
+            raw_json::compact_into(&mut data, raw.get());
+            data
+        };
         Ok(match kind {
             // Singer: {"type":"RECORD","stream","record"}; Airbyte: {"type":"RECORD","record":{"stream","data","emitted_at"}}
-            "RECORD" => match (msg.get("record").and_then(|r| r.get("data")), msg.get("record")) {
-                (Some(data), Some(r)) if msg.get("stream").is_none() => Message::Record(
-                    r.get("stream").and_then(Json::as_str).map(str::to_owned),
-                    data.clone(),
-                    r.get("emitted_at").and_then(Json::as_i64).map(|ms| ms * 1000),
-                ),
-                (_, Some(data)) => {
-                    Message::Record(msg.get("stream").and_then(Json::as_str).map(str::to_owned), data.clone(), None)
+            "RECORD" => match msg.record {
+                Some(r) if msg.stream.is_none() && r.get().starts_with('{') => {
+                    match serde_json::from_str::<AirbyteRecord>(r.get()) {
+                        Ok(AirbyteRecord { stream, data: Some(data), emitted_at }) => Message::Record(
+                            stream_of(&stream),
+                            compact(data),
+                            emitted_at.as_ref().and_then(Json::as_i64).map(|ms| ms * 1000),
+                        ),
+                        _ => Message::Record(None, compact(r), None),
+                    }
                 }
-                _ => Message::Bad(text.to_owned(), "a RECORD without `record`".into()),
+                Some(r) => Message::Record(stream_of(&msg.stream), compact(r), None),
+                None => Message::Bad(text.to_owned(), "a RECORD without `record`".into()),
             },
             // Singer: {"type":"STATE","value"}; Airbyte: {"type":"STATE","state":{"data"|…}}
-            "STATE" => match msg.get("value").or_else(|| msg.get("state")) {
-                Some(v) => Message::State(v.clone()),
+            "STATE" => match msg.value.or(msg.state) {
+                Some(v) => Message::State(v),
                 None => Message::Bad(text.to_owned(), "a STATE without `value` or `state`".into()),
             },
             "LOG" => {
-                let log = msg.get("log").unwrap_or(&msg);
-                let text = log.get("message").and_then(Json::as_str).unwrap_or_default();
-                let level = log.get("level").and_then(Json::as_str).unwrap_or("INFO");
-                match level {
+                let (level, message) = match &msg.log {
+                    Some(log) => (log.get("level").cloned(), log.get("message").cloned()),
+                    None => (msg.level, msg.message),
+                };
+                let text = message.as_ref().and_then(Json::as_str).unwrap_or_default();
+                match level.as_ref().and_then(Json::as_str).unwrap_or("INFO") {
                     "ERROR" | "FATAL" => tracing::error!(target: "bizon::command", "{text}"),
                     "WARN" | "WARNING" => tracing::warn!(target: "bizon::command", "{text}"),
                     _ => tracing::info!(target: "bizon::command", "{text}"),
@@ -235,9 +250,33 @@ impl CommandSource {
     }
 }
 
+/// A protocol line: the fields any message type reads; the record stays text.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: Option<Json>,
+    stream: Option<Json>,
+    #[serde(borrow)]
+    record: Option<&'a RawValue>,
+    value: Option<Json>,
+    state: Option<Json>,
+    log: Option<Json>,
+    level: Option<Json>,
+    message: Option<Json>,
+}
+
+/// An Airbyte record message's `record`.
+#[derive(Deserialize)]
+struct AirbyteRecord<'a> {
+    stream: Option<Json>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    emitted_at: Option<Json>,
+}
+
 enum Message {
-    /// Stream, record, emitted_at (µs).
-    Record(Option<String>, Json, Option<i64>),
+    /// Stream, record (compact JSON text), emitted_at (µs).
+    Record(Option<String>, String, Option<i64>),
     State(Json),
     Bad(String, String),
     Other,
@@ -260,16 +299,14 @@ impl Source for CommandSource {
                     }
                     let run = self.run.as_mut().expect("started");
                     let id = match self.config.primary_key.as_deref() {
-                        Some(k) if k.starts_with('/') => data.pointer(k).map(id_text),
-                        Some(k) => data.get(k).map(id_text),
+                        Some(k) if k.starts_with('/') => raw_json::pointer(&data, k),
+                        Some(k) => raw_json::field(&data, k),
                         None => None,
                     }
-                    .unwrap_or_else(|| run.position.to_string());
+                    .map_or_else(|| run.position.to_string(), raw_json::text_of);
                     run.position += 1;
                     run.after += 1;
-                    records.push_with(&id, emitted.unwrap_or(extracted_at), |o| {
-                        let _ = serde_json::to_writer(&mut *o, &data);
-                    });
+                    records.push(&id, emitted.unwrap_or(extracted_at), data.as_bytes());
                 }
                 Message::State(state) => {
                     let run = self.run.as_mut().expect("started");
@@ -302,13 +339,6 @@ impl Source for CommandSource {
         let next =
             if done { json!({}) } else { json!({"state": run.state, "after": run.after, "position": run.position}) };
         Ok(Page { records, next, cursor_max: None, extracted_at })
-    }
-}
-
-fn id_text(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -112,6 +112,31 @@ fn airbyte_messages_shell_lines_and_logs() {
 }
 
 #[test]
+fn records_and_their_ids_keep_every_digit_the_command_wrote() {
+    // past 2^64 a float rounds both ids to 1.2345678901234568e22: two records, one id, and data
+    // no longer what the tap sent
+    let lines = [
+        r#"{"type": "RECORD", "stream": "big", "record": {"id": 12345678901234567890123, "price": 1.50, "k": {"n": [1, 2e3]}}}"#,
+        r#"{"type": "RECORD", "stream": "big", "record": {"id": 12345678901234567890124, "price": 0.10, "k": {"n": [3]}}}"#,
+        r#"{"type":"RECORD","record":{"stream":"big","data":{"id": 98765432109876543210,"x":"\u00e9 \" y"},"emitted_at":1}}"#,
+    ];
+    let script = lines.iter().map(|l| format!("printf '%s\\n' '{l}'")).collect::<Vec<_>>().join("; ");
+    for (key, ids) in [
+        ("id", ["12345678901234567890123", "12345678901234567890124", "98765432109876543210"]),
+        ("/k/n/0", ["1", "3", "2"]),
+    ] {
+        let mut s = source(CommandLine::Shell(script.clone()), "big", json!({ "primary_key": key }));
+        let page = s.get(&Json::Null, &ReadContext::default()).unwrap();
+        let got: Vec<&str> = (0..page.records.len()).map(|i| page.records.get(i).id).collect();
+        assert_eq!(got, ids, "primary_key {key}");
+        let data = |i| std::str::from_utf8(page.records.get(i).data).unwrap().to_owned();
+        assert_eq!(data(0), r#"{"id":12345678901234567890123,"price":1.50,"k":{"n":[1,2e3]}}"#);
+        assert_eq!(data(1), r#"{"id":12345678901234567890124,"price":0.10,"k":{"n":[3]}}"#);
+        assert_eq!(data(2), r#"{"id":98765432109876543210,"x":"\u00e9 \" y"}"#);
+    }
+}
+
+#[test]
 fn malformed_lines_follow_on_error_and_a_failing_command_names_its_exit_code() {
     let script = r#"echo '{"type":"RECORD","record":{"a":1}}'; echo 'oops, not json'; echo '{"type":"NOPE"}'; echo '{"type":"RECORD","record":{"a":2}}'"#;
     let e = read(&mut source(CommandLine::Shell(script.into()), "s", json!({})), Json::Null).unwrap_err();
