@@ -166,7 +166,7 @@ pub fn stream_reset(a: &ResetArgs) -> Result<(), Failure> {
     let mut backend = open_backend(&cfg)?;
     let label = format!("stream `{}` of pipeline `{}`", key.stream, key.pipeline);
     if cfg.engine.backend.spec.describe().starts_with("sqlite") {
-        eprintln!(
+        say!(
             "warning: the sqlite backend is a local file ({}): only runs using that file see this",
             cfg.engine.backend.spec.describe()
         );
@@ -199,7 +199,7 @@ pub fn stream_reset(a: &ResetArgs) -> Result<(), Failure> {
         .iter()
         .any(|(j, _)| j.key == key && j.status == JobStatus::Succeeded);
     if !ran && !a.now {
-        eprintln!(
+        say!(
             "warning: {label} has no successful run yet: check the stream name; a stream that never ran \
              already reads everything on its next run"
         );

@@ -63,7 +63,7 @@ pub fn load_with(args: &ConfigArgs, skip_references: bool) -> Result<BizonConfig
     };
     let cfg = bizon_connectors::load_with(&text, &env, options).map_err(|e| usage(anyhow!(e.render(&file))))?;
     for w in &cfg.warnings {
-        eprintln!("warning: {}", w.render(&file));
+        say!("warning: {}", w.render(&file));
     }
     Ok(cfg)
 }

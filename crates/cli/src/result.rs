@@ -53,7 +53,7 @@ impl ResultFile {
             }
         };
         if let Err(e) = self.write(body) {
-            eprintln!("bizon: cannot write --result-json {}: {e}", self.path.display());
+            say!("bizon: cannot write --result-json {}: {e}", self.path.display());
         }
     }
 

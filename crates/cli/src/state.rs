@@ -88,7 +88,7 @@ pub fn import(a: &ImportArgs) -> Result<(), Failure> {
     let watermark = Json::String(bizon_core::time::format_rfc3339(last.created_at));
     println!("  {}: its start is bizon's next lower bound", describe(&last));
     if let Some(s) = &last.incremental_state {
-        eprintln!(
+        say!(
             "warning: bizon job {} kept an incremental_state ({}): a custom source's own state, which no source here \
              reads; not imported",
             last.id,
