@@ -193,7 +193,11 @@ pub fn kill_runs_at_seeded_moments(
         let delay = min_ms + rng.below(spread_ms);
         std::thread::sleep(Duration::from_millis(delay));
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "run {kill} failed: {status:?}");
+            if !status.success() {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+                panic!("run {kill} failed: {status:?}; its stderr:\n{err}");
+            }
             return (interrupted, true);
         }
         child.kill().unwrap();

@@ -370,7 +370,11 @@ impl PostgresDestination {
                 (SyncMode::FullRefresh, true) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
                 _ => self.table_ddl(&table),
             };
-            self.exec("creating the table", &ddl)?;
+            // under the DDL lock: a killed run's server session may still be running this same
+            // DDL (the server notices a dead client only when it next reads from it), and two
+            // unserialized `CREATE TABLE IF NOT EXISTS` of one name fail one of them with a
+            // duplicate-key error on the catalog
+            self.exec("creating the table", &format!("BEGIN; {}; {ddl}; COMMIT", self.ddl_lock()))?;
             if self.mode != SyncMode::FullRefresh || !fresh {
                 let probe = self.probe(&table);
                 self.exec("checking the table's columns", &probe)?;
@@ -568,11 +572,27 @@ impl Destination for PostgresDestination {
             self.published = self.finalize_lanes(&swaps)?;
             return Ok(());
         }
-        let sql = match self.mode {
-            SyncMode::FullRefresh => format!("BEGIN; {swaps}{mark}; COMMIT"),
-            _ => mark,
-        };
-        self.exec("publishing", &sql)?;
+        if self.mode != SyncMode::FullRefresh {
+            self.exec("publishing", &mark)?;
+            self.published = true;
+            return Ok(());
+        }
+        // The swap under the DDL lock, after reading again whether the job is published: a killed
+        // run's session may have published it after this run's `open` looked (its empty staging
+        // table, created since, must not replace the published table).
+        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
+        self.in_tx = true;
+        let sql = format!("SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1", self.commits());
+        let job_id = self.job_id.clone();
+        let r = self.client()?.query_one(&sql, &[&job_id]);
+        let published: bool = r.map_err(|e| self.fail("reading the commit log", &e))?.get(0);
+        if published {
+            tracing::warn!(job = %job_id, "the job was published by an earlier run meanwhile: not publishing again");
+            self.exec("committing", "COMMIT")?;
+        } else {
+            self.exec("publishing", &format!("{swaps}{mark}; COMMIT"))?;
+        }
+        self.in_tx = false;
         self.published = true;
         Ok(())
     }

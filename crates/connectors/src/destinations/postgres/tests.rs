@@ -79,3 +79,79 @@ fn upserts_are_refused_on_lanes_before_the_server_is_touched() {
     assert_eq!(e.kind(), bizon_core::ErrorKind::Config, "{e}");
     assert!(e.message().contains("`primary_key`") && e.message().contains("2 lanes"), "{e}");
 }
+
+#[test]
+fn runs_creating_the_same_tables_at_once_all_succeed() {
+    // A killed run's server session goes on with its DDL until it next reads from the dead
+    // client, so the next run can create the same table at the same moment: several fresh opens
+    // of one table at once must all succeed (unserialized, one fails on the catalog's unique key).
+    let schema = crate::conformance::pg::Schema::new("ddl_race");
+    let config: PostgresConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "database": "test", "username": "postgres", "schema": schema.0
+    }))
+    .unwrap();
+    for (round, mode) in [SyncMode::FullRefresh, SyncMode::Incremental].into_iter().cycle().take(8).enumerate() {
+        let table = format!("t{round}");
+        let start = std::sync::Barrier::new(4);
+        let errors: Vec<String> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|k| {
+                    let (config, table, start) = (&config, &table, &start);
+                    s.spawn(move || {
+                        let mut d = PostgresDestination::new(config, table, None);
+                        let ctx = DestinationContext {
+                            pipeline: "p".into(),
+                            job_id: format!("j{round}-{k}"),
+                            source: "s".into(),
+                            stream: "r".into(),
+                            sync_mode: mode,
+                            lane: None,
+                        };
+                        start.wait();
+                        d.open(&ctx, None).err().map(|e| format!("run {k}: {e}"))
+                    })
+                })
+                .collect();
+            runs.into_iter().filter_map(|r| r.join().unwrap()).collect()
+        });
+        assert!(errors.is_empty(), "round {round} ({mode:?}): {errors:?}");
+    }
+}
+
+#[test]
+fn a_run_that_finds_its_job_published_meanwhile_does_not_publish_again() {
+    // run 1 publishes after run 2's `open` read "not published"; run 2 then creates a new (empty)
+    // staging table and finalizes: the published table must keep run 1's rows
+    let schema = crate::conformance::pg::Schema::new("republish");
+    let config: PostgresConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "database": "test", "username": "postgres", "schema": schema.0
+    }))
+    .unwrap();
+    let ctx = DestinationContext {
+        pipeline: "p".into(),
+        job_id: "j".into(),
+        source: "s".into(),
+        stream: "r".into(),
+        sync_mode: SyncMode::FullRefresh,
+        lane: None,
+    };
+    let mut one = PostgresDestination::new(&config, "t", None);
+    one.open(&ctx, None).unwrap();
+    let mut batch = RecordBatch::default();
+    for i in 0..5 {
+        batch.push(&i.to_string(), 1_600_000_000_000_000, br#"{"a":1}"#);
+    }
+    let meta = BatchMeta { iteration: 0, extracted_at: 1, loaded_at: 2, job_hash: 3 };
+    one.write(&batch, &meta).unwrap();
+    let mut cursor = bizon_testkit::destination::next_cursor(0, 5);
+    cursor.done = true;
+    let token = one.flush(&cursor).unwrap();
+    let mut two = PostgresDestination::new(&config, "t", None);
+    two.open(&ctx, Some(&token)).unwrap();
+    one.finalize().unwrap();
+    two.create_tables(false).unwrap(); // what run 2's open did after run 1's publish
+    two.finalize().unwrap();
+    let mut client = crate::conformance::pg::client();
+    let rows: i64 = client.query_one(&format!("SELECT count(*) FROM {}.t", schema.0), &[]).unwrap().get(0);
+    assert_eq!(rows, 5, "the published table lost run 1's rows");
+}
