@@ -24,6 +24,11 @@ pub fn text_of(raw: &str) -> String {
             return s;
         }
     }
+    compact(raw)
+}
+
+/// `raw` (valid JSON) without whitespace outside strings, as a new string ([`compact_into`]).
+pub fn compact(raw: &str) -> String {
     let mut text = String::with_capacity(raw.len());
     compact_into(&mut text, raw);
     text
@@ -62,8 +67,7 @@ pub fn compact_into(buf: &mut String, raw: &str) {
 /// `None`: nothing there. Only the objects and arrays on the path are scanned.
 pub fn pointer<'a>(value: &'a str, pointer: &str) -> Option<&'a str> {
     let mut at = value.trim();
-    for segment in pointer.split('/').skip(1) {
-        let segment = segment.replace("~1", "/").replace("~0", "~");
+    for segment in pointer_segments(pointer) {
         at = if at.starts_with('{') {
             field(at, &segment)?
         } else if at.starts_with('[') {
@@ -74,6 +78,11 @@ pub fn pointer<'a>(value: &'a str, pointer: &str) -> Option<&'a str> {
         };
     }
     Some(at)
+}
+
+/// A JSON pointer's reference tokens, unescaped (`/a~1b/~0` → `a/b`, `~`); none for `""`.
+pub fn pointer_segments(pointer: &str) -> impl Iterator<Item = String> + '_ {
+    pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~"))
 }
 
 /// The value of the object's field `name`, the other fields skipped without building them.

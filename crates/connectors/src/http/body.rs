@@ -26,7 +26,7 @@ pub enum Selected<'a> {
 
 /// Split `body` at `pointer` (`/a/0/b`, RFC 6901). An empty pointer selects the whole body.
 pub fn split<'a>(body: &'a [u8], pointer: &str) -> serde_json::Result<Split<'a>> {
-    let path: Vec<String> = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let path: Vec<String> = crate::raw_json::pointer_segments(pointer).collect();
     let mut de = serde_json::Deserializer::from_slice(body);
     let (rest, selected) = At { path: &path }.deserialize(&mut de)?;
     de.end()?;

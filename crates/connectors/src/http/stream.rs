@@ -141,10 +141,9 @@ impl Endpoint {
     /// The id of a record: its primary key as text.
     pub fn id_of(&self, record: &RawValue) -> Option<String> {
         let pk = self.primary_key.as_deref()?;
-        if !pk.starts_with('/') {
-            return raw_json::field(record.get(), pk).filter(|raw| *raw != "null").map(raw_json::text_of);
-        }
-        raw_json::pointer(record.get(), pk).filter(|raw| *raw != "null").map(raw_json::text_of)
+        let raw =
+            if pk.starts_with('/') { raw_json::pointer(record.get(), pk) } else { raw_json::field(record.get(), pk) };
+        raw.filter(|raw| *raw != "null").map(raw_json::text_of)
     }
 }
 
@@ -187,11 +186,7 @@ pub fn fetch(
     let records = raw
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            let mut data = String::with_capacity(r.get().len());
-            raw_json::compact_into(&mut data, r.get());
-            (endpoint.id_of(r).unwrap_or_else(|| format!("{base}_{i}")), data)
-        })
+        .map(|(i, r)| (endpoint.id_of(r).unwrap_or_else(|| format!("{base}_{i}")), raw_json::compact(r.get())))
         .collect();
     Ok(Fetched { records, next })
 }

@@ -299,6 +299,29 @@ impl PostgresDestination {
         format!("SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))")
     }
 
+    /// Begin a transaction that holds the DDL lock (end it with [`Self::commit_tx`]).
+    fn begin_locked(&mut self) -> Result<()> {
+        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
+        self.in_tx = true;
+        Ok(())
+    }
+
+    fn commit_tx(&mut self) -> Result<()> {
+        self.exec("committing", "COMMIT")?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    /// Whether the commit log marks job `job` (or `lanes_job`, the job of its lanes) published.
+    fn read_published(&mut self, job: &str, lanes_job: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1 OR job_id = $2",
+            self.commits()
+        );
+        let r = self.client()?.query_one(&sql, &[&job, &lanes_job]);
+        Ok(r.map_err(|e| self.fail("reading the commit log", &e))?.get(0))
+    }
+
     /// The job's lane chains in the commit log.
     fn lane_ids(&self) -> Vec<String> {
         self.lanes.as_ref().map_or_else(Vec::new, |(job, n)| (0..*n).map(|k| format!("{job}~{k}")).collect())
@@ -307,8 +330,7 @@ impl PostgresDestination {
     /// Lanes: create the tables once per job under the DDL lock (a full refresh's staging table is
     /// replaced only by the first lane to open, which leaves the job's marker row).
     fn open_lanes(&mut self, job: String, lanes: usize) -> Result<()> {
-        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
-        self.in_tx = true;
+        self.begin_locked()?;
         let sql = format!("SELECT count(*) FROM {} WHERE job_id = $1", self.commits());
         let r = self.client()?.query_one(&sql, &[&job]);
         let first = r.map_err(|e| self.fail("reading the commit log", &e))?.get::<_, i64>(0) == 0;
@@ -320,17 +342,14 @@ impl PostgresDestination {
         let lanes_json = json!({ "lanes": lanes }).to_string();
         let r = self.client()?.execute(&marker, &[&job, &lanes_json]);
         r.map_err(|e| self.fail("recording the job's lanes", &e))?;
-        self.exec("committing", "COMMIT")?;
-        self.in_tx = false;
-        Ok(())
+        self.commit_tx()
     }
 
     /// Lanes: publish when every lane's last commit is `done` (under the DDL lock, so two lanes
     /// finishing together publish once); else nothing, the last lane to finish publishes.
     fn finalize_lanes(&mut self, publish: &str) -> Result<bool> {
         let (job, lanes) = self.lanes.clone().ok_or_else(|| Error::internal("postgres destination: no lanes"))?;
-        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
-        self.in_tx = true;
+        self.begin_locked()?;
         let sql = format!(
             "SELECT (SELECT coalesce(bool_or(published), false) FROM {log} WHERE job_id = $1), \
              (SELECT count(*) FROM (SELECT DISTINCT ON (job_id) cursor FROM {log} WHERE job_id = ANY($2) \
@@ -342,8 +361,7 @@ impl PostgresDestination {
         let row = r.map_err(|e| self.fail("reading the lanes' commits", &e))?;
         let (published, done): (bool, i64) = (row.get(0), row.get(1));
         if published || done < lanes as i64 {
-            self.exec("committing", "COMMIT")?;
-            self.in_tx = false;
+            self.commit_tx()?;
             tracing::info!(
                 lanes,
                 lanes_done = done,
@@ -360,7 +378,7 @@ impl PostgresDestination {
     }
 
     /// Create every target's write table; `fresh` (a new job) replaces a full refresh's staging
-    /// table. A table that already holds rows (incremental, or a resumed staging table) must have
+    /// table. Callers hold the DDL lock ([`Self::begin_locked`]). A table that already holds rows (incremental, or a resumed staging table) must have
     /// our columns: it may predate bizon.
     fn create_tables(&mut self, fresh: bool) -> Result<()> {
         for cur in 0..self.targets.len() {
@@ -370,11 +388,7 @@ impl PostgresDestination {
                 (SyncMode::FullRefresh, true) => format!("DROP TABLE IF EXISTS {table}; {}", self.table_ddl(&table)),
                 _ => self.table_ddl(&table),
             };
-            // under the DDL lock: a killed run's server session may still be running this same
-            // DDL (the server notices a dead client only when it next reads from it), and two
-            // unserialized `CREATE TABLE IF NOT EXISTS` of one name fail one of them with a
-            // duplicate-key error on the catalog
-            self.exec("creating the table", &format!("BEGIN; {}; {ddl}; COMMIT", self.ddl_lock()))?;
+            self.exec("creating the table", &ddl)?;
             if self.mode != SyncMode::FullRefresh || !fresh {
                 let probe = self.probe(&table);
                 self.exec("checking the table's columns", &probe)?;
@@ -431,14 +445,9 @@ impl Destination for PostgresDestination {
         self.ensure_commit_log()?;
         self.seq = resume.and_then(|t| t.get("seq")).and_then(Json::as_u64).unwrap_or(0);
         // with lanes the job is published as a whole: its marker row carries the flag
-        let sql = format!(
-            "SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1 OR job_id = $2",
-            self.commits()
-        );
         let job_id = self.job_id.clone();
         let job = self.lanes.as_ref().map_or_else(|| job_id.clone(), |(j, _)| j.clone());
-        let r = self.client()?.query_one(&sql, &[&job_id, &job]);
-        self.published = r.map_err(|e| self.fail("reading the commit log", &e))?.get(0);
+        self.published = self.read_published(&job_id, &job)?;
         if self.published {
             return Ok(json!({"seq": self.seq}));
         }
@@ -446,7 +455,13 @@ impl Destination for PostgresDestination {
             self.open_lanes(job, lanes)?;
             return Ok(json!({"seq": self.seq}));
         }
+        // under the DDL lock: a killed run's server session may still be running this same DDL
+        // (the server notices a dead client only when it next reads from it), and two
+        // unserialized `CREATE TABLE IF NOT EXISTS` of one name fail one of them with a
+        // duplicate-key error on the catalog
+        self.begin_locked()?;
         self.create_tables(resume.is_none())?;
+        self.commit_tx()?;
         Ok(json!({"seq": self.seq}))
     }
 
@@ -533,8 +548,7 @@ impl Destination for PostgresDestination {
         let job_id = self.job_id.clone();
         let r = self.client()?.execute(&sql, &[&job_id, &(seq as i64), &cursor_text]);
         r.map_err(|e| self.fail("recording the cursor", &e))?;
-        self.exec("committing", "COMMIT")?;
-        self.in_tx = false;
+        self.commit_tx()?;
         self.seq = seq;
         Ok(cursor.token)
     }
@@ -580,19 +594,15 @@ impl Destination for PostgresDestination {
         // The swap under the DDL lock, after reading again whether the job is published: a killed
         // run's session may have published it after this run's `open` looked (its empty staging
         // table, created since, must not replace the published table).
-        self.exec("locking the tables", &format!("BEGIN; {}", self.ddl_lock()))?;
-        self.in_tx = true;
-        let sql = format!("SELECT coalesce(bool_or(published), false) FROM {} WHERE job_id = $1", self.commits());
+        self.begin_locked()?;
         let job_id = self.job_id.clone();
-        let r = self.client()?.query_one(&sql, &[&job_id]);
-        let published: bool = r.map_err(|e| self.fail("reading the commit log", &e))?.get(0);
-        if published {
+        if self.read_published(&job_id, &job_id)? {
             tracing::warn!(job = %job_id, "the job was published by an earlier run meanwhile: not publishing again");
-            self.exec("committing", "COMMIT")?;
+            self.commit_tx()?;
         } else {
             self.exec("publishing", &format!("{swaps}{mark}; COMMIT"))?;
+            self.in_tx = false;
         }
-        self.in_tx = false;
         self.published = true;
         Ok(())
     }

@@ -67,17 +67,30 @@ fn upserts_are_refused_on_lanes_before_the_server_is_touched() {
     }))
     .unwrap();
     let mut d = PostgresDestination::new(&config, "t", None);
-    let ctx = DestinationContext {
-        pipeline: "p".into(),
-        job_id: "j~1".into(),
-        source: "s".into(),
-        stream: "r".into(),
-        sync_mode: SyncMode::Incremental,
-        lane: Some((1, 2)),
-    };
+    let ctx = DestinationContext { lane: Some((1, 2)), ..context("j~1", SyncMode::Incremental) };
     let e = d.open(&ctx, None).unwrap_err();
     assert_eq!(e.kind(), bizon_core::ErrorKind::Config, "{e}");
     assert!(e.message().contains("`primary_key`") && e.message().contains("2 lanes"), "{e}");
+}
+
+/// A job's context on one lane.
+fn context(job_id: &str, sync_mode: SyncMode) -> DestinationContext {
+    DestinationContext {
+        pipeline: "p".into(),
+        job_id: job_id.into(),
+        source: "s".into(),
+        stream: "r".into(),
+        sync_mode,
+        lane: None,
+    }
+}
+
+/// The local server's `test` database, writing into `schema`.
+fn local_config(schema: &str) -> PostgresConfig {
+    serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "database": "test", "username": "postgres", "schema": schema
+    }))
+    .unwrap()
 }
 
 #[test]
@@ -86,10 +99,7 @@ fn runs_creating_the_same_tables_at_once_all_succeed() {
     // client, so the next run can create the same table at the same moment: several fresh opens
     // of one table at once must all succeed (unserialized, one fails on the catalog's unique key).
     let schema = crate::conformance::pg::Schema::new("ddl_race");
-    let config: PostgresConfig = serde_json::from_value(serde_json::json!({
-        "host": "127.0.0.1", "database": "test", "username": "postgres", "schema": schema.0
-    }))
-    .unwrap();
+    let config = local_config(&schema.0);
     for (round, mode) in [SyncMode::FullRefresh, SyncMode::Incremental].into_iter().cycle().take(8).enumerate() {
         let table = format!("t{round}");
         let start = std::sync::Barrier::new(4);
@@ -99,14 +109,7 @@ fn runs_creating_the_same_tables_at_once_all_succeed() {
                     let (config, table, start) = (&config, &table, &start);
                     s.spawn(move || {
                         let mut d = PostgresDestination::new(config, table, None);
-                        let ctx = DestinationContext {
-                            pipeline: "p".into(),
-                            job_id: format!("j{round}-{k}"),
-                            source: "s".into(),
-                            stream: "r".into(),
-                            sync_mode: mode,
-                            lane: None,
-                        };
+                        let ctx = context(&format!("j{round}-{k}"), mode);
                         start.wait();
                         d.open(&ctx, None).err().map(|e| format!("run {k}: {e}"))
                     })
@@ -123,18 +126,8 @@ fn a_run_that_finds_its_job_published_meanwhile_does_not_publish_again() {
     // run 1 publishes after run 2's `open` read "not published"; run 2 then creates a new (empty)
     // staging table and finalizes: the published table must keep run 1's rows
     let schema = crate::conformance::pg::Schema::new("republish");
-    let config: PostgresConfig = serde_json::from_value(serde_json::json!({
-        "host": "127.0.0.1", "database": "test", "username": "postgres", "schema": schema.0
-    }))
-    .unwrap();
-    let ctx = DestinationContext {
-        pipeline: "p".into(),
-        job_id: "j".into(),
-        source: "s".into(),
-        stream: "r".into(),
-        sync_mode: SyncMode::FullRefresh,
-        lane: None,
-    };
+    let config = local_config(&schema.0);
+    let ctx = context("j", SyncMode::FullRefresh);
     let mut one = PostgresDestination::new(&config, "t", None);
     one.open(&ctx, None).unwrap();
     let mut batch = RecordBatch::default();

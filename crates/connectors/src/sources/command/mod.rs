@@ -191,11 +191,7 @@ impl CommandSource {
         };
         let kind = msg.kind.as_ref().and_then(Json::as_str).unwrap_or_default();
         let stream_of = |v: &Option<Json>| v.as_ref().and_then(Json::as_str).map(str::to_owned);
-        let compact = |raw: &RawValue| {
-            let mut data = String::with_capacity(raw.get().len());
-            raw_json::compact_into(&mut data, raw.get());
-            data
-        };
+        let compact = |raw: &RawValue| raw_json::compact(raw.get());
         Ok(match kind {
             // Singer: {"type":"RECORD","stream","record"}; Airbyte: {"type":"RECORD","record":{"stream","data","emitted_at"}}
             "RECORD" => match msg.record {
