@@ -363,6 +363,12 @@ pub trait Backend: Send {
     fn set_job_status(&mut self, job_id: &str, status: JobStatus, error: Option<&str>) -> Result<()>;
     fn set_job_total(&mut self, job_id: &str, total: Option<u64>) -> Result<()>;
     fn destination_cursor(&mut self, job_id: &str) -> Result<Option<DestinationCursor>>;
+    /// The destination cursors of several chains (a job's lanes), in the order of `job_ids`; a
+    /// backend over a network answers in one round trip (a producer reads every lane's cursor
+    /// while it waits for the consumers' commits).
+    fn destination_cursors(&mut self, job_ids: &[String]) -> Result<Vec<Option<DestinationCursor>>> {
+        job_ids.iter().map(|id| self.destination_cursor(id)).collect()
+    }
     /// Store `cursor` as the next link of the job's chain: `follows` is the iteration of the
     /// stored cursor it builds on (`None`: the first cursor, the start state at iteration -1).
     /// One transaction checks the fencing token (where the backend has one), compares the

@@ -127,6 +127,10 @@ pub fn cursor_chain(b: &mut dyn Backend) {
     b.commit_destination_cursor("cursors~0", Some(0), &cursor(2)).expect("lane 0");
     assert_eq!(b.destination_cursor("cursors~0").expect("read"), Some(cursor(2)));
     assert_eq!(b.destination_cursor("cursors~1").expect("read"), Some(cursor(1)));
+    // several chains in one read: in the order asked, `None` for one never started
+    let ids = ["cursors~1", "cursors~9", "cursors~0"].map(String::from);
+    let several = b.destination_cursors(&ids).expect("read several");
+    assert_eq!(several, [Some(cursor(1)), None, Some(cursor(2))]);
     b.save_source_cursor("cursors", 7, &json!({"offset": 8})).expect("source cursor");
     assert_eq!(b.destination_cursor("cursors").expect("read"), Some(done), "the source cursor is another chain");
 }

@@ -49,7 +49,7 @@ pub(super) fn produce(
         // flow control: wait for the consumers' commits (read from the shared backend)
         if iteration - committed > window {
             publisher.flush()?;
-            let (waiting, mut pause, mut logged) = (Instant::now(), Duration::from_millis(2), false);
+            let (waiting, mut pause, mut logged) = (Instant::now(), FLOW_POLL_MIN, false);
             loop {
                 let mut b = backend.lock().unwrap_or_else(|p| p.into_inner());
                 committed = slowest_lane(&mut **b, job_id, lanes)?.iteration;
@@ -68,7 +68,7 @@ pub(super) fn produce(
                     logged = true;
                 }
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
+                pause = (pause * 2).min(FLOW_POLL_MAX);
             }
             continue;
         }
@@ -94,6 +94,11 @@ pub(super) fn produce(
         }
     }
 }
+
+/// How often a producer ahead of its consumers looks at their commits: from the first to the
+/// second, doubling. Each look is a query of the shared backend (every lane's cursor at once).
+const FLOW_POLL_MIN: Duration = Duration::from_millis(5);
+const FLOW_POLL_MAX: Duration = Duration::from_millis(50);
 
 /// What a consumer knows of the producer when its queue runs dry.
 pub(super) enum Producer {

@@ -25,7 +25,8 @@ pub(super) fn lane_cursors(
     job_id: &str,
     lanes: usize,
 ) -> Result<Vec<Option<DestinationCursor>>> {
-    (0..lanes).map(|lane| backend.destination_cursor(&lane_cursor_id(job_id, lane, lanes))).collect()
+    let ids: Vec<String> = (0..lanes).map(|lane| lane_cursor_id(job_id, lane, lanes)).collect();
+    backend.destination_cursors(&ids)
 }
 
 /// Where a producer restarts: the cursor of the lane that committed least (every lane then
@@ -112,10 +113,12 @@ pub(super) enum NextLane {
 /// consumers handing lanes over spread out); `None` when every one is held. A lock the backend
 /// reports held is not tried (taking a lock may open a connection: waiting consumers poll), unless
 /// its holder's lease may have expired, which only `lock_pipeline` finds out: every lane is tried
-/// on each `LEASE_PROBE_EVERY`-th call.
+/// on each `LEASE_PROBE_EVERY`-th call. A lane is looked at again once its lock is held: its
+/// consumer may have finished it (and released the lock) since `done` was read.
 fn lock_free_lane(
     backend: &mut dyn Backend,
     key: &StreamKey,
+    job_id: &str,
     done: &[bool],
     except: Option<usize>,
     probe_all: bool,
@@ -127,7 +130,11 @@ fn lock_free_lane(
         if !probe_all && matches!(backend.lock_held(&lane), Ok(Some(true))) {
             return None;
         }
-        backend.lock_pipeline(&lane).ok().map(|lock| (lock, k))
+        let lock = backend.lock_pipeline(&lane).ok()?;
+        match backend.destination_cursor(&lane_cursor_id(job_id, k, lanes)) {
+            Ok(c) if c.as_ref().is_some_and(|c| c.done) => None, // finished meanwhile: the lock is dropped
+            _ => Some((lock, k)),
+        }
     })
 }
 
@@ -135,7 +142,7 @@ fn lock_free_lane(
 const LEASE_PROBE_EVERY: u32 = 10;
 
 /// Looks at the job's status per poll of the lanes (in equal steps of the poll interval).
-const JOB_LOOKS_PER_POLL: u32 = 5;
+const JOB_LOOKS_PER_POLL: u32 = 10;
 
 /// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
 pub(super) fn lane_without_consumer(
@@ -146,7 +153,7 @@ pub(super) fn lane_without_consumer(
     lanes: usize,
 ) -> Result<Option<(Box<dyn Send>, usize)>> {
     let done = lanes_done(backend, job_id, lanes)?;
-    Ok(lock_free_lane(backend, key, &done, Some(lane), false))
+    Ok(lock_free_lane(backend, key, job_id, &done, Some(lane), false))
 }
 
 /// Work stealing: a consumer whose lane is finished (or that found every lane taken) takes an
@@ -164,7 +171,7 @@ pub(super) fn take_unfinished_lane(
 ) -> Result<NextLane> {
     let mut logged = false;
     for tick in 0u32.. {
-        // between two looks at the lanes (a query per lane), one cheap look at the job: a consumer
+        // between two looks at the lanes (one query for every lane), one cheap look at the job: a consumer
         // waiting next to the last lane exits as soon as that lane completes the job
         if !tick.is_multiple_of(JOB_LOOKS_PER_POLL) {
             if backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
@@ -181,7 +188,9 @@ pub(super) fn take_unfinished_lane(
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }
-        if let Some((lock, lane)) = lock_free_lane(backend, key, &done, None, poll.is_multiple_of(LEASE_PROBE_EVERY)) {
+        if let Some((lock, lane)) =
+            lock_free_lane(backend, key, job_id, &done, None, poll.is_multiple_of(LEASE_PROBE_EVERY))
+        {
             return Ok(NextLane::Take(lock, lane));
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -199,7 +208,30 @@ pub(super) fn take_unfinished_lane(
 
 #[cfg(test)]
 mod tests {
-    use super::{lane_cursor_id, next_in_lane};
+    use super::{lane_cursor_id, lock_free_lane, next_in_lane};
+    use bizon_core::{Backend, DestinationCursor};
+    use bizon_testkit::backend::{cursor, job, key};
+    use bizon_testkit::memory::MemoryBackend;
+
+    #[test]
+    fn a_lane_finished_after_the_lanes_were_read_is_not_taken() {
+        let mut b = MemoryBackend::new();
+        let (k, lanes) = (key("retake"), 2);
+        for lane in 0..lanes {
+            let id = lane_cursor_id("j", lane, lanes);
+            b.create_job(&job(&id, "retake", 1)).expect("lane job");
+            b.commit_destination_cursor(&id, None, &cursor(-1)).expect("lane start");
+        }
+        // lane 0 finishes (and its consumer lets its lock go) after a waiting consumer read the lanes
+        let read_before = [false, false];
+        let done = DestinationCursor { done: true, ..cursor(-1) };
+        b.commit_destination_cursor(&lane_cursor_id("j", 0, lanes), Some(-1), &done).expect("lane 0 done");
+        let (lock, lane) = lock_free_lane(&mut b, &k, "j", &read_before, None, false).expect("lane 1 is free");
+        assert_eq!(lane, 1, "the finished lane 0 is passed over");
+        drop(lock);
+        b.commit_destination_cursor(&lane_cursor_id("j", 1, lanes), Some(-1), &done).expect("lane 1 done");
+        assert!(lock_free_lane(&mut b, &k, "j", &read_before, None, false).is_none(), "nothing left to take");
+    }
 
     #[test]
     fn each_lane_takes_every_nth_iteration_from_where_it_stands() {

@@ -427,6 +427,28 @@ impl Backend for BigQueryBackend {
         Ok(r.rows.first().and_then(|r| cursor_from_row(r, 0)))
     }
 
+    fn destination_cursors(&mut self, job_ids: &[String]) -> Result<Vec<Option<DestinationCursor>>> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = job_ids.iter().map(|id| sql_string(id)).collect();
+        let r = self.query(
+            &format!(
+                "SELECT c.job_id, {CURSOR_COLS} FROM {} c WHERE c.job_id IN ({})",
+                self.t("bizon_destination_cursors"),
+                ids.join(", ")
+            ),
+            "reading the destination cursors",
+        )?;
+        let mut found: std::collections::HashMap<&str, DestinationCursor> = std::collections::HashMap::new();
+        for row in &r.rows {
+            if let (Some(id), Some(c)) = (row[0].as_str(), cursor_from_row(row, 1)) {
+                found.insert(id, c);
+            }
+        }
+        Ok(job_ids.iter().map(|id| found.remove(id.as_str())).collect())
+    }
+
     fn swap_cursor(&mut self, job_id: &str, link: Link, c: &DestinationCursor) -> Result<()> {
         let stored = self.stored(job_id)?;
         check_chain(job_id, link, stored, c)?;

@@ -176,6 +176,24 @@ impl PostgresBackend {
     }
 }
 
+/// The error of a lock held by a live holder (`pid` on `host`), naming its running job.
+fn running_error(client: &mut Client, jobs: &str, key: &StreamKey, pid: i32, host: &str) -> Result<Error> {
+    let job: Option<String> = client
+        .query_opt(
+            &format!(
+                "SELECT id FROM {jobs} WHERE pipeline = $1 AND status = 'running' ORDER BY created_at DESC LIMIT 1"
+            ),
+            &[&super::lock_subject(&key.pipeline).0],
+        )
+        .map_err(|e| pg_error("postgres backend: pipeline lock", &e))?
+        .map(|r| r.get(0));
+    Ok(Error::config(format!(
+        "{} is already running: job {} (pid {pid} on {host}); wait for it to finish or stop it first",
+        super::lock_subject(&key.pipeline).1,
+        job.as_deref().unwrap_or("unknown")
+    )))
+}
+
 const JOB_COLS: &str = "j.id, j.pipeline, j.source, j.stream, j.sync_mode, j.reset, j.status, j.since, j.created_at, \
                         j.updated_at, j.pid, j.total_records, j.error";
 const CURSOR_COLS: &str = "c.iteration, c.pagination, c.token, c.records_written, c.bytes_written, c.watermark, c.done";
@@ -196,10 +214,25 @@ impl Backend for PostgresBackend {
     }
 
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
-        let mut lock_client = self.conn.connect()?;
-        let lock_key = format!("bizon:{}:{}", self.conn.schema, key.pipeline);
         let locks = self.t("bizon_locks");
         let map = |e: postgres::Error| pg_error("postgres backend: pipeline lock", &e);
+        // A lock whose holder is alive (held, its heartbeat within the lease) is refused without
+        // opening a session for it: consumers waiting for a lane ask often.
+        if self.lock_held(key)? == Some(true) {
+            let lease = self.lease.as_secs_f64();
+            let sql = format!(
+                "SELECT pid, host, extract(epoch FROM now() - heartbeat_at)::float8 FROM {locks} WHERE pipeline = $1"
+            );
+            let client = self.client()?;
+            if let Some(r) = client.query_opt(&sql, &[&key.pipeline]).map_err(map)? {
+                if r.get::<_, f64>(2) <= lease {
+                    let jobs = self.t("bizon_jobs");
+                    return Err(running_error(self.client()?, &jobs, key, r.get(0), &r.get::<_, String>(1))?);
+                }
+            }
+        }
+        let mut lock_client = self.conn.connect()?;
+        let lock_key = format!("bizon:{}:{}", self.conn.schema, key.pipeline);
         for _ in 0..20 {
             let got: bool = lock_client
                 .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key])
@@ -256,21 +289,7 @@ impl Backend for PostgresBackend {
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
-            let job: Option<String> = lock_client
-                .query_opt(
-                    &format!(
-                        "SELECT id FROM {} WHERE pipeline = $1 AND status = 'running' ORDER BY created_at DESC LIMIT 1",
-                        self.t("bizon_jobs")
-                    ),
-                    &[&super::lock_subject(&key.pipeline).0],
-                )
-                .map_err(map)?
-                .map(|r| r.get(0));
-            return Err(Error::config(format!(
-                "{} is already running: job {} (pid {pid} on {host}); wait for it to finish or stop it first",
-                super::lock_subject(&key.pipeline).1,
-                job.as_deref().unwrap_or("unknown")
-            )));
+            return Err(running_error(&mut lock_client, &self.t("bizon_jobs"), key, pid, &host)?);
         }
         Err(Error::transient(format!("pipeline `{}`: could not take the lock", key.pipeline)))
     }
@@ -350,6 +369,21 @@ impl Backend for PostgresBackend {
         let sql = format!("SELECT {CURSOR_COLS} FROM {} c WHERE c.job_id = $1", self.t("bizon_destination_cursors"));
         let r = self.client()?.query_opt(&sql, &[&job_id]);
         Ok(r.map_err(|e| self.err("reading the destination cursor", &e))?.and_then(|r| Self::cursor_from_row(&r, 0)))
+    }
+
+    fn destination_cursors(&mut self, job_ids: &[String]) -> Result<Vec<Option<DestinationCursor>>> {
+        let sql = format!(
+            "SELECT c.job_id, {CURSOR_COLS} FROM {} c WHERE c.job_id = ANY($1)",
+            self.t("bizon_destination_cursors")
+        );
+        let rows = self.client()?.query(&sql, &[&job_ids]);
+        let mut found: std::collections::HashMap<String, DestinationCursor> = std::collections::HashMap::new();
+        for r in rows.map_err(|e| self.err("reading the destination cursors", &e))? {
+            if let Some(c) = Self::cursor_from_row(&r, 1) {
+                found.insert(r.get(0), c);
+            }
+        }
+        Ok(job_ids.iter().map(|id| found.remove(id)).collect())
     }
 
     fn swap_cursor(&mut self, job_id: &str, link: Link, cursor: &DestinationCursor) -> Result<()> {
