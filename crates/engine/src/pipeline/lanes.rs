@@ -171,8 +171,8 @@ pub(super) fn take_unfinished_lane(
 ) -> Result<NextLane> {
     let mut logged = false;
     for tick in 0u32.. {
-        // between two looks at the lanes (one query for every lane), one cheap look at the job: a consumer
-        // waiting next to the last lane exits as soon as that lane completes the job
+        // between two looks at the lanes (one query for every lane), cheap looks at the job: a
+        // consumer waiting next to the last lane exits as soon as that lane completes the job
         if !tick.is_multiple_of(JOB_LOOKS_PER_POLL) {
             if backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
                 return Ok(NextLane::AllDone);

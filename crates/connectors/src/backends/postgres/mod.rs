@@ -214,20 +214,22 @@ impl Backend for PostgresBackend {
     }
 
     fn lock_pipeline(&mut self, key: &StreamKey) -> Result<Box<dyn Send>> {
-        let locks = self.t("bizon_locks");
+        let (locks, jobs) = (self.t("bizon_locks"), self.t("bizon_jobs"));
         let map = |e: postgres::Error| pg_error("postgres backend: pipeline lock", &e);
+        let lease = self.lease.as_secs_f64();
+        // the holder of the lock: pid, host, run tag, seconds since its last heartbeat
+        let holder_sql = format!(
+            "SELECT pid, host, run_tag, extract(epoch FROM now() - heartbeat_at)::float8 FROM {locks} WHERE pipeline = $1"
+        );
+        let holder = |r: Row| (r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, f64>(3));
         // A lock whose holder is alive (held, its heartbeat within the lease) is refused without
         // opening a session for it: consumers waiting for a lane ask often.
         if self.lock_held(key)? == Some(true) {
-            let lease = self.lease.as_secs_f64();
-            let sql = format!(
-                "SELECT pid, host, extract(epoch FROM now() - heartbeat_at)::float8 FROM {locks} WHERE pipeline = $1"
-            );
             let client = self.client()?;
-            if let Some(r) = client.query_opt(&sql, &[&key.pipeline]).map_err(map)? {
-                if r.get::<_, f64>(2) <= lease {
-                    let jobs = self.t("bizon_jobs");
-                    return Err(running_error(self.client()?, &jobs, key, r.get(0), &r.get::<_, String>(1))?);
+            if let Some((pid, host, _, age)) = client.query_opt(&holder_sql, &[&key.pipeline]).map_err(map)?.map(holder)
+            {
+                if age <= lease {
+                    return Err(running_error(client, &jobs, key, pid, &host)?);
                 }
             }
         }
@@ -263,22 +265,13 @@ impl Backend for PostgresBackend {
                 })?;
                 return Ok(Box::new(guard));
             }
-            let holder = lock_client
-                .query_opt(
-                    &format!(
-                        "SELECT pid, host, run_tag, extract(epoch FROM now() - heartbeat_at)::float8 FROM {locks} WHERE pipeline = $1"
-                    ),
-                    &[&key.pipeline],
-                )
-                .map_err(map)?;
-            let (pid, host, tag, age) = match holder {
-                Some(r) => (r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, f64>(3)),
-                None => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
+            let Some((pid, host, tag, age)) =
+                lock_client.query_opt(&holder_sql, &[&key.pipeline]).map_err(map)?.map(holder)
+            else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             };
-            if age > self.lease.as_secs_f64() {
+            if age > lease {
                 tracing::warn!(pid, host = %host, heartbeat_age_s = age, "the pipeline's holder stopped heart-beating: taking over");
                 lock_client
                     .execute(
@@ -289,7 +282,7 @@ impl Backend for PostgresBackend {
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
-            return Err(running_error(&mut lock_client, &self.t("bizon_jobs"), key, pid, &host)?);
+            return Err(running_error(&mut lock_client, &jobs, key, pid, &host)?);
         }
         Err(Error::transient(format!("pipeline `{}`: could not take the lock", key.pipeline)))
     }
