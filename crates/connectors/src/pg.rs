@@ -50,6 +50,32 @@ pub struct PgConnection {
     pub sslrootcert: Option<String>,
 }
 
+/// Statements prepared on one connection, by their text: a statement run again skips a round trip
+/// and the server's parse and plan. Cleared when the connection is replaced, and after an error (a
+/// statement prepared before its table was dropped or altered fails from then on).
+#[derive(Default)]
+pub(crate) struct Prepared(std::collections::HashMap<String, postgres::Statement>);
+
+impl Prepared {
+    /// `sql` prepared on `client` (which must be the connection the cache was filled on).
+    pub(crate) fn get(
+        &mut self,
+        client: &mut postgres::Client,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = client.prepare(sql)?;
+        self.0.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 impl PgConnection {
     /// Pure checks (no I/O): the root certificate file is read when connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -141,7 +141,10 @@ fn lock_free_lane(
 /// Every how many polls a waiting consumer tries the held lanes too (a paused holder's lease).
 const LEASE_PROBE_EVERY: u32 = 10;
 
-/// Looks at the job's status per poll of the lanes (in equal steps of the poll interval).
+/// Looks at the job's status per poll of the lanes (in equal steps of the poll interval), once a
+/// lane is done: the producer deals pages to the lanes in turn, so the others end within a few
+/// pages. Before that a waiting consumer only polls the lanes (and checks for a stop in the same
+/// steps): consumers on standby cost the shared backend little while the job runs.
 const JOB_LOOKS_PER_POLL: u32 = 10;
 
 /// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
@@ -169,14 +172,16 @@ pub(super) fn take_unfinished_lane(
     stop: &std::sync::atomic::AtomicBool,
     every: std::time::Duration,
 ) -> Result<NextLane> {
-    let mut logged = false;
+    let (mut logged, mut ending) = (false, false);
     for tick in 0u32.. {
-        // between two looks at the lanes (one query for every lane), cheap looks at the job: a
-        // consumer waiting next to the last lane exits as soon as that lane completes the job
-        if !tick.is_multiple_of(JOB_LOOKS_PER_POLL) {
-            if backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
-                return Ok(NextLane::AllDone);
-            }
+        // a look at the job with every look at the lanes (one query for every lane), and near the
+        // end between them too: a consumer waiting next to the last lane exits as soon as that
+        // lane completes the job (or at once when the job was canceled)
+        let poll_tick = tick.is_multiple_of(JOB_LOOKS_PER_POLL);
+        if (ending || poll_tick) && backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
+            return Ok(NextLane::AllDone);
+        }
+        if !poll_tick {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(NextLane::Stopped);
             }
@@ -188,6 +193,7 @@ pub(super) fn take_unfinished_lane(
         if done.iter().all(|d| *d) {
             return Ok(NextLane::AllDone);
         }
+        ending = done.iter().any(|d| *d);
         if let Some((lock, lane)) =
             lock_free_lane(backend, key, job_id, &done, None, poll.is_multiple_of(LEASE_PROBE_EVERY))
         {

@@ -18,16 +18,19 @@ use bizon_core::time::now_micros;
 use bizon_core::{
     check_chain, fenced_error, Backend, DestinationCursor, Error, Job, JobStatus, Json, Link, Result, StreamKey,
 };
-use postgres::{Client, Row};
+use postgres::{Client, Row, Statement};
 
 use super::{hostname, LockGuard};
-use crate::pg::{pg_error, run_tag, PgConnection};
+use crate::pg::{pg_error, run_tag, PgConnection, Prepared};
 
 pub use config::{PostgresBackendSpec, DEFAULT_LEASE_SECONDS, DESCRIPTOR};
 
 pub struct PostgresBackend {
     conn: PgConnection,
     client: Option<Client>,
+    /// Statements prepared on `client`. The hot ones (a cursor commit per page, the looks of
+    /// consumers waiting for a lane) then skip a round trip and the server's parse and plan.
+    prepared: Prepared,
     lease: Duration,
     /// (pipeline, fencing token) while this run holds the pipeline.
     fence: Option<(String, i64)>,
@@ -39,7 +42,7 @@ fn to_json(s: Option<String>) -> Option<Json> {
 
 impl PostgresBackend {
     pub fn open(conn: PgConnection, lease: Duration) -> Result<Self> {
-        let mut b = PostgresBackend { conn, client: None, lease, fence: None };
+        let mut b = PostgresBackend { conn, client: None, prepared: Prepared::default(), lease, fence: None };
         b.migrate()?;
         Ok(b)
     }
@@ -50,15 +53,25 @@ impl PostgresBackend {
 
     fn client(&mut self) -> Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.prepared.clear();
             self.client = Some(self.conn.connect()?);
         }
         self.client.as_mut().ok_or_else(|| Error::internal("postgres backend: no connection"))
+    }
+
+    /// `sql` prepared on the connection (once per connection).
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        self.client()?;
+        let Some(client) = self.client.as_mut() else { return Err(Error::internal("postgres backend: no connection")) };
+        let r = self.prepared.get(client, sql);
+        r.map_err(|e| self.err("preparing a statement", &e))
     }
 
     fn err(&mut self, what: &str, e: &postgres::Error) -> Error {
         if e.is_closed() || e.code().is_none() {
             self.client = None;
         }
+        self.prepared.clear();
         pg_error(&format!("postgres backend ({}): {what}", self.conn.describe()), e)
     }
 
@@ -67,18 +80,20 @@ impl PostgresBackend {
         &mut self,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error>,
     ) -> Result<()> {
-        self.client()?;
         let fence = self.fence.clone();
-        let locks = self.t("bizon_locks");
+        let check = match &fence {
+            Some(_) => Some(
+                self.statement(&format!("SELECT fence FROM {} WHERE pipeline = $1 FOR SHARE", self.t("bizon_locks")))?,
+            ),
+            None => None,
+        };
         let result = (|| -> std::result::Result<std::result::Result<(), Error>, postgres::Error> {
             let Some(client) = self.client.as_mut() else {
                 return Ok(Err(Error::internal("postgres backend: no connection")));
             };
             let mut tx = client.transaction()?;
-            if let Some((pipeline, ours)) = &fence {
-                let current: Option<i64> = tx
-                    .query_opt(&format!("SELECT fence FROM {locks} WHERE pipeline = $1 FOR SHARE"), &[pipeline])?
-                    .map(|r| r.get(0));
+            if let (Some((pipeline, ours)), Some(check)) = (&fence, &check) {
+                let current: Option<i64> = tx.query_opt(check, &[pipeline])?.map(|r| r.get(0));
                 if current != Some(*ours) {
                     return Ok(Err(fenced_error(pipeline, *ours, current)));
                 }
@@ -98,29 +113,32 @@ impl PostgresBackend {
     fn store_cursor(&mut self, job_id: &str, link: Link, c: &DestinationCursor) -> Result<()> {
         let dc = self.t("bizon_destination_cursors");
         let jobs = self.t("bizon_jobs");
+        let read_sql = format!("SELECT iteration, done FROM {dc} WHERE job_id = $1");
+        let read = self.statement(&read_sql)?;
+        let read_locked = self.statement(&format!("{read_sql} FOR UPDATE"))?;
+        let insert = |on_conflict: &str| {
+            format!(
+                "INSERT INTO {dc} (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) {on_conflict}"
+            )
+        };
+        // no row to lock yet: of two first commits racing, the second inserts nothing
+        let insert_first = self.statement(&insert("DO NOTHING"))?;
+        let replace = self.statement(&insert(
+            "DO UPDATE SET iteration = $2, pagination = $3, token = $4, records_written = $5, \
+             bytes_written = $6, watermark = $7, done = $8, updated_at = $9",
+        ))?;
+        let touch_job = self.statement(&format!("UPDATE {jobs} SET updated_at = $2 WHERE id = $1"))?;
         let mut refused = None;
         let slot = &mut refused;
         self.fenced_tx(|tx| {
-            let read = format!("SELECT iteration, done FROM {dc} WHERE job_id = $1");
-            let stored: Option<(i64, bool)> =
-                tx.query_opt(&format!("{read} FOR UPDATE"), &[&job_id])?.map(|r| (r.get(0), r.get(1)));
+            let stored: Option<(i64, bool)> = tx.query_opt(&read_locked, &[&job_id])?.map(|r| (r.get(0), r.get(1)));
             if let Err(e) = check_chain(job_id, link, stored, c) {
                 *slot = Some(e);
                 return Ok(());
             }
-            // no row to lock yet: of two first commits racing, the second inserts nothing
-            let on_conflict = match stored {
-                None => "DO NOTHING",
-                Some(_) => {
-                    "DO UPDATE SET iteration = $2, pagination = $3, token = $4, records_written = $5, \
-                     bytes_written = $6, watermark = $7, done = $8, updated_at = $9"
-                }
-            };
             let stored_rows = tx.execute(
-                &format!(
-                    "INSERT INTO {dc} (job_id, iteration, pagination, token, records_written, bytes_written, watermark, done, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (job_id) {on_conflict}"
-                ),
+                if stored.is_none() { &insert_first } else { &replace },
                 &[
                     &job_id,
                     &c.iteration,
@@ -140,7 +158,7 @@ impl PostgresBackend {
                 }));
                 return Ok(());
             }
-            tx.execute(&format!("UPDATE {jobs} SET updated_at = $2 WHERE id = $1"), &[&job_id, &now_micros()])?;
+            tx.execute(&touch_job, &[&job_id, &now_micros()])?;
             Ok(())
         })?;
         refused.map_or(Ok(()), Err)
@@ -209,7 +227,8 @@ impl Backend for PostgresBackend {
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                    AND l.classid = ((hashtextextended($1, 0) >> 32) & 4294967295)::oid \
                    AND l.objid = (hashtextextended($1, 0) & 4294967295)::oid)";
-        let r = self.client()?.query_one(sql, &[&lock_key]);
+        let held = self.statement(sql)?;
+        let r = self.client()?.query_one(&held, &[&lock_key]);
         Ok(Some(r.map_err(|e| self.err("reading the lock table", &e))?.get(0)))
     }
 
@@ -225,8 +244,9 @@ impl Backend for PostgresBackend {
         // A lock whose holder is alive (held, its heartbeat within the lease) is refused without
         // opening a session for it: consumers waiting for a lane ask often.
         if self.lock_held(key)? == Some(true) {
+            let of_holder = self.statement(&holder_sql)?;
             let client = self.client()?;
-            if let Some((pid, host, _, age)) = client.query_opt(&holder_sql, &[&key.pipeline]).map_err(map)?.map(holder)
+            if let Some((pid, host, _, age)) = client.query_opt(&of_holder, &[&key.pipeline]).map_err(map)?.map(holder)
             {
                 if age <= lease {
                     return Err(running_error(client, &jobs, key, pid, &host)?);
@@ -289,8 +309,8 @@ impl Backend for PostgresBackend {
 
     fn check_fence(&mut self) -> Result<()> {
         let Some((pipeline, ours)) = self.fence.clone() else { return Ok(()) };
-        let sql = format!("SELECT fence FROM {} WHERE pipeline = $1", self.t("bizon_locks"));
-        let r = self.client()?.query_opt(&sql, &[&pipeline]);
+        let fence = self.statement(&format!("SELECT fence FROM {} WHERE pipeline = $1", self.t("bizon_locks")))?;
+        let r = self.client()?.query_opt(&fence, &[&pipeline]);
         let current: Option<i64> = r.map_err(|e| self.err("checking the fencing token", &e))?.map(|r| r.get(0));
         if current == Some(ours) {
             Ok(())
@@ -305,7 +325,8 @@ impl Backend for PostgresBackend {
              AND j.status IN ('running', 'stopped', 'failed') ORDER BY j.created_at DESC LIMIT 1",
             self.t("bizon_jobs")
         );
-        let r = self.client()?.query_opt(&sql, &[&key.pipeline, &key.source, &key.stream]);
+        let resumable = self.statement(&sql)?;
+        let r = self.client()?.query_opt(&resumable, &[&key.pipeline, &key.source, &key.stream]);
         Ok(r.map_err(|e| self.err("finding a resumable job", &e))?.map(|r| Self::job_from_row(&r)))
     }
 
@@ -360,7 +381,8 @@ impl Backend for PostgresBackend {
 
     fn destination_cursor(&mut self, job_id: &str) -> Result<Option<DestinationCursor>> {
         let sql = format!("SELECT {CURSOR_COLS} FROM {} c WHERE c.job_id = $1", self.t("bizon_destination_cursors"));
-        let r = self.client()?.query_opt(&sql, &[&job_id]);
+        let read = self.statement(&sql)?;
+        let r = self.client()?.query_opt(&read, &[&job_id]);
         Ok(r.map_err(|e| self.err("reading the destination cursor", &e))?.and_then(|r| Self::cursor_from_row(&r, 0)))
     }
 
@@ -369,7 +391,8 @@ impl Backend for PostgresBackend {
             "SELECT c.job_id, {CURSOR_COLS} FROM {} c WHERE c.job_id = ANY($1)",
             self.t("bizon_destination_cursors")
         );
-        let rows = self.client()?.query(&sql, &[&job_ids]);
+        let read = self.statement(&sql)?;
+        let rows = self.client()?.query(&read, &[&job_ids]);
         let mut found: std::collections::HashMap<String, DestinationCursor> = std::collections::HashMap::new();
         for r in rows.map_err(|e| self.err("reading the destination cursors", &e))? {
             if let Some(c) = Self::cursor_from_row(&r, 1) {
@@ -389,7 +412,8 @@ impl Backend for PostgresBackend {
              ON CONFLICT (job_id) DO UPDATE SET iteration = $2, pagination = $3, updated_at = $4",
             self.t("bizon_source_cursors")
         );
-        let r = self.client()?.execute(&sql, &[&job_id, &iteration, &pagination.to_string(), &now_micros()]);
+        let save = self.statement(&sql)?;
+        let r = self.client()?.execute(&save, &[&job_id, &iteration, &pagination.to_string(), &now_micros()]);
         r.map_err(|e| self.err("saving the source cursor", &e))?;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use postgres::Client;
+use postgres::{Client, Statement};
 
 use super::encode::COPY_CHUNK;
 
@@ -26,12 +26,12 @@ pub(super) struct CopySession {
 }
 
 impl CopySession {
-    pub(super) fn start(mut client: Client, sql: String, binary: bool) -> std::io::Result<Self> {
+    pub(super) fn start(mut client: Client, copy: Statement, binary: bool) -> std::io::Result<Self> {
         let (chunks, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
         let (give_back, free) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new().name("bizon-pg-copy".into()).spawn(move || {
             let result = (|| {
-                let mut w = client.copy_in(&sql)?;
+                let mut w = client.copy_in(&copy)?;
                 for chunk in rx {
                     match chunk {
                         Chunk::Data(mut buf) => {

@@ -32,7 +32,7 @@ use copy::CopySession;
 use encode::*;
 
 use crate::descriptor::TableSpec;
-use crate::pg::{pg_error, qualified, PgConnection};
+use crate::pg::{pg_error, qualified, PgConnection, Prepared};
 
 pub struct PostgresDestination {
     conn: PgConnection,
@@ -42,6 +42,8 @@ pub struct PostgresDestination {
     cur: usize,
     primary_key: Vec<String>,
     client: Option<Client>,
+    /// Statements prepared on `client`: a flush's COPY and commit-log row skip the parse round trip.
+    prepared: Prepared,
     mode: SyncMode,
     job_id: String,
     seq: u64,
@@ -92,6 +94,7 @@ impl PostgresDestination {
             cur: 0,
             primary_key,
             client: None,
+            prepared: Prepared::default(),
             mode: SyncMode::FullRefresh,
             job_id: String::new(),
             seq: 0,
@@ -146,8 +149,9 @@ impl PostgresDestination {
             }
         };
         let binary = !matches!(self.t().enc, Enc::TypedText(_));
+        let copy = self.statement("preparing the COPY", &sql)?;
         let client = self.client.take().ok_or_else(|| Error::internal("postgres: no connection"))?;
-        let session = CopySession::start(client, sql, binary)
+        let session = CopySession::start(client, copy, binary)
             .map_err(|e| Error::internal(format!("postgres destination: starting the COPY thread: {e}")))?;
         self.session = Some(session);
         Ok(())
@@ -191,9 +195,18 @@ impl PostgresDestination {
         }
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.in_tx = false;
+            self.prepared.clear();
             self.client = Some(self.conn.connect()?);
         }
         self.client.as_mut().ok_or_else(|| Error::internal("postgres: no connection"))
+    }
+
+    /// `sql` prepared on the connection (once per connection).
+    fn statement(&mut self, what: &str, sql: &str) -> Result<postgres::Statement> {
+        self.client()?;
+        let Some(client) = self.client.as_mut() else { return Err(Error::internal("postgres: no connection")) };
+        let r = self.prepared.get(client, sql);
+        r.map_err(|e| self.fail(what, &e))
     }
 
     fn exec(&mut self, what: &str, sql: &str) -> Result<()> {
@@ -204,6 +217,7 @@ impl PostgresDestination {
     /// Map an error and drop the connection: the transaction is gone, the next attempt reconnects.
     fn fail(&mut self, what: &str, e: &postgres::Error) -> Error {
         self.client = None;
+        self.prepared.clear();
         self.in_tx = false;
         pg_error(&format!("postgres destination {}: {what}", self.target()), e)
     }
@@ -545,8 +559,9 @@ impl Destination for PostgresDestination {
             self.in_tx = true;
         }
         let sql = format!("INSERT INTO {} (job_id, seq, cursor) VALUES ($1, $2, $3::text::jsonb)", self.commits());
+        let record = self.statement("recording the cursor", &sql)?;
         let job_id = self.job_id.clone();
-        let r = self.client()?.execute(&sql, &[&job_id, &(seq as i64), &cursor_text]);
+        let r = self.client()?.execute(&record, &[&job_id, &(seq as i64), &cursor_text]);
         r.map_err(|e| self.fail("recording the cursor", &e))?;
         self.commit_tx()?;
         self.seq = seq;
