@@ -141,10 +141,10 @@ fn lock_free_lane(
 /// Every how many polls a waiting consumer tries the held lanes too (a paused holder's lease).
 const LEASE_PROBE_EVERY: u32 = 10;
 
-/// Looks at the job's status per poll of the lanes (in equal steps of the poll interval), once a
-/// lane is done: the producer deals pages to the lanes in turn, so the others end within a few
-/// pages. Before that a waiting consumer only polls the lanes (and checks for a stop in the same
-/// steps): consumers on standby cost the shared backend little while the job runs.
+/// Steps per poll of the lanes. A waiting consumer checks for a stop at every step; it looks at the
+/// job's status with every poll and, once a lane is done, at every step too (the producer deals
+/// pages to the lanes in turn, so the others end within a few pages). Consumers on standby thus
+/// cost the shared backend little while the job runs.
 const JOB_LOOKS_PER_POLL: u32 = 10;
 
 /// A consumer on a dry `lane` takes an unfinished lane that has no consumer, if there is one.
@@ -176,7 +176,7 @@ pub(super) fn take_unfinished_lane(
     for tick in 0u32.. {
         // a look at the job with every look at the lanes (one query for every lane), and near the
         // end between them too: a consumer waiting next to the last lane exits as soon as that
-        // lane completes the job (or at once when the job was canceled)
+        // lane completes the job; a canceled job is seen at the next poll
         let poll_tick = tick.is_multiple_of(JOB_LOOKS_PER_POLL);
         if (ending || poll_tick) && backend.resumable_job(key)?.is_none_or(|j| j.id != job_id) {
             return Ok(NextLane::AllDone);
